@@ -1,0 +1,12 @@
+//! credgate: a privacy-preserving exchange gateway for public credit information.
+//!
+//! See `ARCHITECTURE.md` for the bird's-eye view. In one sentence: every
+//! request arrives over mutual TLS ([`tls`], [`identity`]), is decided field
+//! by field by the pure [`policy`] engine, is served from the [`store`] only
+//! with the [`policy::Permit`] that decision produced, and is recorded in the
+//! [`audit`] log before its response leaves.
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
+
+pub mod ids;
+pub mod policy;

@@ -1,0 +1,369 @@
+//! The prohibited-data floor (征信业管理条例 第十四条; 个人信息保护法 第二十八条).
+//!
+//! Religion, genes, fingerprints, blood type, disease and medical history,
+//! and biometrics are never collected, stored, returned or logged. The floor is
+//! compiled into the binary: `policies/prohibited.toml` may add categories or
+//! aliases, never remove one.
+//!
+//! Matching works on a *normalised* form of a name so that obvious variants
+//! cannot smuggle a category past the gate:
+//!
+//! * full-width ASCII (`ｆｉｎｇｅｒｐｒｉｎｔ`) folds to ASCII, the ideographic
+//!   space to a separator;
+//! * case is folded and camelCase is split (`BloodType` → `blood type`);
+//! * `_`, `-`, `.`, spaces and other punctuation are separators.
+//!
+//! An ASCII alias matches when its compacted form equals a run of adjacent
+//! tokens of the name (`user_blood_type`, `bloodType` and `bloodtype` all hit
+//! `blood_type`), or — for aliases of six letters or more — when it occurs
+//! inside a token (`religionstatus`). A CJK alias matches as a substring
+//! (`宗教信仰情况`). Short English words are not substring-matched, so
+//! `general` never trips `gene`.
+
+use std::collections::HashMap;
+
+/// One prohibited category with the aliases that identify it.
+#[derive(Clone, Debug)]
+pub struct Category {
+    /// Stable id, e.g. `blood_type`; appears in error details.
+    pub id: String,
+    /// Chinese label for humans.
+    pub label_zh: String,
+    /// English label for humans.
+    pub label_en: String,
+    /// Aliases as written in policy (normalised at compile time).
+    pub aliases: Vec<String>,
+}
+
+/// The floor every deployment enforces, whatever its policy files say.
+pub fn floor() -> Vec<Category> {
+    let c = |id: &str, zh: &str, en: &str, aliases: &[&str]| Category {
+        id: id.into(),
+        label_zh: zh.into(),
+        label_en: en.into(),
+        aliases: aliases.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    vec![
+        c(
+            "religion",
+            "宗教信仰",
+            "religious belief",
+            &["宗教", "信仰", "religion", "religious", "religious_belief", "faith"],
+        ),
+        c(
+            "genetic",
+            "基因",
+            "genetic data",
+            &["基因", "遗传", "gene", "genes", "genetic", "dna", "genome", "genotype"],
+        ),
+        c(
+            "fingerprint",
+            "指纹",
+            "fingerprint",
+            &["指纹", "fingerprint", "fingerprints", "finger_print"],
+        ),
+        c(
+            "blood_type",
+            "血型",
+            "blood type",
+            &["血型", "blood_type", "blood_group", "abo_type"],
+        ),
+        c(
+            "disease",
+            "疾病和病史",
+            "disease and medical history",
+            &[
+                "疾病",
+                "病史",
+                "病历",
+                "病情",
+                "disease",
+                "illness",
+                "medical_history",
+                "medical_record",
+                "diagnosis",
+                "health_condition",
+            ],
+        ),
+        c(
+            "biometric",
+            "生物识别",
+            "biometrics",
+            &[
+                "生物识别",
+                "人脸",
+                "面部",
+                "虹膜",
+                "声纹",
+                "掌纹",
+                "步态",
+                "biometric",
+                "biometrics",
+                "face_image",
+                "face_photo",
+                "facial",
+                "face_template",
+                "iris",
+                "voiceprint",
+                "palmprint",
+                "retina",
+                "gait",
+            ],
+        ),
+    ]
+}
+
+/// Split a name into normalised lower-case tokens (see the module docs).
+pub fn tokens(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut prev_lower = false;
+    for ch in name.chars() {
+        let ch = fold_width(ch);
+        if ch.is_ascii_alphanumeric() {
+            if ch.is_ascii_uppercase() && prev_lower && !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+            prev_lower = ch.is_ascii_lowercase() || ch.is_ascii_digit();
+            cur.push(ch.to_ascii_lowercase());
+        } else if ch.is_alphanumeric() {
+            // CJK and other scripts: kept in the token stream as-is.
+            prev_lower = false;
+            cur.extend(ch.to_lowercase());
+        } else {
+            prev_lower = false;
+            if !cur.is_empty() {
+                out.push(std::mem::take(&mut cur));
+            }
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+/// Full-width ASCII (U+FF01–U+FF5E) to ASCII; the ideographic space to space.
+fn fold_width(ch: char) -> char {
+    match ch as u32 {
+        0xFF01..=0xFF5E => char::from_u32(ch as u32 - 0xFEE0).unwrap_or(ch),
+        0x3000 => ' ',
+        _ => ch,
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Alias {
+    compact: String,
+    category: usize,
+    cjk: bool,
+}
+
+/// Compiled matcher over the floor plus policy additions.
+#[derive(Clone, Debug)]
+pub struct Prohibited {
+    categories: Vec<Category>,
+    aliases: Vec<Alias>,
+    /// Fast path: exact compacted token runs.
+    exact: HashMap<String, usize>,
+}
+
+impl Prohibited {
+    /// Compile the floor merged with `extra` (same id → aliases added).
+    pub fn compile(extra: Vec<Category>) -> Self {
+        let mut categories = floor();
+        for e in extra {
+            match categories.iter_mut().find(|c| c.id == e.id) {
+                Some(c) => c.aliases.extend(e.aliases),
+                None => categories.push(e),
+            }
+        }
+        let mut aliases = Vec::new();
+        let mut exact = HashMap::new();
+        for (i, c) in categories.iter().enumerate() {
+            let mut all = c.aliases.clone();
+            all.push(c.id.clone());
+            all.push(c.label_zh.clone());
+            for a in all {
+                let compact: String = tokens(&a).concat();
+                if compact.is_empty() {
+                    continue;
+                }
+                let cjk = !compact.is_ascii();
+                exact.entry(compact.clone()).or_insert(i);
+                aliases.push(Alias {
+                    compact,
+                    category: i,
+                    cjk,
+                });
+            }
+        }
+        Prohibited {
+            categories,
+            aliases,
+            exact,
+        }
+    }
+
+    /// All categories in force.
+    pub fn categories(&self) -> &[Category] {
+        &self.categories
+    }
+
+    /// The category `name` falls in, if any.
+    pub fn classify(&self, name: &str) -> Option<&Category> {
+        let toks = tokens(name);
+        // Every run of adjacent tokens, compacted, against the exact table.
+        for start in 0..toks.len() {
+            let mut run = String::new();
+            for t in &toks[start..] {
+                run.push_str(t);
+                if let Some(&i) = self.exact.get(&run) {
+                    return Some(&self.categories[i]);
+                }
+                if run.len() > 64 {
+                    break;
+                }
+            }
+        }
+        let joined = toks.concat();
+        self.aliases
+            .iter()
+            .find(|a| (a.cjk || a.compact.len() >= 6) && joined.contains(&a.compact))
+            .map(|a| &self.categories[a.category])
+    }
+
+    /// Walk a JSON value and report the first object key (with its path) that
+    /// falls in a prohibited category. Keys nested at any depth, inside
+    /// objects or arrays, are inspected.
+    pub fn scan_json<'a>(
+        &'a self,
+        value: &serde_json::Value,
+        path: &mut String,
+    ) -> Option<(String, &'a Category)> {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k);
+                    if let Some(c) = self.classify(k) {
+                        return Some((path.clone(), c));
+                    }
+                    if let Some(hit) = self.scan_json(v, path) {
+                        return Some(hit);
+                    }
+                    path.truncate(len);
+                }
+                None
+            }
+            serde_json::Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    if let Some(hit) = self.scan_json(v, path) {
+                        return Some(hit);
+                    }
+                    path.truncate(len);
+                }
+                None
+            }
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn p() -> Prohibited {
+        Prohibited::compile(Vec::new())
+    }
+
+    #[test]
+    fn variants_are_caught() {
+        let p = p();
+        for (name, cat) in [
+            ("宗教信仰", "religion"),
+            ("religion", "religion"),
+            ("Religion", "religion"),
+            ("Blood_Type", "blood_type"),
+            ("bloodType", "blood_type"),
+            ("blood-type", "blood_type"),
+            ("bloodtype", "blood_type"),
+            ("ｆｉｎｇｅｒｐｒｉｎｔ", "fingerprint"),
+            ("ＦＩＮＧＥＲ＿ＰＲＩＮＴ", "fingerprint"),
+            ("user_fingerprint_hash", "fingerprint"),
+            ("血型", "blood_type"),
+            ("既往病史", "disease"),
+            ("DNA", "genetic"),
+            ("faceImage", "biometric"),
+            ("人脸照片", "biometric"),
+            ("religionstatus", "religion"),
+            ("medicalHistory", "disease"),
+        ] {
+            assert_eq!(p.classify(name).map(|c| c.id.as_str()), Some(cat), "{name}");
+        }
+    }
+
+    #[test]
+    fn ordinary_names_pass() {
+        let p = p();
+        for name in [
+            "general",
+            "enterprise_name",
+            "registered_capital",
+            "face_value",
+            "surface_area",
+            "legal_representative",
+            "penalty_decision_no",
+            "monthly_income",
+            "interface_code",
+            "generation",
+        ] {
+            assert!(p.classify(name).is_none(), "{name} flagged");
+        }
+    }
+
+    #[test]
+    fn policy_can_add_not_remove() {
+        let p = Prohibited::compile(vec![Category {
+            id: "sexual_orientation".into(),
+            label_zh: "性取向".into(),
+            label_en: "sexual orientation".into(),
+            aliases: vec!["sexual_orientation".into()],
+        }]);
+        assert!(p.classify("sexualOrientation").is_some());
+        assert!(p.classify("religion").is_some());
+    }
+
+    #[test]
+    fn nested_keys_are_found() {
+        let p = p();
+        let v: serde_json::Value = serde_json::json!({
+            "name": "x",
+            "contacts": [{"phone": "1"}, {"details": {"Blood_Type": "A"}}]
+        });
+        let (path, c) = p.scan_json(&v, &mut String::new()).unwrap();
+        assert_eq!(path, "contacts[1].details.Blood_Type");
+        assert_eq!(c.id, "blood_type");
+    }
+
+    proptest! {
+        #[test]
+        fn any_separator_or_case_is_caught(sep in "[-_. ]{0,2}", upper in any::<bool>(), pre in "[a-z]{0,5}") {
+            let mut n = format!("{pre}{sep}blood{sep}type");
+            if upper { n = n.to_uppercase(); }
+            prop_assert!(p().classify(&n).is_some(), "{}", n);
+        }
+
+        #[test]
+        fn never_panics(s in "\\PC{0,60}") {
+            let _ = p().classify(&s);
+        }
+    }
+}
