@@ -6,7 +6,18 @@
 //! with the [`policy::Permit`] that decision produced, and is recorded in the
 //! [`audit`] log before its response leaves.
 #![forbid(unsafe_code)]
-#![warn(missing_docs, unreachable_pub, rust_2018_idioms)]
+#![warn(missing_docs, rust_2018_idioms)]
 
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod consent;
+pub mod devcerts;
+pub mod http;
+pub mod identity;
 pub mod ids;
+pub mod metrics;
 pub mod policy;
+pub mod server;
+pub mod store;
+pub mod tls;

@@ -334,6 +334,35 @@ impl Permit {
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()
     }
+
+    /// The permitted part of one stored record of `item`, masked as granted;
+    /// `None` if nothing of that item is released.
+    pub fn release(
+        &self,
+        policy: &Policy,
+        item: &str,
+        data: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let (ii, _) = policy.item(item)?;
+        let mut out = serde_json::Map::new();
+        let mut any = false;
+        for &(fi, action) in &self.fields {
+            let f = &policy.fields[fi];
+            if f.item != ii {
+                continue;
+            }
+            any = true;
+            if let Some(v) = data.get(f.name.as_str()) {
+                let v = match action {
+                    Action::Return => v.clone(),
+                    Action::Mask(kind) => mask::apply(kind, v, &policy.mask_key),
+                    Action::Deny => continue,
+                };
+                out.insert(f.name.to_string(), v);
+            }
+        }
+        any.then_some(out)
+    }
 }
 
 /// A compiled policy: lookup tables built once at load time.

@@ -1,0 +1,449 @@
+//! Command-line interface: argument definitions and the commands that are
+//! not the server itself (dev certificates, quickstart, policy tools).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Map, Value, json};
+
+use crate::audit::checkpoint::CheckpointSigner;
+use crate::config::Config;
+use crate::devcerts::{self, DevOrg};
+use crate::ids::{CreditCode, SubjectId};
+use crate::ids::SubjectType;
+use crate::policy::{self, ConsentInput};
+use crate::server::{self, Gateway, StartError};
+use crate::store::{NewRecord, Store};
+
+/// credgate: privacy-preserving exchange gateway for public credit information.
+#[derive(Debug, Parser)]
+#[command(name = "credgate", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve with a configuration file.
+    Serve {
+        /// Path to the TOML configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Generate dev certificates and keys if missing, seed sample data, serve
+    /// on 127.0.0.1:8443 and print example requests.
+    Quickstart(QuickstartArgs),
+    /// Certificate tooling.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Policy tooling.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+/// Options of `quickstart`.
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    /// Where certificates go.
+    #[arg(long, default_value = "certs")]
+    pub certs: PathBuf,
+    /// Where the database, keys and generated config go.
+    #[arg(long, default_value = "credgate-dev")]
+    pub data: PathBuf,
+    /// Policy directory.
+    #[arg(long, default_value = "policies")]
+    pub policies: PathBuf,
+    /// API listener.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Admin listener.
+    #[arg(long, default_value = "127.0.0.1:9090")]
+    pub admin_listen: SocketAddr,
+    /// Prepare everything and print the requests, but do not serve.
+    #[arg(long)]
+    pub no_serve: bool,
+}
+
+/// `certs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CertsCommand {
+    /// Create a dev CA, a server certificate and client certificates for the
+    /// sample organisations (plus expired, revoked and foreign ones for tests).
+    Init {
+        /// Output directory.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+    },
+}
+
+/// `policy` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Load and validate a policy directory; non-zero exit on any error.
+    Check {
+        /// Policy directory.
+        #[arg(default_value = "policies")]
+        dir: PathBuf,
+    },
+    /// Print the decision table for an organisation, purpose and fields.
+    Explain {
+        /// Organisation code.
+        #[arg(long)]
+        org: String,
+        /// Purpose.
+        #[arg(long)]
+        purpose: String,
+        /// Comma-separated field names (default: the whole catalog).
+        #[arg(long, value_delimiter = ',')]
+        fields: Vec<String>,
+        /// Assume a consent token covering every consent-classified field.
+        #[arg(long)]
+        with_consent: bool,
+        /// Policy directory.
+        #[arg(long, default_value = "policies")]
+        dir: PathBuf,
+    },
+}
+
+/// A command failure: message for stderr, exit code 1 (2 for usage).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CliError(pub String);
+
+impl From<StartError> for CliError {
+    fn from(e: StartError) -> Self {
+        CliError(e.to_string())
+    }
+}
+
+/// The sample organisations; the first owns the expired/revoked/foreign certs.
+pub fn sample_orgs() -> Vec<DevOrg> {
+    [
+        ("bank", "91370300164100001A", "中国工商银行淄博分行"),
+        ("bank2", "91370300164100002D", "淄博农村商业银行"),
+        ("department", "113703000043000010", "淄博市市场监督管理局"),
+        ("tax", "113703000043000023", "淄博市税务局"),
+        ("agency", "91370300MA3C00001U", "淄博诚信信用服务有限公司"),
+        ("auditor", "113703000043000036", "淄博市审计局"),
+        ("portal", "123703000043000046", "信用淄博网站"),
+        ("unregistered", "91370300MA3C00099X", "未登记机构"),
+    ]
+    .into_iter()
+    .map(|(stem, code, name)| DevOrg {
+        file_stem: stem.into(),
+        org_code: code.into(),
+        name: name.into(),
+    })
+    .collect()
+}
+
+/// `credgate certs init`.
+pub fn certs_init(dir: &Path) -> Result<(), CliError> {
+    let summary = devcerts::init(dir, &sample_orgs()).map_err(|e| CliError(e.to_string()))?;
+    println!("{summary}");
+    Ok(())
+}
+
+/// `credgate policy check`.
+pub fn policy_check(dir: &Path) -> Result<(), CliError> {
+    let p = policy::load(dir, b"policy-check").map_err(|e| CliError(format!("policy check failed: {e}")))?;
+    println!(
+        "{}: ok — {} organisations, {} purposes, {} classifications, {} items, {} fields, {} prohibited categories",
+        dir.display(),
+        p.organisations().len(),
+        p.purposes().len(),
+        p.classes().len(),
+        p.items().len(),
+        p.fields().len(),
+        p.prohibited().categories().len()
+    );
+    Ok(())
+}
+
+/// `credgate policy explain`.
+pub fn policy_explain(
+    dir: &Path,
+    org: &str,
+    purpose: &str,
+    fields: &[String],
+    with_consent: bool,
+) -> Result<String, CliError> {
+    let p = policy::load(dir, b"policy-explain").map_err(|e| CliError(e.to_string()))?;
+    let code = CreditCode::parse(org).map_err(|e| CliError(format!("--org: {e}")))?;
+    let o = p
+        .organisation(&code)
+        .ok_or_else(|| CliError(format!("organisation {code} is not registered")))?;
+    let pd = p.purpose(purpose).ok_or_else(|| {
+        CliError(format!(
+            "unknown purpose '{purpose}' (known: {})",
+            p.purposes().iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+        ))
+    })?;
+    let names: Vec<String> = if fields.is_empty() {
+        p.fields().iter().map(|f| f.name.to_string()).collect()
+    } else {
+        fields.to_vec()
+    };
+    let mut out = format!(
+        "organisation: {} {} (roles: {})\npurpose:      {} — {} / {}\nconsent:      {}\n\n",
+        o.code,
+        o.name,
+        o.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "),
+        pd.name,
+        pd.label_zh,
+        pd.label_en,
+        if with_consent { "assumed valid and covering every field" } else { "none presented" }
+    );
+    out.push_str(&format!(
+        "{:<32} {:<10} {:<16} {:<22} {:<9} {}\n",
+        "FIELD", "SUBJECT", "CLASS", "REASON", "DECISION", "LABEL"
+    ));
+    for name in &names {
+        let (subject, class, label) = match p.field(name) {
+            Some((_, f)) => (
+                p.items()[f.item].subject,
+                p.class_of(f).tag.clone(),
+                format!("{} / {}", f.label_zh, f.label_en),
+            ),
+            None => (SubjectType::LegalPerson, "-".into(), "-".into()),
+        };
+        let consent = if with_consent {
+            ConsentInput::Valid {
+                scope: vec![name.clone()],
+                written: true,
+            }
+        } else {
+            ConsentInput::Absent
+        };
+        let (d, _) = p.decide_field(o, pd, subject, name, &consent);
+        let decision = serde_json::to_value(d.decision).unwrap_or_default();
+        out.push_str(&format!(
+            "{:<32} {:<10} {:<16} {:<22} {:<9} {}\n",
+            name,
+            match subject {
+                SubjectType::LegalPerson => "legal",
+                SubjectType::NaturalPerson => "natural",
+            },
+            class,
+            d.reason.as_str(),
+            decision.as_str().unwrap_or(""),
+            label
+        ));
+    }
+    Ok(out)
+}
+
+fn write_key_if_missing(path: &Path, make: impl FnOnce() -> Vec<u8>) -> Result<(), CliError> {
+    if path.exists() {
+        return Ok(());
+    }
+    let bytes = make();
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    use std::io::Write as _;
+    opts.open(path)
+        .and_then(|mut f| f.write_all(&bytes))
+        .map_err(|e| CliError(format!("{}: {e}", path.display())))
+}
+
+fn random_key() -> Vec<u8> {
+    let mut k = vec![0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut k).expect("system RNG");
+    k
+}
+
+/// Write (if missing) the dev keys and a config file; return the config path.
+pub fn prepare_dev(args: &QuickstartArgs) -> Result<PathBuf, CliError> {
+    certs_init(&args.certs)?;
+    std::fs::create_dir_all(&args.data).map_err(|e| CliError(format!("{}: {e}", args.data.display())))?;
+    let data = std::fs::canonicalize(&args.data).map_err(|e| CliError(e.to_string()))?;
+    let certs = std::fs::canonicalize(&args.certs).map_err(|e| CliError(e.to_string()))?;
+    let policies = std::fs::canonicalize(&args.policies)
+        .map_err(|e| CliError(format!("policy directory {}: {e}", args.policies.display())))?;
+    write_key_if_missing(&data.join("mask.key"), random_key)?;
+    write_key_if_missing(&data.join("subject.key"), random_key)?;
+    write_key_if_missing(&data.join("checkpoint.key"), || {
+        CheckpointSigner::generate_pkcs8().expect("system RNG")
+    })?;
+    let cfg = format!(
+        r#"# Generated by `credgate quickstart` for local development.
+[server]
+listen = "{listen}"
+admin_listen = "{admin}"
+gateway_id = "credgate-dev"
+
+[tls]
+ca = "{certs}/ca.pem"
+cert = "{certs}/server.pem"
+key = "{certs}/server-key.pem"
+crls = ["{certs}/crl.pem"]
+
+[policy]
+dir = "{policies}"
+mask_key_file = "mask.key"
+
+[store]
+url = "sqlite://{data}/credgate.db"
+
+[audit]
+subject_key_file = "subject.key"
+checkpoint_key_file = "checkpoint.key"
+origin = "credgate.dev/audit"
+"#,
+        listen = args.listen,
+        admin = args.admin_listen,
+        certs = certs.display(),
+        policies = policies.display(),
+        data = data.display(),
+    );
+    let path = data.join("credgate.toml");
+    std::fs::write(&path, cfg).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+    Ok(path)
+}
+
+/// Sample subjects and records for the quickstart and the tests.
+pub fn sample_records() -> Vec<NewRecord> {
+    let lp = |id: &str| SubjectId::parse("legal_person", id).expect("sample code");
+    let np = |id: &str| SubjectId::parse("natural_person", id).expect("sample id");
+    let rec = |subject: SubjectId, item: &str, provider: &str, data: Value| NewRecord {
+        subject,
+        item: item.into(),
+        provider: provider.into(),
+        data: match data {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        },
+    };
+    let market = "113703000043000010";
+    let tax = "113703000043000023";
+    let ceramics = lp("91370300MA3CXQ001R");
+    let chem = lp("91370300MA3DFR002A");
+    let person = np("370303198503150015");
+    vec![
+        rec(ceramics.clone(), "registration", market, json!({
+            "enterprise_name": "淄博鲁瓷陶瓷有限公司", "legal_representative": "王建国",
+            "registered_capital": 2000, "establishment_date": "2016-03-18",
+            "registered_address": "山东省淄博市张店区华光路88号", "business_scope": "日用陶瓷制造、销售",
+            "business_status": "存续"})),
+        rec(ceramics.clone(), "admin_licence", market, json!({
+            "licence_no": "SC12337030300123", "licence_name": "食品相关产品生产许可",
+            "licence_authority": "淄博市市场监督管理局", "licence_valid_until": "2028-06-30"})),
+        rec(ceramics.clone(), "admin_penalty", market, json!({
+            "penalty_decision_no": "淄市监罚〔2026〕15号", "penalty_reason": "产品标识不符合规定",
+            "penalty_content": "罚款人民币5000元", "penalty_authority": "淄博市市场监督管理局",
+            "penalty_date": "2026-05-12"})),
+        rec(ceramics.clone(), "enterprise_tax", tax, json!({
+            "tax_paid_annual": 1_286_000, "tax_credit_rating": "A"})),
+        rec(ceramics, "enterprise_social_insurance", tax, json!({
+            "insured_employees": 126, "social_insurance_paid_months": 60})),
+        rec(chem.clone(), "registration", market, json!({
+            "enterprise_name": "淄博齐鲁新材料科技有限公司", "legal_representative": "李红",
+            "registered_capital": 500, "establishment_date": "2019-09-02",
+            "registered_address": "山东省淄博市高新区柳泉路12号", "business_scope": "化工新材料研发",
+            "business_status": "存续"})),
+        rec(chem.clone(), "abnormal_operation", market, json!({
+            "abnormal_reason": "未按规定报送年度报告", "abnormal_listed_date": "2026-07-01",
+            "abnormal_authority": "淄博市市场监督管理局"})),
+        rec(chem, "arrears", tax, json!({
+            "tax_arrears_amount": 38_200, "social_insurance_arrears_amount": 0, "arrears_as_of": "2026-10-31"})),
+        rec(person.clone(), "person_basic", market, json!({
+            "person_name": "张伟", "birth_date": "1985-03-15", "residence_address": "山东省淄博市张店区共青团路1号"})),
+        rec(person.clone(), "professional_qualification", market, json!({
+            "qualification_name": "注册会计师", "qualification_cert_no": "370300123456",
+            "qualification_issuer": "中国注册会计师协会"})),
+        rec(person.clone(), "person_income", tax, json!({"monthly_income": 18_500})),
+        rec(person, "person_real_estate", market, json!({"real_estate_count": 1})),
+    ]
+}
+
+/// Seed the sample records if the store is empty. Quickstart only: this is
+/// development data and bypasses the submission endpoint deliberately.
+pub async fn seed(store: &Store) -> Result<usize, CliError> {
+    if store.record_count().await.map_err(|e| CliError(e.to_string()))? > 0 {
+        return Ok(0);
+    }
+    let recs = sample_records();
+    store
+        .insert_records(&recs, "quickstart-seed", &crate::audit::now_rfc3339())
+        .await
+        .map_err(|e| CliError(e.to_string()))?;
+    Ok(recs.len())
+}
+
+/// Example requests printed by quickstart.
+pub fn examples(certs: &Path, listen: SocketAddr, admin: SocketAddr) -> String {
+    let c = certs.display();
+    let curl = |who: &str| {
+        format!("curl --cacert {c}/ca.pem --cert {c}/{who}.pem --key {c}/{who}-key.pem -H 'content-type: application/json'")
+    };
+    format!(
+        r#"
+credgate is serving on https://{listen} (admin: http://{admin}/metrics)
+
+# A bank reviews an enterprise for a 信易贷 loan (tax data needs the enterprise's authorisation):
+{bank} https://{listen}/v1/query -d '{{"subject":{{"type":"legal_person","id":"91370300MA3CXQ001R"}},"purpose":"financing","fields":["enterprise_name","business_status","penalty_content","penalty_date","tax_paid_annual"]}}'
+
+# A credit agency asks about a person (name masked, birth year only, income needs consent, religion is prohibited):
+{agency} https://{listen}/v1/query -d '{{"subject":{{"type":"natural_person","id":"370303198503150015"}},"purpose":"credit_report","fields":["person_name","birth_date","monthly_income","religion"]}}'
+
+# A department submits a record; a prohibited field refuses the whole batch (422):
+{dept} https://{listen}/v1/records -d '{{"records":[{{"subject":{{"type":"legal_person","id":"91370300MA3DFR002A"}},"item":"admin_licence","fields":{{"licence_no":"JY13703030012345","licence_name":"食品经营许可","血型":"A"}}}}]}}'
+
+# Health, readiness, metrics:
+curl http://{admin}/readyz
+"#,
+        bank = curl("bank"),
+        agency = curl("agency"),
+        dept = curl("department"),
+    )
+}
+
+/// `credgate quickstart`.
+pub async fn quickstart(args: QuickstartArgs) -> Result<(), CliError> {
+    let cfg_path = prepare_dev(&args)?;
+    let cfg = Config::load(&cfg_path).map_err(|e| CliError(e.to_string()))?;
+    let gw = Gateway::build(&cfg).await?;
+    let n = seed(&gw.app().store).await?;
+    if n > 0 {
+        println!("seeded {n} sample records");
+    }
+    println!("config: {}", cfg_path.display());
+    println!("checkpoint verifier key: {}", gw.checkpoint_verifier_key());
+    println!("{}", examples(&args.certs, args.listen, args.admin_listen));
+    if args.no_serve {
+        return Ok(());
+    }
+    serve_with(&cfg, gw).await
+}
+
+/// Bind the listeners of `cfg` and run until Ctrl-C / SIGTERM.
+pub async fn serve_with(cfg: &Config, gw: Gateway) -> Result<(), CliError> {
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .map_err(|e| CliError(format!("cannot listen on {}: {e}", cfg.server.listen)))?;
+    let admin = tokio::net::TcpListener::bind(cfg.server.admin_listen)
+        .await
+        .map_err(|e| CliError(format!("cannot listen on {}: {e}", cfg.server.admin_listen)))?;
+    server::run(listener, admin, gw, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,274 @@
+//! Gateway configuration: one TOML file, validated before any socket is bound.
+//!
+//! Relative paths are resolved against the directory of the config file, so
+//! a deployment directory can be moved as a whole. Unknown keys are errors
+//! (a misspelt `max_conections` must not silently fall back to a default).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A configuration that cannot be used, with the file and (when known) line.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The config file.
+    pub file: PathBuf,
+    /// 1-based line of the problem, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners and limits.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Certificates.
+    pub tls: TlsConfig,
+    /// Where `policies/` lives.
+    pub policy: PolicyConfig,
+    /// Database.
+    pub store: StoreConfig,
+    /// Audit log keys and checkpointing.
+    pub audit: AuditConfig,
+}
+
+/// Listeners and resource limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// mTLS API listener.
+    pub listen: SocketAddr,
+    /// Plain-HTTP admin listener for /healthz, /readyz, /metrics. Keep it on
+    /// loopback or a management network: it carries no identity.
+    pub admin_listen: SocketAddr,
+    /// Open connections beyond this are closed at accept.
+    pub max_connections: usize,
+    /// A client that has not completed its handshake by then is dropped, so
+    /// a silent client cannot hold a slot.
+    pub handshake_timeout_ms: u64,
+    /// Requests with a larger body get 413 without the body being read.
+    pub max_body_bytes: usize,
+    /// Idle keep-alive connections are closed after this long.
+    pub idle_timeout_ms: u64,
+    /// Grace period for in-flight requests at shutdown.
+    pub shutdown_grace_ms: u64,
+    /// Identifies this gateway as the `aud` of consent tokens.
+    pub gateway_id: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8443".parse().expect("literal address"),
+            admin_listen: "127.0.0.1:9090".parse().expect("literal address"),
+            max_connections: 4096,
+            handshake_timeout_ms: 5_000,
+            max_body_bytes: 1 << 20,
+            idle_timeout_ms: 60_000,
+            shutdown_grace_ms: 10_000,
+            gateway_id: "credgate-dev".into(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Handshake timeout as a duration.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+}
+
+/// Certificate files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA bundle that client certificates must chain to.
+    pub ca: PathBuf,
+    /// Server certificate chain.
+    pub cert: PathBuf,
+    /// Server private key.
+    pub key: PathBuf,
+    /// CRLs to honour.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+}
+
+/// Policy location.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Directory holding the policy TOML files.
+    pub dir: PathBuf,
+    /// File with the key for the `hash` mask (created by quickstart).
+    pub mask_key_file: PathBuf,
+}
+
+/// Database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/file.db` or `postgres://…`.
+    pub url: String,
+    /// Connection pool size.
+    #[serde(default = "default_pool")]
+    pub max_connections: u32,
+}
+
+fn default_pool() -> u32 {
+    8
+}
+
+/// Audit log settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Key for the keyed hash of subject ids (HMAC-SHA-256): the log holds
+    /// no clear ids, yet an auditor presenting an id can search for it.
+    pub subject_key_file: PathBuf,
+    /// Ed25519 PKCS#8 key that signs checkpoints.
+    pub checkpoint_key_file: PathBuf,
+    /// Checkpoint origin line, e.g. `credgate.zibo.example/audit`.
+    pub origin: String,
+    /// Seconds between checkpoints while there are new entries.
+    #[serde(default = "default_checkpoint_secs")]
+    pub checkpoint_interval_secs: u64,
+    /// Largest group-commit batch.
+    #[serde(default = "default_batch")]
+    pub max_batch: usize,
+}
+
+fn default_checkpoint_secs() -> u64 {
+    10
+}
+
+fn default_batch() -> usize {
+    512
+}
+
+impl Config {
+    /// Read, parse, resolve relative paths and validate.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
+            message: e.message().trim().to_owned(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve(base);
+        cfg.validate().map_err(|message| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Make every relative path relative to `base`.
+    pub fn resolve(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.tls.ca);
+        fix(&mut self.tls.cert);
+        fix(&mut self.tls.key);
+        self.tls.crls.iter_mut().for_each(fix);
+        fix(&mut self.policy.dir);
+        fix(&mut self.policy.mask_key_file);
+        fix(&mut self.audit.subject_key_file);
+        fix(&mut self.audit.checkpoint_key_file);
+        if let Some(rest) = self.store.url.strip_prefix("sqlite://") {
+            let p = Path::new(rest.split('?').next().unwrap_or(rest));
+            if p.is_relative() && !rest.starts_with(":memory:") {
+                let q = rest.find('?').map(|i| &rest[i..]).unwrap_or("");
+                self.store.url = format!("sqlite://{}{}", base.join(p).display(), q);
+            }
+        }
+    }
+
+    /// Semantic checks that serde cannot express.
+    pub fn validate(&self) -> Result<(), String> {
+        let s = &self.server;
+        if s.max_connections == 0 {
+            return Err("server.max_connections must be at least 1".into());
+        }
+        if !(100..=60_000).contains(&s.handshake_timeout_ms) {
+            return Err("server.handshake_timeout_ms must be between 100 and 60000".into());
+        }
+        if !(1024..=64 << 20).contains(&s.max_body_bytes) {
+            return Err("server.max_body_bytes must be between 1 KiB and 64 MiB".into());
+        }
+        if s.gateway_id.is_empty() {
+            return Err("server.gateway_id must not be empty".into());
+        }
+        if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres://")) {
+            return Err("store.url must start with sqlite: or postgres://".into());
+        }
+        if self.store.max_connections == 0 {
+            return Err("store.max_connections must be at least 1".into());
+        }
+        let a = &self.audit;
+        if a.origin.is_empty() || a.origin.contains(char::is_whitespace) {
+            return Err("audit.origin must be non-empty and contain no whitespace".into());
+        }
+        if !(1..=3600).contains(&a.checkpoint_interval_secs) {
+            return Err("audit.checkpoint_interval_secs must be between 1 and 3600".into());
+        }
+        if !(1..=10_000).contains(&a.max_batch) {
+            return Err("audit.max_batch must be between 1 and 10000".into());
+        }
+        for (what, p) in [
+            ("tls.ca", &self.tls.ca),
+            ("tls.cert", &self.tls.cert),
+            ("tls.key", &self.tls.key),
+            ("policy.mask_key_file", &self.policy.mask_key_file),
+            ("audit.subject_key_file", &a.subject_key_file),
+            ("audit.checkpoint_key_file", &a.checkpoint_key_file),
+        ] {
+            if !p.is_file() {
+                return Err(format!("{what}: {} does not exist", p.display()));
+            }
+        }
+        for p in &self.tls.crls {
+            if !p.is_file() {
+                return Err(format!("tls.crls: {} does not exist", p.display()));
+            }
+        }
+        if !self.policy.dir.is_dir() {
+            return Err(format!("policy.dir: {} is not a directory", self.policy.dir.display()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_key_names_the_line() {
+        let dir = std::env::temp_dir().join(format!("credgate-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("bad.toml");
+        std::fs::write(&f, "[server]\nlisten = \"127.0.0.1:1\"\nmax_conections = 3\n").unwrap();
+        let e = Config::load(&f).unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.to_string().contains("max_conections"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

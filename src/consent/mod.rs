@@ -1,0 +1,3 @@
+//! Consent: signed, purpose-bound, revocable consent tokens.
+
+pub mod token;

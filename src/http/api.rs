@@ -1,0 +1,221 @@
+//! Handlers for the credit-data endpoints.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use super::dto::{MAX_BATCH_RECORDS, MAX_FIELD_NAME, MAX_QUERY_FIELDS, QueryRequest, SubmitRequest};
+use super::error::json_error;
+use super::{ApiError, App, AuditDraft, Reply};
+use crate::audit::now_rfc3339;
+use crate::ids::SubjectId;
+use crate::policy::{ConsentInput, ConsentNeed, Decision, Organisation, Reason, ValueType};
+use crate::store::NewRecord;
+
+/// How a requested field name is written to the log: the catalog name, the
+/// prohibited category (never the raw name, which may itself carry data), or
+/// the unknown name truncated.
+fn audit_name(app: &App, name: &str, reason: Reason) -> String {
+    if reason == Reason::Prohibited {
+        let cat = app.policy.prohibited().classify(name).map(|c| c.id.as_str()).unwrap_or("unknown");
+        return format!("prohibited:{cat}");
+    }
+    name.chars().take(64).collect()
+}
+
+/// `POST /v1/query`.
+pub(super) async fn query(
+    app: &App,
+    org: &Arc<Organisation>,
+    body: &Bytes,
+    draft: &mut AuditDraft,
+) -> Result<Reply, ApiError> {
+    let req: QueryRequest = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+    let subject = SubjectId::parse(&req.subject.kind, &req.subject.id)?;
+    draft.subject = Some(subject.clone());
+    let purpose = app.policy.purpose(&req.purpose).ok_or_else(|| {
+        ApiError::bad_request("unknown_purpose", "purpose is not in the closed list")
+            .with(json!({"known": app.policy.purposes().iter().map(|p| p.name.as_str()).collect::<Vec<_>>()}))
+    })?;
+    draft.purpose = Some(purpose.name.to_string());
+    if req.fields.is_empty() || req.fields.len() > MAX_QUERY_FIELDS {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("fields must name between 1 and {MAX_QUERY_FIELDS} fields"),
+        ));
+    }
+    if let Some(f) = req.fields.iter().find(|f| f.is_empty() || f.len() > MAX_FIELD_NAME) {
+        return Err(ApiError::bad_request("invalid_request", "a field name is empty or too long")
+            .with(json!({"length": f.len()})));
+    }
+    let consent = match req.consent_token {
+        None => ConsentInput::Absent,
+        Some(_) => ConsentInput::Invalid("unsupported"),
+    };
+    let (decisions, permit) = app.policy.decide_query(org, purpose, subject.kind(), &req.fields, &consent);
+    for d in &decisions {
+        let decision = match d.decision {
+            Decision::Returned => "returned",
+            Decision::Masked => "masked",
+            Decision::Withheld => "withheld",
+        };
+        draft.field(audit_name(app, &d.field, d.reason), decision, d.reason.as_str(), d.detail);
+    }
+    let records = app.store.read_released(&subject, &permit, &app.policy).await?;
+    draft.records = records.len() as u32;
+    let decisions: Vec<Value> = decisions
+        .iter()
+        .map(|d| {
+            let mut v = json!({"field": d.field, "decision": d.decision, "reason": d.reason});
+            if let Some(detail) = d.detail {
+                v["detail"] = json!(detail);
+            }
+            v
+        })
+        .collect();
+    Ok(Reply::ok(json!({
+        "subject": {"type": subject.kind(), "id": subject.id()},
+        "purpose": purpose.name,
+        "decisions": decisions,
+        "records": records,
+    })))
+}
+
+/// `POST /v1/records`: validate the whole batch, then store it in one
+/// transaction.
+pub(super) async fn submit(
+    app: &App,
+    org: &Arc<Organisation>,
+    body: &Bytes,
+    draft: &mut AuditDraft,
+) -> Result<Reply, ApiError> {
+    let raw: Value = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+    // 1. Prohibited keys anywhere, before any schema check: nothing can be
+    //    smuggled in an unexpected place.
+    let prohibited = app.policy.prohibited();
+    let refuse = |record: Option<usize>, path: String, cat: &crate::policy::prohibited::Category| {
+        ApiError::unprocessable(
+            "prohibited_field",
+            format!(
+                "'{path}' falls in the prohibited category {} ({}); the whole batch is refused",
+                cat.label_en, cat.label_zh
+            ),
+        )
+        .with(json!({"record": record, "field": path, "category": cat.id}))
+    };
+    if let Value::Object(top) = &raw {
+        for (k, v) in top {
+            if let Some(c) = prohibited.classify(k) {
+                draft.field(format!("prohibited:{}", c.id), "refused", "prohibited", None);
+                return Err(refuse(None, k.clone(), c));
+            }
+            if k == "records" {
+                if let Value::Array(recs) = v {
+                    for (i, r) in recs.iter().enumerate() {
+                        if let Some((path, c)) = prohibited.scan_json(r, &mut String::new()) {
+                            draft.field(format!("prohibited:{}", c.id), "refused", "prohibited", None);
+                            return Err(refuse(Some(i), path, c));
+                        }
+                    }
+                }
+            } else if let Some((path, c)) = prohibited.scan_json(v, &mut k.clone()) {
+                draft.field(format!("prohibited:{}", c.id), "refused", "prohibited", None);
+                return Err(refuse(None, path, c));
+            }
+        }
+    }
+    // 2. Schema.
+    let req: SubmitRequest = serde_json::from_value(raw).map_err(|e| json_error(&e))?;
+    if req.records.is_empty() || req.records.len() > MAX_BATCH_RECORDS {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("a batch holds between 1 and {MAX_BATCH_RECORDS} records"),
+        ));
+    }
+    // 3. Every record against the catalog.
+    let policy = &app.policy;
+    let mut batch = Vec::with_capacity(req.records.len());
+    let mut subjects = std::collections::HashSet::new();
+    for (i, r) in req.records.into_iter().enumerate() {
+        let subject = SubjectId::parse(&r.subject.kind, &r.subject.id).map_err(|e| {
+            let mut err = ApiError::from(e.clone());
+            err.message = format!("record {i}: {}", err.message);
+            err.with(json!({"record": i, "check": e.check()}))
+        })?;
+        let Some((_, item)) = policy.item(&r.item) else {
+            return Err(ApiError::unprocessable("unknown_item", format!("record {i}: item is not in the catalog"))
+                .with(json!({"record": i, "item": r.item.chars().take(64).collect::<String>()})));
+        };
+        if item.subject != subject.kind() {
+            return Err(ApiError::unprocessable(
+                "subject_type_mismatch",
+                format!("record {i}: item '{}' describes a {}", item.id, item.subject.as_str()),
+            )
+            .with(json!({"record": i, "item": item.id})));
+        }
+        if r.fields.is_empty() {
+            return Err(ApiError::bad_request("invalid_request", format!("record {i} has no fields"))
+                .with(json!({"record": i})));
+        }
+        for (name, value) in &r.fields {
+            let def = policy.field(name).filter(|(_, f)| policy.items()[f.item].id == item.id);
+            let Some((_, def)) = def else {
+                draft.field(name.chars().take(64).collect(), "refused", "not_in_catalog", None);
+                return Err(ApiError::unprocessable(
+                    "unknown_field",
+                    format!("record {i}: '{name}' is not a field of item '{}'", item.id),
+                )
+                .with(json!({"record": i, "field": name.chars().take(64).collect::<String>()})));
+            };
+            if !type_ok(def.ty, value) {
+                return Err(ApiError::bad_request(
+                    "invalid_value",
+                    format!("record {i}: field '{name}' must be a {:?}", def.ty).to_lowercase(),
+                )
+                .with(json!({"record": i, "field": name, "expected": def.ty})));
+            }
+            if policy.class_of(def).consent == ConsentNeed::Personal {
+                draft.field(name.clone(), "refused", "consent_required", None);
+                return Err(ApiError::unprocessable(
+                    "consent_required",
+                    format!("record {i}: '{name}' may be collected only with the person's written consent"),
+                )
+                .with(json!({"record": i, "field": name})));
+            }
+        }
+        subjects.insert(subject.clone());
+        batch.push(NewRecord {
+            subject,
+            item: item.id.to_string(),
+            provider: org.code.to_string(),
+            data: r.fields,
+        });
+    }
+    if subjects.len() == 1 {
+        draft.subject = subjects.into_iter().next();
+    }
+    let mut names: Vec<&str> = batch.iter().flat_map(|r| r.data.keys().map(String::as_str)).collect();
+    names.sort_unstable();
+    names.dedup();
+    for n in names {
+        draft.field(n.to_owned(), "accepted", "authorised", None);
+    }
+    let ids = app.store.insert_records(&batch, &draft.request_id, &now_rfc3339()).await?;
+    draft.records = ids.len() as u32;
+    Ok(Reply {
+        status: hyper::StatusCode::CREATED,
+        body: json!({"accepted": ids.len(), "record_ids": ids}),
+    })
+}
+
+fn type_ok(ty: ValueType, v: &Value) -> bool {
+    match ty {
+        ValueType::String => v.is_string(),
+        ValueType::Number => v.is_number(),
+        ValueType::Bool => v.is_boolean(),
+        ValueType::Date => v
+            .as_str()
+            .is_some_and(|s| time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).is_ok()),
+    }
+}

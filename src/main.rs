@@ -1,0 +1,52 @@
+//! The `credgate` binary: parse arguments, install the crypto provider, set
+//! up tracing, and hand over to the library.
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use credgate::cli::{self, CertsCommand, Cli, Command, PolicyCommand};
+use credgate::config::Config;
+use credgate::server::Gateway;
+
+fn main() -> ExitCode {
+    let args = Cli::parse();
+    // One process-wide provider: ring. Nothing else is compiled in.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match args.command {
+            Command::Serve { config } => {
+                let cfg = Config::load(&config).map_err(|e| cli::CliError(e.to_string()))?;
+                let gw = Gateway::build(&cfg).await?;
+                cli::serve_with(&cfg, gw).await
+            }
+            Command::Quickstart(a) => cli::quickstart(a).await,
+            Command::Certs(CertsCommand::Init { dir }) => cli::certs_init(&dir),
+            Command::Policy(PolicyCommand::Check { dir }) => cli::policy_check(&dir),
+            Command::Policy(PolicyCommand::Explain { org, purpose, fields, with_consent, dir }) => {
+                cli::policy_explain(&dir, &org, &purpose, &fields, with_consent).map(|s| print!("{s}"))
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

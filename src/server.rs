@@ -1,0 +1,314 @@
+//! Startup, the accept loop and graceful shutdown.
+//!
+//! [`Gateway::build`] does everything that can fail before a socket is
+//! bound: load and compile the policy, read keys, build the TLS config,
+//! connect and migrate the store, start the audit sequencer. [`run`] is the
+//! entry point shared by the binary and the integration tests: it takes bound
+//! listeners and a shutdown future, like mini-redis's `server::run`.
+//!
+//! Per connection: a cap (a semaphore permit, taken at accept, so excess
+//! connections are closed before any TLS work), a handshake timeout in the
+//! connection's own task (a silent client blocks nobody), identity
+//! resolution once, then HTTP/1.1 with keep-alive.
+//!
+//! Shutdown: stop accepting, let in-flight requests finish (bounded by the
+//! grace period), drop the last audit handle so the sequencer commits what
+//! it holds and exits, write a final checkpoint, close the pool.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
+
+use crate::audit::checkpoint::CheckpointSigner;
+use crate::audit::{self, AuditLog, SubjectHasher};
+use crate::config::Config;
+use crate::http::{App, Caller};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::{policy, tls};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A policy file is invalid.
+    #[error("policy: {0}")]
+    Policy(#[from] policy::LoadError),
+    /// TLS material is unusable.
+    #[error("tls: {0}")]
+    Tls(#[from] tls::TlsError),
+    /// The store could not be opened or migrated.
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// A key file is unreadable or invalid.
+    #[error("key {path}: {message}")]
+    Key {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A listener could not be bound or used.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Read a key file; at least 16 bytes.
+pub fn read_key(path: &Path) -> Result<Vec<u8>, StartError> {
+    let bytes = std::fs::read(path).map_err(|e| StartError::Key {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    if bytes.len() < 16 {
+        return Err(StartError::Key {
+            path: path.display().to_string(),
+            message: "key is shorter than 16 bytes".into(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// A gateway ready to serve: everything validated and opened.
+pub struct Gateway {
+    app: Arc<App>,
+    tls: TlsAcceptor,
+    audit_task: JoinHandle<()>,
+    checkpoint_signer: Arc<CheckpointSigner>,
+    settings: Config,
+}
+
+impl Gateway {
+    /// Validate and open everything `cfg` names. No socket is bound here.
+    pub async fn build(cfg: &Config) -> Result<Gateway, StartError> {
+        let mask_key = read_key(&cfg.policy.mask_key_file)?;
+        let policy = Arc::new(policy::load(&cfg.policy.dir, &mask_key)?);
+        let subject_key = read_key(&cfg.audit.subject_key_file)?;
+        let cp_path = &cfg.audit.checkpoint_key_file;
+        let cp_key = read_key(cp_path)?;
+        let signer = CheckpointSigner::from_pkcs8(&cfg.audit.origin, &cp_key).map_err(|e| StartError::Key {
+            path: cp_path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let tls_cfg = tls::server_config(
+            &tls::TlsPaths {
+                ca: cfg.tls.ca.clone(),
+                cert: cfg.tls.cert.clone(),
+                key: cfg.tls.key.clone(),
+                crls: cfg.tls.crls.clone(),
+            },
+            &[b"http/1.1"],
+        )?;
+        let store = Store::connect(&cfg.store.url, cfg.store.max_connections).await?;
+        let (audit_log, audit_task) = AuditLog::start(store.clone(), cfg.audit.max_batch).await?;
+        let app = Arc::new(App::new(
+            policy,
+            store,
+            audit_log,
+            SubjectHasher::new(&subject_key),
+            Arc::new(Metrics::default()),
+            cfg.server.gateway_id.clone(),
+            cfg.server.max_body_bytes,
+        ));
+        Ok(Gateway {
+            app,
+            tls: TlsAcceptor::from(tls_cfg),
+            audit_task,
+            checkpoint_signer: Arc::new(signer),
+            settings: cfg.clone(),
+        })
+    }
+
+    /// The application state (tests use it to reach the store).
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    /// The checkpoint verifier key to publish.
+    pub fn checkpoint_verifier_key(&self) -> String {
+        self.checkpoint_signer.verifier_key()
+    }
+}
+
+/// Serve until `shutdown` resolves, then drain and flush.
+pub async fn run(
+    listener: TcpListener,
+    admin: TcpListener,
+    gateway: Gateway,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let Gateway {
+        app,
+        tls,
+        audit_task,
+        checkpoint_signer,
+        settings,
+    } = gateway;
+    let s = &settings.server;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let checkpointer = audit::spawn_checkpointer(
+        app.store.clone(),
+        checkpoint_signer.clone(),
+        settings.audit.origin.clone(),
+        Duration::from_secs(settings.audit.checkpoint_interval_secs),
+        stop_rx.clone(),
+    );
+    let admin_task = tokio::spawn(serve_admin(admin, app.clone(), stop_rx.clone()));
+    tracing::info!(addr = %listener.local_addr()?, store = app.store.kind(), "credgate serving");
+
+    let slots = Arc::new(Semaphore::new(s.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut conns = JoinSet::new();
+    let handshake_timeout = s.handshake_timeout();
+    let idle = Duration::from_millis(s.idle_timeout_ms);
+    tokio::pin!(shutdown);
+    loop {
+        while conns.try_join_next().is_some() {}
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            app.metrics.connections_rejected.fetch_add(1, Ordering::Relaxed);
+            drop(tcp);
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let app = app.clone();
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        conns.spawn(async move {
+            let _slot = slot;
+            app.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+            serve_connection(app.clone(), tls, tcp, peer, handshake_timeout, idle, watcher).await;
+            app.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: draining in-flight requests");
+    let grace = Duration::from_millis(s.shutdown_grace_ms);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("grace period over; closing remaining connections");
+    }
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
+    let _ = stop_tx.send(true);
+    let _ = admin_task.await;
+    let _ = checkpointer.await;
+    let store = app.store.clone();
+    drop(app);
+    // The sequencer exits once the last AuditLog handle is gone, after
+    // committing what it holds.
+    let _ = audit_task.await;
+    if let Err(e) = audit::checkpoint_once(&store, &checkpoint_signer, &settings.audit.origin).await {
+        tracing::warn!(error = %e, "final checkpoint failed");
+    }
+    store.close().await;
+    tracing::info!("credgate stopped");
+    Ok(())
+}
+
+async fn serve_connection(
+    app: Arc<App>,
+    tls: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    handshake_timeout: Duration,
+    idle: Duration,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let stream = match tokio::time::timeout(handshake_timeout, tls.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            app.metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, error = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            app.metrics.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "handshake timed out");
+            return;
+        }
+    };
+    let identity = crate::identity::peer_identity_from_chain(stream.get_ref().1.peer_certificates());
+    let caller = Arc::new(Caller::resolve(identity, &app.policy));
+    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+        let app = app.clone();
+        let caller = caller.clone();
+        async move { Ok::<_, Infallible>(app.handle(&caller, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), svc);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(%peer, error = %e, "connection ended with error");
+    }
+}
+
+async fn serve_admin(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let (tcp, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
+            _ = stop.changed() => return,
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(admin_response(&app, req.uri().path()).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+async fn admin_response(app: &App, path: &str) -> Response<Full<Bytes>> {
+    let (status, ctype, body) = match path {
+        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        "/readyz" => match (app.audit.health().status(), app.store.ping().await) {
+            (Ok(()), Ok(())) => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
+            (Err(reason), _) => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("not ready: {reason}\n")),
+            (_, Err(e)) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("not ready: store unavailable: {e}\n"),
+            ),
+        },
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            app.metrics.render(app.audit.health()),
+        ),
+        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(ctype));
+    r
+}
