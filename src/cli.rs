@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 use crate::audit::checkpoint::CheckpointSigner;
 use crate::config::Config;
 use crate::devcerts::{self, DevOrg};
-use crate::ids::{CreditCode, SubjectId};
 use crate::ids::SubjectType;
+use crate::ids::{CreditCode, SubjectId};
 use crate::policy::{self, ConsentInput};
 use crate::server::{self, Gateway, StartError};
 use crate::store::{NewRecord, Store};
@@ -150,7 +150,8 @@ pub fn certs_init(dir: &Path) -> Result<(), CliError> {
 
 /// `credgate policy check`.
 pub fn policy_check(dir: &Path) -> Result<(), CliError> {
-    let p = policy::load(dir, b"policy-check").map_err(|e| CliError(format!("policy check failed: {e}")))?;
+    let p = policy::load(dir, b"policy-check")
+        .map_err(|e| CliError(format!("policy check failed: {e}")))?;
     println!(
         "{}: ok — {} organisations, {} purposes, {} classifications, {} items, {} fields, {} prohibited categories",
         dir.display(),
@@ -180,7 +181,11 @@ pub fn policy_explain(
     let pd = p.purpose(purpose).ok_or_else(|| {
         CliError(format!(
             "unknown purpose '{purpose}' (known: {})",
-            p.purposes().iter().map(|x| x.name.as_str()).collect::<Vec<_>>().join(", ")
+            p.purposes()
+                .iter()
+                .map(|x| x.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
     let names: Vec<String> = if fields.is_empty() {
@@ -192,11 +197,19 @@ pub fn policy_explain(
         "organisation: {} {} (roles: {})\npurpose:      {} — {} / {}\nconsent:      {}\n\n",
         o.code,
         o.name,
-        o.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "),
+        o.roles
+            .iter()
+            .map(|r| r.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         pd.name,
         pd.label_zh,
         pd.label_en,
-        if with_consent { "assumed valid and covering every field" } else { "none presented" }
+        if with_consent {
+            "assumed valid and covering every field"
+        } else {
+            "none presented"
+        }
     );
     out.push_str(&format!(
         "{:<32} {:<10} {:<16} {:<22} {:<9} {}\n",
@@ -261,7 +274,8 @@ fn random_key() -> Vec<u8> {
 /// Write (if missing) the dev keys and a config file; return the config path.
 pub fn prepare_dev(args: &QuickstartArgs) -> Result<PathBuf, CliError> {
     certs_init(&args.certs)?;
-    std::fs::create_dir_all(&args.data).map_err(|e| CliError(format!("{}: {e}", args.data.display())))?;
+    std::fs::create_dir_all(&args.data)
+        .map_err(|e| CliError(format!("{}: {e}", args.data.display())))?;
     let data = std::fs::canonicalize(&args.data).map_err(|e| CliError(e.to_string()))?;
     let certs = std::fs::canonicalize(&args.certs).map_err(|e| CliError(e.to_string()))?;
     let policies = std::fs::canonicalize(&args.policies)
@@ -326,46 +340,111 @@ pub fn sample_records() -> Vec<NewRecord> {
     let chem = lp("91370300MA3DFR002A");
     let person = np("370303198503150015");
     vec![
-        rec(ceramics.clone(), "registration", market, json!({
+        rec(
+            ceramics.clone(),
+            "registration",
+            market,
+            json!({
             "enterprise_name": "淄博鲁瓷陶瓷有限公司", "legal_representative": "王建国",
             "registered_capital": 2000, "establishment_date": "2016-03-18",
             "registered_address": "山东省淄博市张店区华光路88号", "business_scope": "日用陶瓷制造、销售",
-            "business_status": "存续"})),
-        rec(ceramics.clone(), "admin_licence", market, json!({
+            "business_status": "存续"}),
+        ),
+        rec(
+            ceramics.clone(),
+            "admin_licence",
+            market,
+            json!({
             "licence_no": "SC12337030300123", "licence_name": "食品相关产品生产许可",
-            "licence_authority": "淄博市市场监督管理局", "licence_valid_until": "2028-06-30"})),
-        rec(ceramics.clone(), "admin_penalty", market, json!({
+            "licence_authority": "淄博市市场监督管理局", "licence_valid_until": "2028-06-30"}),
+        ),
+        rec(
+            ceramics.clone(),
+            "admin_penalty",
+            market,
+            json!({
             "penalty_decision_no": "淄市监罚〔2026〕15号", "penalty_reason": "产品标识不符合规定",
             "penalty_content": "罚款人民币5000元", "penalty_authority": "淄博市市场监督管理局",
-            "penalty_date": "2026-05-12"})),
-        rec(ceramics.clone(), "enterprise_tax", tax, json!({
-            "tax_paid_annual": 1_286_000, "tax_credit_rating": "A"})),
-        rec(ceramics, "enterprise_social_insurance", tax, json!({
-            "insured_employees": 126, "social_insurance_paid_months": 60})),
-        rec(chem.clone(), "registration", market, json!({
+            "penalty_date": "2026-05-12"}),
+        ),
+        rec(
+            ceramics.clone(),
+            "enterprise_tax",
+            tax,
+            json!({
+            "tax_paid_annual": 1_286_000, "tax_credit_rating": "A"}),
+        ),
+        rec(
+            ceramics,
+            "enterprise_social_insurance",
+            tax,
+            json!({
+            "insured_employees": 126, "social_insurance_paid_months": 60}),
+        ),
+        rec(
+            chem.clone(),
+            "registration",
+            market,
+            json!({
             "enterprise_name": "淄博齐鲁新材料科技有限公司", "legal_representative": "李红",
             "registered_capital": 500, "establishment_date": "2019-09-02",
             "registered_address": "山东省淄博市高新区柳泉路12号", "business_scope": "化工新材料研发",
-            "business_status": "存续"})),
-        rec(chem.clone(), "abnormal_operation", market, json!({
+            "business_status": "存续"}),
+        ),
+        rec(
+            chem.clone(),
+            "abnormal_operation",
+            market,
+            json!({
             "abnormal_reason": "未按规定报送年度报告", "abnormal_listed_date": "2026-07-01",
-            "abnormal_authority": "淄博市市场监督管理局"})),
-        rec(chem, "arrears", tax, json!({
-            "tax_arrears_amount": 38_200, "social_insurance_arrears_amount": 0, "arrears_as_of": "2026-10-31"})),
-        rec(person.clone(), "person_basic", market, json!({
-            "person_name": "张伟", "birth_date": "1985-03-15", "residence_address": "山东省淄博市张店区共青团路1号"})),
-        rec(person.clone(), "professional_qualification", market, json!({
+            "abnormal_authority": "淄博市市场监督管理局"}),
+        ),
+        rec(
+            chem,
+            "arrears",
+            tax,
+            json!({
+            "tax_arrears_amount": 38_200, "social_insurance_arrears_amount": 0, "arrears_as_of": "2026-10-31"}),
+        ),
+        rec(
+            person.clone(),
+            "person_basic",
+            market,
+            json!({
+            "person_name": "张伟", "birth_date": "1985-03-15", "residence_address": "山东省淄博市张店区共青团路1号"}),
+        ),
+        rec(
+            person.clone(),
+            "professional_qualification",
+            market,
+            json!({
             "qualification_name": "注册会计师", "qualification_cert_no": "370300123456",
-            "qualification_issuer": "中国注册会计师协会"})),
-        rec(person.clone(), "person_income", tax, json!({"monthly_income": 18_500})),
-        rec(person, "person_real_estate", market, json!({"real_estate_count": 1})),
+            "qualification_issuer": "中国注册会计师协会"}),
+        ),
+        rec(
+            person.clone(),
+            "person_income",
+            tax,
+            json!({"monthly_income": 18_500}),
+        ),
+        rec(
+            person,
+            "person_real_estate",
+            market,
+            json!({"real_estate_count": 1}),
+        ),
     ]
 }
 
 /// Seed the sample records if the store is empty. Quickstart only: this is
 /// development data and bypasses the submission endpoint deliberately.
 pub async fn seed(store: &Store) -> Result<usize, CliError> {
-    if store.record_count().await.map_err(|e| CliError(e.to_string()))? > 0 {
+    if store
+        .record_count()
+        .await
+        .map_err(|e| CliError(e.to_string()))?
+        > 0
+    {
         return Ok(0);
     }
     let recs = sample_records();
@@ -380,7 +459,9 @@ pub async fn seed(store: &Store) -> Result<usize, CliError> {
 pub fn examples(certs: &Path, listen: SocketAddr, admin: SocketAddr) -> String {
     let c = certs.display();
     let curl = |who: &str| {
-        format!("curl --cacert {c}/ca.pem --cert {c}/{who}.pem --key {c}/{who}-key.pem -H 'content-type: application/json'")
+        format!(
+            "curl --cacert {c}/ca.pem --cert {c}/{who}.pem --key {c}/{who}-key.pem -H 'content-type: application/json'"
+        )
     };
     format!(
         r#"

@@ -250,7 +250,10 @@ impl Config {
             }
         }
         if !self.policy.dir.is_dir() {
-            return Err(format!("policy.dir: {} is not a directory", self.policy.dir.display()));
+            return Err(format!(
+                "policy.dir: {} is not a directory",
+                self.policy.dir.display()
+            ));
         }
         Ok(())
     }
@@ -265,7 +268,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("credgate-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("bad.toml");
-        std::fs::write(&f, "[server]\nlisten = \"127.0.0.1:1\"\nmax_conections = 3\n").unwrap();
+        std::fs::write(
+            &f,
+            "[server]\nlisten = \"127.0.0.1:1\"\nmax_conections = 3\n",
+        )
+        .unwrap();
         let e = Config::load(&f).unwrap_err();
         assert_eq!(e.line, Some(3), "{e}");
         assert!(e.to_string().contains("max_conections"), "{e}");

@@ -72,7 +72,9 @@ impl IdError {
 /// GB 32100 alphabet: digits and upper-case letters without I, O, Z, S, V.
 const USCC_CHARSET: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
 /// GB 32100 weights 3^(i-1) mod 31 for positions 1..=17.
-const USCC_WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+const USCC_WEIGHTS: [u32; 17] = [
+    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
+];
 
 fn uscc_value(c: u8) -> Option<u32> {
     USCC_CHARSET.iter().position(|&x| x == c).map(|p| p as u32)
@@ -249,7 +251,9 @@ impl IdNumber {
 }
 
 /// The two kinds of data subject the catalog knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SubjectType {
     /// 法人和非法人组织, identified by a [`CreditCode`].
@@ -322,7 +326,8 @@ fn is_snake(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.as_bytes()[0].is_ascii_lowercase()
-        && s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+        && s.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
 }
 
 macro_rules! snake_name {
@@ -379,14 +384,26 @@ mod tests {
             "check_character"
         );
         assert_eq!(CreditCode::parse("9135").unwrap_err().check(), "length");
-        assert_eq!(CreditCode::parse("91350100M000100YI3").unwrap_err().check(), "charset");
-        assert_eq!(CreditCode::parse("Z1350100M000100Y43").unwrap_err().check(), "charset");
+        assert_eq!(
+            CreditCode::parse("91350100M000100YI3").unwrap_err().check(),
+            "charset"
+        );
+        assert_eq!(
+            CreditCode::parse("Z1350100M000100Y43").unwrap_err().check(),
+            "charset"
+        );
         assert_eq!(
             CreditCode::parse("B1350100M000100Y43").unwrap_err().check(),
             "registration_authority"
         );
-        assert_eq!(CreditCode::parse("97350100M000100Y43").unwrap_err().check(), "category");
-        assert_eq!(CreditCode::parse("9135A100M000100Y43").unwrap_err().check(), "charset");
+        assert_eq!(
+            CreditCode::parse("97350100M000100Y43").unwrap_err().check(),
+            "category"
+        );
+        assert_eq!(
+            CreditCode::parse("9135A100M000100Y43").unwrap_err().check(),
+            "charset"
+        );
     }
 
     #[test]
@@ -410,18 +427,35 @@ mod tests {
         let lower = IdNumber::parse_at("11010519491231002x", today()).unwrap();
         assert_eq!(lower.as_str(), "11010519491231002X");
         assert_eq!(
-            IdNumber::parse_at("110105194912310021", today()).unwrap_err().check(),
+            IdNumber::parse_at("110105194912310021", today())
+                .unwrap_err()
+                .check(),
             "check_character"
         );
         // 30 February.
         let p = "11010519490230002";
         let c = IdNumber::check_char(p).unwrap();
-        assert_eq!(IdNumber::parse_at(&format!("{p}{c}"), today()).unwrap_err().check(), "birth_date");
+        assert_eq!(
+            IdNumber::parse_at(&format!("{p}{c}"), today())
+                .unwrap_err()
+                .check(),
+            "birth_date"
+        );
         // Born tomorrow.
         let p = "11010520261124002";
         let c = IdNumber::check_char(p).unwrap();
-        assert_eq!(IdNumber::parse_at(&format!("{p}{c}"), today()).unwrap_err().check(), "birth_date");
-        assert_eq!(IdNumber::parse_at("1101051949123100２X", today()).unwrap_err().check(), "length");
+        assert_eq!(
+            IdNumber::parse_at(&format!("{p}{c}"), today())
+                .unwrap_err()
+                .check(),
+            "birth_date"
+        );
+        assert_eq!(
+            IdNumber::parse_at("1101051949123100２X", today())
+                .unwrap_err()
+                .check(),
+            "length"
+        );
     }
 
     proptest! {

@@ -20,7 +20,10 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start runtime: {e}");
@@ -37,9 +40,14 @@ fn main() -> ExitCode {
             Command::Quickstart(a) => cli::quickstart(a).await,
             Command::Certs(CertsCommand::Init { dir }) => cli::certs_init(&dir),
             Command::Policy(PolicyCommand::Check { dir }) => cli::policy_check(&dir),
-            Command::Policy(PolicyCommand::Explain { org, purpose, fields, with_consent, dir }) => {
-                cli::policy_explain(&dir, &org, &purpose, &fields, with_consent).map(|s| print!("{s}"))
-            }
+            Command::Policy(PolicyCommand::Explain {
+                org,
+                purpose,
+                fields,
+                with_consent,
+                dir,
+            }) => cli::policy_explain(&dir, &org, &purpose, &fields, with_consent)
+                .map(|s| print!("{s}")),
         }
     });
     match result {

@@ -38,20 +38,74 @@ impl Metrics {
         out.push_str("# HELP credgate_requests_total Requests by action and status.\n# TYPE credgate_requests_total counter\n");
         if let Ok(m) = self.requests.lock() {
             for ((action, status), n) in m.iter() {
-                let _ = writeln!(out, "credgate_requests_total{{action=\"{action}\",status=\"{status}\"}} {n}");
+                let _ = writeln!(
+                    out,
+                    "credgate_requests_total{{action=\"{action}\",status=\"{status}\"}} {n}"
+                );
             }
         }
         let g = |out: &mut String, name: &str, kind: &str, help: &str, v: i128| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+            );
         };
-        g(&mut out, "credgate_connections_open", "gauge", "Open connections.", self.connections_open.load(Ordering::Relaxed).into());
-        g(&mut out, "credgate_connections_rejected_total", "counter", "Connections refused at the cap.", self.connections_rejected.load(Ordering::Relaxed).into());
-        g(&mut out, "credgate_handshake_failures_total", "counter", "Failed TLS handshakes.", self.handshake_failures.load(Ordering::Relaxed).into());
-        g(&mut out, "credgate_handshake_timeouts_total", "counter", "Timed-out TLS handshakes.", self.handshake_timeouts.load(Ordering::Relaxed).into());
-        g(&mut out, "credgate_audit_unavailable_total", "counter", "Responses refused because the audit log failed.", self.audit_failures.load(Ordering::Relaxed).into());
-        g(&mut out, "credgate_audit_entries_total", "counter", "Audit entries committed.", audit.committed.load(Ordering::Relaxed).into());
-        g(&mut out, "credgate_audit_batches_total", "counter", "Audit group commits.", audit.batches.load(Ordering::Relaxed).into());
-        g(&mut out, "credgate_audit_failed_total", "counter", "Audit entries that failed to commit.", audit.failed.load(Ordering::Relaxed).into());
+        g(
+            &mut out,
+            "credgate_connections_open",
+            "gauge",
+            "Open connections.",
+            self.connections_open.load(Ordering::Relaxed).into(),
+        );
+        g(
+            &mut out,
+            "credgate_connections_rejected_total",
+            "counter",
+            "Connections refused at the cap.",
+            self.connections_rejected.load(Ordering::Relaxed).into(),
+        );
+        g(
+            &mut out,
+            "credgate_handshake_failures_total",
+            "counter",
+            "Failed TLS handshakes.",
+            self.handshake_failures.load(Ordering::Relaxed).into(),
+        );
+        g(
+            &mut out,
+            "credgate_handshake_timeouts_total",
+            "counter",
+            "Timed-out TLS handshakes.",
+            self.handshake_timeouts.load(Ordering::Relaxed).into(),
+        );
+        g(
+            &mut out,
+            "credgate_audit_unavailable_total",
+            "counter",
+            "Responses refused because the audit log failed.",
+            self.audit_failures.load(Ordering::Relaxed).into(),
+        );
+        g(
+            &mut out,
+            "credgate_audit_entries_total",
+            "counter",
+            "Audit entries committed.",
+            audit.committed.load(Ordering::Relaxed).into(),
+        );
+        g(
+            &mut out,
+            "credgate_audit_batches_total",
+            "counter",
+            "Audit group commits.",
+            audit.batches.load(Ordering::Relaxed).into(),
+        );
+        g(
+            &mut out,
+            "credgate_audit_failed_total",
+            "counter",
+            "Audit entries that failed to commit.",
+            audit.failed.load(Ordering::Relaxed).into(),
+        );
         out
     }
 }

@@ -99,9 +99,11 @@ impl Gateway {
         let subject_key = read_key(&cfg.audit.subject_key_file)?;
         let cp_path = &cfg.audit.checkpoint_key_file;
         let cp_key = read_key(cp_path)?;
-        let signer = CheckpointSigner::from_pkcs8(&cfg.audit.origin, &cp_key).map_err(|e| StartError::Key {
-            path: cp_path.display().to_string(),
-            message: e.to_string(),
+        let signer = CheckpointSigner::from_pkcs8(&cfg.audit.origin, &cp_key).map_err(|e| {
+            StartError::Key {
+                path: cp_path.display().to_string(),
+                message: e.to_string(),
+            }
         })?;
         let tls_cfg = tls::server_config(
             &tls::TlsPaths {
@@ -190,7 +192,9 @@ pub async fn run(
             _ = &mut shutdown => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            app.metrics.connections_rejected.fetch_add(1, Ordering::Relaxed);
+            app.metrics
+                .connections_rejected
+                .fetch_add(1, Ordering::Relaxed);
             drop(tcp);
             continue;
         };
@@ -201,14 +205,26 @@ pub async fn run(
         conns.spawn(async move {
             let _slot = slot;
             app.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
-            serve_connection(app.clone(), tls, tcp, peer, handshake_timeout, idle, watcher).await;
+            serve_connection(
+                app.clone(),
+                tls,
+                tcp,
+                peer,
+                handshake_timeout,
+                idle,
+                watcher,
+            )
+            .await;
             app.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
         });
     }
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests");
     let grace = Duration::from_millis(s.shutdown_grace_ms);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("grace period over; closing remaining connections");
     }
     conns.abort_all();
@@ -221,7 +237,8 @@ pub async fn run(
     // The sequencer exits once the last AuditLog handle is gone, after
     // committing what it holds.
     let _ = audit_task.await;
-    if let Err(e) = audit::checkpoint_once(&store, &checkpoint_signer, &settings.audit.origin).await {
+    if let Err(e) = audit::checkpoint_once(&store, &checkpoint_signer, &settings.audit.origin).await
+    {
         tracing::warn!(error = %e, "final checkpoint failed");
     }
     store.close().await;
@@ -241,17 +258,22 @@ async fn serve_connection(
     let stream = match tokio::time::timeout(handshake_timeout, tls.accept(tcp)).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
-            app.metrics.handshake_failures.fetch_add(1, Ordering::Relaxed);
+            app.metrics
+                .handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, error = %e, "handshake failed");
             return;
         }
         Err(_) => {
-            app.metrics.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+            app.metrics
+                .handshake_timeouts
+                .fetch_add(1, Ordering::Relaxed);
             tracing::debug!(%peer, "handshake timed out");
             return;
         }
     };
-    let identity = crate::identity::peer_identity_from_chain(stream.get_ref().1.peer_certificates());
+    let identity =
+        crate::identity::peer_identity_from_chain(stream.get_ref().1.peer_certificates());
     let caller = Arc::new(Caller::resolve(identity, &app.policy));
     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
         let app = app.clone();
@@ -292,7 +314,11 @@ async fn admin_response(app: &App, path: &str) -> Response<Full<Bytes>> {
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
         "/readyz" => match (app.audit.health().status(), app.store.ping().await) {
             (Ok(()), Ok(())) => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
-            (Err(reason), _) => (StatusCode::SERVICE_UNAVAILABLE, "text/plain", format!("not ready: {reason}\n")),
+            (Err(reason), _) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("not ready: {reason}\n"),
+            ),
             (_, Err(e)) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "text/plain",
@@ -304,11 +330,17 @@ async fn admin_response(app: &App, path: &str) -> Response<Full<Bytes>> {
             "text/plain; version=0.0.4",
             app.metrics.render(app.audit.health()),
         ),
-        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_owned()),
+        _ => (
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found\n".to_owned(),
+        ),
     };
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(ctype));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(ctype),
+    );
     r
 }

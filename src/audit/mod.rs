@@ -200,7 +200,10 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Load the tree frontier and start the sequencer.
-    pub async fn start(store: Store, max_batch: usize) -> Result<(AuditLog, JoinHandle<()>), StoreError> {
+    pub async fn start(
+        store: Store,
+        max_batch: usize,
+    ) -> Result<(AuditLog, JoinHandle<()>), StoreError> {
         let frontier = store.load_frontier().await?;
         let (tx, rx) = mpsc::channel(max_batch * 8);
         let health = Arc::new(AuditHealth::default());
@@ -212,7 +215,10 @@ impl AuditLog {
     pub async fn append(&self, entry: &AuditEntry) -> Result<u64, AuditError> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Job { row: entry.row(), done })
+            .send(Job {
+                row: entry.row(),
+                done,
+            })
             .await
             .map_err(|_| AuditError::Closed)?;
         wait.await.map_err(|_| AuditError::Closed)?
@@ -241,7 +247,10 @@ async fn sequencer(
                 Err(_) => break,
             }
         }
-        rows.extend(jobs.iter_mut().map(|j| std::mem::replace(&mut j.row, empty_row())));
+        rows.extend(
+            jobs.iter_mut()
+                .map(|j| std::mem::replace(&mut j.row, empty_row())),
+        );
         let n = jobs.len() as u64;
         match store.append_audit(&rows, &mut frontier).await {
             Ok(first_seq) => {
@@ -303,7 +312,9 @@ pub async fn checkpoint_once(
             root,
         })
         .map_err(|e| StoreError::Corrupt(format!("cannot sign checkpoint: {e}")))?;
-    store.put_checkpoint(size, &root, &note, &now_rfc3339()).await?;
+    store
+        .put_checkpoint(size, &root, &note, &now_rfc3339())
+        .await?;
     Ok(Some(size))
 }
 

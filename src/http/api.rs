@@ -5,7 +5,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::dto::{MAX_BATCH_RECORDS, MAX_FIELD_NAME, MAX_QUERY_FIELDS, QueryRequest, SubmitRequest};
+use super::dto::{
+    MAX_BATCH_RECORDS, MAX_FIELD_NAME, MAX_QUERY_FIELDS, QueryRequest, SubmitRequest,
+};
 use super::error::json_error;
 use super::{ApiError, App, AuditDraft, Reply};
 use crate::audit::now_rfc3339;
@@ -18,7 +20,12 @@ use crate::store::NewRecord;
 /// the unknown name truncated.
 fn audit_name(app: &App, name: &str, reason: Reason) -> String {
     if reason == Reason::Prohibited {
-        let cat = app.policy.prohibited().classify(name).map(|c| c.id.as_str()).unwrap_or("unknown");
+        let cat = app
+            .policy
+            .prohibited()
+            .classify(name)
+            .map(|c| c.id.as_str())
+            .unwrap_or("unknown");
         return format!("prohibited:{cat}");
     }
     name.chars().take(64).collect()
@@ -45,24 +52,40 @@ pub(super) async fn query(
             format!("fields must name between 1 and {MAX_QUERY_FIELDS} fields"),
         ));
     }
-    if let Some(f) = req.fields.iter().find(|f| f.is_empty() || f.len() > MAX_FIELD_NAME) {
-        return Err(ApiError::bad_request("invalid_request", "a field name is empty or too long")
-            .with(json!({"length": f.len()})));
+    if let Some(f) = req
+        .fields
+        .iter()
+        .find(|f| f.is_empty() || f.len() > MAX_FIELD_NAME)
+    {
+        return Err(
+            ApiError::bad_request("invalid_request", "a field name is empty or too long")
+                .with(json!({"length": f.len()})),
+        );
     }
     let consent = match req.consent_token {
         None => ConsentInput::Absent,
         Some(_) => ConsentInput::Invalid("unsupported"),
     };
-    let (decisions, permit) = app.policy.decide_query(org, purpose, subject.kind(), &req.fields, &consent);
+    let (decisions, permit) =
+        app.policy
+            .decide_query(org, purpose, subject.kind(), &req.fields, &consent);
     for d in &decisions {
         let decision = match d.decision {
             Decision::Returned => "returned",
             Decision::Masked => "masked",
             Decision::Withheld => "withheld",
         };
-        draft.field(audit_name(app, &d.field, d.reason), decision, d.reason.as_str(), d.detail);
+        draft.field(
+            audit_name(app, &d.field, d.reason),
+            decision,
+            d.reason.as_str(),
+            d.detail,
+        );
     }
-    let records = app.store.read_released(&subject, &permit, &app.policy).await?;
+    let records = app
+        .store
+        .read_released(&subject, &permit, &app.policy)
+        .await?;
     draft.records = records.len() as u32;
     let decisions: Vec<Value> = decisions
         .iter()
@@ -94,33 +117,49 @@ pub(super) async fn submit(
     // 1. Prohibited keys anywhere, before any schema check: nothing can be
     //    smuggled in an unexpected place.
     let prohibited = app.policy.prohibited();
-    let refuse = |record: Option<usize>, path: String, cat: &crate::policy::prohibited::Category| {
-        ApiError::unprocessable(
-            "prohibited_field",
-            format!(
-                "'{path}' falls in the prohibited category {} ({}); the whole batch is refused",
-                cat.label_en, cat.label_zh
-            ),
-        )
-        .with(json!({"record": record, "field": path, "category": cat.id}))
-    };
+    let refuse =
+        |record: Option<usize>, path: String, cat: &crate::policy::prohibited::Category| {
+            ApiError::unprocessable(
+                "prohibited_field",
+                format!(
+                    "'{path}' falls in the prohibited category {} ({}); the whole batch is refused",
+                    cat.label_en, cat.label_zh
+                ),
+            )
+            .with(json!({"record": record, "field": path, "category": cat.id}))
+        };
     if let Value::Object(top) = &raw {
         for (k, v) in top {
             if let Some(c) = prohibited.classify(k) {
-                draft.field(format!("prohibited:{}", c.id), "refused", "prohibited", None);
+                draft.field(
+                    format!("prohibited:{}", c.id),
+                    "refused",
+                    "prohibited",
+                    None,
+                );
                 return Err(refuse(None, k.clone(), c));
             }
             if k == "records" {
                 if let Value::Array(recs) = v {
                     for (i, r) in recs.iter().enumerate() {
                         if let Some((path, c)) = prohibited.scan_json(r, &mut String::new()) {
-                            draft.field(format!("prohibited:{}", c.id), "refused", "prohibited", None);
+                            draft.field(
+                                format!("prohibited:{}", c.id),
+                                "refused",
+                                "prohibited",
+                                None,
+                            );
                             return Err(refuse(Some(i), path, c));
                         }
                     }
                 }
             } else if let Some((path, c)) = prohibited.scan_json(v, &mut k.clone()) {
-                draft.field(format!("prohibited:{}", c.id), "refused", "prohibited", None);
+                draft.field(
+                    format!("prohibited:{}", c.id),
+                    "refused",
+                    "prohibited",
+                    None,
+                );
                 return Err(refuse(None, path, c));
             }
         }
@@ -144,24 +183,41 @@ pub(super) async fn submit(
             err.with(json!({"record": i, "check": e.check()}))
         })?;
         let Some((_, item)) = policy.item(&r.item) else {
-            return Err(ApiError::unprocessable("unknown_item", format!("record {i}: item is not in the catalog"))
-                .with(json!({"record": i, "item": r.item.chars().take(64).collect::<String>()})));
+            return Err(ApiError::unprocessable(
+                "unknown_item",
+                format!("record {i}: item is not in the catalog"),
+            )
+            .with(json!({"record": i, "item": r.item.chars().take(64).collect::<String>()})));
         };
         if item.subject != subject.kind() {
             return Err(ApiError::unprocessable(
                 "subject_type_mismatch",
-                format!("record {i}: item '{}' describes a {}", item.id, item.subject.as_str()),
+                format!(
+                    "record {i}: item '{}' describes a {}",
+                    item.id,
+                    item.subject.as_str()
+                ),
             )
             .with(json!({"record": i, "item": item.id})));
         }
         if r.fields.is_empty() {
-            return Err(ApiError::bad_request("invalid_request", format!("record {i} has no fields"))
-                .with(json!({"record": i})));
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("record {i} has no fields"),
+            )
+            .with(json!({"record": i})));
         }
         for (name, value) in &r.fields {
-            let def = policy.field(name).filter(|(_, f)| policy.items()[f.item].id == item.id);
+            let def = policy
+                .field(name)
+                .filter(|(_, f)| policy.items()[f.item].id == item.id);
             let Some((_, def)) = def else {
-                draft.field(name.chars().take(64).collect(), "refused", "not_in_catalog", None);
+                draft.field(
+                    name.chars().take(64).collect(),
+                    "refused",
+                    "not_in_catalog",
+                    None,
+                );
                 return Err(ApiError::unprocessable(
                     "unknown_field",
                     format!("record {i}: '{name}' is not a field of item '{}'", item.id),
@@ -195,13 +251,19 @@ pub(super) async fn submit(
     if subjects.len() == 1 {
         draft.subject = subjects.into_iter().next();
     }
-    let mut names: Vec<&str> = batch.iter().flat_map(|r| r.data.keys().map(String::as_str)).collect();
+    let mut names: Vec<&str> = batch
+        .iter()
+        .flat_map(|r| r.data.keys().map(String::as_str))
+        .collect();
     names.sort_unstable();
     names.dedup();
     for n in names {
         draft.field(n.to_owned(), "accepted", "authorised", None);
     }
-    let ids = app.store.insert_records(&batch, &draft.request_id, &now_rfc3339()).await?;
+    let ids = app
+        .store
+        .insert_records(&batch, &draft.request_id, &now_rfc3339())
+        .await?;
     draft.records = ids.len() as u32;
     Ok(Reply {
         status: hyper::StatusCode::CREATED,
@@ -214,8 +276,8 @@ fn type_ok(ty: ValueType, v: &Value) -> bool {
         ValueType::String => v.is_string(),
         ValueType::Number => v.is_number(),
         ValueType::Bool => v.is_boolean(),
-        ValueType::Date => v
-            .as_str()
-            .is_some_and(|s| time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).is_ok()),
+        ValueType::Date => v.as_str().is_some_and(|s| {
+            time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).is_ok()
+        }),
     }
 }

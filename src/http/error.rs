@@ -121,8 +121,15 @@ pub fn json_error(e: &serde_json::Error) -> ApiError {
     match e.classify() {
         Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
             "malformed_json",
-            format!("request body is not valid JSON (line {}, column {})", e.line(), e.column()),
+            format!(
+                "request body is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
         ),
-        Category::Data => ApiError::bad_request("invalid_request", format!("request does not match the schema: {e}")),
+        Category::Data => ApiError::bad_request(
+            "invalid_request",
+            format!("request does not match the schema: {e}"),
+        ),
     }
 }

@@ -110,7 +110,10 @@ pub enum Caller {
 
 impl Caller {
     /// Resolve the peer identity against the registry.
-    pub fn resolve(peer: Result<PeerIdentity, crate::identity::IdentityError>, policy: &Policy) -> Caller {
+    pub fn resolve(
+        peer: Result<PeerIdentity, crate::identity::IdentityError>,
+        policy: &Policy,
+    ) -> Caller {
         match peer {
             Err(e) => Caller::NoIdentity {
                 fingerprint: None,
@@ -170,7 +173,11 @@ impl Caller {
                         "role_not_permitted",
                         format!(
                             "this endpoint is for {}",
-                            roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" or ")
+                            roles
+                                .iter()
+                                .map(|r| r.as_str())
+                                .collect::<Vec<_>>()
+                                .join(" or ")
                         ),
                     ))
                 }
@@ -278,7 +285,12 @@ impl App {
         match (&method, path.as_str()) {
             (&Method::POST, "/v1/query") => {
                 draft.action = "query";
-                let org = caller.require(&[Role::Bank, Role::Department, Role::CreditAgency, Role::Portal])?;
+                let org = caller.require(&[
+                    Role::Bank,
+                    Role::Department,
+                    Role::CreditAgency,
+                    Role::Portal,
+                ])?;
                 let body = self.body(req).await?;
                 api::query(self, org, &body, draft).await
             }
@@ -299,7 +311,11 @@ impl App {
             }
             _ => {
                 caller.require(&Role::ALL)?;
-                Err(ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint"))
+                Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such endpoint",
+                ))
             }
         }
     }
@@ -333,15 +349,31 @@ impl App {
                 ));
             }
         }
-        match Limited::new(req.into_body(), self.max_body_bytes).collect().await {
+        match Limited::new(req.into_body(), self.max_body_bytes)
+            .collect()
+            .await
+        {
             Ok(c) => Ok(c.to_bytes()),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(too_large()),
-            Err(_) => Err(ApiError::bad_request("body_read_failed", "the request body could not be read")),
+            Err(e)
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some() =>
+            {
+                Err(too_large())
+            }
+            Err(_) => Err(ApiError::bad_request(
+                "body_read_failed",
+                "the request body could not be read",
+            )),
         }
     }
 }
 
-fn respond(status: StatusCode, body: &Value, request_id: &str, seq: Option<u64>) -> Response<Full<Bytes>> {
+fn respond(
+    status: StatusCode,
+    body: &Value,
+    request_id: &str,
+    seq: Option<u64>,
+) -> Response<Full<Bytes>> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = status;

@@ -55,16 +55,32 @@ impl std::error::Error for LoadError {}
 /// The six consent categories of 征信业管理条例 第十四条 with aliases used
 /// to catch a natural-person field that tries to dodge consent.
 pub const CONSENT_CATEGORIES: &[(&str, &str, &[&str])] = &[
-    ("income", "收入", &["income", "salary", "wage", "wages", "收入", "工资"]),
+    (
+        "income",
+        "收入",
+        &["income", "salary", "wage", "wages", "收入", "工资"],
+    ),
     ("deposits", "存款", &["deposit", "deposits", "存款"]),
-    ("securities", "有价证券", &["securities", "stock_holding", "有价证券", "证券"]),
+    (
+        "securities",
+        "有价证券",
+        &["securities", "stock_holding", "有价证券", "证券"],
+    ),
     (
         "commercial_insurance",
         "商业保险",
         &["commercial_insurance", "商业保险"],
     ),
-    ("real_estate", "不动产", &["real_estate", "property_ownership", "不动产", "房产"]),
-    ("tax_amount", "纳税数额", &["tax_amount", "tax_paid", "纳税", "纳税数额"]),
+    (
+        "real_estate",
+        "不动产",
+        &["real_estate", "property_ownership", "不动产", "房产"],
+    ),
+    (
+        "tax_amount",
+        "纳税数额",
+        &["tax_amount", "tax_paid", "纳税", "纳税数额"],
+    ),
 ];
 
 struct Source {
@@ -92,10 +108,17 @@ impl Source {
     }
 
     fn line_of(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
     }
 
-    fn err<T>(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> Result<T, LoadError> {
+    fn err<T>(
+        &self,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+    ) -> Result<T, LoadError> {
         Err(LoadError {
             file: self.path.clone(),
             line: Some(self.line_of(span.start)),
@@ -233,7 +256,10 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
     let mut extra = Vec::new();
     for c in pf.category {
         if FieldName::parse(c.id.get_ref()).is_err() {
-            return src.err(c.id.span(), format!("category id '{}' is not snake_case", c.id.get_ref()));
+            return src.err(
+                c.id.span(),
+                format!("category id '{}' is not snake_case", c.id.get_ref()),
+            );
         }
         extra.push(Category {
             id: c.id.into_inner(),
@@ -250,13 +276,18 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
     let mut orgs = HashMap::new();
     for o in of.organisation {
         let code = CreditCode::parse(o.code.get_ref()).or_else(|e| {
-            src.err(o.code.span(), format!("organisation code '{}': {e}", o.code.get_ref()))
+            src.err(
+                o.code.span(),
+                format!("organisation code '{}': {e}", o.code.get_ref()),
+            )
         })?;
         let mut roles = Vec::new();
         for r in &o.roles {
             match role(r.get_ref()) {
                 Some(x) if !roles.contains(&x) => roles.push(x),
-                Some(_) => return src.err(r.span(), format!("role '{}' listed twice", r.get_ref())),
+                Some(_) => {
+                    return src.err(r.span(), format!("role '{}' listed twice", r.get_ref()));
+                }
                 None => {
                     return src.err(
                         r.span(),
@@ -272,7 +303,10 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
             return src.err(o.code.span(), "organisation has no roles");
         }
         if orgs.contains_key(&code) {
-            return src.err(o.code.span(), format!("organisation '{code}' declared twice"));
+            return src.err(
+                o.code.span(),
+                format!("organisation '{code}' declared twice"),
+            );
         }
         orgs.insert(
             code.clone(),
@@ -290,8 +324,12 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
     let mut purposes = Vec::new();
     let mut purpose_index = HashMap::new();
     for p in pf.purpose {
-        let name = Purpose::parse(p.name.get_ref()).or_else(|e| src.err(p.name.span(), e.to_string()))?;
-        if purpose_index.insert(name.as_str().to_owned(), purposes.len()).is_some() {
+        let name =
+            Purpose::parse(p.name.get_ref()).or_else(|e| src.err(p.name.span(), e.to_string()))?;
+        if purpose_index
+            .insert(name.as_str().to_owned(), purposes.len())
+            .is_some()
+        {
             return src.err(p.name.span(), format!("purpose '{name}' declared twice"));
         }
         purposes.push(PurposeDef {
@@ -320,16 +358,29 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
             }
         };
         if FieldName::parse(c.tag.get_ref()).is_err() {
-            return src.err(c.tag.span(), format!("tag '{}' is not snake_case", c.tag.get_ref()));
+            return src.err(
+                c.tag.span(),
+                format!("tag '{}' is not snake_case", c.tag.get_ref()),
+            );
         }
         if let Some(cat) = prohibited.classify(c.tag.get_ref()) {
             return src.err(
                 c.tag.span(),
-                format!("classification '{}' names prohibited category '{}'", c.tag.get_ref(), cat.id),
+                format!(
+                    "classification '{}' names prohibited category '{}'",
+                    c.tag.get_ref(),
+                    cat.id
+                ),
             );
         }
-        if class_index.insert(c.tag.get_ref().clone(), classes.len()).is_some() {
-            return src.err(c.tag.span(), format!("tag '{}' declared twice", c.tag.get_ref()));
+        if class_index
+            .insert(c.tag.get_ref().clone(), classes.len())
+            .is_some()
+        {
+            return src.err(
+                c.tag.span(),
+                format!("tag '{}' declared twice", c.tag.get_ref()),
+            );
         }
         classes.push(Classification {
             tag: c.tag.into_inner(),
@@ -343,7 +394,8 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
     let mut fields: Vec<FieldDef> = Vec::new();
     let mut field_index = HashMap::new();
     for it in cf.item {
-        let id = ItemId::parse(it.id.get_ref()).or_else(|e| src.err(it.id.span(), e.to_string()))?;
+        let id =
+            ItemId::parse(it.id.get_ref()).or_else(|e| src.err(it.id.span(), e.to_string()))?;
         let subject = SubjectType::parse(it.subject.get_ref()).or_else(|_| {
             src.err(
                 it.subject.span(),
@@ -353,13 +405,16 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
                 ),
             )
         })?;
-        if item_index.insert(id.as_str().to_owned(), items.len()).is_some() {
+        if item_index
+            .insert(id.as_str().to_owned(), items.len())
+            .is_some()
+        {
             return src.err(it.id.span(), format!("item '{id}' declared twice"));
         }
         let mut member = Vec::new();
         for f in it.field {
-            let name =
-                FieldName::parse(f.name.get_ref()).or_else(|e| src.err(f.name.span(), e.to_string()))?;
+            let name = FieldName::parse(f.name.get_ref())
+                .or_else(|e| src.err(f.name.span(), e.to_string()))?;
             for label in [name.as_str(), f.label_zh.as_str(), f.label_en.as_str()] {
                 if let Some(cat) = prohibited.classify(label) {
                     return src.err(
@@ -372,7 +427,10 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
                 }
             }
             let Some(&class) = class_index.get(f.class.get_ref()) else {
-                return src.err(f.class.span(), format!("unknown classification tag '{}'", f.class.get_ref()));
+                return src.err(
+                    f.class.span(),
+                    format!("unknown classification tag '{}'", f.class.get_ref()),
+                );
             };
             let ty = match f.ty.as_ref().map(|t| t.get_ref().as_str()) {
                 None | Some("string") => ValueType::String,
@@ -381,19 +439,31 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
                 Some("bool") => ValueType::Bool,
                 Some(other) => {
                     let span = f.ty.as_ref().map(|t| t.span()).unwrap_or(f.name.span());
-                    return src.err(span, format!("unknown type '{other}' (string, number, date, bool)"));
+                    return src.err(
+                        span,
+                        format!("unknown type '{other}' (string, number, date, bool)"),
+                    );
                 }
             };
             let need = classes[class].consent;
             let consent_category = match (&f.consent_category, need) {
                 (Some(cc), ConsentNeed::Personal) => {
-                    if !CONSENT_CATEGORIES.iter().any(|(id, _, _)| id == cc.get_ref()) {
-                        return src.err(cc.span(), format!("unknown consent category '{}'", cc.get_ref()));
+                    if !CONSENT_CATEGORIES
+                        .iter()
+                        .any(|(id, _, _)| id == cc.get_ref())
+                    {
+                        return src.err(
+                            cc.span(),
+                            format!("unknown consent category '{}'", cc.get_ref()),
+                        );
                     }
                     Some(cc.get_ref().clone())
                 }
                 (None, ConsentNeed::Personal) => {
-                    return src.err(f.name.span(), format!("field '{name}' needs a consent_category"));
+                    return src.err(
+                        f.name.span(),
+                        format!("field '{name}' needs a consent_category"),
+                    );
                 }
                 (Some(cc), _) => {
                     return src.err(
@@ -406,7 +476,9 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
             if subject == SubjectType::NaturalPerson && need != ConsentNeed::Personal {
                 let toks = prohibited::tokens(name.as_str()).concat();
                 if let Some((cat, _, _)) = CONSENT_CATEGORIES.iter().find(|(_, _, aliases)| {
-                    aliases.iter().any(|a| toks.contains(&prohibited::tokens(a).concat()))
+                    aliases
+                        .iter()
+                        .any(|a| toks.contains(&prohibited::tokens(a).concat()))
                 }) {
                     return src.err(
                         f.class.span(),
@@ -417,7 +489,10 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
                     );
                 }
             }
-            if field_index.insert(name.as_str().to_owned(), fields.len()).is_some() {
+            if field_index
+                .insert(name.as_str().to_owned(), fields.len())
+                .is_some()
+            {
                 return src.err(f.name.span(), format!("field '{name}' declared twice"));
             }
             member.push(fields.len());
@@ -453,10 +528,16 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
     let mut seen = HashSet::new();
     for g in gf.grant {
         let Some(r) = role(g.role.get_ref()) else {
-            return src.err(g.role.span(), format!("unknown role '{}'", g.role.get_ref()));
+            return src.err(
+                g.role.span(),
+                format!("unknown role '{}'", g.role.get_ref()),
+            );
         };
         let Some(&pi) = purpose_index.get(g.purpose.get_ref()) else {
-            return src.err(g.purpose.span(), format!("unknown purpose '{}'", g.purpose.get_ref()));
+            return src.err(
+                g.purpose.span(),
+                format!("unknown purpose '{}'", g.purpose.get_ref()),
+            );
         };
         let action = match g.action.get_ref().as_str() {
             "return" => Action::Return,
@@ -479,16 +560,25 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
                 Action::Mask(kind)
             }
             other => {
-                return src.err(g.action.span(), format!("unknown action '{other}' (return, mask, deny)"));
+                return src.err(
+                    g.action.span(),
+                    format!("unknown action '{other}' (return, mask, deny)"),
+                );
             }
         };
         if action != Action::Deny && r == Role::Auditor {
-            return src.err(g.role.span(), "auditors never see credit data; only 'deny' grants are allowed for them");
+            return src.err(
+                g.role.span(),
+                "auditors never see credit data; only 'deny' grants are allowed for them",
+            );
         }
         match (&g.class, &g.field) {
             (Some(c), None) => {
                 let Some(&ci) = class_index.get(c.get_ref()) else {
-                    return src.err(c.span(), format!("unknown classification tag '{}'", c.get_ref()));
+                    return src.err(
+                        c.span(),
+                        format!("unknown classification tag '{}'", c.get_ref()),
+                    );
                 };
                 if !seen.insert((r, pi, Some(ci), None)) {
                     return src.err(c.span(), "duplicate grant for this role, purpose and class");
@@ -515,7 +605,12 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
                 }
                 field_grants.insert((r.index(), pi, fi), action);
             }
-            _ => return src.err(g.role.span(), "a grant names exactly one of 'class' or 'field'"),
+            _ => {
+                return src.err(
+                    g.role.span(),
+                    "a grant names exactly one of 'class' or 'field'",
+                );
+            }
         }
     }
 

@@ -24,7 +24,9 @@ pub fn apply(kind: MaskKind, value: &Value, key: &[u8]) -> Value {
             Value::String(hex::encode(hmac::sign(&key, canonical.as_bytes()).as_ref()))
         }
         MaskKind::YearOnly => match value {
-            Value::String(s) if s.len() >= 4 && s.as_bytes()[..4].iter().all(u8::is_ascii_digit) => {
+            Value::String(s)
+                if s.len() >= 4 && s.as_bytes()[..4].iter().all(u8::is_ascii_digit) =>
+            {
                 Value::String(s[..4].to_owned())
             }
             _ => Value::Null,
@@ -79,7 +81,10 @@ mod tests {
 
     #[test]
     fn year_only() {
-        assert_eq!(apply(MaskKind::YearOnly, &json!("1985-04-03"), b""), json!("1985"));
+        assert_eq!(
+            apply(MaskKind::YearOnly, &json!("1985-04-03"), b""),
+            json!("1985")
+        );
         assert_eq!(apply(MaskKind::YearOnly, &json!(12), b""), Value::Null);
     }
 }

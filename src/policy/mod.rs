@@ -31,7 +31,9 @@ pub use load::{LoadError, load};
 pub use prohibited::Prohibited;
 
 /// What a party is, per the organisation registry (never per certificate).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// 行政机关: submits records, queries for administrative purposes.
@@ -293,13 +295,18 @@ pub enum ConsentInput {
 }
 
 impl ConsentInput {
-    fn opens(&self, field: &FieldDef, need: ConsentNeed) -> Result<(), (Reason, Option<&'static str>)> {
+    fn opens(
+        &self,
+        field: &FieldDef,
+        need: ConsentNeed,
+    ) -> Result<(), (Reason, Option<&'static str>)> {
         match self {
             ConsentInput::Absent => Err((Reason::ConsentRequired, None)),
             ConsentInput::Invalid(sub) => Err((Reason::ConsentInvalid, Some(sub))),
             ConsentInput::Valid { scope, written } => {
                 let listed = scope.iter().any(|s| {
-                    s == field.name.as_str() || Some(s.as_str()) == field.consent_category.as_deref()
+                    s == field.name.as_str()
+                        || Some(s.as_str()) == field.consent_category.as_deref()
                 });
                 if !listed {
                     Err((Reason::ConsentInvalid, Some("out_of_scope")))
@@ -553,7 +560,13 @@ impl Policy {
             decisions.push(d);
             fields.extend(p);
         }
-        (decisions, Permit { fields, _sealed: () })
+        (
+            decisions,
+            Permit {
+                fields,
+                _sealed: (),
+            },
+        )
     }
 }
 

@@ -48,13 +48,22 @@ pub fn floor() -> Vec<Category> {
             "religion",
             "宗教信仰",
             "religious belief",
-            &["宗教", "信仰", "religion", "religious", "religious_belief", "faith"],
+            &[
+                "宗教",
+                "信仰",
+                "religion",
+                "religious",
+                "religious_belief",
+                "faith",
+            ],
         ),
         c(
             "genetic",
             "基因",
             "genetic data",
-            &["基因", "遗传", "gene", "genes", "genetic", "dna", "genome", "genotype"],
+            &[
+                "基因", "遗传", "gene", "genes", "genetic", "dna", "genome", "genotype",
+            ],
         ),
         c(
             "fingerprint",

@@ -6,11 +6,17 @@ use super::*;
 use crate::ids::CreditCode;
 
 fn sample() -> Policy {
-    load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"), b"test-mask-key").unwrap()
+    load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+        b"test-mask-key",
+    )
+    .unwrap()
 }
 
 fn org(p: &Policy, code: &str) -> Organisation {
-    p.organisation(&CreditCode::parse(code).unwrap()).unwrap().clone()
+    p.organisation(&CreditCode::parse(code).unwrap())
+        .unwrap()
+        .clone()
 }
 
 const BANK: &str = "91370300164100001A";
@@ -36,26 +42,52 @@ fn precedence_and_reasons() {
     assert_eq!(d(lp, "enterprise_name", &none).reason, Reason::Authorised);
     assert_eq!(d(lp, "religion", &none).reason, Reason::Prohibited);
     assert_eq!(d(lp, "Blood_Type", &none).reason, Reason::Prohibited);
-    assert_eq!(d(lp, "favourite_colour", &none).reason, Reason::NotInCatalog);
+    assert_eq!(
+        d(lp, "favourite_colour", &none).reason,
+        Reason::NotInCatalog
+    );
     // A natural-person field asked of a legal person is not in its catalog.
     assert_eq!(d(lp, "person_name", &none).reason, Reason::NotInCatalog);
-    assert_eq!(d(np, "monthly_income", &none).reason, Reason::ConsentRequired);
-    assert_eq!(d(lp, "tax_paid_annual", &none).reason, Reason::ConsentRequired);
+    assert_eq!(
+        d(np, "monthly_income", &none).reason,
+        Reason::ConsentRequired
+    );
+    assert_eq!(
+        d(lp, "tax_paid_annual", &none).reason,
+        Reason::ConsentRequired
+    );
     let bad = ConsentInput::Invalid("expired");
     let dec = d(np, "monthly_income", &bad);
-    assert_eq!((dec.reason, dec.detail), (Reason::ConsentInvalid, Some("expired")));
-    let ok = ConsentInput::Valid { scope: vec!["income".into()], written: true };
+    assert_eq!(
+        (dec.reason, dec.detail),
+        (Reason::ConsentInvalid, Some("expired"))
+    );
+    let ok = ConsentInput::Valid {
+        scope: vec!["income".into()],
+        written: true,
+    };
     assert_eq!(d(np, "monthly_income", &ok).decision, Decision::Returned);
     assert_eq!(d(np, "deposit_balance", &ok).detail, Some("out_of_scope"));
-    let unwritten = ConsentInput::Valid { scope: vec!["income".into()], written: false };
-    assert_eq!(d(np, "monthly_income", &unwritten).detail, Some("not_written"));
+    let unwritten = ConsentInput::Valid {
+        scope: vec!["income".into()],
+        written: false,
+    };
+    assert_eq!(
+        d(np, "monthly_income", &unwritten).detail,
+        Some("not_written")
+    );
     // Field grant overrides the class grant.
     let addr = d(np, "residence_address", &none);
-    assert_eq!((addr.decision, addr.reason), (Decision::Masked, Reason::Minimised));
+    assert_eq!(
+        (addr.decision, addr.reason),
+        (Decision::Masked, Reason::Minimised)
+    );
     // Bank asking for a purpose it has no grant for.
     let rep = p.purpose("credit_report").unwrap().clone();
     assert_eq!(
-        p.decide_field(&bank, &rep, lp, "enterprise_name", &none).0.reason,
+        p.decide_field(&bank, &rep, lp, "enterprise_name", &none)
+            .0
+            .reason,
         Reason::NotAuthorised
     );
 }
@@ -65,17 +97,34 @@ fn permit_carries_only_released_fields() {
     let p = sample();
     let agency = org(&p, AGENCY);
     let rep = p.purpose("credit_report").unwrap().clone();
-    let req: Vec<String> = ["person_name", "birth_date", "monthly_income", "religion", "person_name"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let (ds, permit) =
-        p.decide_query(&agency, &rep, SubjectType::NaturalPerson, &req, &ConsentInput::Absent);
+    let req: Vec<String> = [
+        "person_name",
+        "birth_date",
+        "monthly_income",
+        "religion",
+        "person_name",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let (ds, permit) = p.decide_query(
+        &agency,
+        &rep,
+        SubjectType::NaturalPerson,
+        &req,
+        &ConsentInput::Absent,
+    );
     assert_eq!(ds.len(), 4, "duplicates decided once");
-    let released: Vec<&str> =
-        permit.fields().iter().map(|(i, _)| p.fields()[*i].name.as_str()).collect();
+    let released: Vec<&str> = permit
+        .fields()
+        .iter()
+        .map(|(i, _)| p.fields()[*i].name.as_str())
+        .collect();
     assert_eq!(released, ["person_name", "birth_date"]);
-    assert!(matches!(permit.fields()[1].1, Action::Mask(MaskKind::YearOnly)));
+    assert!(matches!(
+        permit.fields()[1].1,
+        Action::Mask(MaskKind::YearOnly)
+    ));
 }
 
 #[test]
@@ -85,7 +134,10 @@ fn auditors_see_nothing() {
     for purpose in p.purposes().to_vec() {
         for f in p.fields() {
             let subject = p.items()[f.item].subject;
-            let all = ConsentInput::Valid { scope: vec![f.name.to_string()], written: true };
+            let all = ConsentInput::Valid {
+                scope: vec![f.name.to_string()],
+                written: true,
+            };
             let (d, permit) = p.decide_field(&auditor, &purpose, subject, f.name.as_str(), &all);
             assert_eq!(d.decision, Decision::Withheld);
             assert!(permit.is_none());
@@ -94,7 +146,11 @@ fn auditors_see_nothing() {
 }
 
 fn field_names() -> Vec<String> {
-    sample().fields().iter().map(|f| f.name.to_string()).collect()
+    sample()
+        .fields()
+        .iter()
+        .map(|f| f.name.to_string())
+        .collect()
 }
 
 proptest! {

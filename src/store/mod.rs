@@ -166,6 +166,19 @@ impl Store {
         Ok(Store { backend })
     }
 
+    /// Connect to a PostgreSQL server without migrating (tests use it to
+    /// create and drop per-test databases).
+    #[doc(hidden)]
+    pub async fn connect_admin(url: &str) -> Result<Store, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(PgConnectOptions::from_str(url)?)
+            .await?;
+        Ok(Store {
+            backend: Backend::Postgres(pool),
+        })
+    }
+
     /// Which backend, for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self.backend {
@@ -247,7 +260,9 @@ impl Store {
         let mut out = Vec::new();
         for (id, item, provider, data, recorded_at) in rows {
             let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&data) else {
-                return Err(StoreError::Corrupt(format!("record {id} is not a JSON object")));
+                return Err(StoreError::Corrupt(format!(
+                    "record {id} is not a JSON object"
+                )));
             };
             if let Some(fields) = permit.release(policy, &item, &map) {
                 out.push(ReleasedRecord {
@@ -292,7 +307,11 @@ impl Store {
     /// frontier is reloaded inside the transaction first, so several gateway
     /// processes on one PostgreSQL share one totally ordered log. Returns the
     /// sequence number of the first entry. On error `frontier` is unchanged.
-    pub async fn append_audit(&self, rows: &[AuditRow], frontier: &mut Frontier) -> Result<u64, StoreError> {
+    pub async fn append_audit(
+        &self,
+        rows: &[AuditRow],
+        frontier: &mut Frontier,
+    ) -> Result<u64, StoreError> {
         let mut work = frontier.clone();
         let first = dispatch!(self, p => {
             let mut tx = p.begin().await?;
@@ -406,7 +425,10 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .map(|(seq, entry)| StoredAudit { seq: seq as u64, entry })
+            .map(|(seq, entry)| StoredAudit {
+                seq: seq as u64,
+                entry,
+            })
             .collect())
     }
 
@@ -426,12 +448,21 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .map(|(seq, entry)| StoredAudit { seq: seq as u64, entry })
+            .map(|(seq, entry)| StoredAudit {
+                seq: seq as u64,
+                entry,
+            })
             .collect())
     }
 
     /// Store a signed checkpoint.
-    pub async fn put_checkpoint(&self, size: u64, root: &Hash, note: &str, now: &str) -> Result<(), StoreError> {
+    pub async fn put_checkpoint(
+        &self,
+        size: u64,
+        root: &Hash,
+        note: &str,
+        now: &str,
+    ) -> Result<(), StoreError> {
         dispatch!(self, p => {
             sqlx::query(
                 "INSERT INTO checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4) \

@@ -1,0 +1,382 @@
+//! Test harness: a real gateway on an ephemeral port, with real generated
+//! certificates, a real database and a real mTLS client.
+//!
+//! The store is SQLite in a temporary directory, or — when
+//! `CREDGATE_TEST_DATABASE_URL` is set to a PostgreSQL URL — a fresh
+//! PostgreSQL database created for the test and dropped afterwards. `.ci/run`
+//! runs the suite both ways.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use credgate::config::{AuditConfig, Config, PolicyConfig, ServerConfig, StoreConfig, TlsConfig};
+use credgate::server::{self, Gateway};
+use credgate::store::Store;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("credgate-it-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Certificates shared by every test of one binary (generated once).
+pub fn certs() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let p = std::env::temp_dir().join(format!("credgate-it-certs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        credgate::cli::certs_init(&p).unwrap();
+        p
+    })
+}
+
+pub fn policies() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")
+}
+
+/// The database for one test: a SQLite file, or a fresh PostgreSQL database.
+pub async fn test_database(dir: &Path) -> (String, Option<String>) {
+    match std::env::var("CREDGATE_TEST_DATABASE_URL") {
+        Ok(base) if base.starts_with("postgres") => {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let name = format!("credgate_t_{}_{}", std::process::id(), n);
+            let admin = Store::connect_admin(&base).await.unwrap();
+            admin
+                .execute_raw(&format!("DROP DATABASE IF EXISTS {name}"))
+                .await
+                .unwrap();
+            admin
+                .execute_raw(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap();
+            admin.close().await;
+            let (prefix, _) = base.rsplit_once('/').unwrap();
+            (format!("{prefix}/{name}"), Some(name))
+        }
+        _ => (format!("sqlite://{}/credgate.db", dir.display()), None),
+    }
+}
+
+pub fn config(dir: &Path, db_url: &str) -> Config {
+    let c = certs();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.join(name);
+        if !p.exists() {
+            std::fs::write(&p, bytes).unwrap();
+        }
+        p
+    };
+    let cp = credgate::audit::checkpoint::CheckpointSigner::generate_pkcs8().unwrap();
+    Config {
+        server: ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            admin_listen: "127.0.0.1:0".parse().unwrap(),
+            handshake_timeout_ms: 2_000,
+            shutdown_grace_ms: 3_000,
+            gateway_id: "credgate-test".into(),
+            ..ServerConfig::default()
+        },
+        tls: TlsConfig {
+            ca: c.join("ca.pem"),
+            cert: c.join("server.pem"),
+            key: c.join("server-key.pem"),
+            crls: vec![c.join("crl.pem")],
+        },
+        policy: PolicyConfig {
+            dir: policies(),
+            mask_key_file: write("mask.key", b"test-mask-key-0123456789abcdef"),
+        },
+        store: StoreConfig {
+            url: db_url.to_owned(),
+            max_connections: 4,
+        },
+        audit: AuditConfig {
+            subject_key_file: write("subject.key", b"test-subject-key-0123456789abcd"),
+            checkpoint_key_file: write("checkpoint.key", &cp),
+            origin: "credgate.test/audit".into(),
+            checkpoint_interval_secs: 1,
+            max_batch: 512,
+        },
+    }
+}
+
+/// A running gateway.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub store: Store,
+    pub config: Config,
+    pub verifier_key: String,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    pg_db: Option<String>,
+    pub dir: TempDir,
+}
+
+impl TestGateway {
+    /// Start with sample data seeded.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}, true).await
+    }
+
+    /// Start after letting the caller adjust the config.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config), seed: bool) -> Self {
+        let dir = TempDir::new("gw");
+        let (url, pg_db) = test_database(&dir.0).await;
+        let mut cfg = config(&dir.0, &url);
+        adjust(&mut cfg);
+        Self::start_config(cfg, dir, pg_db, seed).await
+    }
+
+    pub async fn start_config(
+        cfg: Config,
+        dir: TempDir,
+        pg_db: Option<String>,
+        seed: bool,
+    ) -> Self {
+        let gw = Gateway::build(&cfg).await.expect("gateway builds");
+        let store = gw.app().store.clone();
+        if seed {
+            credgate::cli::seed(&store).await.unwrap();
+        }
+        let verifier_key = gw.checkpoint_verifier_key();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let admin_addr = admin.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server::run(listener, admin, gw, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestGateway {
+            addr,
+            admin: admin_addr,
+            store,
+            config: cfg,
+            verifier_key,
+            stop: Some(tx),
+            task: Some(task),
+            pg_db,
+            dir,
+        }
+    }
+
+    /// A client presenting `<who>.pem` from the dev certificates.
+    pub fn client(&self, who: &str) -> Client {
+        Client::new(self.addr, Some(who))
+    }
+
+    /// Graceful stop; waits for the audit log to flush.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+        if let Some(db) = self.pg_db.take() {
+            self.store.close().await;
+            let base = std::env::var("CREDGATE_TEST_DATABASE_URL").unwrap();
+            let admin = Store::connect_admin(&base).await.unwrap();
+            let _ = admin
+                .execute_raw(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                .await;
+            admin.close().await;
+        }
+    }
+
+    /// GET on the admin listener: (status, body).
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        let tcp = tokio::net::TcpStream::connect(self.admin).await.unwrap();
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let req = hyper::Request::get(path)
+            .header("host", "localhost")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+/// An mTLS client (one connection per request, so handshake outcomes are visible).
+#[derive(Clone)]
+pub struct Client {
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+/// A response: status, JSON body (Null if not JSON), headers.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Value,
+    pub headers: hyper::HeaderMap,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr, who: Option<&str>) -> Self {
+        Self::with_ca(addr, who, &certs().join("ca.pem"))
+    }
+
+    pub fn with_ca(addr: SocketAddr, who: Option<&str>, ca: &Path) -> Self {
+        let c = certs();
+        let cert = who.map(|w| (c.join(format!("{w}.pem")), c.join(format!("{w}-key.pem"))));
+        let tls = credgate::tls::client_config(
+            ca,
+            cert.as_ref().map(|(a, b)| (a.as_path(), b.as_path())),
+        )
+        .unwrap();
+        Client { addr, tls }
+    }
+
+    /// Send a request; Err if the TLS handshake or the connection fails.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Bytes,
+        ctype: Option<&str>,
+    ) -> Result<Resp, String> {
+        let tcp = tokio::net::TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = connector
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost");
+        if let Some(ct) = ctype {
+            req = req.header("content-type", ct);
+        }
+        let req = req.body(Full::new(body)).unwrap();
+        let resp = send
+            .send_request(req)
+            .await
+            .map_err(|e| format!("request: {e}"))?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Resp {
+            status,
+            body,
+            headers,
+        })
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Resp {
+        self.send(
+            "POST",
+            path,
+            Bytes::from(body.to_string()),
+            Some("application/json"),
+        )
+        .await
+        .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send("GET", path, Bytes::new(), None).await.unwrap()
+    }
+}
+
+/// Sample identifiers.
+pub mod ids {
+    pub const CERAMICS: &str = "91370300MA3CXQ001R";
+    pub const CHEM: &str = "91370300MA3DFR002A";
+    pub const PERSON: &str = "370303198503150015";
+    pub const PERSON2: &str = "370302199007220027";
+    pub const BANK: &str = "91370300164100001A";
+    pub const BANK2: &str = "91370300164100002D";
+    pub const DEPARTMENT: &str = "113703000043000010";
+    pub const PORTAL: &str = "123703000043000046";
+}
+
+pub fn query(subject_type: &str, id: &str, purpose: &str, fields: &[&str]) -> Value {
+    serde_json::json!({
+        "subject": {"type": subject_type, "id": id},
+        "purpose": purpose,
+        "fields": fields,
+    })
+}
+
+/// Decisions of a query response as (field, decision, reason).
+pub fn decisions(body: &Value) -> Vec<(String, String, String)> {
+    body["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["field"].as_str().unwrap().to_owned(),
+                d["decision"].as_str().unwrap().to_owned(),
+                d["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// All audit entries, parsed.
+pub async fn audit_entries(store: &Store) -> Vec<credgate::audit::AuditEntry> {
+    store
+        .audit_range(0, u64::MAX / 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| credgate::audit::AuditEntry::parse(&s.entry).unwrap())
+        .collect()
+}

@@ -1,0 +1,407 @@
+//! Gateway core, end to end over real mTLS: identity at the handshake,
+//! field decisions, the prohibited-data floor, all-or-nothing submissions,
+//! hostile input, and one audit entry per request.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn bank_gets_field_decisions_and_only_permitted_values() {
+    let gw = TestGateway::start().await;
+    let r = gw
+        .client("bank")
+        .post(
+            "/v1/query",
+            &query(
+                "legal_person",
+                ids::CERAMICS,
+                "financing",
+                &[
+                    "enterprise_name",
+                    "penalty_content",
+                    "tax_paid_annual",
+                    "religion",
+                    "shoe_size",
+                ],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        decisions(&r.body),
+        vec![
+            (
+                "enterprise_name".into(),
+                "returned".into(),
+                "authorised".into()
+            ),
+            (
+                "penalty_content".into(),
+                "returned".into(),
+                "authorised".into()
+            ),
+            (
+                "tax_paid_annual".into(),
+                "withheld".into(),
+                "consent_required".into()
+            ),
+            ("religion".into(), "withheld".into(), "prohibited".into()),
+            (
+                "shoe_size".into(),
+                "withheld".into(),
+                "not_in_catalog".into()
+            ),
+        ]
+    );
+    let text = r.body["records"].to_string();
+    assert!(text.contains("淄博鲁瓷陶瓷有限公司"));
+    assert!(text.contains("罚款人民币5000元"));
+    // Withheld and unrequested values never leave.
+    assert!(!text.contains("1286000"), "tax paid leaked: {text}");
+    assert!(!text.contains("王建国"), "unrequested field leaked: {text}");
+    assert!(r.headers.get("x-audit-seq").is_some());
+
+    let entries = audit_entries(&gw.store).await;
+    assert_eq!(entries.len(), 1);
+    let e = &entries[0];
+    assert_eq!(e.org.as_deref(), Some(ids::BANK));
+    assert_eq!(e.purpose.as_deref(), Some("financing"));
+    assert_eq!(e.fields.len(), 5);
+    assert_eq!(e.fields[3].field, "prohibited:religion");
+    let raw =
+        String::from_utf8(gw.store.audit_range(0, 10).await.unwrap()[0].entry.clone()).unwrap();
+    assert!(!raw.contains(ids::CERAMICS), "clear subject id in the log");
+    assert!(!raw.contains("淄博鲁瓷"), "a value in the log");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn masking_follows_grants() {
+    let gw = TestGateway::start().await;
+    let r = gw
+        .client("agency")
+        .post(
+            "/v1/query",
+            &query(
+                "natural_person",
+                ids::PERSON,
+                "credit_report",
+                &["person_name", "birth_date", "monthly_income"],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let fields = &r.body["records"][0]["fields"];
+    assert_eq!(fields["person_name"], "张*");
+    assert_eq!(fields["birth_date"], "1985");
+    assert!(!r.body.to_string().contains("18500"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn handshake_refuses_bad_certificates() {
+    let gw = TestGateway::start().await;
+    let body = query(
+        "legal_person",
+        ids::CERAMICS,
+        "financing",
+        &["enterprise_name"],
+    );
+    for who in [None, Some("foreign"), Some("expired"), Some("revoked")] {
+        let client = if who == Some("foreign") {
+            // The foreign certificate is signed by another CA.
+            Client::new(gw.addr, who)
+        } else {
+            Client::new(gw.addr, who)
+        };
+        let r = client
+            .send(
+                "POST",
+                "/v1/query",
+                Bytes::from(body.to_string()),
+                Some("application/json"),
+            )
+            .await;
+        assert!(r.is_err(), "{who:?} was let through: {r:?}");
+    }
+    // Refused handshakes never reach HTTP, so they are not audited as requests,
+    // but they are counted.
+    assert!(audit_entries(&gw.store).await.is_empty());
+    let (_, metrics) = gw.admin_get("/metrics").await;
+    let failures: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("credgate_handshake_failures_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(failures >= 4, "{metrics}");
+    // The same client code with a good certificate works.
+    assert_eq!(gw.client("bank").post("/v1/query", &body).await.status, 200);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn unregistered_organisation_gets_403_and_an_audit_entry() {
+    let gw = TestGateway::start().await;
+    let r = gw
+        .client("unregistered")
+        .post(
+            "/v1/query",
+            &query(
+                "legal_person",
+                ids::CERAMICS,
+                "financing",
+                &["enterprise_name"],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.body["error"]["code"], "unregistered_organisation");
+    let entries = audit_entries(&gw.store).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].org.as_deref(), Some("91370300MA3C00099X"));
+    assert_eq!(entries[0].outcome, "unregistered_organisation");
+    assert_eq!(entries[0].status, 403);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn roles_come_from_the_registry() {
+    let gw = TestGateway::start().await;
+    let rec = json!({"records": [{"subject": {"type": "legal_person", "id": ids::CHEM},
+        "item": "admin_licence", "fields": {"licence_no": "X1"}}]});
+    let r = gw.client("bank").post("/v1/records", &rec).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (403, Some("role_not_permitted"))
+    );
+    let r = gw
+        .client("auditor")
+        .post(
+            "/v1/query",
+            &query(
+                "legal_person",
+                ids::CERAMICS,
+                "financing",
+                &["enterprise_name"],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn prohibited_submissions_are_refused_whole_and_nothing_is_stored() {
+    let gw = TestGateway::start().await;
+    let dept = gw.client("department");
+    let before = gw.store.record_count().await.unwrap();
+    let good = json!({"subject": {"type": "legal_person", "id": ids::CHEM}, "item": "admin_licence",
+        "fields": {"licence_no": "JY1", "licence_name": "食品经营许可"}});
+    let cases = [
+        (json!({"licence_no": "A", "宗教信仰": "x"}), "religion"),
+        (json!({"licence_no": "A", "religion": "x"}), "religion"),
+        (json!({"licence_no": "A", "Blood_Type": "A"}), "blood_type"),
+        (
+            json!({"licence_no": "A", "ｆｉｎｇｅｒｐｒｉｎｔ": "..."}),
+            "fingerprint",
+        ),
+        (
+            json!({"licence_no": "A", "licence_name": {"holder": {"disease": "x"}}}),
+            "disease",
+        ),
+        (
+            json!({"licence_no": "A", "licence_name": [{"ok": 1}, {"faceImage": "..."}]}),
+            "biometric",
+        ),
+    ];
+    for (i, (fields, category)) in cases.into_iter().enumerate() {
+        let bad = json!({"subject": {"type": "legal_person", "id": ids::CHEM}, "item": "admin_licence", "fields": fields});
+        let r = dept
+            .post("/v1/records", &json!({"records": [good.clone(), bad]}))
+            .await;
+        assert_eq!(r.status, 422, "case {i}: {}", r.body);
+        assert_eq!(r.body["error"]["code"], "prohibited_field");
+        assert_eq!(r.body["error"]["details"]["record"], 1, "case {i}");
+        assert_eq!(r.body["error"]["details"]["category"], category, "case {i}");
+    }
+    assert_eq!(
+        gw.store.record_count().await.unwrap(),
+        before,
+        "a refused batch stored something"
+    );
+    let entries = audit_entries(&gw.store).await;
+    assert_eq!(entries.len(), 6);
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.outcome == "prohibited_field" && e.status == 422)
+    );
+    // No raw prohibited name (which might carry data) is logged.
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.fields.iter().all(|f| f.field.starts_with("prohibited:")))
+    );
+
+    // Unknown fields are refused too, naming record and field.
+    let unknown = json!({"subject": {"type": "legal_person", "id": ids::CHEM}, "item": "admin_licence",
+        "fields": {"licence_no": "A", "favourite_colour": "red"}});
+    let r = dept
+        .post("/v1/records", &json!({"records": [good.clone(), unknown]}))
+        .await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.body["error"]["code"], "unknown_field");
+    assert_eq!(
+        r.body["error"]["details"],
+        json!({"record": 1, "field": "favourite_colour"})
+    );
+    assert_eq!(gw.store.record_count().await.unwrap(), before);
+
+    // And a clean batch is stored and then visible.
+    let r = dept.post("/v1/records", &json!({"records": [good]})).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(gw.store.record_count().await.unwrap(), before + 1);
+    let q = gw
+        .client("bank")
+        .post(
+            "/v1/query",
+            &query("legal_person", ids::CHEM, "financing", &["licence_name"]),
+        )
+        .await;
+    assert!(q.body["records"].to_string().contains("食品经营许可"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_input_gets_stable_4xx_codes() {
+    let gw = TestGateway::start().await;
+    let bank = gw.client("bank");
+    let dept = gw.client("department");
+    let send = |c: &Client, path: &'static str, body: Vec<u8>| {
+        let c = c.clone();
+        async move {
+            c.send("POST", path, Bytes::from(body), Some("application/json"))
+                .await
+                .unwrap()
+        }
+    };
+    let cases: Vec<(&Client, &str, Vec<u8>, u16, &str)> = vec![
+        (&bank, "/v1/query", b"{not json".to_vec(), 400, "malformed_json"),
+        (&bank, "/v1/query", b"".to_vec(), 400, "malformed_json"),
+        (&bank, "/v1/query", br#"{"subject":{"type":"legal_person","id":5},"purpose":"financing","fields":[]}"#.to_vec(), 400, "invalid_request"),
+        (&bank, "/v1/query", br#"{"subject":{"type":"legal_person","id":"91370300MA3CXQ001R"},"purpose":"financing","fields":"x"}"#.to_vec(), 400, "invalid_request"),
+        (&bank, "/v1/query", br#"{"subject":{"type":"alien","id":"91370300MA3CXQ001R"},"purpose":"financing","fields":["a"]}"#.to_vec(), 400, "unknown_subject_type"),
+        (&bank, "/v1/query", br#"{"subject":{"type":"legal_person","id":"91370300MA3CXQ001T"},"purpose":"financing","fields":["a"]}"#.to_vec(), 400, "invalid_identifier"),
+        (&bank, "/v1/query", br#"{"subject":{"type":"natural_person","id":"370303198502300011"},"purpose":"financing","fields":["a"]}"#.to_vec(), 400, "invalid_identifier"),
+        (&bank, "/v1/query", br#"{"subject":{"type":"legal_person","id":"91370300MA3CXQ001R"},"purpose":"curiosity","fields":["a"]}"#.to_vec(), 400, "unknown_purpose"),
+        (&bank, "/v1/query", br#"{"subject":{"type":"legal_person","id":"91370300MA3CXQ001R"},"purpose":"financing","fields":["a"],"extra":1}"#.to_vec(), 400, "invalid_request"),
+        (&bank, "/v1/query", vec![b'['; 100_000], 400, "invalid_request"),
+        (&dept, "/v1/records", vec![b'['; 100_000], 400, "malformed_json"),
+        (&bank, "/v1/query", vec![b' '; 20 << 20], 413, "body_too_large"),
+        (&dept, "/v1/records", br#"{"records":[{"subject":{"type":"legal_person","id":"91370300MA3CXQ001R"},"item":"registration","fields":{"registered_capital":"lots"}}]}"#.to_vec(), 400, "invalid_value"),
+        (&dept, "/v1/records", br#"{"records":[{"subject":{"type":"legal_person","id":"91370300MA3CXQ001R"},"item":"no_such_item","fields":{"a":1}}]}"#.to_vec(), 422, "unknown_item"),
+        (&dept, "/v1/records", br#"{"records":[{"subject":{"type":"legal_person","id":"91370300MA3CXQ001R"},"item":"person_basic","fields":{"person_name":"x"}}]}"#.to_vec(), 422, "subject_type_mismatch"),
+        (&dept, "/v1/records", br#"{"records":[]}"#.to_vec(), 400, "invalid_request"),
+    ];
+    let before = gw.store.record_count().await.unwrap();
+    let n = cases.len();
+    for (i, (c, path, body, status, code)) in cases.into_iter().enumerate() {
+        let r = send(c, path, body).await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "case {i}: {}",
+            r.body
+        );
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    // Details name the failed identifier check.
+    let r = bank
+        .post(
+            "/v1/query",
+            &query(
+                "legal_person",
+                "91370300MA3CXQ001T",
+                "financing",
+                &["enterprise_name"],
+            ),
+        )
+        .await;
+    assert_eq!(r.body["error"]["details"]["check"], "check_character");
+    assert_eq!(gw.store.record_count().await.unwrap(), before);
+    // Every one of them was audited.
+    assert_eq!(audit_entries(&gw.store).await.len(), n + 1);
+    // Wrong content type, unknown path, wrong method.
+    let r = bank
+        .send(
+            "POST",
+            "/v1/query",
+            Bytes::from_static(b"{}"),
+            Some("text/plain"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 415);
+    assert_eq!(bank.get("/v2/nothing").await.status, 404);
+    assert_eq!(bank.get("/v1/query").await.status, 405);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn every_request_gets_exactly_one_audit_entry_with_contiguous_seq() {
+    let gw = TestGateway::start().await;
+    let bank = gw.client("bank");
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let bank = bank.clone();
+        tasks.push(tokio::spawn(async move {
+            let field = if i % 2 == 0 {
+                "enterprise_name"
+            } else {
+                "religion"
+            };
+            bank.post(
+                "/v1/query",
+                &query("legal_person", ids::CERAMICS, "financing", &[field]),
+            )
+            .await
+        }));
+    }
+    let mut seqs = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200);
+        seqs.push(
+            r.headers["x-audit-seq"]
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap(),
+        );
+    }
+    seqs.sort();
+    assert_eq!(seqs, (0..40).collect::<Vec<_>>());
+    let entries = audit_entries(&gw.store).await;
+    assert_eq!(entries.len(), 40);
+    let mut ids: Vec<_> = entries.iter().map(|e| e.request_id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 40, "one entry per request");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn readiness_and_health() {
+    let gw = TestGateway::start().await;
+    assert_eq!(gw.admin_get("/healthz").await.0, 200);
+    assert_eq!(gw.admin_get("/readyz").await, (200, "ready\n".into()));
+    gw.stop().await;
+}
