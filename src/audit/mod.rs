@@ -300,10 +300,10 @@ pub async fn checkpoint_once(
     if size == 0 {
         return Ok(None);
     }
-    if let Some((last, _)) = store.checkpoint(None).await? {
-        if last >= size {
-            return Ok(None);
-        }
+    if let Some((last, _)) = store.checkpoint(None).await?
+        && last >= size
+    {
+        return Ok(None);
     }
     let note = signer
         .sign(&Checkpoint {

@@ -511,10 +511,10 @@ impl Policy {
             return (withheld(Reason::NotInCatalog, None), None);
         }
         let need = self.classes[field.class].consent;
-        if need != ConsentNeed::None {
-            if let Err((reason, detail)) = consent.opens(field, need) {
-                return (withheld(reason, detail), None);
-            }
+        if need != ConsentNeed::None
+            && let Err((reason, detail)) = consent.opens(field, need)
+        {
+            return (withheld(reason, detail), None);
         }
         let pi = self.purpose_index[purpose.name.as_str()];
         match self.grant(&org.roles, pi, fi) {

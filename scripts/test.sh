@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The test suite: formatting, lints, unit and property tests, integration
+# tests on SQLite and again on PostgreSQL, and the reliability drills.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+pg_url=${CREDGATE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "PostgreSQL at $pg_url"
+scripts/ensure-postgres.sh "$pg_url"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "tests on SQLite (unit, property, integration)"
+env -u CREDGATE_TEST_DATABASE_URL cargo test --all-targets
+
+step "integration tests on PostgreSQL"
+CREDGATE_TEST_DATABASE_URL="$pg_url" cargo test --tests
+
+step "reliability drills (ignored by default: kill -9, slow clients, fail-closed)"
+env -u CREDGATE_TEST_DATABASE_URL cargo test --tests -- --ignored
+
+step "all tests passed"
