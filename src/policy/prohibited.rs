@@ -152,6 +152,20 @@ pub fn tokens(name: &str) -> Vec<String> {
     out
 }
 
+/// The tokens of `name` concatenated, with the byte offsets where each token
+/// starts and (last) ends: token runs are slices `joined[b[i]..b[j]]`.
+fn normalise(name: &str) -> (String, Vec<usize>) {
+    let toks = tokens(name);
+    let mut joined = String::with_capacity(name.len());
+    let mut bounds = Vec::with_capacity(toks.len() + 1);
+    for t in &toks {
+        bounds.push(joined.len());
+        joined.push_str(t);
+    }
+    bounds.push(joined.len());
+    (joined, bounds)
+}
+
 /// Full-width ASCII (U+FF01–U+FF5E) to ASCII; the ideographic space to space.
 fn fold_width(ch: char) -> char {
     match ch as u32 {
@@ -161,20 +175,24 @@ fn fold_width(ch: char) -> char {
     }
 }
 
-#[derive(Clone, Debug)]
-struct Alias {
-    compact: String,
-    category: usize,
-    cjk: bool,
-}
-
 /// Compiled matcher over the floor plus policy additions.
+///
+/// Hot path (every non-catalog name in a query goes through it): the name is
+/// normalised once into a compact lower-case string plus token boundaries;
+/// token runs are looked up in a hash map (no allocation per run), and the
+/// substring pass probes a 64 Ki-bit bigram filter before touching the
+/// trigram index, so a clean name costs a few hundred nanoseconds.
 #[derive(Clone, Debug)]
 pub struct Prohibited {
     categories: Vec<Category>,
-    aliases: Vec<Alias>,
-    /// Fast path: exact compacted token runs.
+    /// Compacted alias → category, for whole token runs.
     exact: HashMap<String, usize>,
+    /// Substring-eligible aliases (CJK, or ASCII of six letters or more).
+    substr: Vec<(Vec<u8>, usize)>,
+    /// First three bytes of a substring alias → indices into `substr`.
+    trigrams: HashMap<[u8; 3], Vec<usize>>,
+    /// Bit per first-two-bytes of a substring alias: a cheap pre-filter.
+    bigrams: Box<[u64; 1024]>,
 }
 
 impl Prohibited {
@@ -187,8 +205,10 @@ impl Prohibited {
                 None => categories.push(e),
             }
         }
-        let mut aliases = Vec::new();
         let mut exact = HashMap::new();
+        let mut substr = Vec::new();
+        let mut trigrams: HashMap<[u8; 3], Vec<usize>> = HashMap::new();
+        let mut bigrams = Box::new([0u64; 1024]);
         for (i, c) in categories.iter().enumerate() {
             let mut all = c.aliases.clone();
             all.push(c.id.clone());
@@ -198,19 +218,26 @@ impl Prohibited {
                 if compact.is_empty() {
                     continue;
                 }
-                let cjk = !compact.is_ascii();
                 exact.entry(compact.clone()).or_insert(i);
-                aliases.push(Alias {
-                    compact,
-                    category: i,
-                    cjk,
-                });
+                let eligible = !compact.is_ascii() || compact.len() >= 6;
+                if eligible && compact.len() >= 3 {
+                    let b = compact.as_bytes();
+                    let bg = usize::from(b[0]) << 8 | usize::from(b[1]);
+                    bigrams[bg / 64] |= 1 << (bg % 64);
+                    trigrams
+                        .entry([b[0], b[1], b[2]])
+                        .or_default()
+                        .push(substr.len());
+                    substr.push((compact.into_bytes(), i));
+                }
             }
         }
         Prohibited {
             categories,
-            aliases,
             exact,
+            substr,
+            trigrams,
+            bigrams,
         }
     }
 
@@ -221,25 +248,35 @@ impl Prohibited {
 
     /// The category `name` falls in, if any.
     pub fn classify(&self, name: &str) -> Option<&Category> {
-        let toks = tokens(name);
-        // Every run of adjacent tokens, compacted, against the exact table.
-        for start in 0..toks.len() {
-            let mut run = String::new();
-            for t in &toks[start..] {
-                run.push_str(t);
-                if let Some(&i) = self.exact.get(&run) {
-                    return Some(&self.categories[i]);
-                }
-                if run.len() > 64 {
+        let (joined, bounds) = normalise(name);
+        // Every run of adjacent tokens against the exact table.
+        for (si, &start) in bounds.iter().enumerate() {
+            for &end in &bounds[si + 1..] {
+                if end - start > 64 {
                     break;
+                }
+                if let Some(&i) = self.exact.get(&joined[start..end]) {
+                    return Some(&self.categories[i]);
                 }
             }
         }
-        let joined = toks.concat();
-        self.aliases
-            .iter()
-            .find(|a| (a.cjk || a.compact.len() >= 6) && joined.contains(&a.compact))
-            .map(|a| &self.categories[a.category])
+        // Substrings, filtered by bigram then trigram.
+        let b = joined.as_bytes();
+        for pos in 0..b.len().saturating_sub(2) {
+            let bg = usize::from(b[pos]) << 8 | usize::from(b[pos + 1]);
+            if self.bigrams[bg / 64] & (1 << (bg % 64)) == 0 {
+                continue;
+            }
+            if let Some(cands) = self.trigrams.get(&[b[pos], b[pos + 1], b[pos + 2]]) {
+                for &ci in cands {
+                    let (alias, cat) = &self.substr[ci];
+                    if b[pos..].starts_with(alias) {
+                        return Some(&self.categories[*cat]);
+                    }
+                }
+            }
+        }
+        None
     }
 
     /// Walk a JSON value and report the first object key (with its path) that
