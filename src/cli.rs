@@ -43,6 +43,17 @@ pub enum Command {
     /// Policy tooling.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Load synthetic subjects into a store (benchmarks, load tests).
+    /// Development data only: it bypasses the submission endpoint.
+    Seed {
+        /// Path to the TOML configuration (its store is used).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Number of synthetic legal persons, each with registration,
+        /// licence and penalty records.
+        #[arg(long, default_value_t = 10_000)]
+        subjects: u32,
+    },
 }
 
 /// Options of `quickstart`.
@@ -453,6 +464,60 @@ pub async fn seed(store: &Store) -> Result<usize, CliError> {
         .await
         .map_err(|e| CliError(e.to_string()))?;
     Ok(recs.len())
+}
+
+/// The `n`-th synthetic legal-person code (valid GB 32100).
+pub fn synthetic_code(n: u32) -> CreditCode {
+    const CS: &[u8] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
+    let mut tail = [b'0'; 7];
+    let mut x = n;
+    for c in tail.iter_mut().rev() {
+        *c = CS[(x % 31) as usize];
+        x /= 31;
+    }
+    let prefix = format!("91370300MB{}", String::from_utf8_lossy(&tail));
+    let check = CreditCode::check_char(&prefix).expect("prefix of the GB 32100 alphabet");
+    CreditCode::parse(&format!("{prefix}{check}")).expect("valid synthetic code")
+}
+
+/// `credgate seed`: synthetic subjects in batches of 1,000 records.
+pub async fn seed_synthetic(cfg: &Config, subjects: u32) -> Result<u32, CliError> {
+    let store = Store::connect(&cfg.store.url, 2).await.map_err(|e| CliError(e.to_string()))?;
+    let now = crate::audit::now_rfc3339();
+    let mut batch = Vec::with_capacity(1000);
+    for n in 0..subjects {
+        let subject = SubjectId::Legal(synthetic_code(n));
+        let obj = |v: Value| match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        batch.push(NewRecord {
+            subject: subject.clone(),
+            item: "registration".into(),
+            provider: "113703000043000010".into(),
+            data: obj(json!({"enterprise_name": format!("淄博合成测试企业{n}有限公司"),
+                "legal_representative": "测试", "registered_capital": 100 + n % 900,
+                "establishment_date": "2015-01-01", "business_status": "存续"})),
+        });
+        if n % 3 == 0 {
+            batch.push(NewRecord {
+                subject,
+                item: "admin_penalty".into(),
+                provider: "113703000043000010".into(),
+                data: obj(json!({"penalty_decision_no": format!("淄市监罚〔2026〕{n}号"),
+                    "penalty_content": "警告", "penalty_date": "2026-03-01"})),
+            });
+        }
+        if batch.len() >= 1000 {
+            store.insert_records(&batch, "seed", &now).await.map_err(|e| CliError(e.to_string()))?;
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        store.insert_records(&batch, "seed", &now).await.map_err(|e| CliError(e.to_string()))?;
+    }
+    store.close().await;
+    Ok(subjects)
 }
 
 /// Example requests printed by quickstart.

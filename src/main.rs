@@ -40,6 +40,12 @@ fn main() -> ExitCode {
             Command::Quickstart(a) => cli::quickstart(a).await,
             Command::Certs(CertsCommand::Init { dir }) => cli::certs_init(&dir),
             Command::Policy(PolicyCommand::Check { dir }) => cli::policy_check(&dir),
+            Command::Seed { config, subjects } => {
+                let cfg = Config::load(&config).map_err(|e| cli::CliError(e.to_string()))?;
+                let n = cli::seed_synthetic(&cfg, subjects).await?;
+                println!("seeded {n} synthetic subjects");
+                Ok(())
+            }
             Command::Policy(PolicyCommand::Explain {
                 org,
                 purpose,
