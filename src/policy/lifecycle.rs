@@ -720,17 +720,27 @@ fn roles_of(src: &Source, list: &[Spanned<String>], what: &str) -> Result<Vec<Ro
     Ok(out)
 }
 
+/// The top-level lifecycle tables of catalog.toml.
+pub(super) struct LifecycleToml {
+    pub(super) tiers: Vec<TierToml>,
+    pub(super) repair: Option<RepairToml>,
+    pub(super) views: Vec<ViewToml>,
+}
+
 /// Compile the lifecycle parts of catalog.toml.
 pub(super) fn compile(
     src: &Source,
-    tiers: Vec<TierToml>,
-    repair: Option<RepairToml>,
-    views: Vec<ViewToml>,
+    toml: LifecycleToml,
     item_lc: Vec<ItemLcToml>,
     items: &[ItemDef],
     fields: &[FieldDef],
     purposes: &HashMap<String, usize>,
 ) -> Result<Rules, LoadError> {
+    let LifecycleToml {
+        tiers,
+        repair,
+        views,
+    } = toml;
     let mut tier_rules: Vec<Option<TierRule>> = vec![None; 3];
     for t in tiers {
         let Some(tier) = Tier::parse(t.id.get_ref()) else {
@@ -1443,6 +1453,38 @@ pub(crate) mod tests {
         let lf = p.list_item_fields("list_status").unwrap();
         assert!(lf.contains(&("black_listed".to_owned(), ListKind::Black)));
         assert!(p.item_rules("list_status").is_none());
+    }
+
+    #[test]
+    fn summary_is_null_for_what_was_not_released() {
+        let p = sample();
+        let v = p.view("financing_profile").unwrap();
+        let pen: Map<String, Value> = serde_json::from_str(r#"{"penalty_content": "x"}"#).unwrap();
+        let arr: Map<String, Value> = serde_json::from_str(
+            r#"{"tax_arrears_amount": 0, "social_insurance_arrears_amount": 0}"#,
+        )
+        .unwrap();
+        let lists: Map<String, Value> = serde_json::from_str(r#"{"black_listed": true}"#).unwrap();
+        let rows = [
+            ("admin_penalty", RecordStatus::Disputed, &pen),
+            ("admin_penalty", RecordStatus::Repaired, &pen),
+            ("arrears", RecordStatus::Normal, &arr),
+            ("list_status", RecordStatus::Normal, &lists),
+        ];
+        let released = ["penalty_content", "tax_arrears_amount", "black_listed"];
+        let s = v.summarise(&p, &released, &rows);
+        assert_eq!(s["active_penalties"], 1, "repaired records are not active");
+        assert_eq!(s["disputed_items"], 1);
+        assert_eq!(s["arrears"], false, "zero arrears are no arrears");
+        assert_eq!(s["black_listed"], true);
+        assert_eq!(
+            s["dishonest_debtor"],
+            Value::Null,
+            "not released: unknown, not false"
+        );
+        assert_eq!(s["red_listed"], Value::Null);
+        let none = v.summarise(&p, &[], &[]);
+        assert!(none.values().all(Value::is_null), "{none:?}");
     }
 
     #[test]

@@ -549,9 +549,11 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
     }
     let lifecycle = lifecycle::compile(
         &src,
-        cf.tier,
-        cf.repair,
-        cf.view,
+        lifecycle::LifecycleToml {
+            tiers: cf.tier,
+            repair: cf.repair,
+            views: cf.view,
+        },
         item_lc,
         &items,
         &fields,

@@ -1212,7 +1212,8 @@ impl Store {
             Option<String>,
             Option<String>,
         );
-        let found: Option<(RecordRow, Vec<ObjRow>, Vec<RepRow>, Vec<EntryRow>)> = dispatch!(self, p => {
+        type HistoryRows = (RecordRow, Vec<ObjRow>, Vec<RepRow>, Vec<EntryRow>);
+        let found: Option<HistoryRows> = dispatch!(self, p => {
             let row: Option<RecordRow> = sqlx::query_as(record_select!("WHERE r.id = $1"))
                 .bind(id)
                 .fetch_optional(p)
