@@ -135,10 +135,11 @@ pub(super) async fn route(
             let body = app.body(req).await?;
             decide_repair(app, org, id, &body, draft).await
         }
-        ["lists", list] if post && ListKind::parse(list).is_some() => {
+        ["lists", name] if post && ListKind::parse(name).is_some() => {
             draft.action = "list_add";
             let org = caller.require(&[Role::Department])?;
-            let list = ListKind::parse(list).unwrap_or(ListKind::Focus);
+            let list = ListKind::parse(name)
+                .ok_or_else(|| ApiError::not_found("not_found", "no such list"))?;
             let body = app.body(req).await?;
             add_list_entry(app, org, list, &body, draft).await
         }
@@ -583,7 +584,7 @@ async fn file_objection(
         )
         .await?
         .map_err(refused)?;
-    let (id, o) = filed;
+    let (id, o) = (filed.objection_id, filed);
     draft.field(
         record_field(record_id),
         "disputed",

@@ -409,8 +409,21 @@ pub fn add_months(date: Date, months: u32) -> Date {
     Date::from_calendar_date(year, month, day).unwrap_or(Date::MAX)
 }
 
-/// Parse a `YYYY-MM-DD` date.
+/// Parse a `YYYY-MM-DD` date: exactly ten ASCII characters, so stored
+/// dates compare correctly as text (no signs, no five-digit years).
 pub fn parse_date(s: &str) -> Option<Date> {
+    let b = s.as_bytes();
+    let shape = b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| {
+            if i == 4 || i == 7 {
+                *c == b'-'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    if !shape {
+        return None;
+    }
     Date::parse(s, DATE).ok()
 }
 
@@ -1360,6 +1373,25 @@ pub(crate) mod tests {
             p.repair_eligibility(&f, decided),
             Err(RepairRefusal::NotNegative)
         );
+    }
+
+    #[test]
+    fn dates_are_strict() {
+        assert_eq!(parse_date("2026-02-28"), Some(date!(2026 - 02 - 28)));
+        for bad in [
+            "2026-02-29",
+            "2026-2-28",
+            "+2026-02-28",
+            "-2026-02-28",
+            "12026-02-28",
+            "2026/02/28",
+            "2026-02-28 ",
+            "２０２６-02-28",
+            "",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
+        assert_eq!(format_date(date!(2026 - 02 - 08)), "2026-02-08");
     }
 
     #[test]

@@ -171,9 +171,9 @@ impl Resolution {
     }
 }
 
-/// An objection past its answer deadline.
+/// An open objection: as filed, or in the overdue report.
 #[derive(Debug, Clone, Serialize)]
-pub struct Overdue {
+pub struct ObjectionRow {
     /// Objection id.
     pub objection_id: i64,
     /// Disputed record.
@@ -554,7 +554,7 @@ impl Store {
         a: Application<'_>,
         policy: &Policy,
         today: Date,
-    ) -> Result<Result<(i64, Overdue), Refusal>, StoreError> {
+    ) -> Result<Result<ObjectionRow, Refusal>, StoreError> {
         let filed_on = format_date(today);
         let due_on = format_date(Policy::objection_due(today));
         dispatch!(self, p => {
@@ -597,7 +597,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
-            Ok(Ok((id, Overdue {
+            Ok(Ok(ObjectionRow {
                 objection_id: id,
                 record_id: row.id,
                 item: row.item,
@@ -606,7 +606,7 @@ impl Store {
                 subject_id: row.subject_id,
                 filed_on,
                 due_on,
-            })))
+            }))
         })
     }
 
@@ -725,7 +725,7 @@ impl Store {
         &self,
         provider: Option<&str>,
         today: Date,
-    ) -> Result<Vec<Overdue>, StoreError> {
+    ) -> Result<Vec<ObjectionRow>, StoreError> {
         let today = format_date(today);
         type Row = (i64, i64, String, String, String, String, String, String);
         let rows: Vec<Row> = dispatch!(self, p => {
@@ -742,7 +742,7 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .map(|r| Overdue {
+            .map(|r| ObjectionRow {
                 objection_id: r.0,
                 record_id: r.1,
                 item: r.2,
@@ -1028,7 +1028,9 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
-            Ok(Ok((ListKind::parse(&list).unwrap_or(ListKind::Focus), st, sid)))
+            let list = ListKind::parse(&list)
+                .ok_or_else(|| StoreError::Corrupt(format!("list entry {entry_id}: list '{list}'")))?;
+            Ok(Ok((list, st, sid)))
         })
     }
 
@@ -1087,18 +1089,21 @@ impl Store {
                     Some((id, state)) => (Some(id), state),
                     None => (None, None),
                 };
-                ListEntryView {
+                let list = ListKind::parse(&list).ok_or_else(|| {
+                    StoreError::Corrupt(format!("list entry {entry_id}: list '{list}'"))
+                })?;
+                Ok(ListEntryView {
                     entry_id,
-                    list: ListKind::parse(&list).unwrap_or(ListKind::Focus),
+                    list,
                     issuer,
                     basis,
                     basis_record_id,
                     basis_state,
                     effective_from: from,
                     effective_to: to,
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_, StoreError>>()?;
         Ok(CheckInputs { entries, negative })
     }
 

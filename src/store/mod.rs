@@ -66,8 +66,8 @@ macro_rules! dispatch {
 mod lifecycle;
 pub use lifecycle::{
     Application, CheckInputs, CheckRow, History, ListAdded, ListEntryView, NewListEntry,
-    ObjectionTarget, Overdue, Refusal, Resolution, SharedRead, SharedRecord, Step, SubjectRecord,
-    WithheldRecord,
+    ObjectionRow, ObjectionTarget, Refusal, Resolution, SharedRead, SharedRecord, Step,
+    SubjectRecord, WithheldRecord,
 };
 
 /// A record to insert (already validated against the catalog).
