@@ -344,6 +344,9 @@ pub fn sample_records() -> Vec<NewRecord> {
             Value::Object(m) => m,
             _ => Map::new(),
         },
+        // Sample data: negative records use the catalog's default tier and
+        // decision-date field.
+        terms: None,
     };
     let market = "113703000043000010";
     let tax = "113703000043000023";

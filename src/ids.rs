@@ -458,6 +458,78 @@ mod tests {
         );
     }
 
+    fn id_with(prefix17: &str) -> String {
+        format!("{prefix17}{}", IdNumber::check_char(prefix17).unwrap())
+    }
+
+    #[test]
+    fn id_number_calendar_edges() {
+        let check = |p: &str| {
+            IdNumber::parse_at(&id_with(p), today())
+                .map(|_| ())
+                .map_err(|e| e.check())
+        };
+        // Leap days: 2000 is a leap year, 1900 and 2023 are not.
+        assert_eq!(check("11010520000229002"), Ok(()));
+        assert_eq!(check("11010520230229002"), Err("birth_date"));
+        assert_eq!(check("11010519000229002"), Err("birth_date"));
+        // Month 00 and 13, day 00 and 32, year before 1900.
+        assert_eq!(check("11010519851315002"), Err("birth_date"));
+        assert_eq!(check("11010519850015002"), Err("birth_date"));
+        assert_eq!(check("11010519850100002"), Err("birth_date"));
+        assert_eq!(check("11010519850132002"), Err("birth_date"));
+        assert_eq!(check("11010518991231002"), Err("birth_date"));
+        // Born today is fine.
+        assert_eq!(check("11010520261123002"), Ok(()));
+        // An X anywhere but last, and surrounding whitespace.
+        assert_eq!(
+            IdNumber::parse_at("1101051949123100X2", today())
+                .unwrap_err()
+                .check(),
+            "charset"
+        );
+        assert_eq!(
+            IdNumber::parse_at(" 11010519491231002X", today())
+                .unwrap_err()
+                .check(),
+            "length"
+        );
+    }
+
+    #[test]
+    fn credit_code_case_and_width() {
+        // GB 32100 letters are upper case; lower case is a charset error,
+        // not silently accepted (the code is an identity).
+        assert_eq!(
+            CreditCode::parse("91350100m000100y43").unwrap_err().check(),
+            "charset"
+        );
+        // Full-width characters change the byte length.
+        assert_eq!(
+            CreditCode::parse("９1350100M000100Y43")
+                .unwrap_err()
+                .check(),
+            "length"
+        );
+        // Every registration authority with an undefined category.
+        for (code, ok) in [
+            ("Y1", true),
+            ("Y2", false),
+            ("N9", true),
+            ("A2", false),
+            ("31", true),
+            ("36", false),
+        ] {
+            let prefix = format!("{code}370300MA3C00001");
+            let c = CreditCode::check_char(&prefix).unwrap();
+            let r = CreditCode::parse(&format!("{prefix}{c}"));
+            assert_eq!(r.is_ok(), ok, "{code}: {r:?}");
+            if !ok {
+                assert_eq!(r.unwrap_err().check(), "category");
+            }
+        }
+    }
+
     proptest! {
         #[test]
         fn valid_credit_codes_round_trip(prefix in "9[123][0-9]{6}[0-9A-HJ-NPQRTUWXY]{9}") {

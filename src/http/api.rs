@@ -9,7 +9,7 @@ use super::dto::{
     MAX_BATCH_RECORDS, MAX_FIELD_NAME, MAX_QUERY_FIELDS, QueryRequest, SubmitRequest,
 };
 use super::error::json_error;
-use super::{ApiError, App, AuditDraft, Reply};
+use super::{ApiError, App, AuditDraft, Reply, lifecycle};
 use crate::audit::now_rfc3339;
 use crate::ids::SubjectId;
 use crate::policy::{ConsentInput, ConsentNeed, Decision, Organisation, Reason, ValueType};
@@ -38,7 +38,7 @@ pub(super) async fn query(
     body: &Bytes,
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
-    let req: QueryRequest = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+    let mut req: QueryRequest = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
     let subject = SubjectId::parse(&req.subject.kind, &req.subject.id)?;
     draft.subject = Some(subject.clone());
     let purpose = app.policy.purpose(&req.purpose).ok_or_else(|| {
@@ -46,6 +46,8 @@ pub(super) async fn query(
             .with(json!({"known": app.policy.purposes().iter().map(|p| p.name.as_str()).collect::<Vec<_>>()}))
     })?;
     draft.purpose = Some(purpose.name.to_string());
+    let view =
+        lifecycle::expand_view(app, req.view.as_deref(), &mut req.fields, &subject, purpose)?;
     if req.fields.is_empty() || req.fields.len() > MAX_QUERY_FIELDS {
         return Err(ApiError::bad_request(
             "invalid_request",
@@ -82,11 +84,12 @@ pub(super) async fn query(
             d.detail,
         );
     }
-    let records = app
+    let shared = app
         .store
-        .read_released(&subject, &permit, &app.policy)
+        .read_shared(&subject, &permit, &app.policy, org, app.today())
         .await?;
-    draft.records = records.len() as u32;
+    lifecycle::audit_withheld(draft, &shared.withheld);
+    draft.records = shared.records.len() as u32;
     let decisions: Vec<Value> = decisions
         .iter()
         .map(|d| {
@@ -97,12 +100,16 @@ pub(super) async fn query(
             v
         })
         .collect();
-    Ok(Reply::ok(json!({
+    let mut reply = json!({
         "subject": {"type": subject.kind(), "id": subject.id()},
         "purpose": purpose.name,
         "decisions": decisions,
-        "records": records,
-    })))
+        "records": shared.records,
+    });
+    if let Some(view) = view {
+        lifecycle::add_summary(app, view, &permit, &shared.records, &mut reply);
+    }
+    Ok(Reply::ok(reply))
 }
 
 /// `POST /v1/records`: validate the whole batch, then store it in one
@@ -200,6 +207,7 @@ pub(super) async fn submit(
             )
             .with(json!({"record": i, "item": item.id})));
         }
+        let terms = lifecycle::submission_terms(app, i, item, &r)?;
         if r.fields.is_empty() {
             return Err(ApiError::bad_request(
                 "invalid_request",
@@ -246,6 +254,7 @@ pub(super) async fn submit(
             item: item.id.to_string(),
             provider: org.code.to_string(),
             data: r.fields,
+            terms,
         });
     }
     if subjects.len() == 1 {
@@ -271,7 +280,7 @@ pub(super) async fn submit(
     })
 }
 
-fn type_ok(ty: ValueType, v: &Value) -> bool {
+pub(super) fn type_ok(ty: ValueType, v: &Value) -> bool {
     match ty {
         ValueType::String => v.is_string(),
         ValueType::Number => v.is_number(),

@@ -24,8 +24,13 @@ pub struct QueryRequest {
     pub subject: SubjectDto,
     /// Why (closed list).
     pub purpose: String,
-    /// Which catalog fields.
+    /// Which catalog fields (empty when a `view` is named).
+    #[serde(default)]
     pub fields: Vec<String>,
+    /// A named view from the catalog (e.g. `financing_profile`) instead of
+    /// `fields`; the response then carries a `summary` block.
+    #[serde(default)]
+    pub view: Option<String>,
     /// Consent token (compact JWS) for consent-classified fields.
     #[serde(default)]
     pub consent_token: Option<String>,
@@ -52,6 +57,14 @@ pub struct RecordDto {
     /// Collection consent for consent-classified fields of a natural person.
     #[serde(default)]
     pub consent_token: Option<String>,
+    /// Severity tier (`minor`, `general`, `serious`): required on negative
+    /// items, refused on others.
+    #[serde(default)]
+    pub tier: Option<String>,
+    /// Decision date (`YYYY-MM-DD`) the disclosure period counts from:
+    /// required on negative items, refused on others.
+    #[serde(default)]
+    pub decision_date: Option<String>,
 }
 
 /// Largest number of fields one query may name.

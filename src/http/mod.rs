@@ -15,6 +15,7 @@
 mod api;
 pub mod dto;
 pub mod error;
+mod lifecycle;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,6 +34,7 @@ use crate::metrics::Metrics;
 use crate::policy::{Organisation, Policy, Role};
 use crate::store::Store;
 pub use error::ApiError;
+pub use lifecycle::Clock;
 
 /// Everything a request handler needs; shared by all connections.
 pub struct App {
@@ -53,6 +55,8 @@ pub struct App {
     /// Request id counter (combined with a per-process random prefix).
     next_request: AtomicU64,
     request_prefix: String,
+    /// Today's date for lifecycle decisions (see [`App::set_clock`]).
+    clock: std::sync::RwLock<Clock>,
 }
 
 impl App {
@@ -78,6 +82,7 @@ impl App {
             max_body_bytes,
             next_request: AtomicU64::new(1),
             request_prefix: hex::encode(rnd),
+            clock: std::sync::RwLock::new(lifecycle::system_clock()),
         }
     }
 }
@@ -308,6 +313,9 @@ impl App {
                     "method_not_allowed",
                     format!("{method} is not allowed here"),
                 ))
+            }
+            (_, p) if lifecycle::handles(p) => {
+                lifecycle::route(self, caller, req, &method, &path, draft).await
             }
             _ => {
                 caller.require(&Role::ALL)?;

@@ -9,6 +9,12 @@
 //! | `catalog.toml` | `[[classification]]` tags; `[[item]]` with `[[item.field]]` |
 //! | `grants.toml` | `[[grant]]` role × purpose × (class or field) → action |
 //! | `prohibited.toml` | `[[category]]` additions to the compiled-in floor |
+//! | `measures.toml` | `[[matter]]` and `[[measure]]`: the joint reward-and-punishment list ([`super::measures`]) |
+//!
+//! catalog.toml also holds the lifecycle rules ([`super::lifecycle`]):
+//! `[[tier]]` disclosure periods, `[repair]` visibility, `[[view]]` bundles,
+//! and per negative item `default_tier`, `decision_date_field`,
+//! `repaired_visible_to`; `derived_from = "lists"` marks the list-status item.
 //!
 //! Anything unexpected is a [`LoadError`] naming the file and line: unknown
 //! keys, unknown roles, purposes, tags or subject types, duplicates, a catalog
@@ -28,6 +34,7 @@ use super::{
     Action, Classification, ConsentNeed, FieldDef, ItemDef, MaskKind, Organisation, Policy,
     PurposeDef, Role, ValueType,
 };
+use super::{lifecycle, measures};
 use crate::ids::{CreditCode, FieldName, ItemId, Purpose, SubjectType};
 
 /// A policy file that cannot be accepted.
@@ -83,13 +90,13 @@ pub const CONSENT_CATEGORIES: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
-struct Source {
-    path: PathBuf,
+pub(super) struct Source {
+    pub(super) path: PathBuf,
     text: String,
 }
 
 impl Source {
-    fn read(dir: &Path, name: &str) -> Result<Self, LoadError> {
+    pub(super) fn read(dir: &Path, name: &str) -> Result<Self, LoadError> {
         let path = dir.join(name);
         let text = std::fs::read_to_string(&path).map_err(|e| LoadError {
             file: path.clone(),
@@ -99,7 +106,7 @@ impl Source {
         Ok(Source { path, text })
     }
 
-    fn parse<T: for<'de> Deserialize<'de>>(&self) -> Result<T, LoadError> {
+    pub(super) fn parse<T: for<'de> Deserialize<'de>>(&self) -> Result<T, LoadError> {
         toml::from_str(&self.text).map_err(|e| LoadError {
             file: self.path.clone(),
             line: e.span().map(|s| self.line_of(s.start)),
@@ -114,7 +121,7 @@ impl Source {
             + 1
     }
 
-    fn err<T>(
+    pub(super) fn err<T>(
         &self,
         span: std::ops::Range<usize>,
         message: impl Into<String>,
@@ -164,6 +171,12 @@ struct CatalogFile {
     classification: Vec<ClassToml>,
     #[serde(default)]
     item: Vec<ItemToml>,
+    #[serde(default)]
+    tier: Vec<lifecycle::TierToml>,
+    #[serde(default)]
+    repair: Option<lifecycle::RepairToml>,
+    #[serde(default)]
+    view: Vec<lifecycle::ViewToml>,
 }
 
 #[derive(Deserialize)]
@@ -185,6 +198,14 @@ struct ItemToml {
     subject: Spanned<String>,
     #[serde(default)]
     negative: bool,
+    #[serde(default)]
+    default_tier: Option<Spanned<String>>,
+    #[serde(default)]
+    decision_date_field: Option<Spanned<String>>,
+    #[serde(default)]
+    repaired_visible_to: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    derived_from: Option<Spanned<String>>,
     #[serde(default)]
     field: Vec<FieldToml>,
 }
@@ -393,7 +414,15 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
     let mut item_index = HashMap::new();
     let mut fields: Vec<FieldDef> = Vec::new();
     let mut field_index = HashMap::new();
+    let mut item_lc = Vec::new();
     for it in cf.item {
+        item_lc.push(lifecycle::ItemLcToml {
+            id_span: it.id.span(),
+            default_tier: it.default_tier,
+            decision_date_field: it.decision_date_field,
+            repaired_visible_to: it.repaired_visible_to,
+            derived_from: it.derived_from,
+        });
         let id =
             ItemId::parse(it.id.get_ref()).or_else(|e| src.err(it.id.span(), e.to_string()))?;
         let subject = SubjectType::parse(it.subject.get_ref()).or_else(|_| {
@@ -518,6 +547,18 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
             fields: member,
         });
     }
+    let lifecycle = lifecycle::compile(
+        &src,
+        lifecycle::LifecycleToml {
+            tiers: cf.tier,
+            repair: cf.repair,
+            views: cf.view,
+        },
+        item_lc,
+        &items,
+        &fields,
+        &purpose_index,
+    )?;
 
     // Grants.
     let src = Source::read(dir, "grants.toml")?;
@@ -614,6 +655,8 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
         }
     }
 
+    let measures = measures::load(&Source::read(dir, "measures.toml")?)?;
+
     Ok(Policy {
         orgs,
         purposes,
@@ -627,5 +670,7 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
         field_grants,
         prohibited,
         mask_key: mask_key.to_vec(),
+        lifecycle,
+        measures,
     })
 }

@@ -18,8 +18,10 @@
 //! module can construct one, and the store's read path requires one, so no
 //! code path can return data without a decision having been made.
 
+pub mod lifecycle;
 pub mod load;
 pub mod mask;
+pub mod measures;
 pub mod prohibited;
 
 use std::collections::HashMap;
@@ -243,6 +245,11 @@ pub enum Reason {
     Repaired,
     /// Withdrawn by its provider after an objection.
     Withdrawn,
+    /// Replaced by a corrected version after an objection (the old version
+    /// is kept, never shared).
+    Superseded,
+    /// Under objection: shared but flagged, and no punishment is based on it.
+    Disputed,
 }
 
 impl Reason {
@@ -259,6 +266,8 @@ impl Reason {
             Reason::Expired => "expired",
             Reason::Repaired => "repaired",
             Reason::Withdrawn => "withdrawn",
+            Reason::Superseded => "superseded",
+            Reason::Disputed => "disputed",
         }
     }
 }
@@ -391,6 +400,10 @@ pub struct Policy {
     /// Key for the `hash` mask, so masked values are linkable only inside
     /// one deployment.
     mask_key: Vec<u8>,
+    /// Disclosure periods, repair visibility, views, list-derived items.
+    lifecycle: lifecycle::Rules,
+    /// The joint reward-and-punishment measures list.
+    measures: measures::Measures,
 }
 
 /// A purpose from the closed list.

@@ -5,8 +5,11 @@
 //! there is no trait object and no `Any` driver on the hot path. Where the
 //! dialects differ (row locks) the match arms differ.
 //!
-//! The read path for credit data, [`Store::read_released`], takes a
-//! [`Permit`]: the store never hands back a field the policy did not release.
+//! The read path for credit data, [`Store::read_shared`], takes a
+//! [`Permit`]: the store never hands back a field the policy did not release,
+//! nor a record the lifecycle rules withhold. Lifecycle persistence
+//! (objections, repairs, lists, checks) lives in `lifecycle.rs`, a second
+//! `impl Store` block using the same [`dispatch!`].
 
 use serde_json::{Map, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -50,6 +53,7 @@ pub struct Store {
 }
 
 /// Run the same body against whichever pool backs the store.
+/// Defined before the submodules so they can use it too.
 macro_rules! dispatch {
     ($self:expr, $pool:ident => $body:expr) => {
         match &$self.backend {
@@ -58,6 +62,13 @@ macro_rules! dispatch {
         }
     };
 }
+
+mod lifecycle;
+pub use lifecycle::{
+    Application, CheckInputs, CheckRow, History, ListAdded, ListEntryView, NewListEntry,
+    ObjectionRow, ObjectionTarget, Refusal, Resolution, SharedRead, SharedRecord, Step,
+    SubjectRecord, WithheldRecord,
+};
 
 /// A record to insert (already validated against the catalog).
 #[derive(Debug, Clone)]
@@ -70,6 +81,8 @@ pub struct NewRecord {
     pub provider: String,
     /// Catalog fields of the item.
     pub data: Map<String, Value>,
+    /// Tier and decision date; `Some` exactly for negative items.
+    pub terms: Option<crate::policy::lifecycle::RecordTerms>,
 }
 
 /// A record as released to a caller: only permitted fields, masked as granted.
@@ -212,8 +225,8 @@ impl Store {
             let mut ids = Vec::with_capacity(batch.len());
             for r in batch {
                 let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO records (subject_type, subject_id, item, provider, data, recorded_at, request_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                    "INSERT INTO records (subject_type, subject_id, item, provider, data, recorded_at, request_id, tier, decision_date) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
                 )
                 .bind(r.subject.kind().as_str())
                 .bind(r.subject.id())
@@ -222,6 +235,8 @@ impl Store {
                 .bind(Value::Object(r.data.clone()).to_string())
                 .bind(now)
                 .bind(request_id)
+                .bind(r.terms.map(|t| t.tier.as_str()))
+                .bind(r.terms.map(|t| crate::policy::lifecycle::format_date(t.decision_date)))
                 .fetch_one(&mut *tx)
                 .await?;
                 ids.push(id);
@@ -238,6 +253,9 @@ impl Store {
     }
 
     /// Read a subject's records, releasing only what `permit` allows.
+    #[deprecated(
+        note = "ignores disclosure periods, repairs, withdrawals and objections; use Store::read_shared"
+    )]
     pub async fn read_released(
         &self,
         subject: &SubjectId,

@@ -159,7 +159,20 @@ impl TestGateway {
         pg_db: Option<String>,
         seed: bool,
     ) -> Self {
+        Self::start_prepared(cfg, dir, pg_db, seed, |_| {}).await
+    }
+
+    /// Like [`TestGateway::start_config`], letting the caller prepare the
+    /// built gateway before it serves (e.g. install a fixed clock).
+    pub async fn start_prepared(
+        cfg: Config,
+        dir: TempDir,
+        pg_db: Option<String>,
+        seed: bool,
+        prepare: impl FnOnce(&Gateway),
+    ) -> Self {
         let gw = Gateway::build(&cfg).await.expect("gateway builds");
+        prepare(&gw);
         let store = gw.app().store.clone();
         if seed {
             credgate::cli::seed(&store).await.unwrap();

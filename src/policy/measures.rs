@@ -1,0 +1,485 @@
+//! The joint reward-and-punishment measures list (联合奖惩措施清单) and the
+//! 应查必查 check decision.
+//!
+//! `policies/measures.toml` declares the closed list of administrative
+//! matters a department may check a subject for, and per list type × matter
+//! the measures that apply (seed 003 五(一): 明确…实施对象、实施措施和实施依据).
+//! [`Policy::decide_check`] turns a subject's current list entries into the
+//! measures that apply, are suspended, or have lapsed. It is pure: the caller
+//! passes the state of each entry's basis record.
+//!
+//! # Rules
+//!
+//! * A disputed basis record suspends punishment and supervision measures
+//!   (seed 003 七(三): 信息核实期间暂不执行联合惩戒措施); incentives are not
+//!   suspended by an objection. An entry without a recorded basis record is
+//!   suspended when any of the subject's negative records is disputed.
+//! * A basis record that is repaired, expired, withdrawn or superseded no
+//!   longer triggers anything: the measure has lapsed (SPEC §2.8).
+//! * Several entries on one list yield each measure once: it applies if any
+//!   entry makes it apply, else it is suspended if any suspends it.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::lifecycle::{ListKind, RecordState};
+use super::load::{LoadError, Source};
+use super::{Policy, Reason};
+use crate::ids::FieldName;
+
+/// What a measure does to the subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeasureKind {
+    /// 守信激励 (red list).
+    Incentive,
+    /// 失信惩戒 (black list).
+    Punishment,
+    /// 重点监管 (focus list, or supervision of black-listed subjects).
+    Supervision,
+}
+
+/// An administrative matter a check is run for (e.g. 政府采购).
+#[derive(Clone, Debug)]
+pub struct Matter {
+    /// Wire id.
+    pub id: String,
+    /// Chinese label.
+    pub label_zh: String,
+    /// English label.
+    pub label_en: String,
+}
+
+/// One entry of the measures list.
+#[derive(Clone, Debug)]
+pub struct Measure {
+    /// Stable id; departments report feedback by it.
+    pub id: String,
+    /// Which list triggers it.
+    pub list: ListKind,
+    /// What it does.
+    pub kind: MeasureKind,
+    /// Indices of the matters it applies to.
+    pub matters: Vec<usize>,
+    /// Text in Chinese.
+    pub text_zh: String,
+    /// Text in English.
+    pub text_en: String,
+    /// Legal basis (实施依据).
+    pub basis: String,
+}
+
+/// The compiled measures list (part of [`Policy`]).
+#[derive(Clone, Debug, Default)]
+pub struct Measures {
+    matters: Vec<Matter>,
+    matter_index: HashMap<String, usize>,
+    measures: Vec<Measure>,
+}
+
+/// A current list entry of the subject, as the check sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct ListFact {
+    /// Entry id.
+    pub entry_id: i64,
+    /// Which list.
+    pub list: ListKind,
+    /// State of its basis record (latest version), if it names one.
+    pub basis: Option<RecordState>,
+}
+
+/// Whether a measure is to be applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeasureStatus {
+    /// Its basis is repaired, expired, withdrawn or superseded.
+    Lapsed,
+    /// Suspended while an objection is open.
+    Suspended,
+    /// Apply it.
+    Applies,
+}
+
+/// A measure in a check result.
+#[derive(Clone, Debug)]
+pub struct MeasureOutcome<'a> {
+    /// The measure.
+    pub measure: &'a Measure,
+    /// Apply, suspended or lapsed.
+    pub status: MeasureStatus,
+    /// Why suspended or lapsed.
+    pub reason: Option<Reason>,
+    /// The list entries that trigger it.
+    pub entries: Vec<i64>,
+}
+
+impl Policy {
+    /// A matter by id.
+    pub fn matter(&self, id: &str) -> Option<&Matter> {
+        self.measures
+            .matter_index
+            .get(id)
+            .map(|&i| &self.measures.matters[i])
+    }
+
+    /// All matters.
+    pub fn matters(&self) -> &[Matter] {
+        &self.measures.matters
+    }
+
+    /// All measures.
+    pub fn measures(&self) -> &[Measure] {
+        &self.measures.measures
+    }
+
+    /// The measures `lists` trigger for `matter` (see the module rules).
+    /// `disputed_negative`: some negative record of the subject is disputed.
+    /// An unknown matter yields nothing.
+    pub fn decide_check(
+        &self,
+        matter: &str,
+        lists: &[ListFact],
+        disputed_negative: bool,
+    ) -> Vec<MeasureOutcome<'_>> {
+        let Some(&mi) = self.measures.matter_index.get(matter) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for m in &self.measures.measures {
+            if !m.matters.contains(&mi) {
+                continue;
+            }
+            let mut best: Option<(MeasureStatus, Option<Reason>)> = None;
+            let mut entries = Vec::new();
+            for e in lists.iter().filter(|e| e.list == m.list) {
+                entries.push(e.entry_id);
+                let s = entry_status(m.kind, e.basis, disputed_negative);
+                if best.is_none_or(|b| s.0 > b.0) {
+                    best = Some(s);
+                }
+            }
+            if let Some((status, reason)) = best {
+                out.push(MeasureOutcome {
+                    measure: m,
+                    status,
+                    reason,
+                    entries,
+                });
+            }
+        }
+        out
+    }
+}
+
+fn entry_status(
+    kind: MeasureKind,
+    basis: Option<RecordState>,
+    disputed_negative: bool,
+) -> (MeasureStatus, Option<Reason>) {
+    let suspendable = kind != MeasureKind::Incentive;
+    match basis {
+        Some(RecordState::Repaired) => (MeasureStatus::Lapsed, Some(Reason::Repaired)),
+        Some(RecordState::Expired) => (MeasureStatus::Lapsed, Some(Reason::Expired)),
+        Some(RecordState::Withdrawn) => (MeasureStatus::Lapsed, Some(Reason::Withdrawn)),
+        Some(RecordState::Superseded) => (MeasureStatus::Lapsed, Some(Reason::Superseded)),
+        Some(RecordState::Disputed) if suspendable => {
+            (MeasureStatus::Suspended, Some(Reason::Disputed))
+        }
+        None if disputed_negative && suspendable => {
+            (MeasureStatus::Suspended, Some(Reason::Disputed))
+        }
+        _ => (MeasureStatus::Applies, None),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeasuresFile {
+    #[serde(default)]
+    matter: Vec<MatterToml>,
+    #[serde(default)]
+    measure: Vec<MeasureToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MatterToml {
+    id: Spanned<String>,
+    label_zh: String,
+    label_en: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeasureToml {
+    id: Spanned<String>,
+    list: Spanned<String>,
+    kind: Spanned<String>,
+    matters: Vec<Spanned<String>>,
+    text_zh: Spanned<String>,
+    text_en: Spanned<String>,
+    basis: Spanned<String>,
+}
+
+/// Load `measures.toml` strictly: unknown keys, lists, kinds or matters,
+/// duplicates, empty texts and list/kind mismatches are errors.
+pub(super) fn load(src: &Source) -> Result<Measures, LoadError> {
+    let f: MeasuresFile = src.parse()?;
+    let mut matters = Vec::new();
+    let mut matter_index = HashMap::new();
+    for m in f.matter {
+        if FieldName::parse(m.id.get_ref()).is_err() {
+            return src.err(
+                m.id.span(),
+                format!("matter id '{}' is not snake_case", m.id.get_ref()),
+            );
+        }
+        if matter_index
+            .insert(m.id.get_ref().clone(), matters.len())
+            .is_some()
+        {
+            return src.err(
+                m.id.span(),
+                format!("matter '{}' declared twice", m.id.get_ref()),
+            );
+        }
+        if m.label_zh.trim().is_empty() || m.label_en.trim().is_empty() {
+            return src.err(m.id.span(), "a matter needs both labels");
+        }
+        matters.push(Matter {
+            id: m.id.into_inner(),
+            label_zh: m.label_zh,
+            label_en: m.label_en,
+        });
+    }
+    let mut measures: Vec<Measure> = Vec::new();
+    for m in f.measure {
+        if FieldName::parse(m.id.get_ref()).is_err() {
+            return src.err(
+                m.id.span(),
+                format!("measure id '{}' is not snake_case", m.id.get_ref()),
+            );
+        }
+        if measures.iter().any(|x| &x.id == m.id.get_ref()) {
+            return src.err(
+                m.id.span(),
+                format!("measure '{}' declared twice", m.id.get_ref()),
+            );
+        }
+        let Some(list) = ListKind::parse(m.list.get_ref()) else {
+            return src.err(
+                m.list.span(),
+                format!("unknown list '{}' (red, black, focus)", m.list.get_ref()),
+            );
+        };
+        let kind = match m.kind.get_ref().as_str() {
+            "incentive" => MeasureKind::Incentive,
+            "punishment" => MeasureKind::Punishment,
+            "supervision" => MeasureKind::Supervision,
+            other => {
+                return src.err(
+                    m.kind.span(),
+                    format!("unknown kind '{other}' (incentive, punishment, supervision)"),
+                );
+            }
+        };
+        let coherent = match list {
+            ListKind::Red => kind == MeasureKind::Incentive,
+            ListKind::Black | ListKind::Focus => kind != MeasureKind::Incentive,
+        };
+        if !coherent {
+            return src.err(
+                m.kind.span(),
+                format!(
+                    "a {} list measure cannot be of kind '{}' (red: incentive; black, focus: punishment or supervision)",
+                    list.as_str(),
+                    m.kind.get_ref()
+                ),
+            );
+        }
+        if m.matters.is_empty() {
+            return src.err(m.id.span(), "a measure names at least one matter");
+        }
+        let mut idx = Vec::new();
+        for mt in &m.matters {
+            let Some(&i) = matter_index.get(mt.get_ref()) else {
+                return src.err(mt.span(), format!("unknown matter '{}'", mt.get_ref()));
+            };
+            if idx.contains(&i) {
+                return src.err(mt.span(), format!("matter '{}' listed twice", mt.get_ref()));
+            }
+            idx.push(i);
+        }
+        for t in [&m.text_zh, &m.text_en, &m.basis] {
+            if t.get_ref().trim().is_empty() {
+                return src.err(t.span(), "measure texts and basis must not be empty");
+            }
+        }
+        measures.push(Measure {
+            id: m.id.into_inner(),
+            list,
+            kind,
+            matters: idx,
+            text_zh: m.text_zh.into_inner(),
+            text_en: m.text_en.into_inner(),
+            basis: m.basis.into_inner(),
+        });
+    }
+    Ok(Measures {
+        matters,
+        matter_index,
+        measures,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::policy::lifecycle::tests::load_patched;
+    use crate::policy::load;
+
+    fn sample() -> Policy {
+        load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"),
+            b"k",
+        )
+        .unwrap()
+    }
+
+    fn statuses(
+        p: &Policy,
+        matter: &str,
+        lists: &[ListFact],
+        d: bool,
+    ) -> Vec<(String, MeasureStatus)> {
+        p.decide_check(matter, lists, d)
+            .into_iter()
+            .map(|o| (o.measure.id.clone(), o.status))
+            .collect()
+    }
+
+    #[test]
+    fn sample_measures_load() {
+        let p = sample();
+        assert!(p.matter("government_procurement").is_some());
+        assert!(p.measures().iter().any(|m| m.list == ListKind::Red));
+        assert!(p.measures().iter().any(|m| m.list == ListKind::Focus));
+    }
+
+    #[test]
+    fn disputes_suspend_punishment_not_incentives_and_repairs_lapse_it() {
+        let p = sample();
+        let black = |basis| ListFact {
+            entry_id: 1,
+            list: ListKind::Black,
+            basis,
+        };
+        let red = ListFact {
+            entry_id: 2,
+            list: ListKind::Red,
+            basis: None,
+        };
+        let m = "government_procurement";
+        let all_status = |lists: &[ListFact], d: bool| {
+            let v = statuses(&p, m, lists, d);
+            assert!(!v.is_empty());
+            v.into_iter().map(|(_, s)| s).collect::<Vec<_>>()
+        };
+        assert!(
+            all_status(&[black(Some(RecordState::Active))], false)
+                .iter()
+                .all(|s| *s == MeasureStatus::Applies)
+        );
+        assert!(
+            all_status(&[black(Some(RecordState::Disputed))], false)
+                .iter()
+                .all(|s| *s == MeasureStatus::Suspended)
+        );
+        assert!(
+            all_status(&[black(None)], true)
+                .iter()
+                .all(|s| *s == MeasureStatus::Suspended)
+        );
+        assert!(
+            all_status(&[black(None)], false)
+                .iter()
+                .all(|s| *s == MeasureStatus::Applies)
+        );
+        for gone in [
+            RecordState::Repaired,
+            RecordState::Expired,
+            RecordState::Withdrawn,
+            RecordState::Superseded,
+        ] {
+            assert!(
+                all_status(&[black(Some(gone))], false)
+                    .iter()
+                    .all(|s| *s == MeasureStatus::Lapsed)
+            );
+        }
+        // Incentives are not suspended by an objection.
+        assert!(
+            all_status(&[red], true)
+                .iter()
+                .all(|s| *s == MeasureStatus::Applies)
+        );
+        // A second, undisputed entry keeps the measure in force.
+        let two = [
+            black(Some(RecordState::Disputed)),
+            ListFact {
+                entry_id: 3,
+                list: ListKind::Black,
+                basis: Some(RecordState::Active),
+            },
+        ];
+        let o = p.decide_check(m, &two, false);
+        assert!(
+            o.iter()
+                .all(|x| x.status == MeasureStatus::Applies && x.entries == [1, 3])
+        );
+        assert!(p.decide_check("no_such_matter", &two, false).is_empty());
+    }
+
+    #[test]
+    fn loader_refuses_bad_measures() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("list = \"black\"", "list = \"grey\"", "unknown list"),
+            (
+                "kind = \"punishment\"",
+                "kind = \"incentive\"",
+                "cannot be of kind",
+            ),
+            (
+                "kind = \"punishment\"",
+                "kind = \"reprimand\"",
+                "unknown kind",
+            ),
+            (
+                "matters = [\"government_procurement\"",
+                "matters = [\"moon_landing\"",
+                "unknown matter",
+            ),
+            (
+                "id = \"government_procurement\"",
+                "id = \"Government Procurement\"",
+                "not snake_case",
+            ),
+            (
+                "basis = \"",
+                "colour = \"red\"\nbasis = \"",
+                "unknown field",
+            ),
+        ];
+        for (from, to, needle) in cases {
+            let Err(e) = load_patched("measures.toml", from, to) else {
+                panic!("{needle}: loaded");
+            };
+            assert!(e.message.contains(needle), "{needle}: {e}");
+            assert!(e.line.is_some(), "{needle}: no line in {e}");
+        }
+    }
+}

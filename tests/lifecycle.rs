@@ -1,0 +1,1133 @@
+//! Credit-information lifecycle end to end, over real mTLS, on SQLite or
+//! PostgreSQL: disclosure periods at their exact boundaries (fixed clock),
+//! objections, credit repair, red/black/focus lists, 应查必查 checks with
+//! feedback, the 信易贷 financing profile, and hostile input to every new
+//! endpoint.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use bytes::Bytes;
+use common::*;
+use credgate::ids::CreditCode;
+use serde_json::{Value, json};
+use time::Date;
+use time::macros::date;
+
+/// A settable clock shared with the gateway.
+#[derive(Clone)]
+struct TestClock(Arc<AtomicI32>);
+
+impl TestClock {
+    fn new(d: Date) -> Self {
+        TestClock(Arc::new(AtomicI32::new(d.to_julian_day())))
+    }
+
+    fn set(&self, d: Date) {
+        self.0.store(d.to_julian_day(), Ordering::SeqCst);
+    }
+
+    fn clock(&self) -> credgate::http::Clock {
+        let day = self.0.clone();
+        Arc::new(move || Date::from_julian_day(day.load(Ordering::SeqCst)).unwrap())
+    }
+}
+
+/// A seeded gateway whose clock reads `today` until set otherwise.
+async fn start(today: Date) -> (TestGateway, TestClock) {
+    let clock = TestClock::new(today);
+    let dir = TempDir::new("lc");
+    let (url, pg_db) = test_database(&dir.0).await;
+    let cfg = config(&dir.0, &url);
+    let c = clock.clock();
+    let gw =
+        TestGateway::start_prepared(cfg, dir, pg_db, true, move |g| g.app().set_clock(c)).await;
+    (gw, clock)
+}
+
+/// A valid unified social credit code, distinct per `n`.
+fn code(n: u32) -> String {
+    let prefix = format!("91370300MA3L{n:05}");
+    format!("{prefix}{}", CreditCode::check_char(&prefix).unwrap())
+}
+
+fn lp(id: &str) -> Value {
+    json!({"type": "legal_person", "id": id})
+}
+
+fn penalty(subject: &str, tier: &str, decided: &str, content: &str) -> Value {
+    json!({"subject": lp(subject), "item": "admin_penalty", "tier": tier, "decision_date": decided,
+        "fields": {"penalty_decision_no": format!("淄市监罚〔{decided}〕号"), "penalty_content": content,
+                   "penalty_date": decided, "penalty_authority": "淄博市市场监督管理局"}})
+}
+
+async fn submit(gw: &TestGateway, who: &str, records: Vec<Value>) -> Vec<i64> {
+    let r = gw
+        .client(who)
+        .post("/v1/records", &json!({"records": records}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    r.body["record_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect()
+}
+
+/// The records a caller gets for `fields`.
+async fn records(
+    gw: &TestGateway,
+    who: &str,
+    purpose: &str,
+    subject: &str,
+    fields: &[&str],
+) -> Vec<Value> {
+    let r = gw
+        .client(who)
+        .post(
+            "/v1/query",
+            &query("legal_person", subject, purpose, fields),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body["records"].as_array().unwrap().clone()
+}
+
+fn ids_of(records: &[Value]) -> Vec<i64> {
+    records
+        .iter()
+        .filter_map(|r| r["record_id"].as_i64())
+        .collect()
+}
+
+fn status_of(records: &[Value], id: i64) -> Option<String> {
+    records
+        .iter()
+        .find(|r| r["record_id"] == id)
+        .map(|r| r["status"].as_str().unwrap().to_owned())
+}
+
+async fn check(gw: &TestGateway, who: &str, subject: &str, matter: &str) -> Value {
+    let r = gw
+        .client(who)
+        .post(
+            "/v1/checks",
+            &json!({"subject": lp(subject), "matter": matter}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.body
+}
+
+fn measure<'a>(check: &'a Value, id: &str) -> &'a Value {
+    check["measures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id)
+        .unwrap_or_else(|| panic!("no measure {id} in {check}"))
+}
+
+/// Audit entries of `action`.
+async fn audited(gw: &TestGateway, action: &str) -> Vec<credgate::audit::AuditEntry> {
+    audit_entries(&gw.store)
+        .await
+        .into_iter()
+        .filter(|e| e.action == action)
+        .collect()
+}
+
+fn has_field(e: &credgate::audit::AuditEntry, field: &str, decision: &str, reason: &str) -> bool {
+    e.fields
+        .iter()
+        .any(|f| f.field == field && f.decision == decision && f.reason == reason)
+}
+
+#[tokio::test]
+async fn every_tier_expires_exactly_at_its_boundary() {
+    let decided = "2025-11-30";
+    let (gw, clock) = start(date!(2025 - 12 - 01)).await;
+    // (tier, subject, first day no longer shared): 3, 12 and 36 months.
+    let cases = [
+        ("minor", code(1), date!(2026 - 02 - 28)),
+        ("general", code(2), date!(2026 - 11 - 30)),
+        ("serious", code(3), date!(2028 - 11 - 30)),
+    ];
+    let mut ids = Vec::new();
+    for (tier, subject, _) in &cases {
+        ids.push(
+            submit(
+                &gw,
+                "department",
+                vec![penalty(subject, tier, decided, "秘密处罚内容")],
+            )
+            .await[0],
+        );
+    }
+    let day = time::Duration::days(1);
+    for ((tier, subject, end), id) in cases.iter().zip(&ids) {
+        for (today, shared) in [(*end - day, true), (*end, false), (*end + day, false)] {
+            clock.set(today);
+            for (who, purpose) in [
+                ("bank", "financing"),
+                ("agency", "credit_report"),
+                ("department", "administrative_review"),
+            ] {
+                let recs = records(
+                    &gw,
+                    who,
+                    purpose,
+                    subject,
+                    &["penalty_content", "penalty_date"],
+                )
+                .await;
+                assert_eq!(
+                    ids_of(&recs) == [*id],
+                    shared,
+                    "{tier} on {today} for {who}: {recs:?}"
+                );
+                if shared {
+                    let terms = &recs[0]["terms"];
+                    assert_eq!(terms["tier"], *tier);
+                    assert_eq!(terms["decision_date"], decided);
+                    assert_eq!(terms["disclosed_until"], end.to_string());
+                    assert_eq!(recs[0]["status"], "normal");
+                }
+            }
+        }
+        // The audit entry of the last query says why: expired.
+        let last = audited(&gw, "query").await.pop().unwrap();
+        assert!(
+            has_field(&last, &format!("record:{id}"), "withheld", "expired"),
+            "{last:?}"
+        );
+        // Not deleted: the provider and the auditors still see its history.
+        let h = gw
+            .client("department")
+            .get(&format!("/v1/records/{id}/history"))
+            .await;
+        assert_eq!(
+            (h.status, h.body["state"].as_str()),
+            (200, Some("expired")),
+            "{}",
+            h.body
+        );
+        assert_eq!(h.body["subject_id"], subject.as_str());
+        let h = gw
+            .client("auditor")
+            .get(&format!("/v1/records/{id}/history"))
+            .await;
+        assert_eq!(h.status, 200, "{}", h.body);
+        assert_eq!(h.body["state"], "expired");
+        assert!(
+            h.body.get("subject_id").is_none(),
+            "clear subject id to an auditor"
+        );
+        assert!(h.body["subject_hash"].is_string());
+        assert!(
+            !h.body.to_string().contains("秘密"),
+            "a field value reached the auditor"
+        );
+        // Another department is not the provider.
+        assert_eq!(
+            gw.client("tax")
+                .get(&format!("/v1/records/{id}/history"))
+                .await
+                .body["error"]["code"],
+            "not_provider"
+        );
+    }
+    // The responses never revealed an expired record: no "expired" anywhere.
+    clock.set(date!(2030 - 01 - 01));
+    let r = gw
+        .client("bank")
+        .post(
+            "/v1/query",
+            &query(
+                "legal_person",
+                &cases[0].1,
+                "financing",
+                &["penalty_content"],
+            ),
+        )
+        .await;
+    assert_eq!(r.body["records"], json!([]));
+    assert!(!r.body.to_string().contains("expired"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn objections_dispute_suspend_and_resolve_with_every_step_audited() {
+    let s = code(10);
+    let (gw, clock) = start(date!(2026 - 11 - 23)).await;
+    let dept = gw.client("department");
+    let portal = gw.client("portal");
+    let ids = submit(
+        &gw,
+        "department",
+        vec![
+            penalty(&s, "general", "2026-10-01", "罚款人民币8000元"),
+            penalty(&s, "minor", "2026-11-01", "警告"),
+        ],
+    )
+    .await;
+    let (p1, p2) = (ids[0], ids[1]);
+    let r = dept
+        .post(
+            "/v1/lists/black",
+            &json!({"subject": lp(&s), "basis": "淄市监罚〔2026〕101号 严重违法失信", "basis_record_id": p1}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let c = check(&gw, "tax", &s, "government_procurement").await;
+    assert_eq!(
+        measure(&c, "black_public_resource_restriction")["status"],
+        "applies"
+    );
+    assert_eq!(c["punishment_suspended"], false);
+
+    // Filed: disputed to the bank, punishment suspended in the check.
+    let r = portal
+        .post(
+            "/v1/objections",
+            &json!({"subject": lp(&s), "record_id": p1, "grounds": "处罚决定已被行政复议撤销"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["due_on"], "2026-12-13");
+    let o1 = r.body["objection_id"].as_i64().unwrap();
+    let recs = records(&gw, "bank", "financing", &s, &["penalty_content"]).await;
+    assert_eq!(status_of(&recs, p1).as_deref(), Some("disputed"));
+    assert_eq!(status_of(&recs, p2).as_deref(), Some("normal"));
+    let c = check(&gw, "tax", &s, "government_procurement").await;
+    assert_eq!(c["punishment_suspended"], true, "{c}");
+    let m = measure(&c, "black_public_resource_restriction");
+    assert_eq!(
+        (m["status"].as_str(), m["reason"].as_str()),
+        (Some("suspended"), Some("disputed"))
+    );
+    assert_eq!(c["lists"]["black"][0]["basis_state"], "disputed");
+    assert!(
+        c["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["record_id"] == p1 && r["status"] == "disputed")
+    );
+    // Applying a suspended measure is refused; incomplete or unknown feedback too.
+    let fb = |body: Value| {
+        let dept = gw.client("tax");
+        let id = c["check_id"].as_i64().unwrap();
+        async move { dept.post(&format!("/v1/checks/{id}/feedback"), &body).await }
+    };
+    let r = fb(json!({"applied": ["black_public_resource_restriction"]})).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("measure_not_applicable"))
+    );
+    let r = fb(json!({"applied": ["moon_base"]})).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (422, Some("unknown_measure"))
+    );
+    let r = fb(json!({"not_applied": []})).await;
+    assert_eq!(
+        r.status, 200,
+        "no measure applies while suspended: {}",
+        r.body
+    );
+    let r = fb(json!({"not_applied": []})).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("feedback_recorded"))
+    );
+
+    // One open objection per record.
+    let r = portal
+        .post(
+            "/v1/objections",
+            &json!({"subject": lp(&s), "record_id": p1, "grounds": "again"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("objection_open"))
+    );
+
+    // Overdue after the 20th day: the providing department and the auditor see it.
+    clock.set(date!(2026 - 12 - 13));
+    assert_eq!(
+        dept.get("/v1/objections/overdue").await.body["overdue"],
+        json!([])
+    );
+    clock.set(date!(2026 - 12 - 14));
+    let r = dept.get("/v1/objections/overdue").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["overdue"][0]["objection_id"], o1);
+    assert_eq!(r.body["overdue"][0]["days_overdue"], 1);
+    assert_eq!(r.body["overdue"][0]["subject"]["id"], s.as_str());
+    assert_eq!(
+        gw.client("tax").get("/v1/objections/overdue").await.body["overdue"],
+        json!([])
+    );
+    let r = gw.client("auditor").get("/v1/objections/overdue").await;
+    assert_eq!(r.body["overdue"][0]["objection_id"], o1);
+    assert!(r.body["overdue"][0]["subject"]["hash"].is_string());
+    assert!(
+        !r.body.to_string().contains(&s),
+        "clear subject id to an auditor"
+    );
+    assert_eq!(
+        gw.client("bank").get("/v1/objections/overdue").await.status,
+        403
+    );
+
+    // Only the provider answers. Upheld: back to normal, punishment applies.
+    let r = gw
+        .client("tax")
+        .post(
+            &format!("/v1/objections/{o1}/resolution"),
+            &json!({"outcome": "upheld"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (403, Some("not_provider"))
+    );
+    let r = dept
+        .post(
+            &format!("/v1/objections/{o1}/resolution"),
+            &json!({"outcome": "upheld", "note": "经复核，处罚决定有效"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = dept
+        .post(
+            &format!("/v1/objections/{o1}/resolution"),
+            &json!({"outcome": "withdrawn"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("objection_closed"))
+    );
+    let recs = records(&gw, "bank", "financing", &s, &["penalty_content"]).await;
+    assert_eq!(status_of(&recs, p1).as_deref(), Some("normal"));
+    let c = check(&gw, "tax", &s, "government_procurement").await;
+    assert_eq!(c["punishment_suspended"], false);
+    assert_eq!(
+        measure(&c, "black_public_resource_restriction")["status"],
+        "applies"
+    );
+    assert!(
+        dept.get("/v1/objections/overdue").await.body["overdue"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+
+    // Withdrawn: no longer shared, and the listing based on it lapses.
+    let r = portal
+        .post(
+            "/v1/objections",
+            &json!({"subject": lp(&s), "record_id": p1, "grounds": "复议决定书已送达"}),
+        )
+        .await;
+    let o2 = r.body["objection_id"].as_i64().unwrap();
+    let r = dept
+        .post(
+            &format!("/v1/objections/{o2}/resolution"),
+            &json!({"outcome": "withdrawn"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let recs = records(&gw, "bank", "financing", &s, &["penalty_content"]).await;
+    assert_eq!(ids_of(&recs), [p2]);
+    let last = audited(&gw, "query").await.pop().unwrap();
+    assert!(
+        has_field(&last, &format!("record:{p1}"), "withheld", "withdrawn"),
+        "{last:?}"
+    );
+    let c = check(&gw, "tax", &s, "government_procurement").await;
+    let m = measure(&c, "black_public_resource_restriction");
+    assert_eq!(
+        (m["status"].as_str(), m["reason"].as_str()),
+        (Some("lapsed"), Some("withdrawn"))
+    );
+    let r = portal
+        .post(
+            "/v1/objections",
+            &json!({"subject": lp(&s), "record_id": p1, "grounds": "x"}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("record_withdrawn"))
+    );
+
+    // Corrected: a new version, the old one kept but never shared.
+    let r = portal
+        .post(
+            "/v1/objections",
+            &json!({"subject": lp(&s), "record_id": p2, "grounds": "处罚内容记录有误"}),
+        )
+        .await;
+    let o3 = r.body["objection_id"].as_i64().unwrap();
+    let r = dept
+        .post(
+            &format!("/v1/objections/{o3}/resolution"),
+            &json!({"outcome": "corrected", "fields": {"penalty_content": "警告（更正）", "penalty_date": "2026-11-01"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let p3 = r.body["new_record_id"].as_i64().unwrap();
+    let recs = records(&gw, "bank", "financing", &s, &["penalty_content"]).await;
+    assert_eq!(ids_of(&recs), [p3]);
+    assert_eq!(recs[0]["supersedes"], p2);
+    assert_eq!(recs[0]["fields"]["penalty_content"], "警告（更正）");
+    assert_eq!(recs[0]["terms"]["tier"], "minor", "terms carried over");
+    let h = dept.get(&format!("/v1/records/{p2}/history")).await;
+    assert_eq!(
+        (h.body["state"].as_str(), h.body["superseded_by"].as_i64()),
+        (Some("superseded"), Some(p3))
+    );
+    assert_eq!(h.body["objections"][0]["status"], "corrected");
+
+    // Every step is in the audit log.
+    let filed = audited(&gw, "objection_file").await;
+    assert_eq!(filed.iter().filter(|e| e.outcome == "ok").count(), 3);
+    assert!(has_field(
+        &filed[0],
+        &format!("record:{p1}"),
+        "disputed",
+        "objection_filed"
+    ));
+    assert!(filed[0].subject.is_some());
+    let resolved = audited(&gw, "objection_resolve").await;
+    assert!(resolved.iter().any(|e| has_field(
+        e,
+        &format!("record:{p1}"),
+        "upheld",
+        "objection_upheld"
+    )));
+    assert!(resolved.iter().any(|e| has_field(
+        e,
+        &format!("record:{p1}"),
+        "withdrawn",
+        "withdrawn"
+    )));
+    assert!(resolved.iter().any(|e| has_field(
+        e,
+        &format!("record:{p2}"),
+        "corrected",
+        "superseded"
+    )));
+    assert!(
+        resolved
+            .iter()
+            .any(|e| e.outcome == "not_provider" && e.status == 403)
+    );
+    assert!(!audited(&gw, "objection_overdue").await.is_empty());
+    let checks = audited(&gw, "check").await;
+    assert!(checks.iter().any(|e| has_field(
+        e,
+        "measure:black_public_resource_restriction",
+        "suspended",
+        "disputed"
+    )));
+    assert!(
+        checks
+            .iter()
+            .all(|e| e.purpose.as_deref() == Some("administrative_review"))
+    );
+    assert!(!audited(&gw, "check_feedback").await.is_empty());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn black_listing_removes_red_entries_and_red_listing_a_black_listed_subject_conflicts() {
+    let s = code(20);
+    let (gw, clock) = start(date!(2026 - 11 - 23)).await;
+    let (dept, tax) = (gw.client("department"), gw.client("tax"));
+    let add = |who: &Client, list: &str, body: Value| {
+        let c = who.clone();
+        let path = format!("/v1/lists/{list}");
+        async move { c.post(&path, &body).await }
+    };
+    let entry = |basis: &str| json!({"subject": lp(&s), "basis": basis});
+    let r1 = add(&dept, "red", entry("2026年度守信企业")).await;
+    assert_eq!(r1.status, 201, "{}", r1.body);
+    let r2 = add(&tax, "red", entry("纳税信用A级")).await;
+    assert_eq!(r2.status, 201, "{}", r2.body);
+    let dup = add(&tax, "red", entry("纳税信用A级")).await;
+    assert_eq!(
+        (dup.status, dup.body["error"]["code"].as_str()),
+        (409, Some("already_listed"))
+    );
+    let lists = ["red_listed", "black_listed", "focus_listed"];
+    let recs = records(&gw, "bank", "financing", &s, &lists).await;
+    assert_eq!(
+        recs[0]["fields"],
+        json!({"red_listed": true, "black_listed": false, "focus_listed": false})
+    );
+    assert_eq!(recs[0]["derived_from"], "lists");
+    let c = check(&gw, "department", &s, "administrative_licensing").await;
+    assert_eq!(measure(&c, "red_green_channel")["status"], "applies");
+
+    // Black listing exits both red entries in the same transaction.
+    let b = add(&tax, "black", entry("重大税收违法失信主体")).await;
+    assert_eq!(b.status, 201, "{}", b.body);
+    let reds = [
+        r1.body["entry_id"].as_i64().unwrap(),
+        r2.body["entry_id"].as_i64().unwrap(),
+    ];
+    assert_eq!(b.body["removed_red_entries"], json!(reds));
+    let request_id = b.headers["x-request-id"].to_str().unwrap();
+    let exited = gw
+        .store
+        .count_raw(&format!(
+            "SELECT COUNT(*) FROM list_entries WHERE list = 'red' AND exit_reason = 'black_listed' \
+             AND exited_on = '2026-11-23' AND exit_request = '{request_id}'"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(exited, 2);
+    let recs = records(&gw, "bank", "financing", &s, &lists).await;
+    assert_eq!(
+        recs[0]["fields"],
+        json!({"red_listed": false, "black_listed": true, "focus_listed": false})
+    );
+    let last = audited(&gw, "list_add").await.pop().unwrap();
+    assert!(has_field(
+        &last,
+        &format!("list_entry:{}", reds[0]),
+        "exited",
+        "black_listed"
+    ));
+
+    // Red listing a black-listed subject: 409, nothing stored.
+    let before = gw.store.lifecycle_row_count().await.unwrap();
+    let r = add(&dept, "red", entry("再次申报守信")).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("conflict_black_listed")),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.body["error"]["details"]["black_entries"],
+        json!([b.body["entry_id"]])
+    );
+    assert_eq!(gw.store.lifecycle_row_count().await.unwrap(), before);
+    assert_eq!(
+        audited(&gw, "list_add").await.last().unwrap().outcome,
+        "conflict_black_listed"
+    );
+
+    // Exit (移出) by the issuer only, with date and reason; then red is possible again.
+    let bid = b.body["entry_id"].as_i64().unwrap();
+    let exit = |who: &Client, body: Value| {
+        let c = who.clone();
+        async move {
+            c.post(&format!("/v1/lists/entries/{bid}/exit"), &body)
+                .await
+        }
+    };
+    let r = exit(&dept, json!({"reason": "x"})).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (403, Some("not_issuer"))
+    );
+    let r = exit(
+        &tax,
+        json!({"reason": "信用修复完成", "exit_date": "2026-11-24"}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("invalid_exit_date"))
+    );
+    clock.set(date!(2026 - 12 - 01));
+    let r = exit(&tax, json!({"reason": "信用修复完成，移出名单"})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["exited_on"], "2026-12-01");
+    let r = exit(&tax, json!({"reason": "again"})).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("already_exited"))
+    );
+    assert_eq!(add(&dept, "red", entry("重新认定守信")).await.status, 201);
+    let f = add(
+        &dept,
+        "focus",
+        json!({"subject": lp(&s), "basis": "经营异常", "effective_to": "2027-06-01"}),
+    )
+    .await;
+    assert_eq!(f.status, 201, "{}", f.body);
+    let c = check(&gw, "department", &s, "fiscal_funding").await;
+    assert_eq!(measure(&c, "focus_spot_checks")["status"], "applies");
+    assert_eq!(
+        measure(&c, "red_priority_consideration")["status"],
+        "applies"
+    );
+    assert_eq!(c["lists"]["black"], json!([]));
+    // A focus entry past its end is no longer in force.
+    clock.set(date!(2027 - 06 - 01));
+    let recs = records(&gw, "bank", "financing", &s, &lists).await;
+    assert_eq!(recs[0]["fields"]["focus_listed"], false);
+
+    // Racing red and black listings of fresh subjects never leave both in force.
+    let mut tasks = Vec::new();
+    for n in 0..6 {
+        let subject = code(200 + n);
+        for (who, list) in [("department", "red"), ("tax", "black")] {
+            let c = gw.client(who);
+            let body = json!({"subject": lp(&subject), "basis": "并发测试"});
+            tasks.push(tokio::spawn(async move {
+                c.post(&format!("/v1/lists/{list}"), &body).await.status
+            }));
+        }
+    }
+    for t in tasks {
+        assert!([201, 409].contains(&t.await.unwrap()));
+    }
+    for n in 0..6 {
+        let recs = records(&gw, "bank", "financing", &code(200 + n), &lists).await;
+        let f = &recs[0]["fields"];
+        assert_eq!(f["black_listed"], true);
+        assert_eq!(f["red_listed"], false, "{}: {f}", code(200 + n));
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn repair_hides_the_record_from_agencies_and_the_auditor_sees_it() {
+    let s = code(30);
+    let (gw, clock) = start(date!(2026 - 11 - 23)).await;
+    let ids = submit(
+        &gw,
+        "department",
+        vec![
+            penalty(&s, "general", "2026-10-01", "罚款人民币3000元"),
+            json!({"subject": lp(&s), "item": "registration", "fields": {"enterprise_name": "淄博测试修复有限公司"}}),
+        ],
+    )
+    .await;
+    let (p, reg) = (ids[0], ids[1]);
+    let tax_ids = submit(
+        &gw,
+        "tax",
+        vec![json!({"subject": lp(&s), "item": "arrears", "tier": "general", "decision_date": "2026-08-31",
+            "fields": {"tax_arrears_amount": 1200, "arrears_as_of": "2026-08-31"}})],
+    )
+    .await;
+    let arrears = tax_ids[0];
+    gw.client("department")
+        .post(
+            "/v1/lists/black",
+            &json!({"subject": lp(&s), "basis": "严重违法", "basis_record_id": p}),
+        )
+        .await;
+    let portal = gw.client("portal");
+    let apply = |record: i64| {
+        let c = portal.clone();
+        let body = json!({"subject": lp(&s), "record_id": record, "grounds": "已履行处罚决定并作出信用承诺"});
+        async move { c.post("/v1/repairs", &body).await }
+    };
+    // Too early: a general record is shown at least 3 months.
+    let r = apply(p).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("repair_too_early")),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["error"]["details"]["opens_on"], "2027-01-01");
+    let r = apply(reg).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (422, Some("not_negative"))
+    );
+    clock.set(date!(2027 - 01 - 01));
+    let r = apply(p).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let rid = r.body["repair_id"].as_i64().unwrap();
+    let r = apply(p).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("repair_pending"))
+    );
+    let decide = |who: &str, id: i64, d: &str| {
+        let c = gw.client(who);
+        let body = json!({"decision": d, "note": "符合修复条件"});
+        async move { c.post(&format!("/v1/repairs/{id}/decision"), &body).await }
+    };
+    let r = decide("tax", rid, "approve").await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (403, Some("not_provider"))
+    );
+    let r = decide("department", rid, "approve").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["repaired_on"], "2027-01-01");
+    let r = decide("department", rid, "reject").await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("repair_closed"))
+    );
+
+    // Credit agencies no longer see it; banks neither (catalog default);
+    // departments and the portal see it flagged "repaired".
+    let f = ["penalty_content"];
+    assert!(ids_of(&records(&gw, "agency", "credit_report", &s, &f).await).is_empty());
+    let agency_entry = audited(&gw, "query").await.pop().unwrap();
+    assert!(
+        has_field(
+            &agency_entry,
+            &format!("record:{p}"),
+            "withheld",
+            "repaired"
+        ),
+        "{agency_entry:?}"
+    );
+    assert!(ids_of(&records(&gw, "bank", "financing", &s, &f).await).is_empty());
+    let recs = records(&gw, "department", "administrative_review", &s, &f).await;
+    assert_eq!(status_of(&recs, p).as_deref(), Some("repaired"));
+    let recs = records(&gw, "portal", "self_inquiry", &s, &f).await;
+    assert_eq!(status_of(&recs, p).as_deref(), Some("repaired"));
+    // It no longer triggers the check: the black listing based on it lapses.
+    let c = check(&gw, "tax", &s, "franchise").await;
+    let m = measure(&c, "black_franchise_restriction");
+    assert_eq!(
+        (m["status"].as_str(), m["reason"].as_str()),
+        (Some("lapsed"), Some("repaired"))
+    );
+    assert_eq!(c["punishment_suspended"], false);
+    let r = apply(p).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("already_repaired"))
+    );
+
+    // Per-item rule: repaired arrears stay visible to banks, never to agencies.
+    let r = apply(arrears).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = decide("tax", r.body["repair_id"].as_i64().unwrap(), "approve").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let recs = records(&gw, "bank", "financing", &s, &["tax_arrears_amount"]).await;
+    assert_eq!(status_of(&recs, arrears).as_deref(), Some("repaired"));
+    assert!(
+        ids_of(&records(&gw, "agency", "credit_report", &s, &["tax_arrears_amount"]).await)
+            .is_empty()
+    );
+
+    // The auditor sees the repair in the log (never the values).
+    let decided = audited(&gw, "repair_decide").await;
+    let ok: Vec<_> = decided.iter().filter(|e| e.outcome == "ok").collect();
+    assert_eq!(ok.len(), 2);
+    assert!(has_field(
+        ok[0],
+        &format!("record:{p}"),
+        "approved",
+        "repaired"
+    ));
+    assert!(ok[0].subject.is_some());
+    assert_eq!(ok[0].org.as_deref(), Some(ids::DEPARTMENT));
+    let applied = audited(&gw, "repair_apply").await;
+    assert!(applied.iter().any(|e| e.outcome == "repair_too_early"));
+    assert!(
+        applied.iter().any(|e| e.outcome == "ok"
+            && has_field(e, &format!("record:{p}"), "applied", "repair_applied"))
+    );
+    let h = gw
+        .client("auditor")
+        .get(&format!("/v1/records/{p}/history"))
+        .await;
+    assert_eq!(h.body["state"], "repaired");
+    assert_eq!(h.body["repairs"][0]["status"], "approved");
+    assert!(!h.body.to_string().contains("3000元"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn financing_profile_has_a_summary_of_what_was_released() {
+    let (gw, clock) = start(date!(2026 - 11 - 23)).await;
+    let bank = gw.client("bank");
+    let profile =
+        |id: &str| json!({"subject": lp(id), "purpose": "financing", "view": "financing_profile"});
+    let r = bank.post("/v1/query", &profile(ids::CERAMICS)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["view"], "financing_profile");
+    let summary = &r.body["summary"];
+    assert_eq!(
+        *summary,
+        json!({"active_penalties": 1, "dishonest_debtor": false, "arrears": false, "black_listed": false,
+               "red_listed": false, "focus_listed": false, "disputed_items": 0, "as_of": "2026-11-23"})
+    );
+    // Enterprise-authorised data is withheld without consent, and no value leaks.
+    let d = decisions(&r.body);
+    for f in [
+        "tax_paid_annual",
+        "insured_employees",
+        "utilities_paid_annual",
+    ] {
+        assert!(
+            d.contains(&(f.into(), "withheld".into(), "consent_required".into())),
+            "{f}: {d:?}"
+        );
+    }
+    assert!(d.contains(&(
+        "penalty_content".into(),
+        "returned".into(),
+        "authorised".into()
+    )));
+    assert!(!r.body.to_string().contains("1286000"));
+    // The seeded penalty has no recorded terms: catalog default (general) and
+    // its penalty_date apply.
+    let pen = r.body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["item"] == "admin_penalty")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        pen["terms"],
+        json!({"tier": "general", "decision_date": "2026-05-12", "disclosed_until": "2027-05-12", "recorded": false})
+    );
+
+    // A dispute and a listing show up; arrears of the other enterprise too.
+    let pid = pen["record_id"].as_i64().unwrap();
+    let r = gw
+        .client("portal")
+        .post(
+            "/v1/objections",
+            &json!({"subject": lp(ids::CERAMICS), "record_id": pid, "grounds": "标识已整改"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    gw.client("department")
+        .post(
+            "/v1/lists/focus",
+            &json!({"subject": lp(ids::CERAMICS), "basis": "重点监管"}),
+        )
+        .await;
+    let r = bank.post("/v1/query", &profile(ids::CERAMICS)).await;
+    assert_eq!(r.body["summary"]["disputed_items"], 1);
+    assert_eq!(r.body["summary"]["active_penalties"], 1);
+    assert_eq!(r.body["summary"]["focus_listed"], true);
+    let r = bank.post("/v1/query", &profile(ids::CHEM)).await;
+    assert_eq!(r.body["summary"]["arrears"], true);
+    assert_eq!(r.body["summary"]["active_penalties"], 0);
+    // After the period the penalty is no longer counted.
+    clock.set(date!(2027 - 05 - 12));
+    let r = bank.post("/v1/query", &profile(ids::CERAMICS)).await;
+    assert_eq!(r.body["summary"]["active_penalties"], 0);
+    assert_eq!(r.body["summary"]["disputed_items"], 0);
+
+    // A view is bound to its purpose.
+    let r = gw
+        .client("portal")
+        .post("/v1/query", &json!({"subject": lp(ids::CERAMICS), "purpose": "self_inquiry", "view": "financing_profile"}))
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("view_purpose_mismatch"))
+    );
+    gw.stop().await;
+}
+
+/// (client, method, path, body, status, code).
+type Case<'a> = (&'a str, &'a str, &'a str, Vec<u8>, u16, &'a str);
+
+#[tokio::test]
+async fn hostile_input_to_every_new_endpoint_is_a_clear_4xx_stores_nothing_and_is_audited() {
+    let s = code(40);
+    let (gw, _clock) = start(date!(2026 - 11 - 23)).await;
+    let ids = submit(
+        &gw,
+        "department",
+        vec![penalty(&s, "general", "2026-10-01", "罚款")],
+    )
+    .await;
+    let rec = ids[0];
+    let c = check(&gw, "department", &s, "franchise").await;
+    let check_id = c["check_id"].as_i64().unwrap();
+    let base = audit_entries(&gw.store).await.len();
+    let before = gw.store.lifecycle_row_count().await.unwrap();
+
+    let big = "字".repeat(501);
+    let fb_path = format!("/v1/checks/{check_id}/feedback");
+    let hist_path = format!("/v1/records/{rec}/history");
+    let obj = |extra: Value| {
+        let mut b = json!({"subject": lp(&s), "record_id": rec, "grounds": "理由"});
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                b.as_object_mut().unwrap().remove(k);
+            } else {
+                b[k] = v.clone();
+            }
+        }
+        b.to_string().into_bytes()
+    };
+    let p = |s: &str| s.as_bytes().to_vec();
+    let rec_body = |r: Value| json!({"records": [r]}).to_string().into_bytes();
+    let future_penalty = penalty(&s, "general", "2026-11-24", "x");
+    let mut mismatch = penalty(&s, "general", "2026-10-01", "x");
+    mismatch["decision_date"] = json!("2026-10-02");
+    let mut no_terms = penalty(&s, "general", "2026-10-01", "x");
+    no_terms.as_object_mut().unwrap().remove("tier");
+    let mut bad_tier = penalty(&s, "general", "2026-10-01", "x");
+    bad_tier["tier"] = json!("catastrophic");
+    let mut bad_date = penalty(&s, "general", "2026-10-01", "x");
+    bad_date["decision_date"] = json!("2026-13-01");
+    let cases: Vec<Case<'_>> = vec![
+        // objections
+        ("portal", "POST", "/v1/objections", p("{not json"), 400, "malformed_json"),
+        ("portal", "POST", "/v1/objections", p(""), 400, "malformed_json"),
+        ("portal", "POST", "/v1/objections", vec![b'['; 100_000], 400, "malformed_json"),
+        ("portal", "POST", "/v1/objections", p("[]"), 400, "invalid_request"),
+        ("portal", "POST", "/v1/objections", obj(json!({"extra": 1})), 400, "invalid_request"),
+        ("portal", "POST", "/v1/objections", obj(json!({"grounds": null})), 400, "invalid_request"),
+        ("portal", "POST", "/v1/objections", obj(json!({"evidence": {"血型": "A"}})), 422, "prohibited_field"),
+        ("portal", "POST", "/v1/objections", obj(json!({"Fingerprint_Image": "..."})), 422, "prohibited_field"),
+        ("portal", "POST", "/v1/objections", obj(json!({"record_id": 0})), 400, "invalid_id"),
+        ("portal", "POST", "/v1/objections", obj(json!({"record_id": -7})), 400, "invalid_id"),
+        ("portal", "POST", "/v1/objections", obj(json!({"record_id": 1e30})), 400, "invalid_request"),
+        ("portal", "POST", "/v1/objections", obj(json!({"record_id": "1"})), 400, "invalid_request"),
+        ("portal", "POST", "/v1/objections", obj(json!({"record_id": 987654})), 404, "record_not_found"),
+        ("portal", "POST", "/v1/objections", obj(json!({"record_id": 1})), 404, "record_not_found"),
+        ("portal", "POST", "/v1/objections", obj(json!({"grounds": "   "})), 400, "invalid_text"),
+        ("portal", "POST", "/v1/objections", obj(json!({"grounds": big})), 400, "invalid_text"),
+        ("portal", "POST", "/v1/objections", obj(json!({"grounds": "a\u{0000}b"})), 400, "invalid_text"),
+        ("portal", "POST", "/v1/objections", obj(json!({"subject": lp("91370300MA3CXQ001T")})), 400, "invalid_identifier"),
+        ("portal", "POST", "/v1/objections", obj(json!({"subject": {"type": "alien", "id": "x"}})), 400, "unknown_subject_type"),
+        ("bank", "POST", "/v1/objections", obj(json!({})), 403, "role_not_permitted"),
+        ("portal", "PUT", "/v1/objections", obj(json!({})), 405, "method_not_allowed"),
+        ("department", "POST", "/v1/objections/abc/resolution", p(r#"{"outcome":"upheld"}"#), 400, "invalid_id"),
+        ("department", "POST", "/v1/objections/0/resolution", p(r#"{"outcome":"upheld"}"#), 400, "invalid_id"),
+        ("department", "POST", "/v1/objections/99999999999999999999/resolution", p(r#"{"outcome":"upheld"}"#), 400, "invalid_id"),
+        ("department", "POST", "/v1/objections/424242/resolution", p(r#"{"outcome":"upheld"}"#), 404, "objection_not_found"),
+        ("department", "POST", "/v1/objections/1/resolution", p(r#"{"outcome":"upheld","fields":{"religion":"x"}}"#), 422, "prohibited_field"),
+        ("department", "POST", "/v1/objections/1/resolution", p(r#"{"outcome":7}"#), 400, "invalid_request"),
+        ("portal", "POST", "/v1/objections/1/resolution", p(r#"{"outcome":"upheld"}"#), 403, "role_not_permitted"),
+        ("portal", "GET", "/v1/objections/overdue", vec![], 403, "role_not_permitted"),
+        ("auditor", "POST", "/v1/objections/overdue", p("{}"), 405, "method_not_allowed"),
+        ("department", "GET", "/v1/objections/1/2/3", vec![], 404, "not_found"),
+        // repairs
+        ("portal", "POST", "/v1/repairs", p("{"), 400, "malformed_json"),
+        ("portal", "POST", "/v1/repairs", obj(json!({"record_id": 987654})), 404, "record_not_found"),
+        ("portal", "POST", "/v1/repairs", obj(json!({"grounds": 5})), 400, "invalid_request"),
+        ("portal", "POST", "/v1/repairs", obj(json!({})), 409, "repair_too_early"),
+        ("department", "POST", "/v1/repairs", obj(json!({})), 403, "role_not_permitted"),
+        ("department", "POST", "/v1/repairs/x/decision", p(r#"{"decision":"approve"}"#), 400, "invalid_id"),
+        ("department", "POST", "/v1/repairs/5/decision", p(r#"{"decision":"maybe"}"#), 400, "unknown_decision"),
+        ("department", "POST", "/v1/repairs/5/decision", p(r#"{"decision":"approve"}"#), 404, "repair_not_found"),
+        ("department", "POST", "/v1/repairs/5/decision", p(r#"{"decision":"approve","note":""}"#), 400, "invalid_text"),
+        // lists
+        ("department", "POST", "/v1/lists/grey", p("{}"), 404, "not_found"),
+        ("department", "GET", "/v1/lists/red", vec![], 405, "method_not_allowed"),
+        ("bank", "POST", "/v1/lists/black", p("{}"), 403, "role_not_permitted"),
+        ("department", "POST", "/v1/lists/red", p(r#"{"subject":{"type":"legal_person","id":"91370300MA3CXQ001R"}}"#), 400, "invalid_request"),
+        ("department", "POST", "/v1/lists/red", json!({"subject": lp(&s), "basis": ""}).to_string().into_bytes(), 400, "invalid_text"),
+        ("department", "POST", "/v1/lists/red", json!({"subject": lp(&s), "basis": "b", "effective_from": "2026-02-30"}).to_string().into_bytes(), 400, "invalid_date"),
+        ("department", "POST", "/v1/lists/red", json!({"subject": lp(&s), "basis": "b", "effective_to": "2026-11-23"}).to_string().into_bytes(), 400, "invalid_date"),
+        ("department", "POST", "/v1/lists/black", json!({"subject": lp(&s), "basis": "b", "basis_record_id": 1}).to_string().into_bytes(), 422, "unknown_basis_record"),
+        ("department", "POST", "/v1/lists/black", json!({"subject": lp(&s), "basis": "b", "basis_record_id": 0}).to_string().into_bytes(), 400, "invalid_id"),
+        ("department", "POST", "/v1/lists/black", json!({"subject": lp(&s), "basis": "b", "face_image": "x"}).to_string().into_bytes(), 422, "prohibited_field"),
+        ("department", "POST", "/v1/lists/entries/77/exit", p(r#"{"reason":"r"}"#), 404, "list_entry_not_found"),
+        ("department", "POST", "/v1/lists/entries/77/exit", p(r#"{"reason":"r","exit_date":"2099-01-01"}"#), 400, "invalid_exit_date"),
+        ("department", "POST", "/v1/lists/entries/77/exit", p("{}"), 400, "invalid_request"),
+        ("department", "POST", "/v1/lists/entries/-1/exit", p(r#"{"reason":"r"}"#), 400, "invalid_id"),
+        // checks
+        ("department", "POST", "/v1/checks", json!({"subject": lp(&s), "matter": "moon_landing"}).to_string().into_bytes(), 400, "unknown_matter"),
+        ("department", "POST", "/v1/checks", json!({"matter": "franchise"}).to_string().into_bytes(), 400, "invalid_request"),
+        ("bank", "POST", "/v1/checks", json!({"subject": lp(&s), "matter": "franchise"}).to_string().into_bytes(), 403, "role_not_permitted"),
+        ("department", "POST", "/v1/checks/424242/feedback", p(r#"{"applied":[]}"#), 404, "check_not_found"),
+        ("tax", "POST", &fb_path, p(r#"{"applied":[]}"#), 403, "not_check_owner"),
+        ("department", "POST", &fb_path, p(r#"{"applied":"all"}"#), 400, "invalid_request"),
+        ("department", "POST", &fb_path, p(r#"{"applied":["nope"]}"#), 422, "unknown_measure"),
+        ("department", "POST", &fb_path, p(r#"{"not_applied":[{"measure":"nope","reason":""}]}"#), 422, "unknown_measure"),
+        // history
+        ("department", "GET", "/v1/records/abc/history", vec![], 400, "invalid_id"),
+        ("department", "GET", "/v1/records/987654/history", vec![], 404, "record_not_found"),
+        ("tax", "GET", &hist_path, vec![], 403, "not_provider"),
+        ("bank", "GET", &hist_path, vec![], 403, "role_not_permitted"),
+        ("department", "DELETE", &hist_path, vec![], 405, "method_not_allowed"),
+        // submissions and queries
+        ("department", "POST", "/v1/records", rec_body(no_terms), 400, "lifecycle_terms_required"),
+        ("department", "POST", "/v1/records", rec_body(bad_tier), 400, "unknown_tier"),
+        ("department", "POST", "/v1/records", rec_body(bad_date), 400, "invalid_date"),
+        ("department", "POST", "/v1/records", rec_body(future_penalty), 400, "future_decision_date"),
+        ("department", "POST", "/v1/records", rec_body(mismatch), 400, "decision_date_mismatch"),
+        ("department", "POST", "/v1/records", rec_body(json!({"subject": lp(&s), "item": "admin_licence", "tier": "minor", "fields": {"licence_no": "1"}})), 400, "lifecycle_terms_not_applicable"),
+        ("department", "POST", "/v1/records", rec_body(json!({"subject": lp(&s), "item": "list_status", "fields": {"black_listed": true}})), 422, "item_not_submittable"),
+        ("bank", "POST", "/v1/query", json!({"subject": lp(&s), "purpose": "financing", "view": "everything"}).to_string().into_bytes(), 400, "unknown_view"),
+        ("bank", "POST", "/v1/query", json!({"subject": lp(&s), "purpose": "financing", "view": "financing_profile", "fields": ["penalty_content"]}).to_string().into_bytes(), 400, "invalid_request"),
+        ("agency", "POST", "/v1/query", json!({"subject": lp(&s), "purpose": "credit_report", "view": "financing_profile"}).to_string().into_bytes(), 400, "view_purpose_mismatch"),
+        ("bank", "POST", "/v1/query", json!({"subject": {"type": "natural_person", "id": ids::PERSON}, "purpose": "financing", "view": "financing_profile"}).to_string().into_bytes(), 400, "view_subject_mismatch"),
+        ("bank", "POST", "/v1/query", json!({"subject": lp(&s), "purpose": "financing", "view": 3}).to_string().into_bytes(), 400, "invalid_request"),
+        // size and media type
+        ("portal", "POST", "/v1/objections", vec![b' '; 20 << 20], 413, "body_too_large"),
+    ];
+    let n = cases.len();
+    for (i, (who, method, path, body, status, code)) in cases.into_iter().enumerate() {
+        let r = gw
+            .client(who)
+            .send(method, path, Bytes::from(body), Some("application/json"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "case {i} {method} {path}: {}",
+            r.body
+        );
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "case {i}"
+        );
+    }
+    let r = gw
+        .client("portal")
+        .send(
+            "POST",
+            "/v1/objections",
+            Bytes::from(obj(json!({}))),
+            Some("text/plain"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (415, Some("unsupported_media_type"))
+    );
+    // Nothing stored, every request audited, the prohibited names only as categories.
+    assert_eq!(gw.store.lifecycle_row_count().await.unwrap(), before);
+    let entries = audit_entries(&gw.store).await;
+    assert_eq!(entries.len(), base + n + 1);
+    let hostile = &entries[base..];
+    assert!(
+        hostile
+            .iter()
+            .all(|e| e.status >= 400 && e.status < 500 && e.outcome != "ok")
+    );
+    let text: String = hostile
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap())
+        .collect();
+    assert!(
+        !text.contains("血型")
+            && !text.contains("Fingerprint_Image")
+            && !text.contains("face_image")
+    );
+    assert!(text.contains("prohibited:blood_type") && text.contains("prohibited:fingerprint"));
+    // The department check still works: the store is fine.
+    check(&gw, "department", &s, "franchise").await;
+    gw.stop().await;
+}
