@@ -159,7 +159,13 @@ impl TestGateway {
         pg_db: Option<String>,
         seed: bool,
     ) -> Self {
-        Self::start_prepared(cfg, dir, pg_db, seed, |_| {}).await
+        // Pinned calendar: the sample records' disclosure periods are judged
+        // against a fixed day, so the suite does not change verdict with time.
+        Self::start_prepared(cfg, dir, pg_db, seed, |g| {
+            g.app()
+                .set_clock(std::sync::Arc::new(|| time::macros::date!(2026 - 11 - 23)))
+        })
+        .await
     }
 
     /// Like [`TestGateway::start_config`], letting the caller prepare the
