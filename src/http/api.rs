@@ -46,6 +46,7 @@ pub(super) async fn query(
             .with(json!({"known": app.policy.purposes().iter().map(|p| p.name.as_str()).collect::<Vec<_>>()}))
     })?;
     draft.purpose = Some(purpose.name.to_string());
+    app.metrics.anomalies.admit(org, &subject)?;
     if req.fields.is_empty() || req.fields.len() > MAX_QUERY_FIELDS {
         return Err(ApiError::bad_request(
             "invalid_request",
@@ -268,6 +269,7 @@ pub(super) async fn submit(
     Ok(Reply {
         status: hyper::StatusCode::CREATED,
         body: json!({"accepted": ids.len(), "record_ids": ids}),
+        raw: None,
     })
 }
 

@@ -83,6 +83,9 @@ pub struct Organisation {
     pub name: String,
     /// Roles granted by the registry.
     pub roles: Vec<Role>,
+    /// Most distinct subjects it may query per hour on one gateway node
+    /// (`None`: the configured default applies). See [`crate::audit::anomaly`].
+    pub quota_distinct_subjects_per_hour: Option<u32>,
 }
 
 impl Organisation {
@@ -511,10 +514,10 @@ impl Policy {
             return (withheld(Reason::NotInCatalog, None), None);
         }
         let need = self.classes[field.class].consent;
-        if need != ConsentNeed::None {
-            if let Err((reason, detail)) = consent.opens(field, need) {
-                return (withheld(reason, detail), None);
-            }
+        if need != ConsentNeed::None
+            && let Err((reason, detail)) = consent.opens(field, need)
+        {
+            return (withheld(reason, detail), None);
         }
         let pi = self.purpose_index[purpose.name.as_str()];
         match self.grant(&org.roles, pi, fi) {
