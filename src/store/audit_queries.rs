@@ -229,7 +229,8 @@ impl Store {
     pub async fn audit_query(&self, q: &AuditQuery) -> Result<Vec<StoredAudit>, StoreError> {
         let rows: Vec<(i64, Vec<u8>)> = dispatch!(self, p => {
             let mut qb = QueryBuilder::new("SELECT seq, entry FROM audit_log WHERE seq >= ");
-            qb.push_bind(q.after.map(|a| (a as i64).saturating_add(1)).unwrap_or(0));
+            // A cursor beyond any stored seq selects nothing (seqs fit in i64).
+            qb.push_bind(q.after.map_or(0, |a| i64::try_from(a).map_or(i64::MAX, |a| a.saturating_add(1))));
             if let Some(v) = &q.org { qb.push(" AND org = ").push_bind(v.as_str()); }
             if let Some(v) = &q.subject { qb.push(" AND subject = ").push_bind(v.as_str()); }
             if let Some(v) = &q.purpose { qb.push(" AND purpose = ").push_bind(v.as_str()); }
@@ -363,6 +364,17 @@ impl Store {
                 },
             )
             .collect())
+    }
+
+    /// Sizes of all stored checkpoints, ascending: what a verifier walks
+    /// to check every signed head against the leaves.
+    pub async fn checkpoint_sizes(&self) -> Result<Vec<u64>, StoreError> {
+        let rows: Vec<i64> = dispatch!(self, p => {
+            sqlx::query_scalar("SELECT size FROM checkpoints ORDER BY size")
+                .fetch_all(p)
+                .await?
+        });
+        Ok(rows.into_iter().map(|s| s as u64).collect())
     }
 }
 
