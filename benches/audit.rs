@@ -98,8 +98,14 @@ fn bench(c: &mut Criterion) {
                 })
             })
         });
-        let batches = log.health().batches.load(std::sync::atomic::Ordering::Relaxed);
-        let committed = log.health().committed.load(std::sync::atomic::Ordering::Relaxed);
+        let batches = log
+            .health()
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let committed = log
+            .health()
+            .committed
+            .load(std::sync::atomic::Ordering::Relaxed);
         eprintln!(
             "{name}: {committed} entries in {batches} commits ({:.1} entries/commit)",
             committed as f64 / batches.max(1) as f64

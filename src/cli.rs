@@ -539,12 +539,18 @@ credgate is serving on https://{listen} (admin: http://{admin}/metrics)
 # A department submits a record; a prohibited field refuses the whole batch (422):
 {dept} https://{listen}/v1/records -d '{{"records":[{{"subject":{{"type":"legal_person","id":"91370300MA3DFR002A"}},"item":"admin_licence","fields":{{"licence_no":"JY13703030012345","licence_name":"食品经营许可","血型":"A"}}}}]}}'
 
+# An auditor fetches the signed checkpoint and the key to verify it, searches the log by subject, exports it:
+{auditor} https://{listen}/v1/audit/checkpoint
+{auditor} https://{listen}/v1/audit/search -d '{{"subject":{{"type":"legal_person","id":"91370300MA3CXQ001R"}}}}'
+{auditor} https://{listen}/v1/audit/export -d '{{}}' > audit.jsonl && credgate audit verify audit.jsonl --key '<checkpoint verifier key>'
+
 # Health, readiness, metrics:
 curl http://{admin}/readyz
 "#,
         bank = curl("bank"),
         agency = curl("agency"),
         dept = curl("department"),
+        auditor = curl("auditor"),
     )
 }
 

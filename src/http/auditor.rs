@@ -64,9 +64,11 @@ pub(super) const ACCESS_HISTORY: &str = "/v1/portal/access-history";
 pub const MAX_PAGE: u32 = 1000;
 /// Page size when none is given.
 const DEFAULT_PAGE: u32 = 100;
-/// Most entries in one export response; larger ranges are exported in parts
-/// (or with `credgate audit export` from the store).
-pub const MAX_EXPORT_ENTRIES: u64 = 100_000;
+/// Most entries in one export response (about 15 MB; the response is built
+/// in memory, so this bounds what one request can make the gateway hold).
+/// Larger ranges are exported in parts, each verifiable on its own, or with
+/// `credgate audit export` straight from the store.
+pub const MAX_EXPORT_ENTRIES: u64 = 20_000;
 /// Most subjects in the report's top list.
 const MAX_TOP: u32 = 100;
 /// Actions that touch a subject's credit data, shown in its access history.

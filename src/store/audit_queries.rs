@@ -2,7 +2,7 @@
 //!
 //! Kept apart from the write path in the parent module: nothing here takes
 //! the tree-head lock or writes, and every query is the same SQL text on
-//! SQLite and PostgreSQL (through [`dispatch!`]). Timestamps are compared as
+//! SQLite and PostgreSQL (through the `dispatch!` macro). Timestamps are compared as
 //! text, which is sound because every stored `ts` has the one fixed layout
 //! `YYYY-MM-DDTHH:MM:SS.mmmZ` (callers normalise their bounds to it).
 
