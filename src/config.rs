@@ -61,6 +61,15 @@ pub struct ServerConfig {
     pub shutdown_grace_ms: u64,
     /// Identifies this gateway as the `aud` of consent tokens.
     pub gateway_id: String,
+    /// Default quota of distinct subjects an organisation may query per
+    /// hour on this node, for organisations without their own in
+    /// `organisations.toml`. Unset: no quota.
+    pub quota_distinct_subjects_per_hour: Option<u32>,
+    /// Refuse queries beyond the quota with 429 (true) or serve them and
+    /// only flag the organisation (false).
+    pub quota_enforce: bool,
+    /// More denied attempts than this per hour flags an organisation.
+    pub anomaly_denied_per_hour: u32,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +83,9 @@ impl Default for ServerConfig {
             idle_timeout_ms: 60_000,
             shutdown_grace_ms: 10_000,
             gateway_id: "credgate-dev".into(),
+            quota_distinct_subjects_per_hour: None,
+            quota_enforce: true,
+            anomaly_denied_per_hour: 100,
         }
     }
 }
@@ -215,6 +227,12 @@ impl Config {
         }
         if s.gateway_id.is_empty() {
             return Err("server.gateway_id must not be empty".into());
+        }
+        if s.quota_distinct_subjects_per_hour == Some(0) {
+            return Err("server.quota_distinct_subjects_per_hour must be at least 1".into());
+        }
+        if s.anomaly_denied_per_hour == 0 {
+            return Err("server.anomaly_denied_per_hour must be at least 1".into());
         }
         if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres://")) {
             return Err("store.url must start with sqlite: or postgres://".into());

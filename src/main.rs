@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use credgate::cli::{self, CertsCommand, Cli, Command, PolicyCommand};
+use credgate::cli::{self, AuditCommand, CertsCommand, Cli, Command, PolicyCommand};
 use credgate::config::Config;
 use credgate::server::Gateway;
 
@@ -53,6 +53,18 @@ fn main() -> ExitCode {
                 with_consent,
                 dir,
             }) => cli::policy_explain(&dir, &org, &purpose, &fields, with_consent)
+                .map(|s| print!("{s}")),
+            Command::Audit(AuditCommand::Verify {
+                file,
+                previous,
+                key,
+            }) => cli::audit_verify(&file, &key, previous.as_deref()).map(|s| print!("{s}")),
+            Command::Audit(AuditCommand::Export {
+                config,
+                out,
+                format,
+            }) => cli::audit_export(&config, &out, &format)
+                .await
                 .map(|s| print!("{s}")),
         }
     });

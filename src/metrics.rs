@@ -7,6 +7,15 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use crate::audit::AuditHealth;
+use crate::audit::anomaly::{Anomalies, AnomalyLimits, OrgStatus};
+
+/// A per-organisation series: name, type, help, value.
+type Series = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&OrgStatus) -> u64,
+);
 
 /// Process-wide counters.
 #[derive(Debug, Default)]
@@ -22,9 +31,19 @@ pub struct Metrics {
     pub handshake_timeouts: AtomicU64,
     /// Responses replaced by 503 because the audit log could not be written.
     pub audit_failures: AtomicU64,
+    /// Per-organisation quota and anomaly counters (this node only).
+    pub anomalies: Anomalies,
 }
 
 impl Metrics {
+    /// Counters with the configured quota and anomaly limits.
+    pub fn with_limits(limits: AnomalyLimits) -> Self {
+        Metrics {
+            anomalies: Anomalies::new(limits),
+            ..Metrics::default()
+        }
+    }
+
     /// Count one request.
     pub fn request(&self, action: &'static str, status: u16) {
         if let Ok(mut m) = self.requests.lock() {
@@ -106,6 +125,63 @@ impl Metrics {
             "Audit entries that failed to commit.",
             audit.failed.load(Ordering::Relaxed).into(),
         );
+        self.render_anomalies(&mut out);
         out
+    }
+
+    /// Per-organisation series; org codes are validated credit codes, so
+    /// they need no label escaping.
+    fn render_anomalies(&self, out: &mut String) {
+        let orgs = self.anomalies.snapshot(|_| None);
+        let series: [Series; 4] = [
+            (
+                "credgate_org_distinct_subjects",
+                "gauge",
+                "Distinct subjects queried in the last hour by quota-tracked organisations (this node).",
+                |s| s.distinct_subjects,
+            ),
+            (
+                "credgate_org_denied_attempts",
+                "gauge",
+                "Denied attempts (failed, or a field withheld) in the last hour (this node).",
+                |s| s.denied,
+            ),
+            (
+                "credgate_quota_refused_total",
+                "counter",
+                "Queries refused with 429 quota_exceeded (this node).",
+                |s| s.refused_total,
+            ),
+            (
+                "credgate_org_over_quota",
+                "gauge",
+                "Queries for a new subject beyond the quota in the last hour (this node).",
+                |s| s.over_quota,
+            ),
+        ];
+        for (name, kind, help, value) in series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for s in &orgs {
+                let _ = writeln!(out, "{name}{{org=\"{}\"}} {}", s.org, value(s));
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP credgate_anomaly Organisation flagged in the last hour (this node): 1 flagged, 0 not.\n# TYPE credgate_anomaly gauge"
+        );
+        for s in &orgs {
+            let _ = writeln!(
+                out,
+                "credgate_anomaly{{org=\"{}\",kind=\"distinct_subjects\"}} {}",
+                s.org,
+                u8::from(s.quota_flag())
+            );
+            let _ = writeln!(
+                out,
+                "credgate_anomaly{{org=\"{}\",kind=\"denied_attempts\"}} {}",
+                s.org,
+                u8::from(self.anomalies.denied_flag(s))
+            );
+        }
     }
 }

@@ -33,6 +33,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
+use crate::audit::anomaly::AnomalyLimits;
 use crate::audit::checkpoint::CheckpointSigner;
 use crate::audit::{self, AuditLog, SubjectHasher};
 use crate::config::Config;
@@ -116,15 +117,22 @@ impl Gateway {
         )?;
         let store = Store::connect(&cfg.store.url, cfg.store.max_connections).await?;
         let (audit_log, audit_task) = AuditLog::start(store.clone(), cfg.audit.max_batch).await?;
-        let app = Arc::new(App::new(
+        let limits = AnomalyLimits {
+            default_distinct_subjects_per_hour: cfg.server.quota_distinct_subjects_per_hour,
+            enforce_quota: cfg.server.quota_enforce,
+            denied_per_hour: cfg.server.anomaly_denied_per_hour,
+        };
+        let mut app = App::new(
             policy,
             store,
             audit_log,
             SubjectHasher::new(&subject_key),
-            Arc::new(Metrics::default()),
+            Arc::new(Metrics::with_limits(limits)),
             cfg.server.gateway_id.clone(),
             cfg.server.max_body_bytes,
-        ));
+        );
+        app.checkpoint_verifier_key = signer.verifier_key();
+        let app = Arc::new(app);
         Ok(Gateway {
             app,
             tls: TlsAcceptor::from(tls_cfg),

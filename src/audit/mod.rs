@@ -19,8 +19,11 @@
 //! * A checkpointer signs the tree head ([`checkpoint`]) every few seconds
 //!   while it grows, and once more at shutdown.
 
+pub mod anomaly;
 pub mod checkpoint;
+pub mod export;
 pub mod merkle;
+pub mod verify;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -109,6 +112,8 @@ impl AuditEntry {
             subject: self.subject.clone(),
             purpose: self.purpose.clone(),
             outcome: self.outcome.clone(),
+            action: self.action.clone(),
+            decisions: crate::store::decision_mask(&self.fields),
             entry: self.canonical(),
         }
     }
@@ -286,6 +291,8 @@ fn empty_row() -> AuditRow {
         subject: None,
         purpose: None,
         outcome: String::new(),
+        action: String::new(),
+        decisions: 0,
         entry: Vec::new(),
     }
 }

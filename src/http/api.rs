@@ -46,6 +46,7 @@ pub(super) async fn query(
             .with(json!({"known": app.policy.purposes().iter().map(|p| p.name.as_str()).collect::<Vec<_>>()}))
     })?;
     draft.purpose = Some(purpose.name.to_string());
+    app.metrics.anomalies.admit(org, &subject)?;
     let view =
         lifecycle::expand_view(app, req.view.as_deref(), &mut req.fields, &subject, purpose)?;
     if req.fields.is_empty() || req.fields.len() > MAX_QUERY_FIELDS {
@@ -277,6 +278,7 @@ pub(super) async fn submit(
     Ok(Reply {
         status: hyper::StatusCode::CREATED,
         body: json!({"accepted": ids.len(), "record_ids": ids}),
+        raw: None,
     })
 }
 

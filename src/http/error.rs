@@ -10,6 +10,7 @@ use hyper::StatusCode;
 use serde_json::{Value, json};
 
 use crate::audit::AuditError;
+use crate::audit::anomaly::QuotaExceeded;
 use crate::ids::IdError;
 use crate::store::StoreError;
 
@@ -122,6 +123,21 @@ impl From<AuditError> for ApiError {
             "audit_unavailable",
             "the audit log cannot be written, so no data is served (fail closed)",
         )
+    }
+}
+
+impl From<QuotaExceeded> for ApiError {
+    fn from(e: QuotaExceeded) -> Self {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "quota_exceeded",
+            format!(
+                "this organisation has queried its quota of {} distinct subjects in the last hour; \
+                 subjects already queried in that hour remain available",
+                e.limit
+            ),
+        )
+        .with(json!({"limit": e.limit, "window_secs": 3600}))
     }
 }
 

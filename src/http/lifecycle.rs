@@ -597,6 +597,7 @@ async fn file_objection(
             "objection_id": id, "record_id": record_id, "item": o.item, "status": "open",
             "filed_on": o.filed_on, "due_on": o.due_on,
         }),
+        raw: None,
     })
 }
 
@@ -819,6 +820,7 @@ async fn apply_repair(
     Ok(Reply {
         status: StatusCode::CREATED,
         body: json!({"repair_id": id, "record_id": record_id, "status": "pending", "terms": terms}),
+        raw: None,
     })
 }
 
@@ -965,6 +967,7 @@ async fn add_list_entry(
             "entry_id": added.entry_id, "list": list, "effective_from": format_date(from),
             "effective_to": to.map(format_date), "removed_red_entries": added.removed_red,
         }),
+        raw: None,
     })
 }
 

@@ -13,6 +13,7 @@
 //! whatever the outcome.
 
 mod api;
+mod auditor;
 pub mod dto;
 pub mod error;
 mod lifecycle;
@@ -52,6 +53,9 @@ pub struct App {
     pub gateway_id: String,
     /// Body size limit.
     pub max_body_bytes: usize,
+    /// Public key auditors verify checkpoints with (C2SP verifier key),
+    /// published by `GET /v1/audit/checkpoint`.
+    pub checkpoint_verifier_key: String,
     /// Request id counter (combined with a per-process random prefix).
     next_request: AtomicU64,
     request_prefix: String,
@@ -80,6 +84,7 @@ impl App {
             metrics,
             gateway_id,
             max_body_bytes,
+            checkpoint_verifier_key: String::new(),
             next_request: AtomicU64::new(1),
             request_prefix: hex::encode(rnd),
             clock: std::sync::RwLock::new(lifecycle::system_clock()),
@@ -218,13 +223,20 @@ impl AuditDraft {
 pub struct Reply {
     status: StatusCode,
     body: Value,
+    /// A non-JSON body (audit exports) and its content type, sent instead of `body`.
+    raw: Option<(&'static str, Bytes)>,
 }
 
 impl Reply {
     fn ok(body: Value) -> Self {
+        Self::with_status(StatusCode::OK, body)
+    }
+
+    fn with_status(status: StatusCode, body: Value) -> Self {
         Reply {
-            status: StatusCode::OK,
+            status,
             body,
+            raw: None,
         }
     }
 }
@@ -247,9 +259,9 @@ impl App {
             ..AuditDraft::default()
         };
         let result = self.route(caller, req, &mut draft).await;
-        let (status, body, outcome) = match result {
-            Ok(r) => (r.status, r.body, "ok"),
-            Err(e) => (e.status, e.body(), e.code),
+        let (status, body, outcome, raw) = match result {
+            Ok(r) => (r.status, r.body, "ok", r.raw),
+            Err(e) => (e.status, e.body(), e.code, None),
         };
         let entry = AuditEntry {
             v: ENTRY_VERSION,
@@ -269,8 +281,15 @@ impl App {
             outcome: outcome.to_owned(),
         };
         self.metrics.request(draft.action, status.as_u16());
+        if let Some(org) = &entry.org {
+            let denied = outcome != "ok" || entry.fields.iter().any(|f| f.decision == "withheld");
+            self.metrics.anomalies.record(org, denied);
+        }
         match self.audit.append(&entry).await {
-            Ok(seq) => respond(status, &body, &request_id, Some(seq)),
+            Ok(seq) => match raw {
+                Some((ctype, bytes)) => respond_raw(status, ctype, bytes, &request_id, seq),
+                None => respond(status, &body, &request_id, Some(seq)),
+            },
             Err(e) => {
                 self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
                 let e = ApiError::from(e);
@@ -304,6 +323,9 @@ impl App {
                 let org = caller.require(&[Role::Department])?;
                 let body = self.body(req).await?;
                 api::submit(self, org, &body, draft).await
+            }
+            (_, p) if p.starts_with("/v1/audit/") || p == auditor::ACCESS_HISTORY => {
+                auditor::route(self, caller, req, draft).await
             }
             (_, "/v1/query" | "/v1/records") => {
                 draft.action = "method_not_allowed";
@@ -374,6 +396,20 @@ impl App {
             )),
         }
     }
+}
+
+fn respond_raw(
+    status: StatusCode,
+    ctype: &'static str,
+    bytes: Bytes,
+    request_id: &str,
+    seq: u64,
+) -> Response<Full<Bytes>> {
+    let mut resp = respond(status, &Value::Null, request_id, Some(seq));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    *resp.body_mut() = Full::new(bytes);
+    resp
 }
 
 fn respond(

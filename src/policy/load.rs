@@ -4,7 +4,7 @@
 //!
 //! | file | holds |
 //! |---|---|
-//! | `organisations.toml` | `[[organisation]]` code, name, roles |
+//! | `organisations.toml` | `[[organisation]]` code, name, roles, optional `quota_distinct_subjects_per_hour` |
 //! | `purposes.toml` | `[[purpose]]` the closed list of query purposes |
 //! | `catalog.toml` | `[[classification]]` tags; `[[item]]` with `[[item.field]]` |
 //! | `grants.toml` | `[[grant]]` role × purpose × (class or field) → action |
@@ -147,6 +147,8 @@ struct OrgToml {
     code: Spanned<String>,
     name: String,
     roles: Vec<Spanned<String>>,
+    #[serde(default)]
+    quota_distinct_subjects_per_hour: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -329,12 +331,25 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
                 format!("organisation '{code}' declared twice"),
             );
         }
+        let quota = match &o.quota_distinct_subjects_per_hour {
+            None => None,
+            Some(q) => match u32::try_from(*q.get_ref()) {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    return src.err(
+                        q.span(),
+                        "quota_distinct_subjects_per_hour must be between 1 and 4294967295",
+                    );
+                }
+            },
+        };
         orgs.insert(
             code.clone(),
             Organisation {
                 code,
                 name: o.name,
                 roles,
+                quota_distinct_subjects_per_hour: quota,
             },
         );
     }

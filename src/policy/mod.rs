@@ -85,6 +85,9 @@ pub struct Organisation {
     pub name: String,
     /// Roles granted by the registry.
     pub roles: Vec<Role>,
+    /// Most distinct subjects it may query per hour on one gateway node
+    /// (`None`: the configured default applies). See [`crate::audit::anomaly`].
+    pub quota_distinct_subjects_per_hour: Option<u32>,
 }
 
 impl Organisation {

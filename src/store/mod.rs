@@ -69,6 +69,9 @@ pub use lifecycle::{
     ObjectionRow, ObjectionTarget, Refusal, Resolution, SharedRead, SharedRecord, Step,
     SubjectRecord, WithheldRecord,
 };
+// After the macro, so the read-side queries can use it.
+mod audit_queries;
+pub use audit_queries::*;
 
 /// A record to insert (already validated against the catalog).
 #[derive(Debug, Clone)]
@@ -113,6 +116,10 @@ pub struct AuditRow {
     pub purpose: Option<String>,
     /// Outcome code (`ok` or an error code).
     pub outcome: String,
+    /// Action name (`query`, `audit_search`, …).
+    pub action: String,
+    /// Which field decisions occur ([`decision_mask`]).
+    pub decisions: i32,
     /// Canonical entry bytes (Merkle leaf data).
     pub entry: Vec<u8>,
 }
@@ -364,7 +371,7 @@ impl Store {
             let mut nodes: Vec<(NodeId, Hash)> = Vec::with_capacity(rows.len() * 2);
             for chunk in rows.chunks(256) {
                 let mut qb = sqlx::QueryBuilder::new(
-                    "INSERT INTO audit_log (seq, ts, org, subject, purpose, outcome, entry, leaf) ",
+                    "INSERT INTO audit_log (seq, ts, org, subject, purpose, outcome, action, decisions, entry, leaf) ",
                 );
                 let base = work.size();
                 let mut leaves = Vec::with_capacity(chunk.len());
@@ -380,6 +387,8 @@ impl Store {
                         .push_bind(r.subject.as_deref())
                         .push_bind(r.purpose.as_deref())
                         .push_bind(r.outcome.as_str())
+                        .push_bind(r.action.as_str())
+                        .push_bind(r.decisions)
                         .push_bind(r.entry.as_slice())
                         .push_bind(leaf.to_vec());
                 });

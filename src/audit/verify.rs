@@ -1,0 +1,575 @@
+//! Offline verification of an audit export (`credgate audit verify`).
+//!
+//! An auditor runs this on a file the gateway produced ([`super::export`]),
+//! with the checkpoint verifier key obtained out of band, and optionally a
+//! checkpoint saved from an earlier visit. Nothing from the gateway is
+//! trusted except through that key:
+//!
+//! 1. the checkpoint note must be signed by the key; the header's unsigned
+//!    fields must agree with it;
+//! 2. entries must be exactly seq `start, start+1, …, end-1`, one per line —
+//!    a missing, duplicated, reordered or extra line is named;
+//! 3. each entry must hash to the leaf hash next to it, must be a well-formed
+//!    canonical v1 entry, and (CSV) its readable columns must match it — the
+//!    first altered entry is named;
+//! 4. the leaf hashes and the range proof must rebuild the signed root, which
+//!    authenticates every leaf hash (and so every entry checked against one);
+//! 5. with `--previous`, the earlier checkpoint must be by the same key and
+//!    log, and a prefix of this one: recomputed from the entries when the
+//!    export starts at 0 and reaches it, else by the consistency proof the
+//!    export carries. A log whose history was rewritten fails here even if
+//!    the operator re-signed everything.
+//!
+//! The first failure stops verification and names its line (1-based) and,
+//! where known, the sequence number.
+
+use std::fmt;
+use std::io::BufRead;
+
+use super::AuditEntry;
+use super::checkpoint::{Checkpoint, CheckpointVerifier};
+use super::export::{
+    CSV_COLUMNS, EXPORT_FORMAT, EXPORT_VERSION, ExportHeader, ExportLine, csv_columns_of,
+    decode_hash, encode_hash, parse_csv_line, root_from_range,
+};
+use super::merkle::{self, Hash};
+
+/// Why an export did not verify, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct VerifyError {
+    /// 1-based line of the file, when the failure has one.
+    pub line: Option<usize>,
+    /// Sequence number of the entry concerned, when known.
+    pub seq: Option<u64>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.seq) {
+            (Some(l), Some(s)) => write!(f, "line {l} (seq {s}): {}", self.message),
+            (Some(l), None) => write!(f, "line {l}: {}", self.message),
+            (None, Some(s)) => write!(f, "seq {s}: {}", self.message),
+            (None, None) => f.write_str(&self.message),
+        }
+    }
+}
+
+fn fail(line: Option<usize>, seq: Option<u64>, message: impl Into<String>) -> VerifyError {
+    VerifyError {
+        line,
+        seq,
+        message: message.into(),
+    }
+}
+
+/// What a successful verification established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// The verified checkpoint.
+    pub checkpoint: Checkpoint,
+    /// The signed note itself, to save for the next `--previous`.
+    pub note: String,
+    /// First sequence number in the file.
+    pub start: u64,
+    /// One past the last.
+    pub end: u64,
+    /// Size of the earlier checkpoint this one was shown consistent with.
+    pub consistent_with: Option<u64>,
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "ok: {} entries (seq {}..{}) verified against the checkpoint of {} at tree size {}, root {}",
+            self.end - self.start,
+            self.start,
+            self.end,
+            self.checkpoint.origin,
+            self.checkpoint.size,
+            encode_hash(&self.checkpoint.root)
+        )?;
+        if let Some(m) = self.consistent_with {
+            writeln!(
+                f,
+                "ok: consistent with the previous checkpoint at tree size {m}"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Flavour {
+    Jsonl,
+    Csv,
+}
+
+/// Verify the export read from `input` (see the module docs).
+///
+/// `previous` is an earlier signed checkpoint note by the same key.
+pub fn verify_export(
+    input: impl BufRead,
+    key: &CheckpointVerifier,
+    previous: Option<&str>,
+) -> Result<VerifyReport, VerifyError> {
+    let mut lines = input.lines().enumerate().map(|(i, l)| {
+        let n = i + 1;
+        l.map(|s| (n, s.strip_suffix('\r').map(str::to_owned).unwrap_or(s)))
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::InvalidData => fail(Some(n), None, "not valid UTF-8"),
+                _ => fail(Some(n), None, format!("read error: {e}")),
+            })
+    });
+    let (first_no, first) = lines
+        .next()
+        .transpose()?
+        .ok_or_else(|| fail(None, None, "the file is empty"))?;
+
+    // Header.
+    let (flavour, header_no, header_json) = if first.starts_with("record,") {
+        let cols = parse_csv_line(&first).map_err(|e| fail(Some(first_no), None, e))?;
+        if cols != CSV_COLUMNS {
+            return Err(fail(
+                Some(first_no),
+                None,
+                format!("CSV columns must be: {}", CSV_COLUMNS.join(",")),
+            ));
+        }
+        let (n, line) = lines
+            .next()
+            .transpose()?
+            .ok_or_else(|| fail(Some(first_no + 1), None, "missing export record"))?;
+        let cells = parse_csv_line(&line).map_err(|e| fail(Some(n), None, e))?;
+        if cells.len() != CSV_COLUMNS.len()
+            || cells[0] != "export"
+            || cells[1..CSV_COLUMNS.len() - 1]
+                .iter()
+                .any(|c| !c.is_empty())
+        {
+            return Err(fail(
+                Some(n),
+                None,
+                "the second record must be the export header",
+            ));
+        }
+        (Flavour::Csv, n, cells[CSV_COLUMNS.len() - 1].clone())
+    } else {
+        (Flavour::Jsonl, first_no, first)
+    };
+    let header: ExportHeader = serde_json::from_str(&header_json).map_err(|e| {
+        fail(
+            Some(header_no),
+            None,
+            format!("malformed export header: {e}"),
+        )
+    })?;
+    if header.format != EXPORT_FORMAT || header.version != EXPORT_VERSION {
+        return Err(fail(
+            Some(header_no),
+            None,
+            format!("not a {EXPORT_FORMAT} version {EXPORT_VERSION} file"),
+        ));
+    }
+    let cp = key.verify(&header.checkpoint).map_err(|e| {
+        fail(
+            Some(header_no),
+            None,
+            format!("the checkpoint does not verify with the given key: {e}"),
+        )
+    })?;
+    if cp.size != header.tree_size {
+        return Err(fail(
+            Some(header_no),
+            None,
+            format!(
+                "header tree_size {} differs from the signed checkpoint's {}",
+                header.tree_size, cp.size
+            ),
+        ));
+    }
+    let (start, end) = (header.start, header.end);
+    if start > end || end > cp.size {
+        return Err(fail(
+            Some(header_no),
+            None,
+            format!(
+                "range [{start}, {end}) is not inside the tree of size {}",
+                cp.size
+            ),
+        ));
+    }
+
+    // Entries.
+    let expected = end - start;
+    let mut leaves: Vec<Hash> = Vec::new();
+    let mut last_line = header_no;
+    for item in lines {
+        let (n, line) = item?;
+        last_line = n;
+        let want = start + leaves.len() as u64;
+        if leaves.len() as u64 == expected {
+            return Err(fail(
+                Some(n),
+                None,
+                format!("extra line after the last entry of the range [{start}, {end})"),
+            ));
+        }
+        let (seq, leaf, entry, columns) = match flavour {
+            Flavour::Jsonl => {
+                let l: ExportLine = serde_json::from_str(&line)
+                    .map_err(|e| fail(Some(n), Some(want), format!("malformed entry line: {e}")))?;
+                (l.seq, l.leaf.0, l.entry, None)
+            }
+            Flavour::Csv => {
+                let mut cells = parse_csv_line(&line).map_err(|e| fail(Some(n), Some(want), e))?;
+                if cells.len() != CSV_COLUMNS.len() || cells[0] != "entry" {
+                    return Err(fail(
+                        Some(n),
+                        Some(want),
+                        format!(
+                            "an entry record has {} cells starting with 'entry'",
+                            CSV_COLUMNS.len()
+                        ),
+                    ));
+                }
+                let seq = parse_seq(&cells[1])
+                    .ok_or_else(|| fail(Some(n), Some(want), "seq is not a number"))?;
+                let leaf = decode_hash(&cells[10])
+                    .ok_or_else(|| fail(Some(n), Some(want), "leaf is not 32 bytes of base64"))?;
+                let entry = cells.pop().unwrap_or_default();
+                (seq, leaf, entry, Some(cells[2..10].to_vec()))
+            }
+        };
+        if seq != want {
+            return Err(fail(
+                Some(n),
+                Some(want),
+                format!(
+                    "expected seq {want}, found seq {seq}: entries are missing, duplicated or out of order"
+                ),
+            ));
+        }
+        if merkle::leaf_hash(entry.as_bytes()) != leaf {
+            return Err(fail(
+                Some(n),
+                Some(seq),
+                "the entry does not match its leaf hash: it was altered",
+            ));
+        }
+        let parsed = AuditEntry::parse(entry.as_bytes())
+            .ok()
+            .filter(|e| e.canonical() == entry.as_bytes())
+            .ok_or_else(|| {
+                fail(
+                    Some(n),
+                    Some(seq),
+                    "the entry is not a canonical version 1 audit entry",
+                )
+            })?;
+        if let Some(cols) = columns {
+            let want_cols = csv_columns_of(&parsed);
+            if let Some(i) = (0..want_cols.len()).find(|&i| cols[i] != want_cols[i]) {
+                return Err(fail(
+                    Some(n),
+                    Some(seq),
+                    format!(
+                        "column '{}' does not match the signed entry",
+                        CSV_COLUMNS[i + 2]
+                    ),
+                ));
+            }
+        }
+        leaves.push(leaf);
+    }
+    if (leaves.len() as u64) < expected {
+        let missing = start + leaves.len() as u64;
+        return Err(fail(
+            Some(last_line + 1),
+            Some(missing),
+            format!(
+                "the file ends before seq {missing}; the header promises entries up to seq {} (truncated)",
+                end.saturating_sub(1)
+            ),
+        ));
+    }
+
+    // Root.
+    let proof: Vec<Hash> = header.range_proof.iter().map(|h| h.0).collect();
+    let root = root_from_range(start, cp.size, &leaves, &proof).map_err(|e| {
+        fail(
+            Some(header_no),
+            None,
+            format!("range proof does not fit the range: {e}"),
+        )
+    })?;
+    if root != cp.root {
+        return Err(fail(
+            None,
+            None,
+            "the entries and range proof do not rebuild the signed root: an entry was altered \
+             together with its leaf hash, or the range proof was altered",
+        ));
+    }
+
+    // Consistency with an earlier checkpoint.
+    let consistent_with = match previous {
+        None => None,
+        Some(note) => Some(check_previous(note, key, &cp, &header, start, &leaves)?),
+    };
+    Ok(VerifyReport {
+        checkpoint: cp,
+        note: header.checkpoint,
+        start,
+        end,
+        consistent_with,
+    })
+}
+
+fn parse_seq(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) || (s.len() > 1 && s.starts_with('0'))
+    {
+        return None;
+    }
+    s.parse().ok()
+}
+
+fn check_previous(
+    note: &str,
+    key: &CheckpointVerifier,
+    cp: &Checkpoint,
+    header: &ExportHeader,
+    start: u64,
+    leaves: &[Hash],
+) -> Result<u64, VerifyError> {
+    let prev = key.verify(note).map_err(|e| {
+        fail(
+            None,
+            None,
+            format!("the previous checkpoint does not verify with the given key: {e}"),
+        )
+    })?;
+    if prev.origin != cp.origin {
+        return Err(fail(
+            None,
+            None,
+            format!(
+                "the previous checkpoint is for log '{}', the export for '{}'",
+                prev.origin, cp.origin
+            ),
+        ));
+    }
+    if prev.size > cp.size {
+        return Err(fail(
+            None,
+            None,
+            format!(
+                "the previous checkpoint (size {}) is larger than the export's (size {}): \
+                 export against a newer checkpoint",
+                prev.size, cp.size
+            ),
+        ));
+    }
+    let rewritten = |how: &str| {
+        fail(
+            None,
+            None,
+            format!(
+                "NOT consistent with the previous checkpoint (size {}): {how}; \
+                 the log's history was rewritten, or the previous checkpoint is forged",
+                prev.size
+            ),
+        )
+    };
+    let covered = start == 0 && prev.size <= leaves.len() as u64;
+    if covered {
+        if merkle::root_of(&leaves[..prev.size as usize]) != prev.root {
+            return Err(rewritten(
+                "the export's first entries do not rebuild its root",
+            ));
+        }
+        return Ok(prev.size);
+    }
+    match &header.consistency {
+        Some(c) if c.old_size == prev.size => {
+            let proof: Vec<Hash> = c.proof.iter().map(|h| h.0).collect();
+            merkle::verify_consistency(prev.size, cp.size, &prev.root, &cp.root, &proof)
+                .map_err(|e| rewritten(&format!("consistency proof fails ({e})")))?;
+            Ok(prev.size)
+        }
+        _ => Err(fail(
+            None,
+            None,
+            format!(
+                "cannot check consistency with the previous checkpoint (size {}): export from \
+                 seq 0 through at least {0}, or with consistency_from = {0}",
+                prev.size
+            ),
+        )),
+    }
+}
+
+/// `credgate audit verify`: `key` is the verifier key itself or a file
+/// holding it; `previous` a file holding an earlier signed checkpoint.
+pub fn verify_file(
+    file: &std::path::Path,
+    key: &str,
+    previous: Option<&std::path::Path>,
+) -> Result<VerifyReport, String> {
+    let verifier = match CheckpointVerifier::from_verifier_key(key.trim()) {
+        Ok(v) => v,
+        Err(e) => match std::fs::read_to_string(key) {
+            Ok(text) => CheckpointVerifier::from_verifier_key(text.trim())
+                .map_err(|e| format!("--key {key}: {e}"))?,
+            Err(_) => return Err(format!("--key: {e} (and no file of that name)")),
+        },
+    };
+    let previous = previous
+        .map(|p| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display())))
+        .transpose()?;
+    let input = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    verify_export(
+        std::io::BufReader::new(input),
+        &verifier,
+        previous.as_deref(),
+    )
+    .map_err(|e| format!("{}: verification FAILED at {e}", file.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::export::ExportFormat;
+    use crate::audit::export::tests::{entry, export_of, fixed_signer};
+
+    fn verify(text: &str, prev: Option<&str>) -> Result<VerifyReport, VerifyError> {
+        let key = fixed_signer(7).verifier();
+        verify_export(text.as_bytes(), &key, prev)
+    }
+
+    #[test]
+    fn untouched_exports_verify_and_tampering_is_named() {
+        let signer = fixed_signer(7);
+        let entries: Vec<AuditEntry> = (0..11).map(entry).collect();
+        for format in [ExportFormat::Jsonl, ExportFormat::Csv] {
+            let hdr = if format == ExportFormat::Csv { 2 } else { 1 };
+            for (a, b) in [(0, 11), (3, 8), (0, 0), (11, 11), (10, 11)] {
+                let text = export_of(&entries, a, b, &signer, format, None);
+                let r = verify(&text, None).unwrap_or_else(|e| panic!("{a}..{b}: {e}"));
+                assert_eq!((r.start, r.end, r.checkpoint.size), (a, b, 11));
+            }
+            let text = export_of(&entries, 2, 9, &signer, format, None);
+            let lines: Vec<&str> = text.lines().collect();
+            let join = |v: Vec<&str>| v.join("\n") + "\n";
+            // Line of the entry with seq s.
+            let line_of = |s: usize| hdr + 1 + (s - 2);
+
+            let mut flipped = lines.clone();
+            let altered = lines[line_of(5) - 1].replace("r-5", "r-X");
+            flipped[line_of(5) - 1] = &altered;
+            let e = verify(&join(flipped), None).unwrap_err();
+            assert_eq!((e.line, e.seq), (Some(line_of(5)), Some(5)), "{e}");
+
+            let mut deleted = lines.clone();
+            deleted.remove(line_of(4) - 1);
+            let e = verify(&join(deleted), None).unwrap_err();
+            assert_eq!((e.line, e.seq), (Some(line_of(4)), Some(4)), "{e}");
+
+            let mut swapped = lines.clone();
+            swapped.swap(line_of(3) - 1, line_of(6) - 1);
+            let e = verify(&join(swapped), None).unwrap_err();
+            assert_eq!((e.line, e.seq), (Some(line_of(3)), Some(3)), "{e}");
+
+            let truncated = join(lines[..line_of(7)].to_vec());
+            let e = verify(&truncated, None).unwrap_err();
+            assert_eq!((e.line, e.seq), (Some(line_of(8)), Some(8)), "{e}");
+
+            let other = export_of(&entries, 2, 9, &fixed_signer(8), format, None);
+            let mut forged = lines.clone();
+            forged[hdr - 1] = other.lines().nth(hdr - 1).unwrap();
+            let e = verify(&join(forged), None).unwrap_err();
+            assert_eq!(e.line, Some(hdr), "{e}");
+            assert!(e.message.contains("checkpoint"), "{e}");
+        }
+        // Editing a readable CSV column is caught like editing the entry.
+        let text = export_of(&entries, 0, 3, &signer, ExportFormat::Csv, None);
+        let edited = text.replacen(",financing,ok,200,", ",financing,denied,200,", 1);
+        let e = verify(&edited, None).unwrap_err();
+        assert_eq!((e.line, e.seq), (Some(3), Some(0)), "{e}");
+        assert!(e.message.contains("outcome"), "{e}");
+    }
+
+    #[test]
+    fn consistency_with_previous_checkpoints() {
+        let signer = fixed_signer(7);
+        let entries: Vec<AuditEntry> = (0..11).map(entry).collect();
+        let old = export_of(&entries[..6], 0, 6, &signer, ExportFormat::Jsonl, None);
+        let old_note = verify(&old, None).unwrap().note;
+        // Whole-log export: recomputed from the entries.
+        let full = export_of(&entries, 0, 11, &signer, ExportFormat::Jsonl, None);
+        assert_eq!(
+            verify(&full, Some(&old_note)).unwrap().consistent_with,
+            Some(6)
+        );
+        // Partial export: needs the carried proof.
+        let part = export_of(&entries, 7, 11, &signer, ExportFormat::Jsonl, None);
+        assert!(
+            verify(&part, Some(&old_note))
+                .unwrap_err()
+                .message
+                .contains("cannot check")
+        );
+        let part = export_of(&entries, 7, 11, &signer, ExportFormat::Jsonl, Some(6));
+        assert_eq!(
+            verify(&part, Some(&old_note)).unwrap().consistent_with,
+            Some(6)
+        );
+        // A history rewritten before size 6, re-signed with the real key.
+        let mut rewritten: Vec<AuditEntry> = entries.clone();
+        rewritten[2].outcome = "forbidden".into();
+        let forged = export_of(&rewritten[..6], 0, 6, &signer, ExportFormat::Jsonl, None);
+        let forged_note = verify(&forged, None).unwrap().note;
+        for e in [
+            verify(&full, Some(&forged_note)).unwrap_err(),
+            verify(
+                &export_of(&entries, 7, 11, &signer, ExportFormat::Jsonl, Some(6)),
+                Some(&forged_note),
+            )
+            .unwrap_err(),
+        ] {
+            assert!(e.message.contains("NOT consistent"), "{e}");
+        }
+        // A previous checkpoint signed by another key.
+        let alien = export_of(
+            &entries[..6],
+            0,
+            6,
+            &fixed_signer(9),
+            ExportFormat::Jsonl,
+            None,
+        );
+        let alien_note = verify_export(alien.as_bytes(), &fixed_signer(9).verifier(), None)
+            .unwrap()
+            .note;
+        assert!(verify(&full, Some(&alien_note)).is_err());
+    }
+
+    #[test]
+    fn garbage_never_verifies() {
+        for text in [
+            "",
+            "\n",
+            "{}",
+            "record,seq\n",
+            "not json\n",
+            "\u{feff}{\"x\":1}\n",
+        ] {
+            assert!(verify(text, None).is_err(), "{text:?}");
+        }
+        let bytes: &[u8] = b"{\"format\":\xff}\n";
+        let e = verify_export(bytes, &fixed_signer(7).verifier(), None).unwrap_err();
+        assert_eq!(e.line, Some(1));
+    }
+}

@@ -1,0 +1,384 @@
+//! Read side of the audit log for auditors, the portal and exports.
+//!
+//! Kept apart from the write path in the parent module: nothing here takes
+//! the tree-head lock or writes, and every query is the same SQL text on
+//! SQLite and PostgreSQL (through the `dispatch!` macro). Timestamps are compared as
+//! text, which is sound because every stored `ts` has the one fixed layout
+//! `YYYY-MM-DDTHH:MM:SS.mmmZ` (callers normalise their bounds to it).
+
+use std::collections::HashMap;
+
+use sqlx::QueryBuilder;
+
+use super::{Backend, Store, StoreError, StoredAudit, to_hash};
+use crate::audit::AuditField;
+use crate::audit::merkle::{Hash, NodeId};
+
+/// Bit in the `decisions` column: some field was `returned`.
+pub const DECISION_RETURNED: i32 = 1;
+/// Bit: some field was `masked`.
+pub const DECISION_MASKED: i32 = 2;
+/// Bit: some field was `withheld`.
+pub const DECISION_WITHHELD: i32 = 4;
+/// Bit: some submitted field was `accepted`.
+pub const DECISION_ACCEPTED: i32 = 8;
+/// Bit: some submitted field was `refused`.
+pub const DECISION_REFUSED: i32 = 16;
+
+/// SQL predicate for a *denied attempt*: the request failed, or at least one
+/// field was withheld. Used by reports and anomaly counts alike.
+const DENIED: &str = "(outcome <> 'ok' OR (decisions & 4) <> 0)";
+
+/// The `decisions` column value for an entry's fields: one bit per decision
+/// kind present, so searches and reports by decision need no JSON parsing.
+pub fn decision_mask(fields: &[AuditField]) -> i32 {
+    fields.iter().fold(0, |m, f| {
+        m | match f.decision.as_str() {
+            "returned" => DECISION_RETURNED,
+            "masked" => DECISION_MASKED,
+            "withheld" => DECISION_WITHHELD,
+            "accepted" => DECISION_ACCEPTED,
+            "refused" => DECISION_REFUSED,
+            _ => 0,
+        }
+    })
+}
+
+/// Filters of an audit search; every present filter must match.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Caller org code.
+    pub org: Option<String>,
+    /// Keyed subject hash.
+    pub subject: Option<String>,
+    /// Purpose.
+    pub purpose: Option<String>,
+    /// Only these actions (empty: any).
+    pub actions: Vec<String>,
+    /// Outcome code.
+    pub outcome: Option<String>,
+    /// Entries having at least one field with this decision bit.
+    pub decision: Option<i32>,
+    /// Only denied attempts (`true`) or only clean successes (`false`).
+    pub denied: Option<bool>,
+    /// Inclusive lower bound on `ts` (normalised RFC 3339).
+    pub from: Option<String>,
+    /// Exclusive upper bound on `ts`.
+    pub to: Option<String>,
+    /// Start after this seq (pagination cursor).
+    pub after: Option<u64>,
+    /// Page size (clamped to 1..=10,000).
+    pub limit: u32,
+}
+
+/// An entry with the leaf hash stored when it was appended.
+#[derive(Debug, Clone)]
+pub struct StoredLeaf {
+    /// Position in the log.
+    pub seq: u64,
+    /// Canonical entry bytes as stored.
+    pub entry: Vec<u8>,
+    /// Leaf hash as stored (32 bytes unless the row was tampered with).
+    pub leaf: Vec<u8>,
+}
+
+/// Requests per organisation over a time range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgVolume {
+    /// Org code (`None`: callers without a usable certificate identity).
+    pub org: Option<String>,
+    /// All requests.
+    pub total: i64,
+    /// Requests with outcome `ok`.
+    pub ok: i64,
+    /// Denied attempts (failed, or with a withheld field).
+    pub denied: i64,
+}
+
+/// Denied attempts of one organisation with one outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeniedCount {
+    /// Org code.
+    pub org: Option<String>,
+    /// Outcome code (`ok` here means: succeeded but withheld fields).
+    pub outcome: String,
+    /// Number of entries.
+    pub count: i64,
+    /// Of those, entries with at least one withheld field.
+    pub withheld: i64,
+}
+
+/// A subject (by keyed hash) and how often it was queried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectCount {
+    /// Keyed subject hash.
+    pub subject: String,
+    /// Queries naming it.
+    pub queries: i64,
+    /// Distinct organisations that queried it.
+    pub orgs: i64,
+}
+
+/// One organisation in one clock hour (UTC), for anomaly reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgHour {
+    /// Org code.
+    pub org: String,
+    /// `YYYY-MM-DDTHH` (UTC).
+    pub hour: String,
+    /// Distinct subjects queried (admitted queries only).
+    pub distinct_subjects: i64,
+    /// Denied attempts.
+    pub denied: i64,
+    /// Queries refused with `quota_exceeded`.
+    pub quota_refused: i64,
+}
+
+impl Store {
+    /// Fetch perfect-subtree nodes with one query per 200 ids (proofs need
+    /// at most ~130, so one query in practice). Missing nodes are simply
+    /// absent; [`crate::audit::merkle::assemble`] reports them.
+    pub async fn audit_nodes(&self, ids: &[NodeId]) -> Result<Vec<(NodeId, Hash)>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(200) {
+            let rows: Vec<(i32, i64, Vec<u8>)> = dispatch!(self, p => {
+                let mut qb = QueryBuilder::new("SELECT level, idx, hash FROM merkle_nodes WHERE ");
+                for (i, id) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        qb.push(" OR ");
+                    }
+                    qb.push("(level = ")
+                        .push_bind(i32::from(id.level))
+                        .push(" AND idx = ")
+                        .push_bind(id.index as i64)
+                        .push(")");
+                }
+                qb.build_query_as().fetch_all(p).await?
+            });
+            for (level, idx, hash) in rows {
+                let id = NodeId {
+                    level: u8::try_from(level)
+                        .map_err(|_| StoreError::Corrupt(format!("node level {level}")))?,
+                    index: idx as u64,
+                };
+                out.push((id, to_hash(&hash)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The stored entry at `seq`, if any.
+    pub async fn audit_entry(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
+        Ok(dispatch!(self, p => {
+            sqlx::query_scalar("SELECT entry FROM audit_log WHERE seq = $1")
+                .bind(seq)
+                .fetch_optional(p)
+                .await?
+        }))
+    }
+
+    /// Entries and stored leaf hashes in `[from, to)`, in order.
+    pub async fn audit_leaves(&self, from: u64, to: u64) -> Result<Vec<StoredLeaf>, StoreError> {
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = dispatch!(self, p => {
+            sqlx::query_as(
+                "SELECT seq, entry, leaf FROM audit_log WHERE seq >= $1 AND seq < $2 ORDER BY seq",
+            )
+            .bind(clamp(from))
+            .bind(clamp(to))
+            .fetch_all(p)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(seq, entry, leaf)| StoredLeaf {
+                seq: seq as u64,
+                entry,
+                leaf,
+            })
+            .collect())
+    }
+
+    /// The sequence span `[first, last + 1)` of entries with `from <= ts < to`
+    /// among the first `size` entries; `None` when there are none.
+    pub async fn audit_seq_span(
+        &self,
+        from: &str,
+        to: &str,
+        size: u64,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        let size = i64::try_from(size).unwrap_or(i64::MAX);
+        let (lo, hi): (Option<i64>, Option<i64>) = dispatch!(self, p => {
+            sqlx::query_as(
+                "SELECT MIN(seq), MAX(seq) FROM audit_log WHERE ts >= $1 AND ts < $2 AND seq < $3",
+            )
+            .bind(from)
+            .bind(to)
+            .bind(size)
+            .fetch_one(p)
+            .await?
+        });
+        Ok(match (lo, hi) {
+            (Some(lo), Some(hi)) => Some((lo as u64, hi as u64 + 1)),
+            _ => None,
+        })
+    }
+
+    /// Search by the index columns, in seq order after the cursor.
+    pub async fn audit_query(&self, q: &AuditQuery) -> Result<Vec<StoredAudit>, StoreError> {
+        let rows: Vec<(i64, Vec<u8>)> = dispatch!(self, p => {
+            let mut qb = QueryBuilder::new("SELECT seq, entry FROM audit_log WHERE seq >= ");
+            // A cursor beyond any stored seq selects nothing (seqs fit in i64).
+            qb.push_bind(q.after.map_or(0, |a| i64::try_from(a).map_or(i64::MAX, |a| a.saturating_add(1))));
+            if let Some(v) = &q.org { qb.push(" AND org = ").push_bind(v.as_str()); }
+            if let Some(v) = &q.subject { qb.push(" AND subject = ").push_bind(v.as_str()); }
+            if let Some(v) = &q.purpose { qb.push(" AND purpose = ").push_bind(v.as_str()); }
+            if let Some(v) = &q.outcome { qb.push(" AND outcome = ").push_bind(v.as_str()); }
+            if let Some(v) = &q.from { qb.push(" AND ts >= ").push_bind(v.as_str()); }
+            if let Some(v) = &q.to { qb.push(" AND ts < ").push_bind(v.as_str()); }
+            if let Some(bit) = q.decision {
+                qb.push(" AND (decisions & ").push_bind(bit).push(") <> 0");
+            }
+            match q.denied {
+                Some(true) => { qb.push(" AND ").push(DENIED); }
+                Some(false) => { qb.push(" AND NOT ").push(DENIED); }
+                None => {}
+            }
+            if !q.actions.is_empty() {
+                qb.push(" AND action IN (");
+                let mut sep = qb.separated(", ");
+                for a in &q.actions {
+                    sep.push_bind(a.as_str());
+                }
+                qb.push(")");
+            }
+            qb.push(" ORDER BY seq LIMIT ").push_bind(i64::from(q.limit.clamp(1, 10_000)));
+            qb.build_query_as().fetch_all(p).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(seq, entry)| StoredAudit {
+                seq: seq as u64,
+                entry,
+            })
+            .collect())
+    }
+
+    /// Requests per organisation with `from <= ts < to`.
+    pub async fn audit_volume(&self, from: &str, to: &str) -> Result<Vec<OrgVolume>, StoreError> {
+        let sql = format!(
+            "SELECT org, COUNT(*), \
+             COALESCE(SUM(CASE WHEN outcome = 'ok' THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN {DENIED} THEN 1 ELSE 0 END), 0) \
+             FROM audit_log WHERE ts >= $1 AND ts < $2 GROUP BY org ORDER BY org"
+        );
+        let rows: Vec<(Option<String>, i64, i64, i64)> = dispatch!(self, p => {
+            sqlx::query_as(&sql).bind(from).bind(to).fetch_all(p).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(org, total, ok, denied)| OrgVolume {
+                org,
+                total,
+                ok,
+                denied,
+            })
+            .collect())
+    }
+
+    /// Denied attempts per organisation and outcome with `from <= ts < to`.
+    pub async fn audit_denied(&self, from: &str, to: &str) -> Result<Vec<DeniedCount>, StoreError> {
+        let sql = format!(
+            "SELECT org, outcome, COUNT(*), \
+             COALESCE(SUM(CASE WHEN (decisions & 4) <> 0 THEN 1 ELSE 0 END), 0) \
+             FROM audit_log WHERE ts >= $1 AND ts < $2 AND {DENIED} \
+             GROUP BY org, outcome ORDER BY org, outcome"
+        );
+        let rows: Vec<(Option<String>, String, i64, i64)> = dispatch!(self, p => {
+            sqlx::query_as(&sql).bind(from).bind(to).fetch_all(p).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(org, outcome, count, withheld)| DeniedCount {
+                org,
+                outcome,
+                count,
+                withheld,
+            })
+            .collect())
+    }
+
+    /// The `top` most-queried subjects (by keyed hash) with `from <= ts < to`.
+    pub async fn audit_top_subjects(
+        &self,
+        from: &str,
+        to: &str,
+        top: u32,
+    ) -> Result<Vec<SubjectCount>, StoreError> {
+        let rows: Vec<(String, i64, i64)> = dispatch!(self, p => {
+            sqlx::query_as(
+                "SELECT subject, COUNT(*), COUNT(DISTINCT org) FROM audit_log \
+                 WHERE ts >= $1 AND ts < $2 AND subject IS NOT NULL AND action = 'query' \
+                 GROUP BY subject ORDER BY 2 DESC, 1 LIMIT $3",
+            )
+            .bind(from)
+            .bind(to)
+            .bind(i64::from(top))
+            .fetch_all(p)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(subject, queries, orgs)| SubjectCount {
+                subject,
+                queries,
+                orgs,
+            })
+            .collect())
+    }
+
+    /// Per organisation and UTC clock hour: distinct subjects queried and
+    /// denied attempts, for anomaly reports across all gateway nodes.
+    pub async fn audit_org_hours(&self, from: &str, to: &str) -> Result<Vec<OrgHour>, StoreError> {
+        let sql = format!(
+            "SELECT org, substr(ts, 1, 13), \
+             COUNT(DISTINCT CASE WHEN action = 'query' AND outcome <> 'quota_exceeded' THEN subject END), \
+             COALESCE(SUM(CASE WHEN {DENIED} THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN outcome = 'quota_exceeded' THEN 1 ELSE 0 END), 0) \
+             FROM audit_log WHERE ts >= $1 AND ts < $2 AND org IS NOT NULL \
+             GROUP BY org, substr(ts, 1, 13) ORDER BY 1, 2"
+        );
+        let rows: Vec<(String, String, i64, i64, i64)> = dispatch!(self, p => {
+            sqlx::query_as(&sql).bind(from).bind(to).fetch_all(p).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(org, hour, distinct_subjects, denied, quota_refused)| OrgHour {
+                    org,
+                    hour,
+                    distinct_subjects,
+                    denied,
+                    quota_refused,
+                },
+            )
+            .collect())
+    }
+
+    /// Sizes of all stored checkpoints, ascending: what a verifier walks
+    /// to check every signed head against the leaves.
+    pub async fn checkpoint_sizes(&self) -> Result<Vec<u64>, StoreError> {
+        let rows: Vec<i64> = dispatch!(self, p => {
+            sqlx::query_scalar("SELECT size FROM checkpoints ORDER BY size")
+                .fetch_all(p)
+                .await?
+        });
+        Ok(rows.into_iter().map(|s| s as u64).collect())
+    }
+}
+
+/// Index nodes by id for [`crate::audit::merkle::assemble`].
+pub fn node_map(nodes: Vec<(NodeId, Hash)>) -> HashMap<NodeId, Hash> {
+    nodes.into_iter().collect()
+}

@@ -1,0 +1,1476 @@
+//! The audit log is verifiable by auditors without trusting the operator:
+//! the auditor API (roles, search, proofs, reports, exports), the offline
+//! verifier against tampered exports and a tampered database, the portal's
+//! access history, quotas and anomaly flags, and (ignored by default, run
+//! explicitly in CI) durability across `kill -9`.
+//!
+//! Runs on SQLite, or on PostgreSQL when `CREDGATE_TEST_DATABASE_URL` is set.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bytes::Bytes;
+use common::*;
+use credgate::audit::AuditEntry;
+use credgate::audit::checkpoint::{Checkpoint, CheckpointSigner, CheckpointVerifier};
+use credgate::audit::export::{decode_hash, encode_hash};
+use credgate::audit::merkle::{self, Hash};
+use credgate::store::Store;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+// ------------------------------------------------------------ helpers
+
+/// A response with its raw body (exports are not JSON).
+struct Raw {
+    status: u16,
+    headers: hyper::HeaderMap,
+    bytes: Bytes,
+}
+
+impl Raw {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes).unwrap_or(Value::Null)
+    }
+}
+
+/// One mTLS request as `who`, keeping the raw body.
+async fn raw(
+    addr: std::net::SocketAddr,
+    who: &str,
+    method: &str,
+    path: &str,
+    body: Option<Vec<u8>>,
+) -> Result<Raw, String> {
+    let c = certs();
+    let (cert, key) = (
+        c.join(format!("{who}.pem")),
+        c.join(format!("{who}-key.pem")),
+    );
+    let tls = credgate::tls::client_config(&c.join("ca.pem"), Some((&cert, &key))).unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost");
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .unwrap();
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Raw {
+        status,
+        headers,
+        bytes,
+    })
+}
+
+async fn post(gw: &TestGateway, who: &str, path: &str, body: Value) -> Raw {
+    raw(
+        gw.addr,
+        who,
+        "POST",
+        path,
+        Some(body.to_string().into_bytes()),
+    )
+    .await
+    .unwrap()
+}
+
+fn signer_of(gw: &TestGateway) -> CheckpointSigner {
+    let key = std::fs::read(&gw.config.audit.checkpoint_key_file).unwrap();
+    CheckpointSigner::from_pkcs8(&gw.config.audit.origin, &key).unwrap()
+}
+
+/// Sign the current head now (instead of waiting for the checkpointer) and
+/// return (size, note).
+async fn checkpoint_now(gw: &TestGateway) -> (u64, String) {
+    let signer = signer_of(gw);
+    credgate::audit::checkpoint_once(&gw.store, &signer, &gw.config.audit.origin)
+        .await
+        .unwrap();
+    let (size, _) = gw.store.log_head().await.unwrap();
+    let (s, note) = gw.store.checkpoint(Some(size)).await.unwrap().unwrap();
+    (s, note)
+}
+
+async fn bank_query(gw: &TestGateway, who: &str, kind: &str, id: &str) -> Resp {
+    gw.client(who)
+        .post(
+            "/v1/query",
+            &query(
+                kind,
+                id,
+                "financing",
+                &["enterprise_name", "tax_paid_annual"],
+            ),
+        )
+        .await
+}
+
+fn hashes(v: &Value) -> Vec<Hash> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|h| decode_hash(h.as_str().unwrap()).unwrap())
+        .collect()
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_credgate")
+}
+
+/// `credgate audit verify FILE --key KEY [--previous P]`: (success, stdout + stderr).
+fn verify_cli(file: &Path, key: &str, previous: Option<&Path>) -> (bool, String) {
+    let mut cmd = Command::new(bin());
+    cmd.args(["audit", "verify"]).arg(file).args(["--key", key]);
+    if let Some(p) = previous {
+        cmd.arg("--previous").arg(p);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A TOML config equivalent to `cfg`, for running the real binary.
+fn write_config(dir: &Path, cfg: &credgate::config::Config, listen: &str, admin: &str) -> PathBuf {
+    let p = |p: &Path| p.display().to_string();
+    let text = format!(
+        r#"[server]
+listen = "{listen}"
+admin_listen = "{admin}"
+gateway_id = "credgate-test"
+shutdown_grace_ms = 2000
+
+[tls]
+ca = "{ca}"
+cert = "{cert}"
+key = "{key}"
+crls = ["{crl}"]
+
+[policy]
+dir = "{policies}"
+mask_key_file = "{mask}"
+
+[store]
+url = "{url}"
+max_connections = 4
+
+[audit]
+subject_key_file = "{subject}"
+checkpoint_key_file = "{checkpoint}"
+origin = "{origin}"
+checkpoint_interval_secs = 1
+"#,
+        ca = p(&cfg.tls.ca),
+        cert = p(&cfg.tls.cert),
+        key = p(&cfg.tls.key),
+        crl = p(&cfg.tls.crls[0]),
+        policies = p(&cfg.policy.dir),
+        mask = p(&cfg.policy.mask_key_file),
+        url = cfg.store.url,
+        subject = p(&cfg.audit.subject_key_file),
+        checkpoint = p(&cfg.audit.checkpoint_key_file),
+        origin = cfg.audit.origin,
+    );
+    let path = dir.join("credgate.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+// ------------------------------------------------------------ roles
+
+#[tokio::test]
+async fn only_auditors_reach_the_audit_api_and_every_call_is_audited() {
+    let gw = TestGateway::start().await;
+    let calls: [(&str, &str, Option<Value>, &str); 7] = [
+        ("POST", "/v1/audit/search", Some(json!({})), "audit_search"),
+        (
+            "POST",
+            "/v1/audit/proof/inclusion",
+            Some(json!({"seq": 0})),
+            "audit_inclusion_proof",
+        ),
+        (
+            "POST",
+            "/v1/audit/proof/consistency",
+            Some(json!({"old_size": 0})),
+            "audit_consistency_proof",
+        ),
+        ("GET", "/v1/audit/checkpoint", None, "audit_checkpoint"),
+        ("POST", "/v1/audit/report", Some(json!({})), "audit_report"),
+        ("POST", "/v1/audit/export", Some(json!({})), "audit_export"),
+        (
+            "POST",
+            "/v1/portal/access-history",
+            Some(json!({"subject": {"type": "legal_person", "id": ids::CERAMICS}})),
+            "access_history",
+        ),
+    ];
+    let mut expected_entries = Vec::new();
+    for (method, path, body, action) in &calls {
+        let allowed = if *action == "access_history" {
+            "portal"
+        } else {
+            "auditor"
+        };
+        for who in [
+            "bank",
+            "department",
+            "agency",
+            "portal",
+            "auditor",
+            "unregistered",
+        ] {
+            if who == allowed {
+                continue;
+            }
+            let r = raw(
+                gw.addr,
+                who,
+                method,
+                path,
+                body.as_ref().map(|b| b.to_string().into_bytes()),
+            )
+            .await
+            .unwrap();
+            let code = if who == "unregistered" {
+                "unregistered_organisation"
+            } else {
+                "role_not_permitted"
+            };
+            assert_eq!(
+                (r.status, r.json()["error"]["code"].as_str()),
+                (403, Some(code)),
+                "{who} {path}"
+            );
+            expected_entries.push((action.to_string(), code.to_string()));
+        }
+    }
+    // The right role with the wrong method.
+    let r = raw(gw.addr, "auditor", "GET", "/v1/audit/search", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 405);
+    let r = raw(
+        gw.addr,
+        "auditor",
+        "GET",
+        "/v1/audit/checkpoint?size=1",
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 400);
+    let r = raw(gw.addr, "auditor", "GET", "/v1/audit/nothing", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 404);
+    let entries = audit_entries(&gw.store).await;
+    let got: Vec<(String, String)> = entries
+        .iter()
+        .take(expected_entries.len())
+        .map(|e| (e.action.clone(), e.outcome.clone()))
+        .collect();
+    assert_eq!(got, expected_entries, "every refused call is audited");
+    assert_eq!(entries.len(), expected_entries.len() + 3);
+    assert_eq!(entries[entries.len() - 3].action, "audit_search");
+    assert_eq!(entries[entries.len() - 3].outcome, "method_not_allowed");
+    gw.stop().await;
+}
+
+// ------------------------------------------------------------ search
+
+#[tokio::test]
+async fn search_by_subject_finds_exactly_that_subjects_entries() {
+    let gw = TestGateway::start().await;
+    let hasher = credgate::audit::SubjectHasher::new(
+        &std::fs::read(&gw.config.audit.subject_key_file).unwrap(),
+    );
+    let ceramics = credgate::ids::SubjectId::parse("legal_person", ids::CERAMICS).unwrap();
+    assert_eq!(
+        bank_query(&gw, "bank", "legal_person", ids::CERAMICS)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        bank_query(&gw, "bank", "legal_person", ids::CHEM)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        bank_query(&gw, "bank2", "legal_person", ids::CERAMICS)
+            .await
+            .status,
+        200
+    );
+    let r = gw
+        .client("agency")
+        .post(
+            "/v1/query",
+            &query(
+                "natural_person",
+                ids::PERSON,
+                "credit_report",
+                &["person_name"],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // A failed query about the same subject (unknown purpose).
+    let r = gw
+        .client("bank")
+        .post(
+            "/v1/query",
+            &query(
+                "legal_person",
+                ids::CERAMICS,
+                "curiosity",
+                &["enterprise_name"],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+
+    let search = |body: Value| post(&gw, "auditor", "/v1/audit/search", body);
+    let r = search(json!({"subject": {"type": "legal_person", "id": ids::CERAMICS}})).await;
+    assert_eq!(r.status, 200, "{}", r.json());
+    let found = r.json()["entries"].as_array().unwrap().clone();
+    let seqs: Vec<u64> = found.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, vec![0, 2, 4]);
+    let all = audit_entries(&gw.store).await;
+    let want_hash = hasher.hash(&ceramics);
+    for (i, e) in all.iter().enumerate().take(5) {
+        assert_eq!(
+            seqs.contains(&(i as u64)),
+            e.subject.as_deref() == Some(want_hash.as_str()),
+            "seq {i}"
+        );
+    }
+    for e in &found {
+        assert_eq!(e["entry"]["subject"], want_hash);
+    }
+    // The same by hash, and the subject look-up itself is on the record.
+    let r = search(json!({"subject_hash": want_hash})).await;
+    assert_eq!(
+        r.json()["entries"].as_array().unwrap().len(),
+        4,
+        "3 + the search"
+    );
+    let last = audit_entries(&gw.store).await;
+    let lookup = &last[5];
+    assert_eq!(lookup.action, "audit_search");
+    assert_eq!(lookup.subject.as_deref(), Some(want_hash.as_str()));
+
+    // Other filters.
+    let count = |r: &Raw| r.json()["entries"].as_array().map(Vec::len).unwrap_or(99);
+    let r = search(json!({"org": ids::BANK, "action": "query"})).await;
+    assert_eq!(count(&r), 3);
+    let r = search(json!({"org": ids::BANK2})).await;
+    assert_eq!(count(&r), 1);
+    let r = search(json!({"purpose": "credit_report"})).await;
+    assert_eq!(count(&r), 1);
+    let r = search(json!({"outcome": "unknown_purpose"})).await;
+    assert_eq!(count(&r), 1);
+    let r = search(json!({"decision": "withheld", "action": "query"})).await;
+    assert_eq!(count(&r), 3, "tax_paid_annual is withheld from banks");
+    let r = search(json!({"denied": true, "action": "query"})).await;
+    assert_eq!(count(&r), 4);
+    let r =
+        search(json!({"from": "2000-01-01T00:00:00Z", "to": "2000-01-02T00:00:00+08:00"})).await;
+    assert_eq!(count(&r), 0);
+    let r = search(json!({"from": "2000-01-01T00:00:00Z", "action": "query"})).await;
+    assert_eq!(count(&r), 5);
+    // Pagination.
+    let r = search(json!({"action": "query", "limit": 2})).await;
+    assert_eq!(count(&r), 2);
+    let next = r.json()["next_after"].as_u64().unwrap();
+    let r = search(json!({"action": "query", "limit": 2, "after": next})).await;
+    assert_eq!(count(&r), 2);
+    let next = r.json()["next_after"].as_u64().unwrap();
+    let r = search(json!({"action": "query", "limit": 2, "after": next})).await;
+    assert_eq!(count(&r), 1);
+    assert!(r.json()["next_after"].is_null());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_auditor_input_gets_stable_400s_and_is_audited() {
+    let gw = TestGateway::start().await;
+    bank_query(&gw, "bank", "legal_person", ids::CERAMICS).await;
+    let (size, _) = checkpoint_now(&gw).await;
+    let before = gw.store.log_head().await.unwrap().0;
+    let records = gw.store.record_count().await.unwrap();
+    #[rustfmt::skip]
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        ("auditor", "/v1/audit/search", b"{not json".to_vec(), 400, "malformed_json"),
+        ("auditor", "/v1/audit/search", b"".to_vec(), 400, "malformed_json"),
+        ("auditor", "/v1/audit/search", br#"{"sql":"DROP TABLE audit_log"}"#.to_vec(), 400, "invalid_request"),
+        ("auditor", "/v1/audit/search", br#"{"limit":0}"#.to_vec(), 400, "invalid_request"),
+        ("auditor", "/v1/audit/search", br#"{"limit":100000}"#.to_vec(), 400, "invalid_request"),
+        ("auditor", "/v1/audit/search", br#"{"limit":-1}"#.to_vec(), 400, "invalid_request"),
+        ("auditor", "/v1/audit/search", br#"{"after":1e99}"#.to_vec(), 400, "invalid_request"),
+        ("auditor", "/v1/audit/search", br#"{"after":18446744073709551615}"#.to_vec(), 200, ""),
+        ("auditor", "/v1/audit/search", br#"{"org":"91370300164100001B"}"#.to_vec(), 400, "invalid_identifier"),
+        ("auditor", "/v1/audit/search", br#"{"subject":{"type":"legal_person","id":"91370300MA3CXQ001T"}}"#.to_vec(), 400, "invalid_identifier"),
+        ("auditor", "/v1/audit/search", br#"{"subject":{"type":"alien","id":"x"}}"#.to_vec(), 400, "unknown_subject_type"),
+        ("auditor", "/v1/audit/search", br#"{"subject_hash":"' OR 1=1 --"}"#.to_vec(), 400, "invalid_request"),
+        ("auditor", "/v1/audit/search", br#"{"purpose":"x' OR '1'='1"}"#.to_vec(), 400, "invalid_request"),
+        ("auditor", "/v1/audit/search", br#"{"decision":"maybe"}"#.to_vec(), 400, "invalid_request"),
+        ("auditor", "/v1/audit/search", br#"{"from":"yesterday"}"#.to_vec(), 400, "invalid_timestamp"),
+        ("auditor", "/v1/audit/search", br#"{"from":"2026-02-30T00:00:00Z"}"#.to_vec(), 400, "invalid_timestamp"),
+        ("auditor", "/v1/audit/search", br#"{"from":"2026-01-02T00:00:00Z","to":"2026-01-01T00:00:00Z"}"#.to_vec(), 400, "invalid_range"),
+        ("auditor", "/v1/audit/search", vec![b'['; 100_000], 400, "invalid_request"),
+        ("auditor", "/v1/audit/proof/inclusion", br#"{"seq":999}"#.to_vec(), 400, "invalid_range"),
+        ("auditor", "/v1/audit/proof/inclusion", br#"{"seq":0,"tree_size":0}"#.to_vec(), 400, "invalid_range"),
+        ("auditor", "/v1/audit/proof/inclusion", br#"{"seq":0,"tree_size":18446744073709551615}"#.to_vec(), 400, "invalid_range"),
+        ("auditor", "/v1/audit/proof/inclusion", br#"{"seq":"0"}"#.to_vec(), 400, "invalid_request"),
+        ("auditor", "/v1/audit/proof/consistency", br#"{"old_size":5,"new_size":2}"#.to_vec(), 400, "invalid_range"),
+        ("auditor", "/v1/audit/proof/consistency", br#"{"old_size":18446744073709551615}"#.to_vec(), 400, "invalid_range"),
+        ("auditor", "/v1/audit/report", br#"{"top":0}"#.to_vec(), 400, "invalid_request"),
+        ("auditor", "/v1/audit/report", br#"{"from":"2026-01-01T00:00:00"}"#.to_vec(), 400, "invalid_timestamp"),
+        ("auditor", "/v1/audit/export", br#"{"format":"xml"}"#.to_vec(), 400, "invalid_request"),
+        ("auditor", "/v1/audit/export", br#"{"from_seq":1,"to_seq":0}"#.to_vec(), 400, "invalid_range"),
+        ("auditor", "/v1/audit/export", br#"{"to_seq":99999999}"#.to_vec(), 400, "invalid_range"),
+        ("auditor", "/v1/audit/export", br#"{"from_seq":0,"from":"2026-01-01T00:00:00Z"}"#.to_vec(), 400, "invalid_request"),
+        ("auditor", "/v1/audit/export", br#"{"tree_size":999999}"#.to_vec(), 400, "invalid_range"),
+        ("auditor", "/v1/audit/export", br#"{"consistency_from":999999}"#.to_vec(), 400, "invalid_range"),
+        ("portal", "/v1/portal/access-history", br#"{"subject":{"type":"natural_person","id":"370303198502300011"}}"#.to_vec(), 400, "invalid_identifier"),
+        ("portal", "/v1/portal/access-history", br#"{"subject":{"type":"legal_person","id":"91370300MA3CXQ001R"},"limit":5000}"#.to_vec(), 400, "invalid_request"),
+        ("portal", "/v1/portal/access-history", br#"{}"#.to_vec(), 400, "invalid_request"),
+    ];
+    let n = cases.len() as u64;
+    for (i, (who, path, body, status, code)) in cases.into_iter().enumerate() {
+        let r = raw(gw.addr, who, "POST", path, Some(body)).await.unwrap();
+        let v = r.json();
+        assert_eq!(r.status, status, "case {i} {path}: {v}");
+        if status != 200 {
+            assert_eq!(v["error"]["code"], code, "case {i}: {v}");
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty())
+            );
+        }
+        assert!(r.headers.contains_key("x-audit-seq"), "case {i} audited");
+    }
+    // Nothing stored but the audit entries of the calls themselves.
+    assert_eq!(gw.store.record_count().await.unwrap(), records);
+    assert_eq!(gw.store.log_head().await.unwrap().0, before + n);
+    assert!(size >= 1);
+    gw.stop().await;
+}
+
+// ------------------------------------------------------------ proofs
+
+#[tokio::test]
+async fn proofs_verify_against_signed_checkpoints() {
+    let gw = TestGateway::start().await;
+    for i in 0..13 {
+        let id = if i % 2 == 0 { ids::CERAMICS } else { ids::CHEM };
+        bank_query(&gw, "bank", "legal_person", id).await;
+    }
+    let (size1, _) = checkpoint_now(&gw).await;
+    assert_eq!(size1, 13);
+
+    // The published checkpoint and key.
+    let r = raw(gw.addr, "auditor", "GET", "/v1/audit/checkpoint", None)
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(v["verifier_key"], gw.verifier_key);
+    let verifier = CheckpointVerifier::from_verifier_key(&gw.verifier_key).unwrap();
+    let cp1 = verifier.verify(v["checkpoint"].as_str().unwrap()).unwrap();
+    assert_eq!((cp1.size, v["tree_size"].as_u64()), (13, Some(13)));
+
+    for seq in 0..size1 {
+        let r = post(
+            &gw,
+            "auditor",
+            "/v1/audit/proof/inclusion",
+            json!({"seq": seq, "tree_size": size1}),
+        )
+        .await;
+        let v = r.json();
+        assert_eq!(r.status, 200, "{v}");
+        let note = verifier.verify(v["checkpoint"].as_str().unwrap()).unwrap();
+        assert_eq!(note, cp1);
+        let entry = v["entry"].as_str().unwrap();
+        assert!(AuditEntry::parse(entry.as_bytes()).is_ok());
+        let proof = hashes(&v["proof"]);
+        assert_eq!(
+            merkle::verify_inclusion(
+                &merkle::leaf_hash(entry.as_bytes()),
+                seq,
+                size1,
+                &proof,
+                &cp1.root
+            ),
+            Ok(()),
+            "seq {seq}"
+        );
+        // A proof for another entry does not fit this one.
+        if seq > 0 {
+            assert!(
+                merkle::verify_inclusion(
+                    &merkle::leaf_hash(b"forged"),
+                    seq,
+                    size1,
+                    &proof,
+                    &cp1.root
+                )
+                .is_err()
+            );
+        }
+    }
+    // Default: the latest checkpoint.
+    let r = post(
+        &gw,
+        "auditor",
+        "/v1/audit/proof/inclusion",
+        json!({"seq": 3}),
+    )
+    .await;
+    let v = r.json();
+    assert!(v["tree_size"].as_u64().unwrap() >= size1);
+    let cp = verifier.verify(v["checkpoint"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        merkle::verify_inclusion(
+            &merkle::leaf_hash(v["entry"].as_str().unwrap().as_bytes()),
+            3,
+            cp.size,
+            &hashes(&v["proof"]),
+            &cp.root
+        ),
+        Ok(())
+    );
+
+    // The log grows; the new checkpoint extends the old one.
+    for _ in 0..7 {
+        bank_query(&gw, "bank2", "legal_person", ids::CHEM).await;
+    }
+    let (size2, note2) = checkpoint_now(&gw).await;
+    let cp2 = verifier.verify(&note2).unwrap();
+    assert!(size2 > size1);
+    let r = post(
+        &gw,
+        "auditor",
+        "/v1/audit/proof/consistency",
+        json!({"old_size": size1, "new_size": size2}),
+    )
+    .await;
+    let v = r.json();
+    assert_eq!(r.status, 200, "{v}");
+    assert_eq!(
+        verifier
+            .verify(v["old_checkpoint"].as_str().unwrap())
+            .unwrap(),
+        cp1
+    );
+    assert_eq!(
+        verifier
+            .verify(v["new_checkpoint"].as_str().unwrap())
+            .unwrap(),
+        cp2
+    );
+    let proof = hashes(&v["proof"]);
+    assert_eq!(
+        merkle::verify_consistency(size1, size2, &cp1.root, &cp2.root, &proof),
+        Ok(())
+    );
+    // Against a forged old head (the operator's story of a different past).
+    let forged = merkle::leaf_hash(b"another history");
+    assert!(merkle::verify_consistency(size1, size2, &forged, &cp2.root, &proof).is_err());
+    // Every consistency proof between stored checkpoints verifies.
+    let sizes = gw.store.checkpoint_sizes().await.unwrap();
+    for (i, &a) in sizes.iter().enumerate() {
+        for &b in &sizes[i..] {
+            let v = post(
+                &gw,
+                "auditor",
+                "/v1/audit/proof/consistency",
+                json!({"old_size": a, "new_size": b}),
+            )
+            .await
+            .json();
+            let ca = verifier
+                .verify(v["old_checkpoint"].as_str().unwrap())
+                .unwrap();
+            let cb = verifier
+                .verify(v["new_checkpoint"].as_str().unwrap())
+                .unwrap();
+            assert_eq!(
+                merkle::verify_consistency(a, b, &ca.root, &cb.root, &hashes(&v["proof"])),
+                Ok(()),
+                "{a} -> {b}"
+            );
+        }
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_operator_rewriting_the_database_is_caught() {
+    let gw = TestGateway::start().await;
+    for _ in 0..9 {
+        bank_query(&gw, "bank", "legal_person", ids::CERAMICS).await;
+    }
+    let (size, note) = checkpoint_now(&gw).await;
+    let verifier = CheckpointVerifier::from_verifier_key(&gw.verifier_key).unwrap();
+    let cp = verifier.verify(&note).unwrap();
+    // Export before tampering: it verifies.
+    let dir = TempDir::new("tamper-db");
+    let body = json!({"tree_size": size});
+    let before = post(&gw, "auditor", "/v1/audit/export", body.clone()).await;
+    assert_eq!(before.status, 200);
+    let f = dir.0.join("before.jsonl");
+    std::fs::write(&f, &before.bytes).unwrap();
+    let (ok, out) = verify_cli(&f, &gw.verifier_key, None);
+    assert!(ok, "{out}");
+
+    // The operator hides who made query 4 (the stored leaf hash and tree
+    // nodes are left alone; rewriting those too changes the root, see the
+    // consistency tests).
+    let sql = match gw.store.kind() {
+        "sqlite" => format!(
+            "UPDATE audit_log SET entry = CAST(replace(CAST(entry AS TEXT), '{b}', '{o}') AS BLOB) WHERE seq = 4",
+            b = ids::BANK,
+            o = ids::BANK2
+        ),
+        _ => format!(
+            "UPDATE audit_log SET entry = convert_to(replace(convert_from(entry, 'UTF8'), '{b}', '{o}'), 'UTF8') WHERE seq = 4",
+            b = ids::BANK,
+            o = ids::BANK2
+        ),
+    };
+    assert_eq!(gw.store.execute_raw(&sql).await.unwrap(), 1);
+    let rewritten = audit_entries(&gw.store).await;
+    assert_eq!(rewritten[4].org.as_deref(), Some(ids::BANK2));
+
+    for seq in 0..size {
+        let v = post(
+            &gw,
+            "auditor",
+            "/v1/audit/proof/inclusion",
+            json!({"seq": seq, "tree_size": size}),
+        )
+        .await
+        .json();
+        let leaf = merkle::leaf_hash(v["entry"].as_str().unwrap().as_bytes());
+        let res = merkle::verify_inclusion(&leaf, seq, size, &hashes(&v["proof"]), &cp.root);
+        assert_eq!(res.is_ok(), seq != 4, "seq {seq}: {res:?}");
+    }
+    // And the offline verifier names the rewritten entry.
+    let after = post(&gw, "auditor", "/v1/audit/export", body).await;
+    let f = dir.0.join("after.jsonl");
+    std::fs::write(&f, &after.bytes).unwrap();
+    let (ok, out) = verify_cli(&f, &gw.verifier_key, None);
+    assert!(!ok);
+    assert!(out.contains("line 6 (seq 4)"), "{out}");
+    gw.stop().await;
+}
+
+// ------------------------------------------------------------ exports
+
+/// Rewrite the lines of an export file.
+fn edit(text: &str, f: impl FnOnce(&mut Vec<String>)) -> String {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    f(&mut lines);
+    lines.join("\n") + "\n"
+}
+
+#[tokio::test]
+async fn exports_verify_offline_and_every_tampering_is_named() {
+    let gw = TestGateway::start().await;
+    for i in 0..10 {
+        let who = if i % 3 == 0 { "bank2" } else { "bank" };
+        bank_query(&gw, who, "legal_person", ids::CERAMICS).await;
+    }
+    let (size1, note1) = checkpoint_now(&gw).await;
+    let dir = TempDir::new("export");
+    let key = gw.verifier_key.clone();
+    let write = |name: &str, bytes: &[u8]| {
+        let p = dir.0.join(name);
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let prev = write("prev.note", note1.as_bytes());
+
+    // More traffic, a newer checkpoint.
+    for _ in 0..6 {
+        bank_query(&gw, "bank", "legal_person", ids::CHEM).await;
+    }
+    let (size2, _) = checkpoint_now(&gw).await;
+
+    for format in ["jsonl", "csv"] {
+        let r = post(
+            &gw,
+            "auditor",
+            "/v1/audit/export",
+            json!({"format": format, "tree_size": size2}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.bytes));
+        let ctype = r.headers["content-type"].to_str().unwrap();
+        assert!(ctype.contains(if format == "csv" { "csv" } else { "ndjson" }));
+        let text = String::from_utf8(r.bytes.to_vec()).unwrap();
+        let hdr = if format == "csv" { 2 } else { 1 };
+        assert_eq!(text.lines().count() as u64, hdr as u64 + size2);
+        let good = write(&format!("good.{format}"), text.as_bytes());
+        let (ok, out) = verify_cli(&good, &key, None);
+        assert!(ok, "{format}: {out}");
+        assert!(out.contains(&format!("{size2} entries")), "{out}");
+        // Consistent with the checkpoint saved before the log grew.
+        let (ok, out) = verify_cli(&good, &key, Some(&prev));
+        assert!(ok, "{out}");
+        assert!(
+            out.contains(&format!(
+                "consistent with the previous checkpoint at tree size {size1}"
+            )),
+            "{out}"
+        );
+
+        // The line holding seq s.
+        let line = |s: u64| hdr + 1 + s as usize;
+        let cases: Vec<(&str, String, String)> = vec![
+            (
+                "flip one byte of an entry",
+                edit(&text, |l| {
+                    let i = line(3) - 1;
+                    let pos = l[i].find("financing").unwrap();
+                    let mut b = l[i].clone().into_bytes();
+                    b[pos] ^= 0x01;
+                    l[i] = String::from_utf8(b).unwrap();
+                }),
+                format!("line {} (seq 3)", line(3)),
+            ),
+            (
+                "delete an entry",
+                edit(&text, |l| {
+                    l.remove(line(5) - 1);
+                }),
+                format!("line {} (seq 5)", line(5)),
+            ),
+            (
+                "swap two entries",
+                edit(&text, |l| l.swap(line(2) - 1, line(7) - 1)),
+                format!("line {} (seq 2)", line(2)),
+            ),
+            (
+                "truncate the tail",
+                edit(&text, |l| l.truncate(line(size2 - 3))),
+                format!("line {} (seq {})", line(size2 - 2), size2 - 2),
+            ),
+            (
+                "replace the checkpoint with one signed by another key",
+                {
+                    let other = CheckpointSigner::from_pkcs8(
+                        &gw.config.audit.origin,
+                        &CheckpointSigner::generate_pkcs8().unwrap(),
+                    )
+                    .unwrap();
+                    let cp = CheckpointVerifier::from_verifier_key(&key)
+                        .unwrap()
+                        .verify(&first_note(&text, format))
+                        .unwrap();
+                    let forged = other.sign(&cp).unwrap();
+                    replace_note(&text, format, &forged)
+                },
+                format!("line {hdr}:"),
+            ),
+            (
+                "alter the checkpoint",
+                {
+                    let note = first_note(&text, format);
+                    let altered =
+                        note.replacen(&format!("\n{size2}\n"), &format!("\n{}\n", size2 + 1), 1);
+                    assert_ne!(altered, note);
+                    replace_note(&text, format, &altered)
+                },
+                format!("line {hdr}:"),
+            ),
+        ];
+        for (what, tampered, position) in cases {
+            assert_ne!(tampered, text, "{what}");
+            let p = write(&format!("tampered.{format}"), tampered.as_bytes());
+            let (ok, out) = verify_cli(&p, &key, None);
+            assert!(!ok, "{format}: {what} went unnoticed: {out}");
+            assert!(
+                out.contains(&position),
+                "{format}: {what}: want '{position}' in: {out}"
+            );
+        }
+
+        // A forged earlier checkpoint — even one signed with the real key,
+        // as an operator rewriting history would — is not a prefix.
+        let signer = signer_of(&gw);
+        let forged = signer
+            .sign(&Checkpoint {
+                origin: gw.config.audit.origin.clone(),
+                size: size1,
+                root: merkle::leaf_hash(b"a different past"),
+            })
+            .unwrap();
+        let forged = write("forged.note", forged.as_bytes());
+        let (ok, out) = verify_cli(&good, &key, Some(&forged));
+        assert!(!ok);
+        assert!(out.contains("NOT consistent"), "{out}");
+    }
+
+    // A partial export carries a consistency proof on request.
+    let r = post(
+        &gw,
+        "auditor",
+        "/v1/audit/export",
+        json!({"from_seq": size1 + 1, "to_seq": size2, "tree_size": size2, "consistency_from": size1}),
+    )
+    .await;
+    let part = write("part.jsonl", &r.bytes);
+    let (ok, out) = verify_cli(&part, &key, Some(&prev));
+    assert!(ok, "{out}");
+    let r = post(
+        &gw,
+        "auditor",
+        "/v1/audit/export",
+        json!({"from_seq": size1 + 1, "to_seq": size2, "tree_size": size2}),
+    )
+    .await;
+    let part = write("part2.jsonl", &r.bytes);
+    assert!(verify_cli(&part, &key, None).0);
+    let (ok, out) = verify_cli(&part, &key, Some(&prev));
+    assert!(!ok && out.contains("cannot check consistency"), "{out}");
+
+    // By time range: the whole history so far.
+    let r = post(
+        &gw,
+        "auditor",
+        "/v1/audit/export",
+        json!({"from": "2000-01-01T00:00:00Z", "to": "2999-01-01T00:00:00Z", "tree_size": size2}),
+    )
+    .await;
+    let text = String::from_utf8(r.bytes.to_vec()).unwrap();
+    let header: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (header["start"].as_u64(), header["end"].as_u64()),
+        (Some(0), Some(size2))
+    );
+
+    // The operator's export straight from the store verifies too.
+    let cfg_path = write_config(&dir.0, &gw.config, "127.0.0.1:1", "127.0.0.1:2");
+    let out_path = dir.0.join("store-export.csv");
+    let out = Command::new(bin())
+        .args(["audit", "export", "--config"])
+        .arg(&cfg_path)
+        .arg("--out")
+        .arg(&out_path)
+        .args(["--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (ok, out) = verify_cli(&out_path, &key, Some(&prev));
+    assert!(ok, "{out}");
+    gw.stop().await;
+}
+
+/// The signed note in an export's header.
+fn first_note(text: &str, format: &str) -> String {
+    let header = header_json(text, format);
+    header["checkpoint"].as_str().unwrap().to_owned()
+}
+
+fn header_json(text: &str, format: &str) -> Value {
+    if format == "csv" {
+        let line = text.lines().nth(1).unwrap();
+        let cells = credgate::audit::export::parse_csv_line(line).unwrap();
+        serde_json::from_str(&cells[11]).unwrap()
+    } else {
+        serde_json::from_str(text.lines().next().unwrap()).unwrap()
+    }
+}
+
+fn replace_note(text: &str, format: &str, note: &str) -> String {
+    let mut h = header_json(text, format);
+    h["checkpoint"] = json!(note);
+    let json = h.to_string();
+    edit(text, |l| {
+        if format == "csv" {
+            l[1] = format!("export,,,,,,,,,,,\"{}\"", json.replace('"', "\"\""));
+        } else {
+            l[0] = json;
+        }
+    })
+}
+
+// ------------------------------------------------------------ portal
+
+#[tokio::test]
+async fn portal_shows_a_subject_its_own_access_history_only() {
+    let gw = TestGateway::start().await;
+    let agency = gw.client("agency");
+    let r = agency
+        .post(
+            "/v1/query",
+            &query(
+                "natural_person",
+                ids::PERSON,
+                "credit_report",
+                &["person_name", "religion"],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    agency
+        .post(
+            "/v1/query",
+            &query(
+                "natural_person",
+                ids::PERSON2,
+                "credit_report",
+                &["person_name"],
+            ),
+        )
+        .await;
+    bank_query(&gw, "bank", "legal_person", ids::CERAMICS).await;
+    // An auditor looking the person up is not an access to their data.
+    post(
+        &gw,
+        "auditor",
+        "/v1/audit/search",
+        json!({"subject": {"type": "natural_person", "id": ids::PERSON}}),
+    )
+    .await;
+
+    let r = post(
+        &gw,
+        "portal",
+        "/v1/portal/access-history",
+        json!({"subject": {"type": "natural_person", "id": ids::PERSON}}),
+    )
+    .await;
+    let v = r.json();
+    assert_eq!(r.status, 200, "{v}");
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{v}");
+    let e = &entries[0];
+    assert_eq!(e["org"], "91370300MA3C00001U");
+    assert!(e["org_name"].as_str().unwrap().contains("信用服务"));
+    assert_eq!(e["purpose"], "credit_report");
+    assert_eq!(e["action"], "query");
+    assert_eq!(e["outcome"], "ok");
+    assert_eq!(e["fields"][0]["field"], "person_name");
+    assert_eq!(e["fields"][1]["field"], "prohibited:religion");
+    assert_eq!(e["fields"][1]["decision"], "withheld");
+    assert!(e["ts"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(v["subject"]["id"], ids::PERSON);
+    let text = v.to_string();
+    assert!(!text.contains(ids::PERSON2) && !text.contains(ids::CERAMICS));
+
+    // The history request is audited under the subject.
+    let last = audit_entries(&gw.store).await.pop().unwrap();
+    assert_eq!(last.action, "access_history");
+    assert_eq!(last.org.as_deref(), Some(ids::PORTAL));
+    assert!(last.subject.is_some());
+    // And it is the portal's alone.
+    let r = post(
+        &gw,
+        "bank",
+        "/v1/portal/access-history",
+        json!({"subject": {"type": "natural_person", "id": ids::PERSON}}),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    gw.stop().await;
+}
+
+// ------------------------------------------------------------ quotas, anomalies, reports
+
+fn metric(text: &str, series: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn quotas_refuse_flag_and_reach_the_report() {
+    // A copy of the policies where bank2 has its own, smaller quota.
+    let pol = TempDir::new("policies");
+    for f in std::fs::read_dir(policies()).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, pol.0.join(f.file_name().unwrap())).unwrap();
+    }
+    let orgs = std::fs::read_to_string(pol.0.join("organisations.toml")).unwrap();
+    let orgs = orgs.replacen(
+        "code = \"91370300164100002D\"",
+        "code = \"91370300164100002D\"\nquota_distinct_subjects_per_hour = 1",
+        1,
+    );
+    std::fs::write(pol.0.join("organisations.toml"), orgs).unwrap();
+    let pol_dir = pol.0.clone();
+    let gw = TestGateway::start_with(
+        move |c| {
+            c.policy.dir = pol_dir;
+            c.server.quota_distinct_subjects_per_hour = Some(2);
+            c.server.anomaly_denied_per_hour = 3;
+        },
+        true,
+    )
+    .await;
+
+    assert_eq!(
+        bank_query(&gw, "bank", "legal_person", ids::CERAMICS)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        bank_query(&gw, "bank", "legal_person", ids::CHEM)
+            .await
+            .status,
+        200
+    );
+    let r = gw
+        .client("bank")
+        .post(
+            "/v1/query",
+            &query(
+                "legal_person",
+                "91350100M000100Y43",
+                "financing",
+                &["enterprise_name"],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "quota_exceeded");
+    assert_eq!(r.body["error"]["details"]["limit"], 2);
+    // Subjects already queried this hour stay available.
+    assert_eq!(
+        bank_query(&gw, "bank", "legal_person", ids::CERAMICS)
+            .await
+            .status,
+        200
+    );
+    // bank2's own quota from organisations.toml.
+    assert_eq!(
+        bank_query(&gw, "bank2", "legal_person", ids::CHEM)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        bank_query(&gw, "bank2", "legal_person", ids::CERAMICS)
+            .await
+            .status,
+        429
+    );
+    // The refusal is audited with the subject.
+    let last = audit_entries(&gw.store).await.pop().unwrap();
+    assert_eq!(
+        (last.outcome.as_str(), last.status),
+        ("quota_exceeded", 429)
+    );
+    assert!(last.subject.is_some());
+
+    // The department piles up denied attempts (bad identifiers).
+    for _ in 0..4 {
+        let r = gw
+            .client("department")
+            .post(
+                "/v1/query",
+                &query(
+                    "legal_person",
+                    "91370300MA3CXQ001T",
+                    "administration",
+                    &["enterprise_name"],
+                ),
+            )
+            .await;
+        assert_eq!(r.status, 400);
+    }
+
+    let (_, m) = gw.admin_get("/metrics").await;
+    let bank = ids::BANK;
+    let bank2 = ids::BANK2;
+    let dept = ids::DEPARTMENT;
+    assert_eq!(
+        metric(
+            &m,
+            &format!("credgate_anomaly{{org=\"{bank}\",kind=\"distinct_subjects\"}}")
+        ),
+        Some(1),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            &format!("credgate_anomaly{{org=\"{bank2}\",kind=\"distinct_subjects\"}}")
+        ),
+        Some(1)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            &format!("credgate_quota_refused_total{{org=\"{bank}\"}}")
+        ),
+        Some(1)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            &format!("credgate_org_distinct_subjects{{org=\"{bank}\"}}")
+        ),
+        Some(2)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            &format!("credgate_anomaly{{org=\"{dept}\",kind=\"denied_attempts\"}}")
+        ),
+        Some(1)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            &format!("credgate_anomaly{{org=\"{dept}\",kind=\"distinct_subjects\"}}")
+        ),
+        Some(0)
+    );
+
+    let r = post(&gw, "auditor", "/v1/audit/report", json!({"top": 5})).await;
+    let v = r.json();
+    assert_eq!(r.status, 200, "{v}");
+    let by_org: HashMap<String, &Value> = v["volume"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["org"].as_str().unwrap_or("").to_owned(), o))
+        .collect();
+    let b = by_org[bank];
+    assert_eq!((b["total"].as_i64(), b["ok"].as_i64()), (Some(4), Some(3)));
+    assert_eq!(
+        b["denied"].as_i64(),
+        Some(4),
+        "tax_paid_annual withheld + the 429"
+    );
+    assert!(b["name"].as_str().unwrap().contains("ICBC"));
+    assert_eq!(by_org[dept]["denied"].as_i64(), Some(4));
+    let denied = v["denied"].as_array().unwrap();
+    assert!(
+        denied
+            .iter()
+            .any(|d| d["org"] == dept && d["outcome"] == "invalid_identifier" && d["count"] == 4)
+    );
+    assert!(
+        denied
+            .iter()
+            .any(|d| d["org"] == bank && d["outcome"] == "quota_exceeded" && d["count"] == 1)
+    );
+    let top = v["top_subjects"].as_array().unwrap();
+    assert!(
+        top[0]["queries"].as_i64().unwrap() >= top.last().unwrap()["queries"].as_i64().unwrap()
+    );
+    // Refused queries name their subject too: three subjects in all.
+    assert_eq!(top.len(), 3, "{v}");
+    assert_eq!(top[0]["queries"], 3);
+    let hourly = v["anomalies"]["hourly"].as_array().unwrap();
+    let flagged =
+        |org: &str, kind: &str| hourly.iter().any(|h| h["org"] == org && h["kind"] == kind);
+    assert!(flagged(bank, "distinct_subjects"), "{v}");
+    assert!(flagged(bank2, "distinct_subjects"));
+    assert!(flagged(dept, "denied_attempts"));
+    assert!(!flagged(dept, "distinct_subjects"));
+    let node = v["anomalies"]["this_node"].as_array().unwrap();
+    let b2 = node.iter().find(|s| s["org"] == bank2).unwrap();
+    assert_eq!(b2["quota"], 1);
+    assert_eq!(b2["flags"], json!(["distinct_subjects"]));
+    assert_eq!(
+        v["anomalies"]["limits"]["default_distinct_subjects_per_hour"],
+        2
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn flag_only_quota_serves_but_flags() {
+    let gw = TestGateway::start_with(
+        |c| {
+            c.server.quota_distinct_subjects_per_hour = Some(1);
+            c.server.quota_enforce = false;
+        },
+        true,
+    )
+    .await;
+    for id in [ids::CERAMICS, ids::CHEM] {
+        assert_eq!(
+            bank_query(&gw, "bank", "legal_person", id).await.status,
+            200
+        );
+    }
+    let (_, m) = gw.admin_get("/metrics").await;
+    let bank = ids::BANK;
+    assert_eq!(
+        metric(
+            &m,
+            &format!("credgate_anomaly{{org=\"{bank}\",kind=\"distinct_subjects\"}}")
+        ),
+        Some(1),
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            &format!("credgate_quota_refused_total{{org=\"{bank}\"}}")
+        ),
+        Some(0)
+    );
+    let v = post(&gw, "auditor", "/v1/audit/report", json!({}))
+        .await
+        .json();
+    assert!(
+        v["anomalies"]["hourly"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["org"] == bank && h["value"] == 2 && h["limit"] == 1),
+        "{v}"
+    );
+    gw.stop().await;
+}
+
+// ------------------------------------------------------------ durability
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_ready(addr: std::net::SocketAddr) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(r) = raw(addr, "auditor", "GET", "/v1/audit/checkpoint", None).await
+            && r.status == 200
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gateway did not come up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Start the real binary, drive concurrent queries, SIGKILL it mid-load,
+/// restart it, and check that every acknowledged query is in the log, the
+/// log is contiguous, the tree recomputed from all leaves matches the stored
+/// head and every checkpoint verifies. Ignored by default (it spawns
+/// processes and takes a few seconds); CI runs it with `--ignored`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn acknowledged_queries_survive_kill_9() {
+    let dir = TempDir::new("kill9");
+    let (url, pg_db) = test_database(&dir.0).await;
+    let cfg = config(&dir.0, &url);
+    let (port, admin_port) = (free_port(), free_port());
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let cfg_path = write_config(
+        &dir.0,
+        &cfg,
+        &addr.to_string(),
+        &format!("127.0.0.1:{admin_port}"),
+    );
+    let log = std::fs::File::create(dir.0.join("gateway.log")).unwrap();
+    let spawn = || {
+        Command::new(bin())
+            .args(["serve", "--config"])
+            .arg(&cfg_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(log.try_clone().unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = spawn();
+    wait_ready(addr).await;
+
+    // Load: 12 workers, each sending queries back to back.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for w in 0..12 {
+        let stop = stop.clone();
+        workers.push(tokio::spawn(async move {
+            let who = ["bank", "bank2", "agency", "department"][w % 4];
+            let body = query(
+                "legal_person",
+                ids::CERAMICS,
+                "financing",
+                &["enterprise_name"],
+            );
+            let mut acked = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match raw(
+                    addr,
+                    who,
+                    "POST",
+                    "/v1/query",
+                    Some(body.to_string().into_bytes()),
+                )
+                .await
+                {
+                    Ok(r) if r.status < 500 => {
+                        let seq: u64 = r.headers["x-audit-seq"].to_str().unwrap().parse().unwrap();
+                        let rid = r.headers["x-request-id"].to_str().unwrap().to_owned();
+                        acked.push((seq, rid));
+                    }
+                    Ok(r) => panic!("5xx under load: {}", r.status),
+                    Err(_) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+                }
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for w in workers {
+        acked.extend(w.await.unwrap());
+    }
+    assert!(
+        acked.len() > 20,
+        "too little load before the kill: {}",
+        acked.len()
+    );
+
+    // Restart: the log continues where it stopped.
+    let mut child = spawn();
+    wait_ready(addr).await;
+    for _ in 0..5 {
+        let r = raw(
+            addr,
+            "bank",
+            "POST",
+            "/v1/query",
+            Some(
+                query("legal_person", ids::CHEM, "financing", &["enterprise_name"])
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status, 200);
+        let seq: u64 = r.headers["x-audit-seq"].to_str().unwrap().parse().unwrap();
+        acked.push((seq, r.headers["x-request-id"].to_str().unwrap().to_owned()));
+    }
+    // Graceful stop this time: it writes a final checkpoint.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    assert!(child.wait().unwrap().success());
+
+    let store = Store::connect(&url, 2).await.unwrap();
+    let (size, head_root) = store.log_head().await.unwrap();
+    let rows = store.audit_leaves(0, size + 10).await.unwrap();
+    assert_eq!(rows.len() as u64, size, "rows beyond the head or missing");
+    let mut leaves = Vec::with_capacity(rows.len());
+    let mut by_seq = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r.seq, i as u64, "seqs are contiguous");
+        let leaf = merkle::leaf_hash(&r.entry);
+        assert_eq!(r.leaf, leaf.to_vec(), "stored leaf hash of seq {i}");
+        leaves.push(leaf);
+        by_seq.insert(r.seq, AuditEntry::parse(&r.entry).unwrap().request_id);
+    }
+    for (seq, rid) in &acked {
+        assert_eq!(
+            by_seq.get(seq),
+            Some(rid),
+            "acknowledged seq {seq} lost or different"
+        );
+    }
+    assert_eq!(
+        merkle::root_of(&leaves),
+        head_root,
+        "tree recomputed from all leaves"
+    );
+    let verifier = CheckpointVerifier::from_verifier_key(
+        &CheckpointSigner::from_pkcs8(
+            &cfg.audit.origin,
+            &std::fs::read(&cfg.audit.checkpoint_key_file).unwrap(),
+        )
+        .unwrap()
+        .verifier_key(),
+    )
+    .unwrap();
+    let sizes = store.checkpoint_sizes().await.unwrap();
+    assert!(sizes.contains(&size), "final checkpoint at the head");
+    for s in sizes {
+        let (_, note) = store.checkpoint(Some(s)).await.unwrap().unwrap();
+        let cp = verifier.verify(&note).unwrap();
+        assert_eq!(cp.size, s);
+        assert_eq!(
+            cp.root,
+            merkle::root_of(&leaves[..s as usize]),
+            "checkpoint {s}"
+        );
+    }
+    eprintln!(
+        "kill -9: {} acknowledged, log size {size}, root {}",
+        acked.len(),
+        encode_hash(&head_root)
+    );
+    store.close().await;
+    if let Some(db) = pg_db {
+        let base = std::env::var("CREDGATE_TEST_DATABASE_URL").unwrap();
+        let admin = Store::connect_admin(&base).await.unwrap();
+        let _ = admin
+            .execute_raw(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .await;
+        admin.close().await;
+    }
+}
