@@ -54,6 +54,7 @@ fn main() -> ExitCode {
                 dir,
             }) => cli::policy_explain(&dir, &org, &purpose, &fields, with_consent)
                 .map(|s| print!("{s}")),
+            Command::Consent(c) => credgate::consent::tool::run(c),
         }
     });
     match result {

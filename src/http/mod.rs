@@ -13,6 +13,7 @@
 //! whatever the outcome.
 
 mod api;
+mod consent;
 pub mod dto;
 pub mod error;
 mod lifecycle;
@@ -28,6 +29,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
 
 use crate::audit::{AuditEntry, AuditField, AuditLog, ENTRY_VERSION, SubjectHasher, now_rfc3339};
+use crate::consent::token::ConsentVerifier;
 use crate::identity::PeerIdentity;
 use crate::ids::{CreditCode, SubjectId};
 use crate::metrics::Metrics;
@@ -52,6 +54,8 @@ pub struct App {
     pub gateway_id: String,
     /// Body size limit.
     pub max_body_bytes: usize,
+    /// Consent token verifier (issuer keys pinned by `policies/consent.toml`).
+    pub consent: ConsentVerifier,
     /// Request id counter (combined with a per-process random prefix).
     next_request: AtomicU64,
     request_prefix: String,
@@ -69,6 +73,7 @@ impl App {
         metrics: Arc<Metrics>,
         gateway_id: String,
         max_body_bytes: usize,
+        consent: ConsentVerifier,
     ) -> Self {
         let mut rnd = [0u8; 4];
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut rnd);
@@ -80,6 +85,7 @@ impl App {
             metrics,
             gateway_id,
             max_body_bytes,
+            consent,
             next_request: AtomicU64::new(1),
             request_prefix: hex::encode(rnd),
             clock: std::sync::RwLock::new(lifecycle::system_clock()),
@@ -316,6 +322,9 @@ impl App {
             }
             (_, p) if lifecycle::handles(p) => {
                 lifecycle::route(self, caller, req, &method, &path, draft).await
+            }
+            (_, p) if p.starts_with(consent::PREFIX) => {
+                consent::route(self, caller, req, draft).await
             }
             _ => {
                 caller.require(&Role::ALL)?;

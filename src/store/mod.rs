@@ -63,6 +63,9 @@ macro_rules! dispatch {
     };
 }
 
+// After `dispatch!`: macro_rules scoping is textual.
+mod consent;
+pub use consent::{ConsentStatus, ConsentUse, UseOutcome};
 mod lifecycle;
 pub use lifecycle::{
     Application, CheckInputs, CheckRow, History, ListAdded, ListEntryView, NewListEntry,
