@@ -250,13 +250,13 @@ impl Config {
                 return Err(format!("{what}: {} does not exist", p.display()));
             }
         }
-        if let Some(p) = &self.policy.extra_consent_issuers {
-            if !p.is_file() {
-                return Err(format!(
-                    "policy.extra_consent_issuers: {} does not exist",
-                    p.display()
-                ));
-            }
+        if let Some(p) = &self.policy.extra_consent_issuers
+            && !p.is_file()
+        {
+            return Err(format!(
+                "policy.extra_consent_issuers: {} does not exist",
+                p.display()
+            ));
         }
         for p in &self.tls.crls {
             if !p.is_file() {

@@ -65,6 +65,7 @@ pub struct App {
 
 impl App {
     /// Assemble the application state.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         policy: Arc<Policy>,
         store: Store,
