@@ -95,13 +95,14 @@ pub fn example(dev: &DevIssuer, certs: &Path, listen: std::net::SocketAddr) -> S
     format!(
         r#"# Consent (dev issuer {iss} / {kid}). A person consents in writing, after the
 # adverse-consequence notice, to ICBC Zibo reading their income for a loan review:
+JTI=demo-$(date +%s)
 TOKEN=$(credgate consent issue --issuer-key {key} --kid {kid} --iss {iss} \
   --sub 370303198503150015 --grantee 91370300164100001A --purpose financing \
-  --scope income --ttl 3600 --max-uses 5 --written --notice-text "未按约定还款将影响您的信用记录" --jti demo-1)
+  --scope income --ttl 3600 --max-uses 5 --written --notice-text "未按约定还款将影响您的信用记录" --jti $JTI)
 {bank} https://{listen}/v1/query -d "{{\"subject\":{{\"type\":\"natural_person\",\"id\":\"370303198503150015\"}},\"purpose\":\"financing\",\"fields\":[\"person_name\",\"monthly_income\"],\"consent_token\":\"$TOKEN\"}}"
 
 # The person revokes it through the portal; the very next query is refused (consent_invalid / revoked):
-{portal} https://{listen}/v1/consents/demo-1/revoke -d '{{"subject":{{"type":"natural_person","id":"370303198503150015"}}}}'
+{portal} https://{listen}/v1/consents/$JTI/revoke -d '{{"subject":{{"type":"natural_person","id":"370303198503150015"}}}}'
 "#,
         iss = dev.iss,
         kid = dev.kid,

@@ -263,7 +263,10 @@ struct RevokeRequest {
 }
 
 /// `POST /v1/consents/{jti}/revoke` and `GET /v1/consents/{jti}`, for the
-/// portal acting for an identity-verified subject.
+/// portal acting for an identity-verified subject. The issuer is not a TLS
+/// party, so revocation goes through the portal; it must name the subject,
+/// which must match the one the consent was registered for. The status read
+/// needs no subject: it returns registry state only, no personal data.
 pub(super) async fn route(
     app: &App,
     caller: &Caller,
