@@ -807,7 +807,10 @@ async fn collection_of_consent_data_needs_a_collection_consent_per_record() {
             "forged",
             {
                 let t = token(&dev, &coll(&["income"]));
-                format!("{}A", &t[..t.len() - 1])
+                let (input, sig) = t.rsplit_once('.').unwrap();
+                let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+                sig[0] ^= 1;
+                format!("{input}.{}", b64(&sig))
             },
             "bad_signature",
         ),
