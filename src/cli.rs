@@ -511,6 +511,7 @@ pub async fn seed_synthetic(cfg: &Config, subjects: u32) -> Result<u32, CliError
             data: obj(json!({"enterprise_name": format!("淄博合成测试企业{n}有限公司"),
                 "legal_representative": "测试", "registered_capital": 100 + n % 900,
                 "establishment_date": "2015-01-01", "business_status": "存续"})),
+            terms: None,
         });
         if n % 3 == 0 {
             batch.push(NewRecord {
@@ -519,6 +520,7 @@ pub async fn seed_synthetic(cfg: &Config, subjects: u32) -> Result<u32, CliError
                 provider: "113703000043000010".into(),
                 data: obj(json!({"penalty_decision_no": format!("淄市监罚〔2026〕{n}号"),
                     "penalty_content": "警告", "penalty_date": "2026-03-01"})),
+                terms: None,
             });
         }
         if batch.len() >= 1000 {
