@@ -495,7 +495,9 @@ pub fn synthetic_code(n: u32) -> CreditCode {
 
 /// `credgate seed`: synthetic subjects in batches of 1,000 records.
 pub async fn seed_synthetic(cfg: &Config, subjects: u32) -> Result<u32, CliError> {
-    let store = Store::connect(&cfg.store.url, 2).await.map_err(|e| CliError(e.to_string()))?;
+    let store = Store::connect(&cfg.store.url, 2)
+        .await
+        .map_err(|e| CliError(e.to_string()))?;
     let now = crate::audit::now_rfc3339();
     let mut batch = Vec::with_capacity(1000);
     for n in 0..subjects {
@@ -508,9 +510,11 @@ pub async fn seed_synthetic(cfg: &Config, subjects: u32) -> Result<u32, CliError
             subject: subject.clone(),
             item: "registration".into(),
             provider: "113703000043000010".into(),
-            data: obj(json!({"enterprise_name": format!("淄博合成测试企业{n}有限公司"),
+            data: obj(
+                json!({"enterprise_name": format!("淄博合成测试企业{n}有限公司"),
                 "legal_representative": "测试", "registered_capital": 100 + n % 900,
-                "establishment_date": "2015-01-01", "business_status": "存续"})),
+                "establishment_date": "2015-01-01", "business_status": "存续"}),
+            ),
             terms: None,
         });
         if n % 3 == 0 {
@@ -518,18 +522,26 @@ pub async fn seed_synthetic(cfg: &Config, subjects: u32) -> Result<u32, CliError
                 subject,
                 item: "admin_penalty".into(),
                 provider: "113703000043000010".into(),
-                data: obj(json!({"penalty_decision_no": format!("淄市监罚〔2026〕{n}号"),
-                    "penalty_content": "警告", "penalty_date": "2026-03-01"})),
+                data: obj(
+                    json!({"penalty_decision_no": format!("淄市监罚〔2026〕{n}号"),
+                    "penalty_content": "警告", "penalty_date": "2026-03-01"}),
+                ),
                 terms: None,
             });
         }
         if batch.len() >= 1000 {
-            store.insert_records(&batch, "seed", &now).await.map_err(|e| CliError(e.to_string()))?;
+            store
+                .insert_records(&batch, "seed", &now)
+                .await
+                .map_err(|e| CliError(e.to_string()))?;
             batch.clear();
         }
     }
     if !batch.is_empty() {
-        store.insert_records(&batch, "seed", &now).await.map_err(|e| CliError(e.to_string()))?;
+        store
+            .insert_records(&batch, "seed", &now)
+            .await
+            .map_err(|e| CliError(e.to_string()))?;
     }
     store.close().await;
     Ok(subjects)

@@ -49,12 +49,15 @@
 //! (`written: true`, `notice` = hex SHA-256 of the notice text); the gateway
 //! stores the notice hash with the registration but cannot know the text.
 //!
-//! A use is counted only when the token actually released (or, for a
-//! submission, admitted) at least one consent-classified field: a query that
-//! asks only for public fields, or whose consent fields are all withheld for
-//! other reasons, spends nothing — but a revoked or exhausted token is still
-//! reported as such. A submission spends one use per distinct token per
-//! batch, in the same transaction that stores the records.
+//! A use is counted only when the token actually opened (or, for a
+//! submission, admitted) at least one consent-classified field: the query's
+//! decision returns or masks such a field because of it. That counts even if
+//! the subject has no such record (learning that there is none is also
+//! consented information). A query that asks only for public fields, or
+//! whose consent fields are all withheld for other reasons, spends nothing —
+//! but a revoked or exhausted token is still reported as such. A submission
+//! spends one use per distinct token per batch, in the same transaction that
+//! stores the records.
 //!
 //! # Sub-reasons
 //!

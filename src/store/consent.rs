@@ -294,20 +294,7 @@ impl Store {
             }
             let mut ids = Vec::with_capacity(batch.len());
             for r in batch {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO records (subject_type, subject_id, item, provider, data, recorded_at, request_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                )
-                .bind(r.subject.kind().as_str())
-                .bind(r.subject.id())
-                .bind(&r.item)
-                .bind(&r.provider)
-                .bind(Value::Object(r.data.clone()).to_string())
-                .bind(now)
-                .bind(request_id)
-                .fetch_one(&mut *tx)
-                .await?;
-                ids.push(id);
+                ids.push(insert_record!(&mut *tx, r, request_id, now));
             }
             tx.commit().await?;
             Ok(Ok(ids))
