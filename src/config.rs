@@ -120,6 +120,11 @@ pub struct PolicyConfig {
     pub dir: PathBuf,
     /// File with the key for the `hash` mask (created by quickstart).
     pub mask_key_file: PathBuf,
+    /// Additional consent issuers (`[[issuer]]` blocks only) pinned outside
+    /// `policies/`, for a development issuer whose private key must not be
+    /// committed. Leave unset in production; see `consent` module docs.
+    #[serde(default)]
+    pub extra_consent_issuers: Option<PathBuf>,
 }
 
 /// Database.
@@ -202,6 +207,7 @@ impl Config {
         self.tls.crls.iter_mut().for_each(fix);
         fix(&mut self.policy.dir);
         fix(&mut self.policy.mask_key_file);
+        self.policy.extra_consent_issuers.iter_mut().for_each(fix);
         fix(&mut self.audit.subject_key_file);
         fix(&mut self.audit.checkpoint_key_file);
         if let Some(rest) = self.store.url.strip_prefix("sqlite://") {
@@ -261,6 +267,14 @@ impl Config {
             if !p.is_file() {
                 return Err(format!("{what}: {} does not exist", p.display()));
             }
+        }
+        if let Some(p) = &self.policy.extra_consent_issuers
+            && !p.is_file()
+        {
+            return Err(format!(
+                "policy.extra_consent_issuers: {} does not exist",
+                p.display()
+            ));
         }
         for p in &self.tls.crls {
             if !p.is_file() {

@@ -66,6 +66,7 @@ fn main() -> ExitCode {
             }) => cli::audit_export(&config, &out, &format)
                 .await
                 .map(|s| print!("{s}")),
+            Command::Consent(c) => credgate::consent::tool::run(c),
         }
     });
     match result {

@@ -97,6 +97,15 @@ impl Gateway {
     pub async fn build(cfg: &Config) -> Result<Gateway, StartError> {
         let mask_key = read_key(&cfg.policy.mask_key_file)?;
         let policy = Arc::new(policy::load(&cfg.policy.dir, &mask_key)?);
+        let consent = crate::consent::policy::load(
+            &cfg.policy.dir,
+            cfg.policy.extra_consent_issuers.as_deref(),
+            &cfg.server.gateway_id,
+        )?;
+        for k in consent.keys.iter().filter(|k| k.extra) {
+            tracing::warn!(iss = %k.iss, kid = %k.kid, file = %k.file.display(),
+                "consent issuer pinned outside policies/ (policy.extra_consent_issuers): development only");
+        }
         let subject_key = read_key(&cfg.audit.subject_key_file)?;
         let cp_path = &cfg.audit.checkpoint_key_file;
         let cp_key = read_key(cp_path)?;
@@ -130,6 +139,7 @@ impl Gateway {
             Arc::new(Metrics::with_limits(limits)),
             cfg.server.gateway_id.clone(),
             cfg.server.max_body_bytes,
+            consent.verifier,
         );
         app.checkpoint_verifier_key = signer.verifier_key();
         let app = Arc::new(app);

@@ -10,9 +10,8 @@ use super::dto::{
 };
 use super::error::json_error;
 use super::{ApiError, App, AuditDraft, Reply, lifecycle};
-use crate::audit::now_rfc3339;
 use crate::ids::SubjectId;
-use crate::policy::{ConsentInput, ConsentNeed, Decision, Organisation, Reason, ValueType};
+use crate::policy::{ConsentNeed, Decision, Organisation, Reason, ValueType};
 use crate::store::NewRecord;
 
 /// How a requested field name is written to the log: the catalog name, the
@@ -65,13 +64,16 @@ pub(super) async fn query(
                 .with(json!({"length": f.len()})),
         );
     }
-    let consent = match req.consent_token {
-        None => ConsentInput::Absent,
-        Some(_) => ConsentInput::Invalid("unsupported"),
-    };
-    let (decisions, permit) =
-        app.policy
-            .decide_query(org, purpose, subject.kind(), &req.fields, &consent);
+    let (decisions, permit) = super::consent::decide_query(
+        app,
+        org,
+        purpose,
+        &subject,
+        &req.fields,
+        req.consent_token.as_deref(),
+        draft,
+    )
+    .await?;
     for d in &decisions {
         let decision = match d.decision {
             Decision::Returned => "returned",
@@ -184,6 +186,7 @@ pub(super) async fn submit(
     let policy = &app.policy;
     let mut batch = Vec::with_capacity(req.records.len());
     let mut subjects = std::collections::HashSet::new();
+    let mut consents = super::consent::Collection::default();
     for (i, r) in req.records.into_iter().enumerate() {
         let subject = SubjectId::parse(&r.subject.kind, &r.subject.id).map_err(|e| {
             let mut err = ApiError::from(e.clone());
@@ -216,6 +219,7 @@ pub(super) async fn submit(
             )
             .with(json!({"record": i})));
         }
+        let mut personal = Vec::new();
         for (name, value) in &r.fields {
             let def = policy
                 .field(name)
@@ -241,14 +245,18 @@ pub(super) async fn submit(
                 .with(json!({"record": i, "field": name, "expected": def.ty})));
             }
             if policy.class_of(def).consent == ConsentNeed::Personal {
-                draft.field(name.clone(), "refused", "consent_required", None);
-                return Err(ApiError::unprocessable(
-                    "consent_required",
-                    format!("record {i}: '{name}' may be collected only with the person's written consent"),
-                )
-                .with(json!({"record": i, "field": name})));
+                personal.push(name.as_str());
             }
         }
+        consents.check(
+            app,
+            org,
+            i,
+            &subject,
+            &personal,
+            r.consent_token.as_deref(),
+            draft,
+        )?;
         subjects.insert(subject.clone());
         batch.push(NewRecord {
             subject,
@@ -270,10 +278,7 @@ pub(super) async fn submit(
     for n in names {
         draft.field(n.to_owned(), "accepted", "authorised", None);
     }
-    let ids = app
-        .store
-        .insert_records(&batch, &draft.request_id, &now_rfc3339())
-        .await?;
+    let ids = consents.store(app, &batch, draft).await?;
     draft.records = ids.len() as u32;
     Ok(Reply {
         status: hyper::StatusCode::CREATED,

@@ -14,6 +14,7 @@
 
 mod api;
 mod auditor;
+mod consent;
 pub mod dto;
 pub mod error;
 mod lifecycle;
@@ -29,6 +30,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
 
 use crate::audit::{AuditEntry, AuditField, AuditLog, ENTRY_VERSION, SubjectHasher, now_rfc3339};
+use crate::consent::token::ConsentVerifier;
 use crate::identity::PeerIdentity;
 use crate::ids::{CreditCode, SubjectId};
 use crate::metrics::Metrics;
@@ -56,6 +58,8 @@ pub struct App {
     /// Public key auditors verify checkpoints with (C2SP verifier key),
     /// published by `GET /v1/audit/checkpoint`.
     pub checkpoint_verifier_key: String,
+    /// Consent token verifier (issuer keys pinned by `policies/consent.toml`).
+    pub consent: ConsentVerifier,
     /// Request id counter (combined with a per-process random prefix).
     next_request: AtomicU64,
     request_prefix: String,
@@ -65,6 +69,7 @@ pub struct App {
 
 impl App {
     /// Assemble the application state.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         policy: Arc<Policy>,
         store: Store,
@@ -73,6 +78,7 @@ impl App {
         metrics: Arc<Metrics>,
         gateway_id: String,
         max_body_bytes: usize,
+        consent: ConsentVerifier,
     ) -> Self {
         let mut rnd = [0u8; 4];
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut rnd);
@@ -85,6 +91,7 @@ impl App {
             gateway_id,
             max_body_bytes,
             checkpoint_verifier_key: String::new(),
+            consent,
             next_request: AtomicU64::new(1),
             request_prefix: hex::encode(rnd),
             clock: std::sync::RwLock::new(lifecycle::system_clock()),
@@ -338,6 +345,9 @@ impl App {
             }
             (_, p) if lifecycle::handles(p) => {
                 lifecycle::route(self, caller, req, &method, &path, draft).await
+            }
+            (_, p) if p.starts_with(consent::PREFIX) => {
+                consent::route(self, caller, req, draft).await
             }
             _ => {
                 caller.require(&Role::ALL)?;

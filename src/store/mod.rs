@@ -63,6 +63,33 @@ macro_rules! dispatch {
     };
 }
 
+/// Insert one validated record through `$exec` (a transaction) and yield
+/// its id. Every write path uses it, so none can forget a column.
+macro_rules! insert_record {
+    ($exec:expr, $r:expr, $request_id:expr, $now:expr) => {{
+        let r: &NewRecord = $r;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO records (subject_type, subject_id, item, provider, data, recorded_at, request_id, tier, decision_date) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        )
+        .bind(r.subject.kind().as_str())
+        .bind(r.subject.id())
+        .bind(&r.item)
+        .bind(&r.provider)
+        .bind(Value::Object(r.data.clone()).to_string())
+        .bind($now)
+        .bind($request_id)
+        .bind(r.terms.map(|t| t.tier.as_str()))
+        .bind(r.terms.map(|t| crate::policy::lifecycle::format_date(t.decision_date)))
+        .fetch_one($exec)
+        .await?;
+        id
+    }};
+}
+
+// After `dispatch!` and `insert_record!`: macro_rules scoping is textual.
+mod consent;
+pub use consent::{ConsentStatus, ConsentUse, UseOutcome};
 mod lifecycle;
 pub use lifecycle::{
     Application, CheckInputs, CheckRow, History, ListAdded, ListEntryView, NewListEntry,
@@ -231,22 +258,7 @@ impl Store {
             let mut tx = p.begin().await?;
             let mut ids = Vec::with_capacity(batch.len());
             for r in batch {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO records (subject_type, subject_id, item, provider, data, recorded_at, request_id, tier, decision_date) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-                )
-                .bind(r.subject.kind().as_str())
-                .bind(r.subject.id())
-                .bind(&r.item)
-                .bind(&r.provider)
-                .bind(Value::Object(r.data.clone()).to_string())
-                .bind(now)
-                .bind(request_id)
-                .bind(r.terms.map(|t| t.tier.as_str()))
-                .bind(r.terms.map(|t| crate::policy::lifecycle::format_date(t.decision_date)))
-                .fetch_one(&mut *tx)
-                .await?;
-                ids.push(id);
+                ids.push(insert_record!(&mut *tx, r, request_id, now));
             }
             tx.commit().await?;
             Ok(ids)

@@ -92,6 +92,7 @@ pub fn config(dir: &Path, db_url: &str) -> Config {
         p
     };
     let cp = credgate::audit::checkpoint::CheckpointSigner::generate_pkcs8().unwrap();
+    let consent_issuer = credgate::consent::dev::DevIssuer::ensure(dir).unwrap();
     Config {
         server: ServerConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -110,6 +111,7 @@ pub fn config(dir: &Path, db_url: &str) -> Config {
         policy: PolicyConfig {
             dir: policies(),
             mask_key_file: write("mask.key", b"test-mask-key-0123456789abcdef"),
+            extra_consent_issuers: Some(consent_issuer.issuers_file),
         },
         store: StoreConfig {
             url: db_url.to_owned(),
@@ -207,6 +209,11 @@ impl TestGateway {
             pg_db,
             dir,
         }
+    }
+
+    /// This deployment's development consent issuer (key in the temp dir).
+    pub fn consent_issuer(&self) -> credgate::consent::dev::DevIssuer {
+        credgate::consent::dev::DevIssuer::ensure(&self.dir.0).unwrap()
     }
 
     /// A client presenting `<who>.pem` from the dev certificates.

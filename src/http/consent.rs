@@ -1,0 +1,345 @@
+//! Consent in the request flow: the token presented with a query, the
+//! collection consents of a submission, and the portal's revocation and
+//! status endpoints. Semantics are documented in [`crate::consent`].
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::dto::SubjectDto;
+use super::error::json_error;
+use super::{ApiError, App, AuditDraft, Caller, Reply};
+use crate::audit::now_rfc3339;
+use crate::consent::token::{ConsentClaims, ConsentError};
+use crate::consent::{expand_scope, jti_ok, now_unix, scope_covers};
+use crate::ids::SubjectId;
+use crate::policy::{
+    ConsentInput, ConsentNeed, FieldDecision, Organisation, Permit, PurposeDef, Role,
+};
+use crate::store::{ConsentUse, NewRecord, UseOutcome};
+
+/// Path prefix of the consent endpoints.
+pub(super) const PREFIX: &str = "/v1/consents/";
+
+/// Purpose a collection consent must name.
+const COLLECTION: &str = "collection";
+
+fn outcome_reason(o: UseOutcome) -> &'static str {
+    match o {
+        UseOutcome::Counted { .. } => "counted",
+        UseOutcome::Revoked => ConsentError::Revoked.sub_reason(),
+        UseOutcome::Exhausted => ConsentError::Exhausted.sub_reason(),
+        UseOutcome::Expired => ConsentError::Expired.sub_reason(),
+        UseOutcome::Conflict => "jti_conflict",
+    }
+}
+
+/// Verify `token` and record its `jti` once it is known to be genuine (an
+/// unverified `jti` is attacker-chosen and stays out of the log).
+fn verified(app: &App, token: &str, draft: &mut AuditDraft) -> Result<ConsentClaims, &'static str> {
+    let claims = app.consent.verify(token, now_unix()).map_err(|e| {
+        if e == ConsentError::WrongAudience {
+            // Genuine but addressed to another gateway: a routing or
+            // gateway_id mistake worth an operator's attention.
+            tracing::warn!("consent token addressed to another gateway (check server.gateway_id)");
+        }
+        e.sub_reason()
+    })?;
+    if !jti_ok(&claims.jti) {
+        return Err(ConsentError::Malformed("jti format").sub_reason());
+    }
+    draft.consent = Some(claims.jti.clone());
+    Ok(claims)
+}
+
+/// Decide a query's fields under the consent `token` presents, spending a
+/// use only if a consent-classified field is actually released.
+pub(super) async fn decide_query(
+    app: &App,
+    org: &Organisation,
+    purpose: &PurposeDef,
+    subject: &SubjectId,
+    fields: &[String],
+    token: Option<&str>,
+    draft: &mut AuditDraft,
+) -> Result<(Vec<FieldDecision>, Permit), ApiError> {
+    let policy = &app.policy;
+    let decide = |c: &ConsentInput| policy.decide_query(org, purpose, subject.kind(), fields, c);
+    let Some(token) = token else {
+        return Ok(decide(&ConsentInput::Absent));
+    };
+    let claims = match verified(app, token, draft) {
+        Ok(c) => c,
+        Err(sub) => return Ok(decide(&ConsentInput::Invalid(sub))),
+    };
+    if let Err(e) = claims.check_binding(subject.id(), org.code.as_str(), purpose.name.as_str()) {
+        return Ok(decide(&ConsentInput::Invalid(e.sub_reason())));
+    }
+    let (decisions, permit) = decide(&ConsentInput::Valid {
+        scope: expand_scope(policy, &claims.scope),
+        written: claims.has_written_notice(),
+    });
+    let releases_consent_data = permit
+        .fields()
+        .iter()
+        .any(|&(fi, _)| policy.class_of(&policy.fields()[fi]).consent != ConsentNeed::None);
+    let blocked = if releases_consent_data {
+        let subject_hash = app.hasher.hash(subject);
+        let u = registry_use(&claims, &subject_hash);
+        match app.store.use_consent(&u, &now_rfc3339()).await? {
+            UseOutcome::Counted { .. } => None,
+            other => Some(other),
+        }
+    } else {
+        app.store.consent_blocked(&claims.jti).await?
+    };
+    Ok(match blocked {
+        Some(o) => decide(&ConsentInput::Invalid(outcome_reason(o))),
+        None => (decisions, permit),
+    })
+}
+
+fn registry_use<'a>(c: &'a ConsentClaims, subject_hash: &'a str) -> ConsentUse<'a> {
+    ConsentUse {
+        jti: &c.jti,
+        iss: &c.iss,
+        subject: subject_hash,
+        grantee: &c.grantee,
+        purpose: &c.purpose,
+        exp: c.exp,
+        max_uses: c.max_uses,
+        notice: c.notice.as_deref(),
+    }
+}
+
+/// Collection consents of one submission, gathered while the batch is
+/// validated and spent in the transaction that stores it.
+#[derive(Default)]
+pub(super) struct Collection {
+    /// One per distinct `jti`, with where it was first presented.
+    tokens: Vec<Presented>,
+}
+
+struct Presented {
+    record: usize,
+    field: String,
+    subject: SubjectId,
+    claims: ConsentClaims,
+}
+
+impl Collection {
+    /// Record `i` carries the consent-classified fields `personal` of
+    /// `subject`: they need a verified collection consent from that subject
+    /// to this department whose scope covers every one of them.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn check(
+        &mut self,
+        app: &App,
+        org: &Organisation,
+        i: usize,
+        subject: &SubjectId,
+        personal: &[&str],
+        token: Option<&str>,
+        draft: &mut AuditDraft,
+    ) -> Result<(), ApiError> {
+        let Some(&first) = personal.first() else {
+            return Ok(());
+        };
+        let Some(token) = token else {
+            draft.field(first.to_owned(), "refused", "consent_required", None);
+            return Err(ApiError::unprocessable(
+                "consent_required",
+                format!(
+                    "record {i}: '{first}' may be collected only with the person's written consent \
+                     (a consent_token with purpose '{COLLECTION}' granted to this department)"
+                ),
+            )
+            .with(json!({"record": i, "field": first})));
+        };
+        let refuse = |draft: &mut AuditDraft, field: &str, sub: &'static str| {
+            draft.field(field.to_owned(), "refused", "consent_invalid", Some(sub));
+            ApiError::unprocessable(
+                "consent_invalid",
+                format!("record {i}: the collection consent for '{field}' does not hold ({sub})"),
+            )
+            .with(json!({"record": i, "field": field, "reason": sub}))
+        };
+        let claims = match verified(app, token, draft) {
+            Ok(c) => c,
+            Err(sub) => return Err(refuse(draft, first, sub)),
+        };
+        self.note_jtis(&claims.jti, draft);
+        if let Err(e) = claims.check_binding(subject.id(), org.code.as_str(), COLLECTION) {
+            return Err(refuse(draft, first, e.sub_reason()));
+        }
+        if !claims.has_written_notice() {
+            return Err(refuse(draft, first, "not_written"));
+        }
+        if let Some(f) = personal
+            .iter()
+            .find(|f| !scope_covers(&app.policy, &claims.scope, f))
+        {
+            return Err(refuse(draft, f, ConsentError::OutOfScope.sub_reason()));
+        }
+        match self.tokens.iter().find(|p| p.claims.jti == claims.jti) {
+            Some(p) if p.claims == claims && p.subject == *subject => {}
+            Some(_) => return Err(refuse(draft, first, "jti_conflict")),
+            None => self.tokens.push(Presented {
+                record: i,
+                field: first.to_owned(),
+                subject: subject.clone(),
+                claims,
+            }),
+        }
+        Ok(())
+    }
+
+    /// Audit the ids of every verified token so far, comma-separated.
+    fn note_jtis(&self, current: &str, draft: &mut AuditDraft) {
+        let mut ids: Vec<&str> = self.tokens.iter().map(|p| p.claims.jti.as_str()).collect();
+        if !ids.contains(&current) {
+            ids.push(current);
+        }
+        draft.consent = Some(ids.join(","));
+    }
+
+    /// Store the batch, spending one use of each consent in the same
+    /// transaction; a consent revoked or exhausted meanwhile refuses it all.
+    pub(super) async fn store(
+        self,
+        app: &App,
+        batch: &[NewRecord],
+        draft: &mut AuditDraft,
+    ) -> Result<Vec<i64>, ApiError> {
+        let now = now_rfc3339();
+        if self.tokens.is_empty() {
+            return Ok(app
+                .store
+                .insert_records(batch, &draft.request_id, &now)
+                .await?);
+        }
+        let hashes: Vec<String> = self
+            .tokens
+            .iter()
+            .map(|p| app.hasher.hash(&p.subject))
+            .collect();
+        let uses: Vec<ConsentUse<'_>> = self
+            .tokens
+            .iter()
+            .zip(&hashes)
+            .map(|(p, h)| registry_use(&p.claims, h))
+            .collect();
+        match app
+            .store
+            .insert_records_with_consents(batch, &uses, &draft.request_id, &now)
+            .await?
+        {
+            Ok(ids) => Ok(ids),
+            Err((k, outcome)) => {
+                let p = &self.tokens[k];
+                let sub = outcome_reason(outcome);
+                draft.field(p.field.clone(), "refused", "consent_invalid", Some(sub));
+                Err(ApiError::unprocessable(
+                    "consent_invalid",
+                    format!(
+                        "record {}: the collection consent for '{}' does not hold ({sub}); nothing was stored",
+                        p.record, p.field
+                    ),
+                )
+                .with(json!({"record": p.record, "field": p.field, "reason": sub})))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    /// Whose consent; the portal has verified this person's identity.
+    subject: SubjectDto,
+}
+
+/// `POST /v1/consents/{jti}/revoke` and `GET /v1/consents/{jti}`, for the
+/// portal acting for an identity-verified subject. The issuer is not a TLS
+/// party, so revocation goes through the portal; it must name the subject,
+/// which must match the one the consent was registered for. The status read
+/// needs no subject: it returns registry state only, no personal data.
+pub(super) async fn route(
+    app: &App,
+    caller: &Caller,
+    req: Request<Incoming>,
+    draft: &mut AuditDraft,
+) -> Result<Reply, ApiError> {
+    let path = req.uri().path().to_owned();
+    let rest = &path[PREFIX.len()..];
+    let (jti, revoke) = match rest.split_once('/') {
+        Some((jti, "revoke")) => (jti, true),
+        None => (rest, false),
+        Some(_) => {
+            caller.require(&Role::ALL)?;
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint",
+            ));
+        }
+    };
+    draft.action = if revoke {
+        "consent_revoke"
+    } else {
+        "consent_status"
+    };
+    let org: Arc<Organisation> = caller.require(&[Role::Portal])?.clone();
+    let allowed = if revoke { Method::POST } else { Method::GET };
+    if req.method() != allowed {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} is not allowed here", req.method()),
+        ));
+    }
+    if !jti_ok(jti) {
+        return Err(ApiError::bad_request(
+            "invalid_consent_id",
+            "a consent id is 1-128 characters from A-Z a-z 0-9 - _ . ~ :",
+        ));
+    }
+    let jti = jti.to_owned();
+    draft.consent = Some(jti.clone());
+    if !revoke {
+        return match app.store.consent_status(&jti, now_unix()).await? {
+            Some(s) => Ok(Reply::ok(json!(s))),
+            None => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "consent_not_found",
+                "this consent has never been used or revoked here",
+            )),
+        };
+    }
+    let body = app.body(req).await?;
+    let r: RevokeRequest = serde_json::from_slice(&body).map_err(|e| json_error(&e))?;
+    let subject = SubjectId::parse(&r.subject.kind, &r.subject.id)?;
+    let subject_hash = app.hasher.hash(&subject);
+    draft.subject = Some(subject);
+    match app
+        .store
+        .revoke_consent(
+            &jti,
+            &subject_hash,
+            org.code.as_str(),
+            &draft.request_id,
+            &now_rfc3339(),
+        )
+        .await?
+    {
+        Some(s) => Ok(Reply::ok(json!(s))),
+        None => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "consent_subject_mismatch",
+            "this consent was given by another subject; nothing was revoked",
+        )),
+    }
+}

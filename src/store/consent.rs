@@ -1,0 +1,303 @@
+//! The consent registry: revocation and use counting for consent tokens.
+//!
+//! A token is registered by its `jti` the first time it actually releases or
+//! admits consent-classified data; a revocation may create the row earlier,
+//! so a token revoked before its first use is still refused. Every decision
+//! that matters is one conditional statement on that row — the use count
+//! rises only `WHERE state = 'active' AND (max_uses IS NULL OR uses <
+//! max_uses)` — so two gateway nodes on one PostgreSQL can never both spend
+//! the last use, and a committed revocation wins over any later request.
+//!
+//! States: `active`, `revoked` (by the portal, final), `exhausted` (the use
+//! that reached `max_uses` flips it), `expired` (set when the status of a
+//! token past its `exp` is read; verification refuses such tokens anyway).
+
+use super::{Backend, NewRecord, Store, StoreError};
+use serde_json::Value;
+
+/// One use of a verified, request-bound consent token, as the registry
+/// records it. Borrowed so the hot path copies nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsentUse<'a> {
+    /// Token id; the registry key.
+    pub jti: &'a str,
+    /// Issuer that signed it.
+    pub iss: &'a str,
+    /// Keyed hash of the subject (the clear id is never stored).
+    pub subject: &'a str,
+    /// Org code the consent was granted to.
+    pub grantee: &'a str,
+    /// Purpose consented to.
+    pub purpose: &'a str,
+    /// Token expiry, unix seconds.
+    pub exp: u64,
+    /// Use limit from the token, if any.
+    pub max_uses: Option<u32>,
+    /// Hash of the adverse-consequence notice, kept for disputes.
+    pub notice: Option<&'a str>,
+}
+
+/// What the registry made of an attempted use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UseOutcome {
+    /// Counted; `uses` includes this one.
+    Counted {
+        /// Uses so far, this one included.
+        uses: u64,
+    },
+    /// The subject revoked the consent.
+    Revoked,
+    /// `max_uses` already reached.
+    Exhausted,
+    /// Marked expired by the registry.
+    Expired,
+    /// The `jti` is registered for a different issuer, subject, grantee or
+    /// purpose: two tokens share an id, so neither may be trusted with it.
+    Conflict,
+}
+
+/// A registry row as reported to the portal.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConsentStatus {
+    /// Token id.
+    pub jti: String,
+    /// `active`, `revoked`, `expired` or `exhausted`.
+    pub state: String,
+    /// Uses counted so far.
+    pub uses: u64,
+    /// Use limit, if any.
+    pub max_uses: Option<u64>,
+    /// Token expiry (unix seconds), once registered by a use.
+    pub exp: Option<u64>,
+    /// First use (RFC 3339); `None` if never used.
+    pub registered_at: Option<String>,
+    /// Latest use (RFC 3339).
+    pub last_used_at: Option<String>,
+    /// When it was revoked (RFC 3339).
+    pub revoked_at: Option<String>,
+}
+
+const REGISTER_SQL: &str = "INSERT INTO consents \
+     (jti, iss, subject, grantee, purpose, exp, max_uses, notice, uses, state, registered_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 'active', $9) ON CONFLICT (jti) DO NOTHING";
+
+/// The one statement that spends a use. Column references on the right of
+/// SET see the old row in both SQLite and PostgreSQL.
+const USE_SQL: &str = "UPDATE consents SET uses = uses + 1, last_used_at = $2, \
+     state = CASE WHEN max_uses IS NOT NULL AND uses + 1 >= max_uses THEN 'exhausted' ELSE state END \
+     WHERE jti = $1 AND state = 'active' AND (max_uses IS NULL OR uses < max_uses) \
+     AND iss = $3 AND subject = $4 AND grantee = $5 AND purpose = $6 \
+     RETURNING uses";
+
+const WHY_SQL: &str = "SELECT state, iss, subject, grantee, purpose FROM consents WHERE jti = $1";
+
+type WhyRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn why(u: &ConsentUse<'_>, row: Option<WhyRow>) -> UseOutcome {
+    match row {
+        Some((state, ..)) if state == "revoked" => UseOutcome::Revoked,
+        Some((state, ..)) if state == "exhausted" => UseOutcome::Exhausted,
+        Some((state, ..)) if state == "expired" => UseOutcome::Expired,
+        Some((_, iss, subject, grantee, purpose))
+            if iss.as_deref() == Some(u.iss)
+                && subject.as_deref() == Some(u.subject)
+                && grantee.as_deref() == Some(u.grantee)
+                && purpose.as_deref() == Some(u.purpose) =>
+        {
+            // Active and matching, yet not counted: the limit was reached by
+            // a row written before the state flip existed. Treat as spent.
+            UseOutcome::Exhausted
+        }
+        // Registered for another binding, or vanished: never count it.
+        _ => UseOutcome::Conflict,
+    }
+}
+
+/// Register-if-absent, spend one use, and on refusal read why. `$exec` is
+/// evaluated at each statement so it may reborrow a transaction.
+macro_rules! spend {
+    ($exec:expr, $u:expr, $now:expr) => {{
+        let u: &ConsentUse<'_> = $u;
+        sqlx::query(REGISTER_SQL)
+            .bind(u.jti)
+            .bind(u.iss)
+            .bind(u.subject)
+            .bind(u.grantee)
+            .bind(u.purpose)
+            .bind(i64::try_from(u.exp).unwrap_or(i64::MAX))
+            .bind(u.max_uses.map(i64::from))
+            .bind(u.notice)
+            .bind($now)
+            .execute($exec)
+            .await?;
+        let counted: Option<i64> = sqlx::query_scalar(USE_SQL)
+            .bind(u.jti)
+            .bind($now)
+            .bind(u.iss)
+            .bind(u.subject)
+            .bind(u.grantee)
+            .bind(u.purpose)
+            .fetch_optional($exec)
+            .await?;
+        match counted {
+            Some(n) => UseOutcome::Counted {
+                uses: u64::try_from(n).unwrap_or(0),
+            },
+            None => {
+                let row: Option<WhyRow> = sqlx::query_as(WHY_SQL)
+                    .bind(u.jti)
+                    .fetch_optional($exec)
+                    .await?;
+                why(u, row)
+            }
+        }
+    }};
+}
+
+type StatusRow = (
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+const STATUS_SQL: &str = "SELECT jti, state, uses, max_uses, exp, registered_at, last_used_at, revoked_at \
+     FROM consents WHERE jti = $1";
+
+fn status(r: StatusRow) -> ConsentStatus {
+    let (jti, state, uses, max_uses, exp, registered_at, last_used_at, revoked_at) = r;
+    ConsentStatus {
+        jti,
+        state,
+        uses: u64::try_from(uses).unwrap_or(0),
+        max_uses: max_uses.and_then(|m| u64::try_from(m).ok()),
+        exp: exp.and_then(|e| u64::try_from(e).ok()),
+        registered_at,
+        last_used_at,
+        revoked_at,
+    }
+}
+
+impl Store {
+    /// Spend one use of a consent (registering it on first use). Atomic per
+    /// row, so concurrent requests on any number of nodes never exceed
+    /// `max_uses` and never use a revoked consent.
+    pub async fn use_consent(
+        &self,
+        u: &ConsentUse<'_>,
+        now: &str,
+    ) -> Result<UseOutcome, StoreError> {
+        Ok(dispatch!(self, p => spend!(p, u, now)))
+    }
+
+    /// Whether a consent may still be used, without spending a use (for
+    /// requests that release no consent-classified field). `None` means
+    /// never seen, which is usable.
+    pub async fn consent_blocked(&self, jti: &str) -> Result<Option<UseOutcome>, StoreError> {
+        let state: Option<String> = dispatch!(self, p => {
+            sqlx::query_scalar("SELECT state FROM consents WHERE jti = $1")
+                .bind(jti)
+                .fetch_optional(p)
+                .await?
+        });
+        Ok(match state.as_deref() {
+            Some("revoked") => Some(UseOutcome::Revoked),
+            Some("exhausted") => Some(UseOutcome::Exhausted),
+            Some("expired") => Some(UseOutcome::Expired),
+            _ => None,
+        })
+    }
+
+    /// Revoke a consent on behalf of its subject, effective for every
+    /// request that starts after this returns. An unknown `jti` is recorded
+    /// as revoked, so the token is refused at its first use. Returns `None`
+    /// if the `jti` is registered for another subject (nothing changed).
+    pub async fn revoke_consent(
+        &self,
+        jti: &str,
+        subject: &str,
+        by: &str,
+        request_id: &str,
+        now: &str,
+    ) -> Result<Option<ConsentStatus>, StoreError> {
+        let row: Option<StatusRow> = dispatch!(self, p => {
+            sqlx::query_as(
+                "INSERT INTO consents (jti, subject, state, revoked_at, revoked_by, revoke_request) \
+                 VALUES ($1, $2, 'revoked', $3, $4, $5) \
+                 ON CONFLICT (jti) DO UPDATE SET state = 'revoked', \
+                 revoked_at = COALESCE(consents.revoked_at, excluded.revoked_at), \
+                 revoked_by = COALESCE(consents.revoked_by, excluded.revoked_by), \
+                 revoke_request = COALESCE(consents.revoke_request, excluded.revoke_request) \
+                 WHERE consents.subject IS NULL OR consents.subject = excluded.subject \
+                 RETURNING jti, state, uses, max_uses, exp, registered_at, last_used_at, revoked_at",
+            )
+            .bind(jti)
+            .bind(subject)
+            .bind(now)
+            .bind(by)
+            .bind(request_id)
+            .fetch_optional(p)
+            .await?
+        });
+        Ok(row.map(status))
+    }
+
+    /// A consent's registry row; an active consent past `now_unix` is marked
+    /// `expired` first, so the portal sees the state a request would meet.
+    pub async fn consent_status(
+        &self,
+        jti: &str,
+        now_unix: u64,
+    ) -> Result<Option<ConsentStatus>, StoreError> {
+        let now = i64::try_from(now_unix).unwrap_or(i64::MAX);
+        let row: Option<StatusRow> = dispatch!(self, p => {
+            sqlx::query("UPDATE consents SET state = 'expired' WHERE jti = $1 AND state = 'active' AND exp <= $2")
+                .bind(jti)
+                .bind(now)
+                .execute(p)
+                .await?;
+            sqlx::query_as(STATUS_SQL).bind(jti).fetch_optional(p).await?
+        });
+        Ok(row.map(status))
+    }
+
+    /// [`Store::insert_records`] for a batch that carries collection
+    /// consents: spends one use of each consent and stores the records in one
+    /// transaction, so a refused consent stores nothing and a failed insert
+    /// spends nothing. `Ok(Err((i, outcome)))` names the first consent in
+    /// `uses` that was refused.
+    pub async fn insert_records_with_consents(
+        &self,
+        batch: &[NewRecord],
+        uses: &[ConsentUse<'_>],
+        request_id: &str,
+        now: &str,
+    ) -> Result<Result<Vec<i64>, (usize, UseOutcome)>, StoreError> {
+        dispatch!(self, p => {
+            let mut tx = p.begin().await?;
+            for (i, u) in uses.iter().enumerate() {
+                let outcome = spend!(&mut *tx, u, now);
+                if !matches!(outcome, UseOutcome::Counted { .. }) {
+                    tx.rollback().await?;
+                    return Ok(Err((i, outcome)));
+                }
+            }
+            let mut ids = Vec::with_capacity(batch.len());
+            for r in batch {
+                ids.push(insert_record!(&mut *tx, r, request_id, now));
+            }
+            tx.commit().await?;
+            Ok(Ok(ids))
+        })
+    }
+}

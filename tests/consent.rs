@@ -1,0 +1,951 @@
+//! Consent tokens end to end over real mTLS: hostile tokens, binding to
+//! subject, grantee and purpose, scope, written notice, enterprise
+//! authorisation, revocation through the portal, use limits (also across two
+//! gateway nodes on one database), collection consent for submissions, and
+//! the audit trail. Runs on SQLite, and on PostgreSQL when
+//! `CREDGATE_TEST_DATABASE_URL` is set.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use common::*;
+use credgate::consent::dev::DevIssuer;
+use credgate::consent::{notice_hash, now_unix};
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
+use serde_json::{Value, json};
+
+const AUD: &str = "credgate-test";
+const NOTICE: &str =
+    "如未按约定履行还款义务，相关信息将被记入信用档案，可能影响您今后获得金融服务。";
+const INCOME: &str = "18500";
+
+fn jti(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Claims of a valid natural-person consent to `grantee` for `purpose`.
+fn claims(dev: &DevIssuer, sub: &str, grantee: &str, purpose: &str, scope: &[&str]) -> Value {
+    let now = now_unix();
+    json!({
+        "iss": dev.iss, "sub": sub, "aud": AUD, "grantee": grantee, "purpose": purpose,
+        "scope": scope, "iat": now - 60, "nbf": now - 60, "exp": now + 3600,
+        "jti": jti("c"), "written": true, "notice": notice_hash(NOTICE),
+    })
+}
+
+fn b64(b: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn hdr(alg: &str, kid: &str) -> String {
+    format!(r#"{{"alg":"{alg}","typ":"consent+jwt","kid":"{kid}"}}"#)
+}
+
+/// Sign arbitrary header and payload bytes with the dev issuer's key.
+fn sign_raw(dev: &DevIssuer, header: &str, payload: &[u8]) -> String {
+    let input = format!("{}.{}", b64(header.as_bytes()), b64(payload));
+    let key = Ed25519KeyPair::from_pkcs8(&dev.pkcs8).unwrap();
+    format!("{input}.{}", b64(key.sign(input.as_bytes()).as_ref()))
+}
+
+fn token(dev: &DevIssuer, c: &Value) -> String {
+    sign_raw(dev, &hdr("EdDSA", &dev.kid), c.to_string().as_bytes())
+}
+
+fn q(kind: &str, id: &str, purpose: &str, fields: &[&str], token: Option<&str>) -> Value {
+    let mut v = query(kind, id, purpose, fields);
+    if let Some(t) = token {
+        v["consent_token"] = json!(t);
+    }
+    v
+}
+
+/// (decision, reason, detail) of one field in a query response.
+fn decision_of(body: &Value, field: &str) -> (String, String, Option<String>) {
+    let d = body["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["field"] == field)
+        .unwrap_or_else(|| panic!("no decision for {field}: {body}"));
+    (
+        d["decision"].as_str().unwrap().to_owned(),
+        d["reason"].as_str().unwrap().to_owned(),
+        d["detail"].as_str().map(str::to_owned),
+    )
+}
+
+fn invalid(sub: &str) -> (String, String, Option<String>) {
+    (
+        "withheld".into(),
+        "consent_invalid".into(),
+        Some(sub.to_owned()),
+    )
+}
+
+fn returned() -> (String, String, Option<String>) {
+    ("returned".into(), "authorised".into(), None)
+}
+
+/// Released fields of the response, merged over records.
+fn released(body: &Value) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    for r in body["records"].as_array().unwrap() {
+        for (k, v) in r["fields"].as_object().unwrap() {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    m
+}
+
+async fn consent_rows(gw: &TestGateway) -> i64 {
+    gw.store
+        .count_raw("SELECT COUNT(*) FROM consents")
+        .await
+        .unwrap()
+}
+
+async fn status(gw: &TestGateway, jti: &str) -> Resp {
+    gw.client("portal")
+        .get(&format!("/v1/consents/{jti}"))
+        .await
+}
+
+async fn revoke(gw: &TestGateway, jti: &str, kind: &str, id: &str) -> Resp {
+    gw.client("portal")
+        .post(
+            &format!("/v1/consents/{jti}/revoke"),
+            &json!({"subject": {"type": kind, "id": id}}),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn hostile_tokens_are_refused_with_stable_sub_reasons() {
+    let gw = TestGateway::start().await;
+    let dev = gw.consent_issuer();
+    let good = || claims(&dev, ids::PERSON, ids::BANK, "financing", &["income"]);
+    let with = |k: &str, v: Value| {
+        let mut c = good();
+        c[k] = v;
+        c
+    };
+    let without = |k: &str| {
+        let mut c = good();
+        c.as_object_mut().unwrap().remove(k);
+        c
+    };
+    let now = now_unix();
+    let dev_pub = Ed25519KeyPair::from_pkcs8(&dev.pkcs8)
+        .unwrap()
+        .public_key()
+        .as_ref()
+        .to_vec();
+    let valid = token(&dev, &good());
+
+    let mut cases: Vec<(&str, String, &str, &str)> = Vec::new();
+    // (name, token, caller, expected sub-reason); subject PERSON, purpose financing.
+    let body = b64(good().to_string().as_bytes());
+    cases.push((
+        "alg none",
+        format!("{}.{body}.", b64(hdr("none", &dev.kid).as_bytes())),
+        "bank",
+        "bad_signature",
+    ));
+    let hs = {
+        use jsonwebtoken::{Algorithm, EncodingKey, Header};
+        let mut h = Header::new(Algorithm::HS256);
+        h.typ = Some("consent+jwt".into());
+        h.kid = Some(dev.kid.clone());
+        jsonwebtoken::encode(&h, &good(), &EncodingKey::from_secret(&dev_pub)).unwrap()
+    };
+    cases.push((
+        "HS256 keyed with the public key",
+        hs,
+        "bank",
+        "bad_signature",
+    ));
+    cases.push((
+        "unknown kid",
+        sign_raw(
+            &dev,
+            &hdr("EdDSA", "no-such-kid"),
+            good().to_string().as_bytes(),
+        ),
+        "bank",
+        "unknown_issuer",
+    ));
+    cases.push((
+        "claims another issuer (iss of the pinned production issuer)",
+        token(
+            &dev,
+            &with("iss", json!("https://credit.zibo.gov.cn/consent")),
+        ),
+        "bank",
+        "unknown_issuer",
+    ));
+    cases.push((
+        "another issuer's kid, signed with ours",
+        sign_raw(
+            &dev,
+            &hdr("EdDSA", "zibo-consent-2026-01"),
+            with("iss", json!("https://credit.zibo.gov.cn/consent"))
+                .to_string()
+                .as_bytes(),
+        ),
+        "bank",
+        "bad_signature",
+    ));
+    let tampered_payload = {
+        let mut parts: Vec<String> = valid.split('.').map(str::to_owned).collect();
+        parts[1] = b64(with("scope", json!(["income", "real_estate"]))
+            .to_string()
+            .as_bytes());
+        parts.join(".")
+    };
+    cases.push((
+        "tampered payload",
+        tampered_payload,
+        "bank",
+        "bad_signature",
+    ));
+    let tampered_sig = {
+        let (input, sig) = valid.rsplit_once('.').unwrap();
+        let mut s = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        s[7] ^= 0x20;
+        format!("{input}.{}", b64(&s))
+    };
+    cases.push(("tampered signature", tampered_sig, "bank", "bad_signature"));
+    let mut expired = good();
+    expired["iat"] = json!(now - 7200);
+    expired["nbf"] = json!(now - 7200);
+    expired["exp"] = json!(now - 120);
+    cases.push(("expired", token(&dev, &expired), "bank", "expired"));
+    cases.push((
+        "not yet valid",
+        token(&dev, &with("nbf", json!(now + 600))),
+        "bank",
+        "not_yet_valid",
+    ));
+    cases.push((
+        "missing exp",
+        token(&dev, &without("exp")),
+        "bank",
+        "malformed",
+    ));
+    cases.push((
+        "missing aud",
+        token(&dev, &without("aud")),
+        "bank",
+        "malformed",
+    ));
+    cases.push((
+        "wrong aud",
+        token(&dev, &with("aud", json!("credgate-other-node"))),
+        "bank",
+        "wrong_audience",
+    ));
+    cases.push((
+        "bank A's token used by bank B",
+        valid.clone(),
+        "bank2",
+        "wrong_grantee",
+    ));
+    cases.push((
+        "wrong purpose",
+        token(&dev, &with("purpose", json!("credit_report"))),
+        "bank",
+        "wrong_purpose",
+    ));
+    cases.push((
+        "scope does not cover the field",
+        token(
+            &dev,
+            &with("scope", json!(["deposits", "real_estate_count"])),
+        ),
+        "bank",
+        "out_of_scope",
+    ));
+    cases.push((
+        "no proof of written consent",
+        token(&dev, &without("written")),
+        "bank",
+        "not_written",
+    ));
+    let mut big = good();
+    big["scope"] = json!(vec!["x".repeat(100); 90]);
+    let big = token(&dev, &big);
+    assert!(big.len() > 8192);
+    cases.push(("oversized token", big, "bank", "malformed"));
+    cases.push((
+        "non-JSON payload",
+        sign_raw(&dev, &hdr("EdDSA", &dev.kid), b"income: yes please"),
+        "bank",
+        "malformed",
+    ));
+    let dup = {
+        let g = good().to_string();
+        format!(
+            r#"{{"scope":["income","real_estate","deposits"],{}"#,
+            &g[1..]
+        )
+    };
+    cases.push((
+        "duplicate claims",
+        sign_raw(&dev, &hdr("EdDSA", &dev.kid), dup.as_bytes()),
+        "bank",
+        "malformed",
+    ));
+    cases.push(("garbage", "a.b.c.d".repeat(3), "bank", "malformed"));
+
+    for (name, t, who, sub) in &cases {
+        let r = gw
+            .client(who)
+            .post(
+                "/v1/query",
+                &q(
+                    "natural_person",
+                    ids::PERSON,
+                    "financing",
+                    &["person_name", "monthly_income"],
+                    Some(t),
+                ),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{name}: {}", r.body);
+        assert_eq!(
+            decision_of(&r.body, "monthly_income"),
+            invalid(sub),
+            "{name}"
+        );
+        // The consent-free field is unaffected; the consent field never leaks.
+        assert_eq!(decision_of(&r.body, "person_name"), returned(), "{name}");
+        let text = r.body["records"].to_string();
+        assert!(text.contains("张伟"), "{name}");
+        assert!(!text.contains(INCOME), "{name}: income leaked: {text}");
+    }
+    // Wrong subject: the same valid token presented for someone else.
+    let r = gw
+        .client("bank")
+        .post(
+            "/v1/query",
+            &q(
+                "natural_person",
+                ids::PERSON2,
+                "financing",
+                &["monthly_income"],
+                Some(&valid),
+            ),
+        )
+        .await;
+    assert_eq!(
+        decision_of(&r.body, "monthly_income"),
+        invalid("wrong_subject")
+    );
+
+    // Nothing was registered, every request was audited with its sub-reason,
+    // and only verified tokens put their jti in the log.
+    assert_eq!(consent_rows(&gw).await, 0);
+    let entries = audit_entries(&gw.store).await;
+    assert_eq!(entries.len(), cases.len() + 1);
+    for (e, (name, _, _, sub)) in entries.iter().zip(&cases) {
+        assert_eq!(e.outcome, "ok", "{name}");
+        let f = e
+            .fields
+            .iter()
+            .find(|f| f.field == "monthly_income")
+            .unwrap();
+        assert_eq!(
+            (f.reason.as_str(), f.detail.as_deref()),
+            ("consent_invalid", Some(*sub)),
+            "{name}"
+        );
+        let verified = matches!(
+            *sub,
+            "wrong_grantee" | "wrong_purpose" | "out_of_scope" | "not_written"
+        );
+        assert_eq!(e.consent.is_some(), verified, "{name}: {:?}", e.consent);
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn valid_consent_opens_exactly_the_consented_fields_of_that_subject() {
+    let gw = TestGateway::start().await;
+    let dev = gw.consent_issuer();
+    let bank = gw.client("bank");
+    let c = claims(&dev, ids::PERSON, ids::BANK, "financing", &["income"]);
+    let id = c["jti"].as_str().unwrap().to_owned();
+    let t = token(&dev, &c);
+    let fields = [
+        "person_name",
+        "monthly_income",
+        "real_estate_count",
+        "deposit_balance",
+    ];
+    let r = bank
+        .post(
+            "/v1/query",
+            &q(
+                "natural_person",
+                ids::PERSON,
+                "financing",
+                &fields,
+                Some(&t),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(decision_of(&r.body, "monthly_income"), returned());
+    assert_eq!(decision_of(&r.body, "person_name"), returned());
+    assert_eq!(
+        decision_of(&r.body, "real_estate_count"),
+        invalid("out_of_scope")
+    );
+    assert_eq!(
+        decision_of(&r.body, "deposit_balance"),
+        invalid("out_of_scope")
+    );
+    let got = released(&r.body);
+    assert_eq!(
+        got,
+        json!({"person_name": "张伟", "monthly_income": 18500})
+            .as_object()
+            .unwrap()
+            .clone()
+    );
+
+    // The same token for another subject, and no token at all.
+    let r = bank
+        .post(
+            "/v1/query",
+            &q(
+                "natural_person",
+                ids::PERSON2,
+                "financing",
+                &["monthly_income"],
+                Some(&t),
+            ),
+        )
+        .await;
+    assert_eq!(
+        decision_of(&r.body, "monthly_income"),
+        invalid("wrong_subject")
+    );
+    let r = bank
+        .post(
+            "/v1/query",
+            &q(
+                "natural_person",
+                ids::PERSON,
+                "financing",
+                &["monthly_income"],
+                None,
+            ),
+        )
+        .await;
+    assert_eq!(
+        decision_of(&r.body, "monthly_income"),
+        ("withheld".to_owned(), "consent_required".to_owned(), None)
+    );
+    assert!(!r.body.to_string().contains(INCOME));
+
+    // Asking only for consent-free fields with the token spends no use.
+    let r = bank
+        .post(
+            "/v1/query",
+            &q(
+                "natural_person",
+                ids::PERSON,
+                "financing",
+                &["person_name"],
+                Some(&t),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let s = status(&gw, &id).await;
+    assert_eq!(s.status, 200, "{}", s.body);
+    assert_eq!(s.body["state"], "active");
+    assert_eq!(s.body["uses"], 1);
+
+    // The use is in that request's audit entry.
+    let entries = audit_entries(&gw.store).await;
+    assert_eq!(entries[0].consent.as_deref(), Some(id.as_str()));
+    assert_eq!(entries[0].action, "query");
+    assert_eq!(entries[2].consent, None);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn enterprise_authorisation_opens_tax_paid() {
+    let gw = TestGateway::start().await;
+    let dev = gw.consent_issuer();
+    let bank = gw.client("bank");
+    let ask = |t: Option<String>| {
+        q(
+            "legal_person",
+            ids::CERAMICS,
+            "financing",
+            &[
+                "enterprise_name",
+                "tax_paid_annual",
+                "tax_credit_rating",
+                "insured_employees",
+            ],
+            t.as_deref(),
+        )
+    };
+    let r = bank.post("/v1/query", &ask(None)).await;
+    assert_eq!(
+        decision_of(&r.body, "tax_paid_annual"),
+        ("withheld".to_owned(), "consent_required".to_owned(), None)
+    );
+    assert!(!r.body.to_string().contains("1286000"));
+
+    // Item id in scope: the whole enterprise_tax item. Enterprises need no
+    // written-notice claims.
+    let mut c = claims(
+        &dev,
+        ids::CERAMICS,
+        ids::BANK,
+        "financing",
+        &["enterprise_tax"],
+    );
+    c.as_object_mut().unwrap().remove("written");
+    c.as_object_mut().unwrap().remove("notice");
+    let r = bank.post("/v1/query", &ask(Some(token(&dev, &c)))).await;
+    assert_eq!(decision_of(&r.body, "tax_paid_annual"), returned());
+    assert_eq!(decision_of(&r.body, "tax_credit_rating"), returned());
+    assert_eq!(
+        decision_of(&r.body, "insured_employees"),
+        invalid("out_of_scope")
+    );
+    let got = released(&r.body);
+    assert_eq!(got["tax_paid_annual"], 1_286_000);
+    assert_eq!(got["tax_credit_rating"], "A");
+    assert!(!got.contains_key("insured_employees"));
+
+    // A field name in scope opens only that field.
+    let mut c = claims(
+        &dev,
+        ids::CERAMICS,
+        ids::BANK,
+        "financing",
+        &["tax_paid_annual"],
+    );
+    c.as_object_mut().unwrap().remove("written");
+    let r = bank.post("/v1/query", &ask(Some(token(&dev, &c)))).await;
+    assert_eq!(decision_of(&r.body, "tax_paid_annual"), returned());
+    assert_eq!(
+        decision_of(&r.body, "tax_credit_rating"),
+        invalid("out_of_scope")
+    );
+    assert_eq!(released(&r.body)["tax_paid_annual"], 1_286_000);
+
+    // Authorisation given by another enterprise opens nothing here.
+    let c = claims(&dev, ids::CHEM, ids::BANK, "financing", &["enterprise_tax"]);
+    let r = bank.post("/v1/query", &ask(Some(token(&dev, &c)))).await;
+    assert_eq!(
+        decision_of(&r.body, "tax_paid_annual"),
+        invalid("wrong_subject")
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn revocation_takes_effect_on_the_next_request_and_is_audited() {
+    let gw = TestGateway::start().await;
+    let dev = gw.consent_issuer();
+    let bank = gw.client("bank");
+    let c = claims(&dev, ids::PERSON, ids::BANK, "financing", &["income"]);
+    let id = c["jti"].as_str().unwrap().to_owned();
+    let t = token(&dev, &c);
+    let ask = q(
+        "natural_person",
+        ids::PERSON,
+        "financing",
+        &["monthly_income"],
+        Some(&t),
+    );
+    let r = bank.post("/v1/query", &ask).await;
+    assert_eq!(decision_of(&r.body, "monthly_income"), returned());
+
+    // Only the portal may revoke, and only for the consenting subject.
+    let r = gw
+        .client("bank")
+        .post(
+            &format!("/v1/consents/{id}/revoke"),
+            &json!({"subject": {"type": "natural_person", "id": ids::PERSON}}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (403, Some("role_not_permitted"))
+    );
+    let r = revoke(&gw, &id, "natural_person", ids::PERSON2).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("consent_subject_mismatch"))
+    );
+    let r = revoke(&gw, "bad*id", "natural_person", ids::PERSON).await;
+    assert_eq!(r.status, 400);
+    let r = revoke(&gw, &id, "natural_person", ids::PERSON).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["state"], "revoked");
+    assert_eq!(r.body["uses"], 1);
+
+    // The very next request is refused.
+    let r = bank.post("/v1/query", &ask).await;
+    assert_eq!(decision_of(&r.body, "monthly_income"), invalid("revoked"));
+    assert!(!r.body.to_string().contains(INCOME));
+    // Even for consent-free fields, the caller learns the token is dead.
+    let r = bank
+        .post(
+            "/v1/query",
+            &q(
+                "natural_person",
+                ids::PERSON,
+                "financing",
+                &["person_name", "monthly_income"],
+                Some(&t),
+            ),
+        )
+        .await;
+    assert_eq!(decision_of(&r.body, "person_name"), returned());
+    assert_eq!(decision_of(&r.body, "monthly_income"), invalid("revoked"));
+    // Revoking again is idempotent.
+    assert_eq!(
+        revoke(&gw, &id, "natural_person", ids::PERSON).await.status,
+        200
+    );
+
+    // A token revoked before its first use is refused at its first use.
+    let c2 = claims(&dev, ids::PERSON, ids::BANK, "financing", &["income"]);
+    let id2 = c2["jti"].as_str().unwrap().to_owned();
+    assert_eq!(status(&gw, &id2).await.status, 404);
+    let r = revoke(&gw, &id2, "natural_person", ids::PERSON).await;
+    assert_eq!((r.status, &r.body["state"]), (200, &json!("revoked")));
+    let r = bank
+        .post(
+            "/v1/query",
+            &q(
+                "natural_person",
+                ids::PERSON,
+                "financing",
+                &["monthly_income"],
+                Some(&token(&dev, &c2)),
+            ),
+        )
+        .await;
+    assert_eq!(decision_of(&r.body, "monthly_income"), invalid("revoked"));
+    assert_eq!(status(&gw, &id2).await.body["uses"], 0);
+
+    // Revocations are audited: who, whose (hashed), which consent.
+    let entries = audit_entries(&gw.store).await;
+    let revs: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action == "consent_revoke")
+        .collect();
+    assert_eq!(revs.len(), 6, "{revs:?}");
+    let ok: Vec<_> = revs.iter().filter(|e| e.outcome == "ok").collect();
+    assert_eq!(ok.len(), 3);
+    assert!(ok.iter().all(|e| e.org.as_deref() == Some(ids::PORTAL)));
+    assert_eq!(ok[0].consent.as_deref(), Some(id.as_str()));
+    assert_eq!(ok[2].consent.as_deref(), Some(id2.as_str()));
+    assert!(ok.iter().all(|e| e.subject.is_some()));
+    assert_eq!(revs[0].outcome, "role_not_permitted");
+    assert_eq!(revs[1].outcome, "consent_subject_mismatch");
+    assert_eq!(revs[2].outcome, "invalid_consent_id");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn max_uses_is_enforced_atomically_across_two_gateway_nodes() {
+    let gw = TestGateway::start().await;
+    // A second node on the same database (PostgreSQL or the same SQLite file).
+    let node2 =
+        TestGateway::start_config(gw.config.clone(), TempDir::new("node2"), None, false).await;
+    let dev = gw.consent_issuer();
+    let mut c = claims(&dev, ids::PERSON, ids::BANK, "financing", &["income"]);
+    c["max_uses"] = json!(3);
+    let id = c["jti"].as_str().unwrap().to_owned();
+    let t = token(&dev, &c);
+    let ask = q(
+        "natural_person",
+        ids::PERSON,
+        "financing",
+        &["monthly_income"],
+        Some(&t),
+    );
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let client = if i % 2 == 0 {
+            gw.client("bank")
+        } else {
+            node2.client("bank")
+        };
+        let ask = ask.clone();
+        tasks.push(tokio::spawn(
+            async move { client.post("/v1/query", &ask).await },
+        ));
+    }
+    let mut got = Vec::new();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        got.push(decision_of(&r.body, "monthly_income"));
+    }
+    assert_eq!(
+        got.iter().filter(|d| **d == returned()).count(),
+        3,
+        "{got:?}"
+    );
+    assert_eq!(
+        got.iter().filter(|d| **d == invalid("exhausted")).count(),
+        9,
+        "{got:?}"
+    );
+    let s = status(&gw, &id).await;
+    assert_eq!(
+        (s.body["state"].clone(), s.body["uses"].clone()),
+        (json!("exhausted"), json!(3))
+    );
+    node2.stop().await;
+    gw.stop().await;
+}
+
+fn income_record(person: &str, token: Option<&str>) -> Value {
+    let mut r = json!({"subject": {"type": "natural_person", "id": person},
+        "item": "person_income", "fields": {"monthly_income": 12_345}});
+    if let Some(t) = token {
+        r["consent_token"] = json!(t);
+    }
+    r
+}
+
+#[tokio::test]
+async fn collection_of_consent_data_needs_a_collection_consent_per_record() {
+    let gw = TestGateway::start().await;
+    let dev = gw.consent_issuer();
+    let dept = gw.client("department");
+    let public = json!({"subject": {"type": "natural_person", "id": ids::PERSON2},
+        "item": "professional_qualification", "fields": {"qualification_name": "注册会计师"}});
+    let before = gw.store.record_count().await.unwrap();
+    let coll = |scope: &[&str]| claims(&dev, ids::PERSON2, ids::DEPARTMENT, "collection", scope);
+
+    // No consent: the whole batch is refused.
+    let r = dept
+        .post(
+            "/v1/records",
+            &json!({"records": [public.clone(), income_record(ids::PERSON2, None)]}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "consent_required");
+    assert_eq!(
+        r.body["error"]["details"],
+        json!({"record": 1, "field": "monthly_income"})
+    );
+
+    let mut not_written = coll(&["income"]);
+    not_written.as_object_mut().unwrap().remove("written");
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "query purpose, not collection",
+            token(
+                &dev,
+                &claims(
+                    &dev,
+                    ids::PERSON2,
+                    ids::DEPARTMENT,
+                    "financing",
+                    &["income"],
+                ),
+            ),
+            "wrong_purpose",
+        ),
+        (
+            "granted to another department",
+            token(
+                &dev,
+                &claims(
+                    &dev,
+                    ids::PERSON2,
+                    "113703000043000023",
+                    "collection",
+                    &["income"],
+                ),
+            ),
+            "wrong_grantee",
+        ),
+        (
+            "another person's consent",
+            token(
+                &dev,
+                &claims(
+                    &dev,
+                    ids::PERSON,
+                    ids::DEPARTMENT,
+                    "collection",
+                    &["income"],
+                ),
+            ),
+            "wrong_subject",
+        ),
+        ("scope", token(&dev, &coll(&["deposits"])), "out_of_scope"),
+        ("not written", token(&dev, &not_written), "not_written"),
+        (
+            "forged",
+            {
+                let t = token(&dev, &coll(&["income"]));
+                let (input, sig) = t.rsplit_once('.').unwrap();
+                let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+                sig[0] ^= 1;
+                format!("{input}.{}", b64(&sig))
+            },
+            "bad_signature",
+        ),
+        ("garbage", "not-a-token".into(), "malformed"),
+    ];
+    for (name, t, sub) in &cases {
+        let r = dept
+            .post(
+                "/v1/records",
+                &json!({"records": [public.clone(), income_record(ids::PERSON2, Some(t))]}),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{name}: {}", r.body);
+        assert_eq!(r.body["error"]["code"], "consent_invalid", "{name}");
+        assert_eq!(r.body["error"]["details"]["reason"], *sub, "{name}");
+        assert_eq!(r.body["error"]["details"]["record"], 1, "{name}");
+    }
+    assert_eq!(gw.store.record_count().await.unwrap(), before);
+    assert_eq!(consent_rows(&gw).await, 0);
+
+    // With a valid consent the batch is stored, the use counted and audited.
+    let good = coll(&["income"]);
+    let id = good["jti"].as_str().unwrap().to_owned();
+    let t = token(&dev, &good);
+    let r = dept
+        .post(
+            "/v1/records",
+            &json!({"records": [public.clone(), income_record(ids::PERSON2, Some(&t))]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(gw.store.record_count().await.unwrap(), before + 2);
+    assert_eq!(status(&gw, &id).await.body["uses"], 1);
+    let entries = audit_entries(&gw.store).await;
+    let submits: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action == "submit_records")
+        .collect();
+    let last = submits.last().unwrap();
+    assert_eq!(last.outcome, "ok");
+    assert_eq!(last.consent.as_deref(), Some(id.as_str()));
+    let refused = submits[submits.len() - 2];
+    assert_eq!(refused.outcome, "consent_invalid");
+    assert_eq!(refused.fields[0].detail.as_deref(), Some("malformed"));
+
+    // The bank still needs its own consent to read what was collected.
+    let r = gw
+        .client("bank")
+        .post(
+            "/v1/query",
+            &q(
+                "natural_person",
+                ids::PERSON2,
+                "financing",
+                &["monthly_income"],
+                None,
+            ),
+        )
+        .await;
+    assert!(!r.body.to_string().contains("12345"), "{}", r.body);
+
+    // Once revoked, the same consent admits nothing more, and nothing is stored.
+    assert_eq!(
+        revoke(&gw, &id, "natural_person", ids::PERSON2)
+            .await
+            .status,
+        200
+    );
+    let n = gw.store.record_count().await.unwrap();
+    let r = dept
+        .post(
+            "/v1/records",
+            &json!({"records": [public, income_record(ids::PERSON2, Some(&t))]}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["error"]["details"]["reason"], "revoked");
+    assert_eq!(gw.store.record_count().await.unwrap(), n);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn consent_endpoints_refuse_misuse_without_5xx() {
+    let gw = TestGateway::start().await;
+    let portal = gw.client("portal");
+    let long = format!("/v1/consents/{}", "a".repeat(200));
+    let cases: Vec<(&str, &str, Option<Value>, u16, &str)> = vec![
+        (
+            "GET",
+            "/v1/consents/abc/revoke",
+            None,
+            405,
+            "method_not_allowed",
+        ),
+        ("POST", "/v1/consents/abc", None, 405, "method_not_allowed"),
+        (
+            "POST",
+            "/v1/consents/abc/revoke",
+            Some(json!({})),
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/v1/consents/abc/revoke",
+            Some(json!({"subject": {"type": "natural_person", "id": "370303198503150016"}})),
+            400,
+            "invalid_identifier",
+        ),
+        ("GET", "/v1/consents/abc/x", None, 404, "not_found"),
+        ("GET", "/v1/consents/", None, 400, "invalid_consent_id"),
+        ("GET", &long, None, 400, "invalid_consent_id"),
+        (
+            "GET",
+            "/v1/consents/never-seen",
+            None,
+            404,
+            "consent_not_found",
+        ),
+    ];
+    for (method, path, body, st, code) in cases {
+        let body = body
+            .map(|b| bytes::Bytes::from(b.to_string()))
+            .unwrap_or_default();
+        let r = portal
+            .send(method, path, body, Some("application/json"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (st, Some(code)),
+            "{method} {path}: {}",
+            r.body
+        );
+    }
+    assert_eq!(consent_rows(&gw).await, 0);
+    gw.stop().await;
+}
