@@ -405,3 +405,28 @@ async fn readiness_and_health() {
     assert_eq!(gw.admin_get("/readyz").await, (200, "ready\n".into()));
     gw.stop().await;
 }
+
+/// The SQLite read cache must never serve rows older than the last write:
+/// query, write, query again.
+#[tokio::test]
+async fn reads_see_every_committed_write() {
+    let gw = TestGateway::start().await;
+    let bank = gw.client("bank");
+    let dept = gw.client("department");
+    let q = query("legal_person", ids::CHEM, "financing", &["licence_no"]);
+    for n in 0..3 {
+        let before = bank.post("/v1/query", &q).await;
+        assert_eq!(before.body["records"].as_array().unwrap().len(), n);
+        let rec = json!({"records": [{"subject": {"type": "legal_person", "id": ids::CHEM},
+            "item": "admin_licence", "fields": {"licence_no": format!("JY{n}")}}]});
+        assert_eq!(dept.post("/v1/records", &rec).await.status, 201);
+        let after = bank.post("/v1/query", &q).await;
+        assert_eq!(after.body["records"].as_array().unwrap().len(), n + 1);
+        assert!(
+            after.body["records"]
+                .to_string()
+                .contains(&format!("JY{n}"))
+        );
+    }
+    gw.stop().await;
+}

@@ -297,6 +297,7 @@ impl Store {
                 ids.push(insert_record!(&mut *tx, r, request_id, now));
             }
             tx.commit().await?;
+            self.invalidate();
             Ok(Ok(ids))
         })
     }

@@ -15,6 +15,7 @@
 //! [`StoreError`].
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -353,6 +354,13 @@ pub struct Step<'a> {
     pub today: Date,
 }
 
+/// A record row with its data parsed once, as kept by the subject cache.
+#[derive(Debug)]
+pub(crate) struct CachedRow {
+    row: RecordRow,
+    data: Map<String, Value>,
+}
+
 /// A stored record row with its open objection, if any.
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct RecordRow {
@@ -439,6 +447,39 @@ type ListRow = (
 );
 
 impl Store {
+    /// A subject's record rows, parsed; from the [`SubjectCache`](super::SubjectCache)
+    /// when this store has one and nothing was written since they were read.
+    async fn subject_rows(&self, subject: &SubjectId) -> Result<Arc<Vec<CachedRow>>, StoreError> {
+        let key = (subject.kind().as_str().to_owned(), subject.id().to_owned());
+        let read_at = match &self.cache {
+            Some(c) => {
+                if let Some(rows) = c.get(&key) {
+                    return Ok(rows);
+                }
+                Some(c.generation())
+            }
+            None => None,
+        };
+        let rows: Vec<RecordRow> = dispatch!(self, p => {
+            sqlx::query_as(record_select!("WHERE r.subject_id = $1 AND r.subject_type = $2 ORDER BY r.id"))
+                .bind(subject.id())
+                .bind(subject.kind().as_str())
+                .fetch_all(p)
+                .await?
+        });
+        let parsed = rows
+            .into_iter()
+            .map(|row| row.data().map(|data| CachedRow { row, data }))
+            .collect::<Result<Vec<_>, _>>()?;
+        let parsed = Arc::new(parsed);
+        if let (Some(c), Some(generation)) = (&self.cache, read_at) {
+            c.put(key, generation, parsed.clone());
+        }
+        Ok(parsed)
+    }
+}
+
+impl Store {
     /// The lifecycle-aware read path: a subject's records, each released
     /// only as far as `permit` allows and only if the lifecycle rules share
     /// it with `org` on `today`; plus items derived from the lists.
@@ -454,28 +495,21 @@ impl Store {
         if permit.is_empty() {
             return Ok(out);
         }
-        let rows: Vec<RecordRow> = dispatch!(self, p => {
-            sqlx::query_as(record_select!("WHERE r.subject_id = $1 AND r.subject_type = $2 ORDER BY r.id"))
-                .bind(subject.id())
-                .bind(subject.kind().as_str())
-                .fetch_all(p)
-                .await?
-        });
-        for row in rows {
-            let data = row.data()?;
-            let Some(fields) = permit.release(policy, &row.item, &data) else {
+        let rows = self.subject_rows(subject).await?;
+        for CachedRow { row, data } in rows.iter() {
+            let Some(fields) = permit.release(policy, &row.item, data) else {
                 continue;
             };
-            let facts = row.facts(&data);
+            let facts = row.facts(data);
             let state = policy.record_state(&facts, today);
             match policy.sharing(org, &row.item, state) {
                 Sharing::Shared(status) => {
                     let terms = policy.terms(&facts);
                     out.records.push(SharedRecord {
                         record_id: Some(row.id),
-                        item: row.item,
-                        provided_by: Some(row.provider),
-                        recorded_at: Some(row.recorded_at),
+                        item: row.item.clone(),
+                        provided_by: Some(row.provider.clone()),
+                        recorded_at: Some(row.recorded_at.clone()),
                         status,
                         terms,
                         supersedes: row.supersedes,
@@ -485,7 +519,7 @@ impl Store {
                 }
                 Sharing::Withheld(reason) => out.withheld.push(WithheldRecord {
                     record_id: row.id,
-                    item: row.item,
+                    item: row.item.clone(),
                     reason,
                 }),
             }
@@ -597,6 +631,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
+            self.invalidate();
             Ok(Ok(ObjectionRow {
                 objection_id: id,
                 record_id: row.id,
@@ -715,6 +750,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
+            self.invalidate();
             Ok(Ok(new_id))
         })
     }
@@ -812,6 +848,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
+            self.invalidate();
             Ok(Ok((id, terms)))
         })
     }
@@ -888,6 +925,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
+            self.invalidate();
             Ok(Ok(t.clone()))
         })
     }
@@ -980,6 +1018,7 @@ impl Store {
             .fetch_one(&mut *tx)
             .await?;
             tx.commit().await?;
+            self.invalidate();
             Ok(Ok(ListAdded { entry_id, removed_red }))
         })
     }
@@ -1028,6 +1067,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
+            self.invalidate();
             let list = ListKind::parse(&list)
                 .ok_or_else(|| StoreError::Corrupt(format!("list entry {entry_id}: list '{list}'")))?;
             Ok(Ok((list, st, sid)))

@@ -15,7 +15,9 @@ use serde_json::{Map, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, Row, SqlitePool};
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::audit::merkle::{self, Frontier, Hash, NodeId};
@@ -50,6 +52,58 @@ enum Backend {
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
+    /// Per-subject cache of record rows; SQLite only (see [`SubjectCache`]).
+    cache: Option<Arc<SubjectCache>>,
+}
+
+/// Cache of each subject's record rows, parsed, for the query hot path.
+///
+/// Reading a subject's records through sqlx's SQLite driver costs more than
+/// the rest of a query together (policy, audit, TLS), so one SQLite gateway
+/// keeps the rows it has read. Validity is a global generation counter:
+/// every write that can change what `read_shared` returns bumps it *after*
+/// its commit, and a reader records the generation *before* it reads, so a
+/// row set read concurrently with a write is never served after that write.
+/// Writes are rare (submissions, objections, repairs, lists) next to reads.
+///
+/// Only for SQLite, where this process is the only writer. With PostgreSQL
+/// several gateway nodes write, so every read goes to the database.
+#[derive(Debug, Default)]
+pub(crate) struct SubjectCache {
+    generation: std::sync::atomic::AtomicU64,
+    map: std::sync::Mutex<HashMap<(String, String), (u64, Arc<Vec<lifecycle::CachedRow>>)>>,
+}
+
+/// Most subjects kept; the cache is emptied when it is full (the cheapest
+/// bounded policy that still makes a hot subject cheap).
+const CACHE_SUBJECTS: usize = 50_000;
+
+impl SubjectCache {
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn get(&self, key: &(String, String)) -> Option<Arc<Vec<lifecycle::CachedRow>>> {
+        let gen_now = self.generation();
+        let map = self.map.lock().ok()?;
+        map.get(key)
+            .filter(|(g, _)| *g == gen_now)
+            .map(|(_, rows)| rows.clone())
+    }
+
+    fn put(&self, key: (String, String), read_at: u64, rows: Arc<Vec<lifecycle::CachedRow>>) {
+        if let Ok(mut map) = self.map.lock() {
+            if map.len() >= CACHE_SUBJECTS {
+                map.clear();
+            }
+            map.insert(key, (read_at, rows));
+        }
+    }
+
+    fn invalidate(&self) {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// Run the same body against whichever pool backs the store.
@@ -210,7 +264,16 @@ impl Store {
         } else {
             return Err(StoreError::Url);
         };
-        Ok(Store { backend })
+        let cache = matches!(backend, Backend::Sqlite(_)).then(Arc::default);
+        Ok(Store { backend, cache })
+    }
+
+    /// Forget cached record rows; called after every commit that changes
+    /// what a query could return.
+    pub(crate) fn invalidate(&self) {
+        if let Some(c) = &self.cache {
+            c.invalidate();
+        }
     }
 
     /// Connect to a PostgreSQL server without migrating (tests use it to
@@ -223,6 +286,7 @@ impl Store {
             .await?;
         Ok(Store {
             backend: Backend::Postgres(pool),
+            cache: None,
         })
     }
 
@@ -261,6 +325,7 @@ impl Store {
                 ids.push(insert_record!(&mut *tx, r, request_id, now));
             }
             tx.commit().await?;
+            self.invalidate();
             Ok(ids)
         })
     }
@@ -536,7 +601,9 @@ impl Store {
     /// Raw SQL access for tests that must tamper with or inspect storage.
     #[doc(hidden)]
     pub async fn execute_raw(&self, sql: &str) -> Result<u64, StoreError> {
-        dispatch!(self, p => Ok(sqlx::query(sql).execute(p).await?.rows_affected()))
+        let n = dispatch!(self, p => sqlx::query(sql).execute(p).await?.rows_affected());
+        self.invalidate();
+        Ok(n)
     }
 
     /// Run a scalar count query (tests, reports).
