@@ -71,8 +71,13 @@ pub struct Store {
 #[derive(Debug, Default)]
 pub(crate) struct SubjectCache {
     generation: std::sync::atomic::AtomicU64,
-    map: std::sync::Mutex<HashMap<(String, String), (u64, Arc<Vec<lifecycle::CachedRow>>)>>,
+    map: std::sync::Mutex<HashMap<SubjectKey, (u64, CachedRows)>>,
 }
+
+/// (subject type, subject id).
+type SubjectKey = (String, String);
+/// A subject's parsed rows, shared between the cache and readers.
+type CachedRows = Arc<Vec<lifecycle::CachedRow>>;
 
 /// Most subjects kept; the cache is emptied when it is full (the cheapest
 /// bounded policy that still makes a hot subject cheap).
@@ -83,7 +88,7 @@ impl SubjectCache {
         self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    fn get(&self, key: &(String, String)) -> Option<Arc<Vec<lifecycle::CachedRow>>> {
+    fn get(&self, key: &SubjectKey) -> Option<CachedRows> {
         let gen_now = self.generation();
         let map = self.map.lock().ok()?;
         map.get(key)
@@ -91,7 +96,7 @@ impl SubjectCache {
             .map(|(_, rows)| rows.clone())
     }
 
-    fn put(&self, key: (String, String), read_at: u64, rows: Arc<Vec<lifecycle::CachedRow>>) {
+    fn put(&self, key: SubjectKey, read_at: u64, rows: CachedRows) {
         if let Ok(mut map) = self.map.lock() {
             if map.len() >= CACHE_SUBJECTS {
                 map.clear();
