@@ -143,6 +143,29 @@ for conc in $concurrencies; do
   run credgate "$url_gw" "$gw_pid" yes "$conc"
   run nginx "$url_ng" "$ng_pid" yes "$conc"
 done
+# Latency at half of the peak rate (SPEC §5: p99 ≤ 5 ms at half of peak).
+peak=0
+for conc in $concurrencies; do
+  r=$(cat "$work/oha-credgate-yes-$conc.json.rps"); peak=$(echo "if ($r > $peak) $r else $peak" | bc)
+done
+half=$(echo "$peak / 2" | bc)
+run_rate() { # name url pid rate
+  local name=$1 url=$2 pid=$3 rate=$4
+  local cpu0; cpu0=$(cpu_of "$pid")
+  oha --no-tui -z "${dur}s" -c 64 -q "$rate" -m POST -H 'content-type: application/json' -d "$body" \
+      "${tls[@]}" --output-format json "$url" > "$work/oha-$name-half.json" 2>/dev/null
+  local cpu1; cpu1=$(cpu_of "$pid")
+  python3 - "$work/oha-$name-half.json" "$name" "@${rate}/s" "64" "$(echo "$cpu1 - $cpu0" | bc)" "$(rss_of "$pid")" "$dur" <<'PY'
+import json, sys
+f, name, ka, conc, cpu, rss, dur = sys.argv[1:]
+d = json.load(open(f)); s = d["summary"]; p = d["latencyPercentiles"]
+ms = lambda v: f"{(v or 0) * 1000:.2f}"
+print(f"{name:8} {ka:>10} {conc:>5} {s['requestsPerSec']:>10.0f} {ms(p.get('p50')):>8} {ms(p.get('p99')):>8} {ms(p.get('p99.9')):>8} {float(cpu)/float(dur):>6.2f} {rss:>6}")
+PY
+}
+echo "half of credgate's peak ($peak req/s):"
+run_rate credgate "$url_gw" "$gw_pid" "$half"
+
 conc_new=${CONC_NEW:-32}
 run credgate "$url_gw" "$gw_pid" no "$conc_new"
 run nginx "$url_ng" "$ng_pid" no "$conc_new"

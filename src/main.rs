@@ -4,6 +4,12 @@
 
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc malloc: the request path allocates many small,
+/// short-lived buffers across threads, where glibc's arenas showed up at
+/// ~20% of CPU in profiles (see bench/RESULTS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use credgate::cli::{self, AuditCommand, CertsCommand, Cli, Command, PolicyCommand};
 use credgate::config::Config;
