@@ -12,6 +12,7 @@
 # CPU seconds and RSS for both, and the ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 root=$PWD
 quick=${QUICK:-0}
 dur=${DURATION:-10}
@@ -163,6 +164,8 @@ ms = lambda v: f"{(v or 0) * 1000:.2f}"
 print(f"{name:8} {ka:>10} {conc:>5} {s['requestsPerSec']:>10.0f} {ms(p.get('p50')):>8} {ms(p.get('p99')):>8} {ms(p.get('p99.9')):>8} {float(cpu)/float(dur):>6.2f} {rss:>6}")
 PY
 }
+echo "1,000 concurrent keep-alive connections (SPEC §5: RSS ≤ 150 MB):"
+run credgate "$url_gw" "$gw_pid" yes 1000
 echo "half of credgate's peak ($peak req/s):"
 run_rate credgate "$url_gw" "$gw_pid" "$half"
 
