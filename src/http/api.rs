@@ -93,26 +93,62 @@ pub(super) async fn query(
         .await?;
     lifecycle::audit_withheld(draft, &shared.withheld);
     draft.records = shared.records.len() as u32;
-    let decisions: Vec<Value> = decisions
-        .iter()
-        .map(|d| {
-            let mut v = json!({"field": d.field, "decision": d.decision, "reason": d.reason});
-            if let Some(detail) = d.detail {
-                v["detail"] = json!(detail);
-            }
-            v
-        })
-        .collect();
-    let mut reply = json!({
-        "subject": {"type": subject.kind(), "id": subject.id()},
-        "purpose": purpose.name,
-        "decisions": decisions,
-        "records": shared.records,
-    });
-    if let Some(view) = view {
-        lifecycle::add_summary(app, view, &permit, &shared.records, &mut reply);
+    let reply = QueryReply {
+        subject: SubjectOut {
+            kind: subject.kind(),
+            id: subject.id(),
+        },
+        purpose: purpose.name.as_str(),
+        decisions: decisions
+            .iter()
+            .map(|d| DecisionOut {
+                field: &d.field,
+                decision: d.decision,
+                reason: d.reason,
+                detail: d.detail,
+            })
+            .collect(),
+        records: &shared.records,
+    };
+    match view {
+        // Views add a summary computed on the JSON tree.
+        Some(view) => {
+            let mut reply = serde_json::to_value(&reply).map_err(|_| ApiError::internal())?;
+            lifecycle::add_summary(app, view, &permit, &shared.records, &mut reply);
+            Ok(Reply::ok(reply))
+        }
+        // The hot path: serialise the typed reply straight to bytes, without
+        // building an intermediate JSON tree.
+        None => {
+            let bytes = serde_json::to_vec(&reply).map_err(|_| ApiError::internal())?;
+            Ok(Reply::json_bytes(Bytes::from(bytes)))
+        }
     }
-    Ok(Reply::ok(reply))
+}
+
+/// Body of a `/v1/query` answer.
+#[derive(serde::Serialize)]
+struct QueryReply<'a> {
+    subject: SubjectOut<'a>,
+    purpose: &'a str,
+    decisions: Vec<DecisionOut<'a>>,
+    records: &'a [crate::store::SharedRecord],
+}
+
+#[derive(serde::Serialize)]
+struct SubjectOut<'a> {
+    #[serde(rename = "type")]
+    kind: crate::ids::SubjectType,
+    id: &'a str,
+}
+
+#[derive(serde::Serialize)]
+struct DecisionOut<'a> {
+    field: &'a str,
+    decision: Decision,
+    reason: crate::policy::Reason,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'static str>,
 }
 
 /// `POST /v1/records`: validate the whole batch, then store it in one

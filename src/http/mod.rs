@@ -239,6 +239,15 @@ impl Reply {
         Self::with_status(StatusCode::OK, body)
     }
 
+    /// An already serialised JSON body (200).
+    fn json_bytes(bytes: Bytes) -> Self {
+        Reply {
+            status: StatusCode::OK,
+            body: Value::Null,
+            raw: Some(("application/json", bytes)),
+        }
+    }
+
     fn with_status(status: StatusCode, body: Value) -> Self {
         Reply {
             status,
