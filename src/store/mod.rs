@@ -219,27 +219,6 @@ pub struct StoredAudit {
     pub entry: Vec<u8>,
 }
 
-/// Filters for auditor search.
-#[derive(Debug, Clone, Default)]
-pub struct AuditFilter {
-    /// Caller org code.
-    pub org: Option<String>,
-    /// Keyed subject hash.
-    pub subject: Option<String>,
-    /// Purpose.
-    pub purpose: Option<String>,
-    /// Outcome code.
-    pub outcome: Option<String>,
-    /// Inclusive lower bound on ts (RFC 3339).
-    pub from: Option<String>,
-    /// Exclusive upper bound on ts.
-    pub to: Option<String>,
-    /// Start after this seq (pagination).
-    pub after: Option<u64>,
-    /// Page size.
-    pub limit: u32,
-}
-
 impl Store {
     /// Connect and migrate. `sqlite:` URLs create the file if missing and use
     /// WAL with `synchronous=FULL`: an acknowledged commit survives a crash.
@@ -531,29 +510,6 @@ impl Store {
                 .bind(to as i64)
                 .fetch_all(p)
                 .await?
-        });
-        Ok(rows
-            .into_iter()
-            .map(|(seq, entry)| StoredAudit {
-                seq: seq as u64,
-                entry,
-            })
-            .collect())
-    }
-
-    /// Search the audit log by its index columns.
-    pub async fn audit_search(&self, f: &AuditFilter) -> Result<Vec<StoredAudit>, StoreError> {
-        let rows: Vec<(i64, Vec<u8>)> = dispatch!(self, p => {
-            let mut qb = sqlx::QueryBuilder::new("SELECT seq, entry FROM audit_log WHERE seq >= ");
-            qb.push_bind(f.after.map(|a| a as i64 + 1).unwrap_or(0));
-            if let Some(v) = &f.org { qb.push(" AND org = ").push_bind(v.as_str()); }
-            if let Some(v) = &f.subject { qb.push(" AND subject = ").push_bind(v.as_str()); }
-            if let Some(v) = &f.purpose { qb.push(" AND purpose = ").push_bind(v.as_str()); }
-            if let Some(v) = &f.outcome { qb.push(" AND outcome = ").push_bind(v.as_str()); }
-            if let Some(v) = &f.from { qb.push(" AND ts >= ").push_bind(v.as_str()); }
-            if let Some(v) = &f.to { qb.push(" AND ts < ").push_bind(v.as_str()); }
-            qb.push(" ORDER BY seq LIMIT ").push_bind(i64::from(f.limit.clamp(1, 10_000)));
-            qb.build_query_as().fetch_all(p).await?
         });
         Ok(rows
             .into_iter()
