@@ -26,4 +26,7 @@ CREDGATE_TEST_DATABASE_URL="$pg_url" cargo test --tests
 step "reliability drills (ignored by default: kill -9, slow clients, fail-closed)"
 env -u CREDGATE_TEST_DATABASE_URL cargo test --tests -- --ignored
 
+step "TLS scan (sslyze; installs into target/sslyze-venv on first run)"
+CREDGATE_BIN=target/debug/credgate scripts/tls-scan.sh
+
 step "all tests passed"

@@ -15,7 +15,9 @@
 //!   artificial delay at low load).
 //! * If a commit fails, every waiter gets an error (their responses become
 //!   503 `audit_unavailable`: no data without an audit entry) and readiness
-//!   reports the cause until a later commit succeeds.
+//!   reports the cause until a later commit succeeds. While failing and idle
+//!   the sequencer probes with an empty commit every [`PROBE_INTERVAL`], so
+//!   readiness recovers without traffic.
 //! * A checkpointer signs the tree head ([`checkpoint`]) every few seconds
 //!   while it grows, and once more at shutdown.
 
@@ -235,6 +237,9 @@ impl AuditLog {
     }
 }
 
+/// How often a failing sequencer probes the database while idle.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
 async fn sequencer(
     store: Store,
     mut rx: mpsc::Receiver<Job>,
@@ -244,7 +249,25 @@ async fn sequencer(
 ) {
     let mut jobs = Vec::with_capacity(max_batch);
     let mut rows = Vec::with_capacity(max_batch);
-    while let Some(first) = rx.recv().await {
+    loop {
+        // While failing, probe the database with an empty commit when no
+        // entry arrives: readiness must recover without traffic, since a
+        // load balancer sends none to a node that is not ready.
+        let first = if health.failing.load(Ordering::Acquire) {
+            match tokio::time::timeout(PROBE_INTERVAL, rx.recv()).await {
+                Ok(job) => job,
+                Err(_) => {
+                    if store.append_audit(&[], &mut frontier).await.is_ok() {
+                        tracing::info!("audit log writable again");
+                        health.failing.store(false, Ordering::Release);
+                    }
+                    continue;
+                }
+            }
+        } else {
+            rx.recv().await
+        };
+        let Some(first) = first else { break };
         jobs.push(first);
         while jobs.len() < max_batch {
             match rx.try_recv() {

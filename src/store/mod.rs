@@ -14,8 +14,12 @@
 use serde_json::{Map, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+<<<<<<< HEAD
 use sqlx::{PgPool, Row, SqlitePool};
 use std::collections::HashMap;
+=======
+use sqlx::{Connection as _, PgPool, Row, SqlitePool};
+>>>>>>> drills
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -222,6 +226,14 @@ pub struct StoredAudit {
 impl Store {
     /// Connect and migrate. `sqlite:` URLs create the file if missing and use
     /// WAL with `synchronous=FULL`: an acknowledged commit survives a crash.
+    ///
+    /// A connection that sqlx still counts as inside a transaction when it
+    /// is released (its COMMIT *and* the ROLLBACK on drop failed, e.g. on a
+    /// disk I/O error) is closed instead of pooled: sqlx would turn the next
+    /// `begin`/`commit` on it into `SAVEPOINT`/`RELEASE` inside the dead
+    /// transaction, so "committed" audit entries would never reach the disk
+    /// and its write lock would block every other writer
+    /// (`tests/drills.rs`, storage outage drill).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
         let backend = if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)?
@@ -232,6 +244,7 @@ impl Store {
                 .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
+                .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
                 .connect_with(opts)
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
@@ -241,6 +254,7 @@ impl Store {
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
                 .acquire_timeout(Duration::from_secs(10))
+                .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
                 .connect_with(opts)
                 .await?;
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
