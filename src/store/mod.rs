@@ -14,12 +14,8 @@
 use serde_json::{Map, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-<<<<<<< HEAD
-use sqlx::{PgPool, Row, SqlitePool};
-use std::collections::HashMap;
-=======
 use sqlx::{Connection as _, PgPool, Row, SqlitePool};
->>>>>>> drills
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
