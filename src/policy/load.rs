@@ -457,19 +457,21 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
         }
         let mut member = Vec::new();
         for f in it.field {
-            let name = FieldName::parse(f.name.get_ref())
-                .or_else(|e| src.err(f.name.span(), e.to_string()))?;
-            for label in [name.as_str(), f.label_zh.as_str(), f.label_en.as_str()] {
+            // The prohibited floor first, on the raw name: an official must
+            // read "prohibited", not a syntax complaint, for `ｆｉｎｇｅｒｐｒｉｎｔ`.
+            let raw = f.name.get_ref();
+            for label in [raw.as_str(), f.label_zh.as_str(), f.label_en.as_str()] {
                 if let Some(cat) = prohibited.classify(label) {
                     return src.err(
                         f.name.span(),
                         format!(
-                            "field '{name}' ('{label}') falls in prohibited category '{}' ({}); it may never be catalogued",
+                            "field '{raw}' ('{label}') falls in prohibited category '{}' ({}); it may never be catalogued",
                             cat.id, cat.label_zh
                         ),
                     );
                 }
             }
+            let name = FieldName::parse(raw).or_else(|e| src.err(f.name.span(), e.to_string()))?;
             let Some(&class) = class_index.get(f.class.get_ref()) else {
                 return src.err(
                     f.class.span(),

@@ -1,0 +1,177 @@
+//! The policy tools as an official reviewing a policy change uses them: the
+//! real binary, real files, exit codes and messages.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{TempDir, policies};
+
+fn credgate(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_credgate"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A copy of the sample policies with `edit` applied to one file.
+fn edited(file: &str, edit: impl FnOnce(String) -> String) -> TempDir {
+    let dir = TempDir::new("policy");
+    for entry in std::fs::read_dir(policies()).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dir.0.join(p.file_name().unwrap())).unwrap();
+    }
+    let target = dir.0.join(file);
+    let text = std::fs::read_to_string(&target).unwrap();
+    std::fs::write(&target, edit(text)).unwrap();
+    dir
+}
+
+fn line_of(path: &Path, needle: &str) -> usize {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn sample_policies_pass_the_check() {
+    let dir = policies();
+    let (ok, out) = credgate(&["policy", "check", dir.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    assert!(out.contains("ok"), "{out}");
+}
+
+#[test]
+fn a_catalogued_prohibited_field_fails_with_file_and_line() {
+    for (name, label, category) in [
+        ("blood_type", "血型", "blood_type"),
+        ("religious_belief", "宗教信仰", "religion"),
+        ("ｆｉｎｇｅｒｐｒｉｎｔ_template", "指纹模板", "fingerprint"),
+        ("medical_notes", "既往病史", "disease"),
+    ] {
+        let dir = edited("catalog.toml", |t| {
+            format!(
+                "{t}\n[[item]]\nid = \"smuggled\"\nlabel_zh = \"x\"\nlabel_en = \"x\"\nsubject = \"natural_person\"\n\n\
+                 [[item.field]]\nname = \"{name}\"\nlabel_zh = \"{label}\"\nlabel_en = \"x\"\nclass = \"public\"\n"
+            )
+        });
+        let (ok, out) = credgate(&["policy", "check", dir.0.to_str().unwrap()]);
+        assert!(!ok, "{name} was accepted: {out}");
+        let catalog = dir.0.join("catalog.toml");
+        let line = line_of(&catalog, &format!("name = \"{name}\""));
+        assert!(
+            out.contains(&format!("catalog.toml:{line}:")),
+            "{name}: no file:line in {out}"
+        );
+        assert!(
+            out.contains(category),
+            "{name}: category not named in {out}"
+        );
+    }
+}
+
+#[test]
+fn a_grant_exposing_a_prohibited_field_fails() {
+    let dir = edited("grants.toml", |t| {
+        format!(
+            "{t}\n[[grant]]\nrole = \"bank\"\npurpose = \"financing\"\nfield = \"Blood_Type\"\naction = \"return\"\n"
+        )
+    });
+    let (ok, out) = credgate(&["policy", "check", dir.0.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    let line = line_of(&dir.0.join("grants.toml"), "field = \"Blood_Type\"");
+    assert!(out.contains(&format!("grants.toml:{line}:")), "{out}");
+    assert!(out.contains("prohibited"), "{out}");
+}
+
+#[test]
+fn unknown_keys_roles_and_tags_fail_with_file_and_line() {
+    for (file, edit, needle) in [
+        ("grants.toml", "role = \"bank\"", "role = \"banker\""),
+        ("catalog.toml", "class = \"public\"", "class = \"publik\""),
+        (
+            "organisations.toml",
+            "roles = [\"bank\"]",
+            "rolez = [\"bank\"]",
+        ),
+    ] {
+        let dir = edited(file, |t| t.replacen(edit, needle, 1));
+        let (ok, out) = credgate(&["policy", "check", dir.0.to_str().unwrap()]);
+        assert!(!ok, "{file}: {needle} accepted");
+        let line = line_of(&dir.0.join(file), needle);
+        assert!(out.contains(&format!("{file}:{line}:")), "{file}: {out}");
+    }
+}
+
+#[test]
+fn income_cannot_be_classified_as_public() {
+    let dir = edited("catalog.toml", |t| {
+        t.replacen(
+            "class = \"personal_consent\"\nconsent_category = \"income\"",
+            "class = \"public\"",
+            1,
+        )
+    });
+    let (ok, out) = credgate(&["policy", "check", dir.0.to_str().unwrap()]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("income"), "{out}");
+}
+
+#[test]
+fn explain_prints_reasons_and_bilingual_labels() {
+    let dir = policies();
+    let (ok, out) = credgate(&[
+        "policy",
+        "explain",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--org",
+        "91370300164100001A",
+        "--purpose",
+        "financing",
+        "--fields",
+        "enterprise_name,monthly_income,residence_address,religion",
+    ]);
+    assert!(ok, "{out}");
+    for needle in [
+        "企业名称 / Enterprise name",
+        "consent_required",
+        "minimised",
+        "prohibited",
+        "authorised",
+    ] {
+        assert!(out.contains(needle), "missing {needle} in\n{out}");
+    }
+    let (ok, out) = credgate(&[
+        "policy",
+        "explain",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--org",
+        "91370300164100001A",
+        "--purpose",
+        "gossip",
+    ]);
+    assert!(!ok);
+    assert!(out.contains("unknown purpose"), "{out}");
+}
+
+#[test]
+fn invalid_config_exits_non_zero_with_file_and_line() {
+    let dir = TempDir::new("cfg");
+    let cfg = dir.0.join("credgate.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nlisten = \"127.0.0.1:1\"\nmax_conections = 5\n",
+    )
+    .unwrap();
+    let (ok, out) = credgate(&["serve", "--config", cfg.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(out.contains("credgate.toml:3"), "{out}");
+}
