@@ -59,8 +59,13 @@ pub struct ServerConfig {
     pub idle_timeout_ms: u64,
     /// Grace period for in-flight requests at shutdown.
     pub shutdown_grace_ms: u64,
-    /// Identifies this gateway as the `aud` of consent tokens.
+    /// Identifies this gateway — the whole cluster, when several nodes serve
+    /// behind a load balancer — as the `aud` of consent tokens.
     pub gateway_id: String,
+    /// Names this node in its audit entries (`gateway` field), so auditors
+    /// can tell which node served a request. Defaults to `gateway_id`; give
+    /// each node of a cluster its own.
+    pub node_id: Option<String>,
     /// Default quota of distinct subjects an organisation may query per
     /// hour on this node, for organisations without their own in
     /// `organisations.toml`. Unset: no quota.
@@ -83,6 +88,7 @@ impl Default for ServerConfig {
             idle_timeout_ms: 60_000,
             shutdown_grace_ms: 10_000,
             gateway_id: "credgate-dev".into(),
+            node_id: None,
             quota_distinct_subjects_per_hour: None,
             quota_enforce: true,
             anomaly_denied_per_hour: 100,
@@ -231,8 +237,8 @@ impl Config {
         if !(1024..=64 << 20).contains(&s.max_body_bytes) {
             return Err("server.max_body_bytes must be between 1 KiB and 64 MiB".into());
         }
-        if s.gateway_id.is_empty() {
-            return Err("server.gateway_id must not be empty".into());
+        if s.gateway_id.is_empty() || s.node_id.as_deref() == Some("") {
+            return Err("server.gateway_id and server.node_id must not be empty".into());
         }
         if s.quota_distinct_subjects_per_hour == Some(0) {
             return Err("server.quota_distinct_subjects_per_hour must be at least 1".into());

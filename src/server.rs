@@ -137,7 +137,10 @@ impl Gateway {
             audit_log,
             SubjectHasher::new(&subject_key),
             Arc::new(Metrics::with_limits(limits)),
-            cfg.server.gateway_id.clone(),
+            cfg.server
+                .node_id
+                .clone()
+                .unwrap_or_else(|| cfg.server.gateway_id.clone()),
             cfg.server.max_body_bytes,
             consent.verifier,
         );

@@ -42,7 +42,8 @@ fn start_node(
         r#"[server]
 listen = "127.0.0.1:{port}"
 admin_listen = "127.0.0.1:{admin}"
-gateway_id = "node-{n}"
+gateway_id = "credgate-test"
+node_id = "node-{n}"
 shutdown_grace_ms = 2000
 
 [tls]
@@ -54,6 +55,7 @@ crls = ["{c}/crl.pem"]
 [policy]
 dir = "{policies}"
 mask_key_file = "{mask}"
+extra_consent_issuers = "{issuers}"
 
 [store]
 url = "{db_url}"
@@ -70,6 +72,12 @@ checkpoint_interval_secs = 1
         mask = base.policy.mask_key_file.display(),
         subject = base.audit.subject_key_file.display(),
         checkpoint = base.audit.checkpoint_key_file.display(),
+        issuers = base
+            .policy
+            .extra_consent_issuers
+            .as_ref()
+            .unwrap()
+            .display(),
     );
     let path = dir.join(format!("node{n}.toml"));
     std::fs::write(&path, cfg).unwrap();
@@ -132,6 +140,36 @@ async fn three_nodes_one_log_survive_a_kill() {
         wait_ready(n).await;
     }
 
+    // A consent allowing five uses, raced through all three nodes during the
+    // load (and the kill): never more than five releases.
+    let dev = credgate::consent::dev::DevIssuer::ensure(&dir.0).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let token = dev
+        .issue(&credgate::consent::token::ConsentClaims {
+            iss: dev.iss.clone(),
+            sub: ids::PERSON.into(),
+            aud: "credgate-test".into(),
+            grantee: ids::BANK.into(),
+            purpose: "financing".into(),
+            scope: vec!["income".into()],
+            iat: now,
+            nbf: now,
+            exp: now + 3600,
+            jti: format!("multinode-{now}"),
+            max_uses: Some(5),
+            written: Some(true),
+            notice: Some("ab".repeat(32)),
+        })
+        .unwrap();
+    let consent_query = serde_json::json!({
+        "subject": {"type": "natural_person", "id": ids::PERSON},
+        "purpose": "financing", "fields": ["monthly_income"], "consent_token": token,
+    });
+    let released = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+
     // Drive load through all three nodes; remember every acknowledged query.
     let acked: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -139,6 +177,8 @@ async fn three_nodes_one_log_survive_a_kill() {
     for w in 0..12 {
         let port = nodes[w % 3].port;
         let acked = acked.clone();
+        let released = released.clone();
+        let consent_query = consent_query.clone();
         tasks.push(tokio::spawn(async move {
             let client = Client::new(format!("127.0.0.1:{port}").parse().unwrap(), Some("bank"));
             let body = query(
@@ -147,7 +187,26 @@ async fn three_nodes_one_log_survive_a_kill() {
                 "financing",
                 &["enterprise_name", "penalty_content"],
             );
+            let mut round = 0;
             while Instant::now() < deadline {
+                round += 1;
+                if round % 10 == 0 {
+                    let r = client
+                        .send(
+                            "POST",
+                            "/v1/query",
+                            bytes::Bytes::from(consent_query.to_string()),
+                            Some("application/json"),
+                        )
+                        .await;
+                    if let Ok(r) = r
+                        && r.status == 200
+                        && r.body["decisions"][0]["decision"] == "returned"
+                    {
+                        released.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    continue;
+                }
                 let r = client
                     .send(
                         "POST",
@@ -222,6 +281,10 @@ async fn three_nodes_one_log_survive_a_kill() {
         })
         .collect();
     assert_eq!(gateways.len(), 3, "{gateways:?}");
+    // The consent's use count held across nodes.
+    let released = released.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(released <= 5, "max_uses exceeded: {released} releases");
+    assert!(released >= 1, "the consent was never honoured");
     // The tree recomputed from the leaves matches the stored head.
     let leaves: Vec<merkle::Hash> = entries
         .iter()

@@ -51,7 +51,8 @@ pub struct App {
     pub hasher: SubjectHasher,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
-    /// This gateway's id (consent `aud`, audit `gateway`).
+    /// This node's name in audit entries (`server.node_id`, else
+    /// `server.gateway_id`).
     pub gateway_id: String,
     /// Body size limit.
     pub max_body_bytes: usize,
