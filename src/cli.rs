@@ -614,8 +614,21 @@ pub async fn seed_synthetic(cfg: &Config, subjects: u32) -> Result<u32, CliError
     Ok(subjects)
 }
 
+/// How to run this very binary, for printed examples: `credgate` may not be
+/// on the newcomer's PATH (`cargo run` puts it under `target/`).
+pub fn self_path() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| {
+            let cwd = std::env::current_dir().ok()?;
+            Some(p.strip_prefix(&cwd).map(|r| r.to_path_buf()).unwrap_or(p))
+        })
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "credgate".into())
+}
+
 /// Example requests printed by quickstart.
-pub fn examples(certs: &Path, listen: SocketAddr, admin: SocketAddr) -> String {
+pub fn examples(certs: &Path, listen: SocketAddr, admin: SocketAddr, verifier_key: &str) -> String {
     let c = certs.display();
     let curl = |who: &str| {
         format!(
@@ -638,7 +651,7 @@ credgate is serving on https://{listen} (admin: http://{admin}/metrics)
 # An auditor fetches the signed checkpoint and the key to verify it, searches the log by subject, exports it:
 {auditor} https://{listen}/v1/audit/checkpoint
 {auditor} https://{listen}/v1/audit/search -d '{{"subject":{{"type":"legal_person","id":"91370300MA3CXQ001R"}}}}'
-{auditor} https://{listen}/v1/audit/export -d '{{}}' > audit.jsonl && credgate audit verify audit.jsonl --key '<checkpoint verifier key>'
+{auditor} https://{listen}/v1/audit/export -d '{{}}' > audit.jsonl && {bin} audit verify audit.jsonl --key '{verifier_key}'
 
 # Health, readiness, metrics:
 curl http://{admin}/readyz
@@ -646,6 +659,7 @@ curl http://{admin}/readyz
         bank = curl("bank"),
         agency = curl("agency"),
         dept = curl("department"),
+        bin = self_path(),
         auditor = curl("auditor"),
     )
 }
@@ -661,7 +675,15 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), CliError> {
     }
     println!("config: {}", cfg_path.display());
     println!("checkpoint verifier key: {}", gw.checkpoint_verifier_key());
-    println!("{}", examples(&args.certs, args.listen, args.admin_listen));
+    println!(
+        "{}",
+        examples(
+            &args.certs,
+            args.listen,
+            args.admin_listen,
+            &gw.checkpoint_verifier_key()
+        )
+    );
     let data = std::fs::canonicalize(&args.data).map_err(|e| CliError(e.to_string()))?;
     let dev = crate::consent::dev::DevIssuer::ensure(&data).map_err(CliError)?;
     println!(

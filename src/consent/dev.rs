@@ -96,7 +96,7 @@ pub fn example(dev: &DevIssuer, certs: &Path, listen: std::net::SocketAddr) -> S
         r#"# Consent (dev issuer {iss} / {kid}). A person consents in writing, after the
 # adverse-consequence notice, to ICBC Zibo reading their income for a loan review:
 JTI=demo-$(date +%s)
-TOKEN=$(credgate consent issue --issuer-key {key} --kid {kid} --iss {iss} \
+TOKEN=$({bin} consent issue --issuer-key {key} --kid {kid} --iss {iss} \
   --sub 370303198503150015 --grantee 91370300164100001A --purpose financing \
   --scope income --ttl 3600 --max-uses 5 --written --notice-text "未按约定还款将影响您的信用记录" --jti $JTI)
 {bank} https://{listen}/v1/query -d "{{\"subject\":{{\"type\":\"natural_person\",\"id\":\"370303198503150015\"}},\"purpose\":\"financing\",\"fields\":[\"person_name\",\"monthly_income\"],\"consent_token\":\"$TOKEN\"}}"
@@ -107,6 +107,7 @@ TOKEN=$(credgate consent issue --issuer-key {key} --kid {kid} --iss {iss} \
         iss = dev.iss,
         kid = dev.kid,
         key = dev.key_file.display(),
+        bin = crate::cli::self_path(),
         bank = curl("bank"),
         portal = curl("portal"),
     )
