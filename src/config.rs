@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A configuration that cannot be used, with the file and (when known) line.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +23,7 @@ pub struct ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Listeners and limits.
@@ -40,7 +40,7 @@ pub struct Config {
 }
 
 /// Listeners and resource limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// mTLS API listener.
@@ -104,7 +104,7 @@ impl ServerConfig {
 }
 
 /// Certificate files.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// CA bundle that client certificates must chain to.
@@ -119,7 +119,7 @@ pub struct TlsConfig {
 }
 
 /// Policy location.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
     /// Directory holding the policy TOML files.
@@ -134,7 +134,7 @@ pub struct PolicyConfig {
 }
 
 /// Database.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     /// `sqlite://path/to/file.db` or `postgres://…`.
@@ -149,7 +149,7 @@ fn default_pool() -> u32 {
 }
 
 /// Audit log settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// Key for the keyed hash of subject ids (HMAC-SHA-256): the log holds

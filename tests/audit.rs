@@ -167,48 +167,11 @@ fn verify_cli(file: &Path, key: &str, previous: Option<&Path>) -> (bool, String)
 
 /// A TOML config equivalent to `cfg`, for running the real binary.
 fn write_config(dir: &Path, cfg: &credgate::config::Config, listen: &str, admin: &str) -> PathBuf {
-    let p = |p: &Path| p.display().to_string();
-    let text = format!(
-        r#"[server]
-listen = "{listen}"
-admin_listen = "{admin}"
-gateway_id = "credgate-test"
-shutdown_grace_ms = 2000
-
-[tls]
-ca = "{ca}"
-cert = "{cert}"
-key = "{key}"
-crls = ["{crl}"]
-
-[policy]
-dir = "{policies}"
-mask_key_file = "{mask}"
-
-[store]
-url = "{url}"
-max_connections = 4
-
-[audit]
-subject_key_file = "{subject}"
-checkpoint_key_file = "{checkpoint}"
-origin = "{origin}"
-checkpoint_interval_secs = 1
-"#,
-        ca = p(&cfg.tls.ca),
-        cert = p(&cfg.tls.cert),
-        key = p(&cfg.tls.key),
-        crl = p(&cfg.tls.crls[0]),
-        policies = p(&cfg.policy.dir),
-        mask = p(&cfg.policy.mask_key_file),
-        url = cfg.store.url,
-        subject = p(&cfg.audit.subject_key_file),
-        checkpoint = p(&cfg.audit.checkpoint_key_file),
-        origin = cfg.audit.origin,
-    );
-    let path = dir.join("credgate.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let mut c = cfg.clone();
+    c.server.listen = listen.parse().unwrap();
+    c.server.admin_listen = admin.parse().unwrap();
+    c.server.shutdown_grace_ms = 2000;
+    write_config_file(&c, &dir.join("credgate.toml"))
 }
 
 // ------------------------------------------------------------ roles

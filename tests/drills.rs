@@ -62,65 +62,25 @@ fn env_u64(name: &str, default: u64) -> u64 {
     }
 }
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 /// A config file for the real binary: `base`'s keys and certificates, the
-/// given listeners and store, and extra `[server]` lines.
+/// given listeners and store, and whatever `adjust` changes in `[server]`.
 fn write_config(
     dir: &Path,
     base: &Config,
     addr: SocketAddr,
     admin: SocketAddr,
     url: &str,
-    server_extra: &str,
+    adjust: impl FnOnce(&mut credgate::config::ServerConfig),
 ) -> PathBuf {
-    let p = |p: &Path| p.display().to_string();
-    let text = format!(
-        r#"[server]
-listen = "{addr}"
-admin_listen = "{admin}"
-gateway_id = "credgate-drill"
-shutdown_grace_ms = 2000
-{server_extra}
-
-[tls]
-ca = "{ca}"
-cert = "{cert}"
-key = "{key}"
-crls = ["{crl}"]
-
-[policy]
-dir = "{policies}"
-mask_key_file = "{mask}"
-
-[store]
-url = "{url}"
-max_connections = 4
-
-[audit]
-subject_key_file = "{subject}"
-checkpoint_key_file = "{checkpoint}"
-origin = "{origin}"
-checkpoint_interval_secs = 1
-"#,
-        ca = p(&base.tls.ca),
-        cert = p(&base.tls.cert),
-        key = p(&base.tls.key),
-        crl = p(&base.tls.crls[0]),
-        policies = p(&base.policy.dir),
-        mask = p(&base.policy.mask_key_file),
-        subject = p(&base.audit.subject_key_file),
-        checkpoint = p(&base.audit.checkpoint_key_file),
-        origin = base.audit.origin,
-    );
-    let path = dir.join("credgate.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    let mut c = base.clone();
+    c.server.listen = addr;
+    c.server.admin_listen = admin;
+    c.server.gateway_id = "credgate-drill".into();
+    c.server.shutdown_grace_ms = 2000;
+    c.store.url = url.to_owned();
+    c.store.max_connections = 4;
+    adjust(&mut c.server);
+    write_config_file(&c, &dir.join("credgate.toml"))
 }
 
 fn verifier_key(base: &Config) -> String {
@@ -530,7 +490,7 @@ async fn kill_9_under_load_repeatedly_loses_no_acknowledged_request() {
     let base = config(&dir.0, &url);
     seed_sqlite(&url).await;
     let (addr, admin) = (free_addr(), free_addr());
-    let cfg = write_config(&dir.0, &base, addr, admin, &url, "");
+    let cfg = write_config(&dir.0, &base, addr, admin, &url, |_| {});
     let log = dir.0.join("gateway.log");
     let key = verifier_key(&base);
     let mut previous: Option<PathBuf> = None;
@@ -792,16 +752,11 @@ async fn a_thousand_slow_clients_do_not_starve_a_normal_one() {
     let base = config(&dir.0, &url);
     seed_sqlite(&url).await;
     let (addr, admin) = (free_addr(), free_addr());
-    let cfg = write_config(
-        &dir.0,
-        &base,
-        addr,
-        admin,
-        &url,
-        &format!(
-            "max_connections = {MAX_CONNECTIONS}\nhandshake_timeout_ms = {HANDSHAKE_MS}\nidle_timeout_ms = {IDLE_MS}"
-        ),
-    );
+    let cfg = write_config(&dir.0, &base, addr, admin, &url, |server| {
+        server.max_connections = MAX_CONNECTIONS as usize;
+        server.handshake_timeout_ms = HANDSHAKE_MS;
+        server.idle_timeout_ms = IDLE_MS;
+    });
     let mut gw = Gateway::spawn(&cfg, admin, &dir.0.join("gateway.log"), false);
     gw.wait_ready().await;
 
@@ -1097,7 +1052,7 @@ async fn storage_outage_drill(url: &str, outage: Outage, dir: TempDir) {
         store.close().await;
     }
     let (addr, admin) = (free_addr(), free_addr());
-    let cfg = write_config(&dir.0, &base, addr, admin, url, "");
+    let cfg = write_config(&dir.0, &base, addr, admin, url, |_| {});
     let mut gw = Gateway::spawn(
         &cfg,
         admin,

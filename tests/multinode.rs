@@ -16,14 +16,6 @@ use credgate::audit::merkle;
 use credgate::store::Store;
 use tokio::sync::Mutex;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Node {
     child: Child,
     port: u16,
@@ -36,51 +28,16 @@ fn start_node(
     db_url: &str,
     base: &credgate::config::Config,
 ) -> Node {
-    let (port, admin) = (free_port(), free_port());
-    let c = certs();
-    let cfg = format!(
-        r#"[server]
-listen = "127.0.0.1:{port}"
-admin_listen = "127.0.0.1:{admin}"
-gateway_id = "credgate-test"
-node_id = "node-{n}"
-shutdown_grace_ms = 2000
-
-[tls]
-ca = "{c}/ca.pem"
-cert = "{c}/server.pem"
-key = "{c}/server-key.pem"
-crls = ["{c}/crl.pem"]
-
-[policy]
-dir = "{policies}"
-mask_key_file = "{mask}"
-extra_consent_issuers = "{issuers}"
-
-[store]
-url = "{db_url}"
-max_connections = 4
-
-[audit]
-subject_key_file = "{subject}"
-checkpoint_key_file = "{checkpoint}"
-origin = "credgate.test/audit"
-checkpoint_interval_secs = 1
-"#,
-        c = c.display(),
-        policies = policies().display(),
-        mask = base.policy.mask_key_file.display(),
-        subject = base.audit.subject_key_file.display(),
-        checkpoint = base.audit.checkpoint_key_file.display(),
-        issuers = base
-            .policy
-            .extra_consent_issuers
-            .as_ref()
-            .unwrap()
-            .display(),
-    );
-    let path = dir.join(format!("node{n}.toml"));
-    std::fs::write(&path, cfg).unwrap();
+    let (listen, admin) = (free_addr(), free_addr());
+    let mut cfg = base.clone();
+    cfg.server.listen = listen;
+    cfg.server.admin_listen = admin;
+    cfg.server.gateway_id = "credgate-test".into();
+    cfg.server.node_id = Some(format!("node-{n}"));
+    cfg.server.shutdown_grace_ms = 2000;
+    cfg.store.url = db_url.to_owned();
+    let path = write_config_file(&cfg, &dir.join(format!("node{n}.toml")));
+    let (port, admin) = (listen.port(), admin.port());
     let child = Command::new(env!("CARGO_BIN_EXE_credgate"))
         .args(["serve", "--config"])
         .arg(&path)

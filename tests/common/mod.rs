@@ -127,6 +127,21 @@ pub fn config(dir: &Path, db_url: &str) -> Config {
     }
 }
 
+/// Write `cfg` as the TOML file the real binary reads (`credgate serve
+/// --config`); returns the path.
+pub fn write_config_file(cfg: &Config, path: &Path) -> PathBuf {
+    std::fs::write(path, toml::to_string(cfg).expect("config serialises")).unwrap();
+    path.to_owned()
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
 /// A running gateway.
 pub struct TestGateway {
     pub addr: SocketAddr,
