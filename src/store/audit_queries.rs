@@ -44,6 +44,10 @@ pub fn decision_mask(fields: &[AuditField]) -> i32 {
     })
 }
 
+/// Length of the subject-hash prefix the `audit_subject` index covers
+/// (the `12` in its migration).
+const SUBJECT_INDEX_PREFIX: usize = 12;
+
 /// Filters of an audit search; every present filter must match.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
@@ -228,11 +232,22 @@ impl Store {
     /// Search by the index columns, in seq order after the cursor.
     pub async fn audit_query(&self, q: &AuditQuery) -> Result<Vec<StoredAudit>, StoreError> {
         let rows: Vec<(i64, Vec<u8>)> = dispatch!(self, p => {
-            let mut qb = QueryBuilder::new("SELECT seq, entry FROM audit_log WHERE seq >= ");
+            // SQLite: with a subject filter, `+` keeps the planner off the
+            // rowid range (which would scan the log) and stops it from
+            // propagating `subject = ?` into the indexed expression, so the
+            // `audit_subject` prefix index is used. PostgreSQL needs neither.
+            let sqlite = matches!(self.backend, Backend::Sqlite(_));
+            let plus = if sqlite && q.subject.is_some() { "+" } else { "" };
+            let mut qb = QueryBuilder::new(format!("SELECT seq, entry FROM audit_log WHERE {plus}seq >= "));
             // A cursor beyond any stored seq selects nothing (seqs fit in i64).
             qb.push_bind(q.after.map_or(0, |a| i64::try_from(a).map_or(i64::MAX, |a| a.saturating_add(1))));
             if let Some(v) = &q.org { qb.push(" AND org = ").push_bind(v.as_str()); }
-            if let Some(v) = &q.subject { qb.push(" AND subject = ").push_bind(v.as_str()); }
+            if let Some(v) = &q.subject {
+                // The prefix matches the `audit_subject` expression index.
+                let prefix: String = v.chars().take(SUBJECT_INDEX_PREFIX).collect();
+                qb.push(" AND substr(subject, 1, 12) = ").push_bind(prefix);
+                qb.push(format!(" AND {plus}subject = ")).push_bind(v.as_str());
+            }
             if let Some(v) = &q.purpose { qb.push(" AND purpose = ").push_bind(v.as_str()); }
             if let Some(v) = &q.outcome { qb.push(" AND outcome = ").push_bind(v.as_str()); }
             if let Some(v) = &q.from { qb.push(" AND ts >= ").push_bind(v.as_str()); }
