@@ -137,7 +137,15 @@ with open(f + ".rps", "w") as out:
 PY
 }
 
+# RSS with 1,000 open (idle, keep-alive) connections, before any load run.
+python3 bench/idle_connections.py "$c" "$gw_port" 1000 6 >/dev/null &
+idle_pid=$!
+sleep 5
+idle_rss=$(awk '/VmRSS/ {print int($2/1024)}' /proc/$gw_pid/status)
+wait "$idle_pid" || true
+
 echo
+echo "RSS with 1,000 open idle mTLS connections: ${idle_rss} MB"
 echo "response body: $size bytes; duration ${dur}s per run; $(nproc) cores; $(uname -r)"
 printf '%-8s %-4s %5s %10s %8s %8s %8s %6s %6s  %s\n' server keep conc req/s p50ms p99ms p99.9ms cores rssMB 2xx
 for conc in $concurrencies; do
@@ -183,4 +191,5 @@ printf 'ratio credgate/nginx at c=%s (new connection per request): %.2f\n' "$con
 entries=$(curl -s "http://127.0.0.1:$gw_admin/metrics" | awk '/^credgate_audit_entries_total/ {print $2}')
 batches=$(curl -s "http://127.0.0.1:$gw_admin/metrics" | awk '/^credgate_audit_batches_total/ {print $2}')
 echo "audit: $entries entries committed in $batches group commits"
+echo "gateway peak RSS over the whole run (VmHWM): $(awk '/VmHWM/ {print int($2/1024)}' /proc/$gw_pid/status) MB"
 echo "raw results: $work"
