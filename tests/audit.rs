@@ -19,8 +19,6 @@ use credgate::audit::checkpoint::{Checkpoint, CheckpointSigner, CheckpointVerifi
 use credgate::audit::export::{decode_hash, encode_hash};
 use credgate::audit::merkle::{self, Hash};
 use credgate::store::Store;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 
 // ------------------------------------------------------------ helpers
@@ -46,49 +44,14 @@ async fn raw(
     path: &str,
     body: Option<Vec<u8>>,
 ) -> Result<Raw, String> {
-    let c = certs();
-    let (cert, key) = (
-        c.join(format!("{who}.pem")),
-        c.join(format!("{who}-key.pem")),
-    );
-    let tls = credgate::tls::client_config(&c.join("ca.pem"), Some((&cert, &key))).unwrap();
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let stream = tokio_rustls::TlsConnector::from(tls)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "localhost");
-    if body.is_some() {
-        req = req.header("content-type", "application/json");
-    }
-    let req = req
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))
-        .unwrap();
-    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
-    let status = resp.status().as_u16();
-    let headers = resp.headers().clone();
-    let bytes = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    let ctype = body.as_ref().map(|_| "application/json");
+    let r = Client::new(addr, Some(who))
+        .send(method, path, Bytes::from(body.unwrap_or_default()), ctype)
+        .await?;
     Ok(Raw {
-        status,
-        headers,
-        bytes,
+        status: r.status,
+        headers: r.headers,
+        bytes: r.bytes,
     })
 }
 

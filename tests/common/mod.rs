@@ -290,6 +290,8 @@ pub struct Resp {
     pub status: u16,
     pub body: Value,
     pub headers: hyper::HeaderMap,
+    /// The body as received (exports are not JSON).
+    pub bytes: Bytes,
 }
 
 impl Client {
@@ -356,6 +358,7 @@ impl Client {
             status,
             body,
             headers,
+            bytes,
         })
     }
 
