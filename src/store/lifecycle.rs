@@ -647,16 +647,12 @@ impl Store {
 
     /// What an objection concerns (for validating a resolution).
     pub async fn objection_target(&self, id: i64) -> Result<Option<ObjectionTarget>, StoreError> {
-        let row: Option<(i64, i64, String, String, String, String, String)> = dispatch!(self, p => {
-            sqlx::query_as(
-                "SELECT o.id, o.record_id, r.item, r.provider, o.subject_type, o.subject_id, o.status \
-                 FROM objections o JOIN records r ON r.id = o.record_id WHERE o.id = $1",
-            )
-            .bind(id)
-            .fetch_optional(p)
-            .await?
-        });
-        Ok(row.map(target))
+        self.step_target(
+            "SELECT a.id, a.record_id, r.item, r.provider, a.subject_type, a.subject_id, a.status \
+             FROM objections a JOIN records r ON r.id = a.record_id WHERE a.id = $1",
+            id,
+        )
+        .await
     }
 
     /// Answer an open objection (only the record's provider may). A
@@ -855,14 +851,22 @@ impl Store {
 
     /// What a repair application concerns.
     pub async fn repair_target(&self, id: i64) -> Result<Option<ObjectionTarget>, StoreError> {
+        self.step_target(
+            "SELECT a.id, a.record_id, r.item, r.provider, a.subject_type, a.subject_id, a.status \
+             FROM repairs a JOIN records r ON r.id = a.record_id WHERE a.id = $1",
+            id,
+        )
+        .await
+    }
+
+    /// The record an objection or repair application concerns.
+    async fn step_target(
+        &self,
+        sql: &'static str,
+        id: i64,
+    ) -> Result<Option<ObjectionTarget>, StoreError> {
         let row: Option<(i64, i64, String, String, String, String, String)> = dispatch!(self, p => {
-            sqlx::query_as(
-                "SELECT a.id, a.record_id, r.item, r.provider, a.subject_type, a.subject_id, a.status \
-                 FROM repairs a JOIN records r ON r.id = a.record_id WHERE a.id = $1",
-            )
-            .bind(id)
-            .fetch_optional(p)
-            .await?
+            sqlx::query_as(sql).bind(id).fetch_optional(p).await?
         });
         Ok(row.map(target))
     }
