@@ -57,6 +57,16 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Idle keep-alive connections are closed after this long.
     pub idle_timeout_ms: u64,
+    /// Once the first byte of a request head has arrived, the whole head
+    /// (request line and headers) must arrive within this long, on the
+    /// first request of a connection as on every keep-alive request; the
+    /// connection is then closed and the attempt audited.
+    pub header_timeout_ms: u64,
+    /// A request body must arrive within this long; otherwise 408
+    /// `body_timeout`, audited, and the connection is closed.
+    pub body_timeout_ms: u64,
+    /// Concurrent streams per HTTP/2 connection.
+    pub h2_max_streams: u32,
     /// Grace period for in-flight requests at shutdown.
     pub shutdown_grace_ms: u64,
     /// Identifies this gateway — the whole cluster, when several nodes serve
@@ -86,6 +96,9 @@ impl Default for ServerConfig {
             handshake_timeout_ms: 5_000,
             max_body_bytes: 1 << 20,
             idle_timeout_ms: 60_000,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            h2_max_streams: 128,
             shutdown_grace_ms: 10_000,
             gateway_id: "credgate-dev".into(),
             node_id: None,
@@ -233,6 +246,18 @@ impl Config {
         }
         if !(100..=60_000).contains(&s.handshake_timeout_ms) {
             return Err("server.handshake_timeout_ms must be between 100 and 60000".into());
+        }
+        for (what, v) in [
+            ("server.header_timeout_ms", s.header_timeout_ms),
+            ("server.body_timeout_ms", s.body_timeout_ms),
+            ("server.idle_timeout_ms", s.idle_timeout_ms),
+        ] {
+            if !(100..=600_000).contains(&v) {
+                return Err(format!("{what} must be between 100 and 600000"));
+            }
+        }
+        if !(1..=10_000).contains(&s.h2_max_streams) {
+            return Err("server.h2_max_streams must be between 1 and 10000".into());
         }
         if !(1024..=64 << 20).contains(&s.max_body_bytes) {
             return Err("server.max_body_bytes must be between 1 KiB and 64 MiB".into());

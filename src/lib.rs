@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod consent;
 pub mod devcerts;
 pub mod http;

@@ -381,7 +381,7 @@ async fn hostile_auditor_input_gets_stable_400s_and_is_audited() {
         ("auditor", "/v1/audit/search", br#"{"from":"yesterday"}"#.to_vec(), 400, "invalid_timestamp"),
         ("auditor", "/v1/audit/search", br#"{"from":"2026-02-30T00:00:00Z"}"#.to_vec(), 400, "invalid_timestamp"),
         ("auditor", "/v1/audit/search", br#"{"from":"2026-01-02T00:00:00Z","to":"2026-01-01T00:00:00Z"}"#.to_vec(), 400, "invalid_range"),
-        ("auditor", "/v1/audit/search", vec![b'['; 100_000], 400, "invalid_request"),
+        ("auditor", "/v1/audit/search", vec![b'['; 100_000], 400, "too_deep"),
         ("auditor", "/v1/audit/proof/inclusion", br#"{"seq":999}"#.to_vec(), 400, "invalid_range"),
         ("auditor", "/v1/audit/proof/inclusion", br#"{"seq":0,"tree_size":0}"#.to_vec(), 400, "invalid_range"),
         ("auditor", "/v1/audit/proof/inclusion", br#"{"seq":0,"tree_size":18446744073709551615}"#.to_vec(), 400, "invalid_range"),
