@@ -32,7 +32,6 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
-
 use crate::audit::anomaly::AnomalyLimits;
 use crate::audit::checkpoint::CheckpointSigner;
 use crate::audit::{self, AuditLog, SubjectHasher};

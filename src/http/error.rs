@@ -145,8 +145,9 @@ impl From<super::strict_json::StrictJsonError> for ApiError {
     fn from(e: super::strict_json::StrictJsonError) -> Self {
         use super::strict_json::StrictJsonError as E;
         match &e {
-            E::DuplicateKey { key } => ApiError::bad_request("duplicate_key", e.to_string())
-                .with(json!({ "key": key })),
+            E::DuplicateKey { key } => {
+                ApiError::bad_request("duplicate_key", e.to_string()).with(json!({ "key": key }))
+            }
             E::TooDeep => ApiError::bad_request("too_deep", e.to_string()),
             E::Syntax { .. } => ApiError::bad_request("malformed_json", e.to_string()),
         }

@@ -294,7 +294,11 @@ impl App {
     ///
     /// A panic in a handler is caught here and becomes a 500
     /// `internal_error` response with its entry, never a missing entry.
-    pub async fn handle(&self, caller: &Caller, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub async fn handle(
+        &self,
+        caller: &Caller,
+        mut req: Request<Incoming>,
+    ) -> Response<Full<Bytes>> {
         let request_id = self.request_id();
         let mut draft = AuditDraft {
             request_id: request_id.clone(),
@@ -331,8 +335,7 @@ impl App {
         // be parsed as the next request: close the connection after this
         // response. (hyper drops the header on HTTP/2, where streams end
         // independently.)
-        if has_body && !body_read.load(Ordering::Acquire) || status == StatusCode::REQUEST_TIMEOUT
-        {
+        if has_body && !body_read.load(Ordering::Acquire) || status == StatusCode::REQUEST_TIMEOUT {
             resp.headers_mut()
                 .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
         }
@@ -388,7 +391,10 @@ impl App {
         };
         let entry = self.entry(caller, draft, rejection.status, rejection.outcome);
         if self.append(&entry).await.is_err() {
-            tracing::error!(outcome = rejection.outcome, "rejected request could not be audited");
+            tracing::error!(
+                outcome = rejection.outcome,
+                "rejected request could not be audited"
+            );
         }
     }
 

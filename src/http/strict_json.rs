@@ -172,7 +172,10 @@ mod tests {
         let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
         check(ok.as_bytes()).unwrap();
         assert!(matches!(check(b"{"), Err(StrictJsonError::Syntax { .. })));
-        assert!(matches!(check(b"{} {}"), Err(StrictJsonError::Syntax { .. })));
+        assert!(matches!(
+            check(b"{} {}"),
+            Err(StrictJsonError::Syntax { .. })
+        ));
         assert!(matches!(
             check(b"{\"a\":\"\xff\"}"),
             Err(StrictJsonError::Syntax { .. })
