@@ -9,6 +9,8 @@ use serde_json::{Map, Value, json};
 
 use crate::audit::checkpoint::CheckpointSigner;
 use crate::config::Config;
+use crate::consent::token::KeyAlg;
+use crate::consent::tool;
 use crate::devcerts::{self, DevOrg};
 use crate::ids::SubjectType;
 use crate::ids::{CreditCode, SubjectId};
@@ -56,7 +58,7 @@ pub enum Command {
     },
     /// Consent tokens: issuer keys and token minting.
     #[command(subcommand)]
-    Consent(crate::consent::tool::ConsentCommand),
+    Consent(ConsentCommand),
     /// Audit log tooling: offline verification and exports.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -184,6 +186,118 @@ pub enum PolicyCommand {
         #[arg(long, default_value = "policies")]
         dir: PathBuf,
     },
+}
+
+/// `consent` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    /// Generate an issuer key pair: writes the PKCS#8 private key (mode 0600,
+    /// never overwriting) and prints the `[[issuer]]` block to pin in
+    /// `policies/consent.toml`.
+    Keygen {
+        /// Private key file to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// Signature algorithm the key is pinned to.
+        #[arg(long, default_value = "EdDSA", value_parser = ["EdDSA", "ES256"])]
+        alg: String,
+        /// Issuer name for the printed block.
+        #[arg(long, default_value = "CHANGE-ME-issuer")]
+        iss: String,
+        /// Key id for the printed block.
+        #[arg(long, default_value = "CHANGE-ME-kid")]
+        kid: String,
+    },
+    /// Sign a consent token and print it.
+    Issue(IssueArgs),
+}
+
+/// Options of `consent issue`.
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    /// Issuer private key (PKCS#8, Ed25519 or P-256; the algorithm follows the key).
+    #[arg(long)]
+    pub issuer_key: PathBuf,
+    /// Key id pinned for that key.
+    #[arg(long)]
+    pub kid: String,
+    /// Issuer name pinned for that key.
+    #[arg(long)]
+    pub iss: String,
+    /// Subject id (unified social credit code or resident ID number).
+    #[arg(long)]
+    pub sub: String,
+    /// Org code of the party allowed to use the consent.
+    #[arg(long)]
+    pub grantee: String,
+    /// Purpose consented to (`collection` for submissions).
+    #[arg(long)]
+    pub purpose: String,
+    /// Comma-separated field names, consent categories or item ids.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub scope: Vec<String>,
+    /// Lifetime in seconds from now.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl: u64,
+    /// Use limit.
+    #[arg(long)]
+    pub max_uses: Option<u32>,
+    /// Consent was given in writing (natural persons); needs --notice-text.
+    #[arg(long, requires = "notice_text")]
+    pub written: bool,
+    /// The adverse-consequence notice shown before consent; its SHA-256 goes
+    /// into the `notice` claim.
+    #[arg(long)]
+    pub notice_text: Option<String>,
+    /// Gateway id the token is addressed to (`server.gateway_id`).
+    #[arg(long, default_value = "credgate-dev")]
+    pub aud: String,
+    /// Token id (default: 128 random bits, hex).
+    #[arg(long)]
+    pub jti: Option<String>,
+}
+
+/// Run a `consent` subcommand.
+pub fn consent(cmd: ConsentCommand) -> Result<(), CliError> {
+    match cmd {
+        ConsentCommand::Keygen { out, alg, iss, kid } => {
+            let alg = match alg.as_str() {
+                "ES256" => KeyAlg::ES256,
+                _ => KeyAlg::EdDSA,
+            };
+            let block = tool::keygen(&out, alg, &iss, &kid).map_err(|e| CliError(e.0))?;
+            eprintln!(
+                "wrote {} (PKCS#8 private key: keep it secret)",
+                out.display()
+            );
+            print!("{block}");
+            Ok(())
+        }
+        ConsentCommand::Issue(a) => {
+            println!("{}", consent_issue(&a, crate::consent::now_unix())?);
+            Ok(())
+        }
+    }
+}
+
+/// Build and sign the token `a` describes, valid from `now`.
+pub fn consent_issue(a: &IssueArgs, now: u64) -> Result<String, CliError> {
+    let params = tool::IssueParams {
+        issuer_key: a.issuer_key.clone(),
+        kid: a.kid.clone(),
+        iss: a.iss.clone(),
+        sub: a.sub.clone(),
+        grantee: a.grantee.clone(),
+        purpose: a.purpose.clone(),
+        scope: a.scope.clone(),
+        ttl: a.ttl,
+        max_uses: a.max_uses,
+        written: a.written,
+        notice_text: a.notice_text.clone(),
+        aud: a.aud.clone(),
+        jti: a.jti.clone(),
+    };
+    tool::issue(&params, now).map_err(|e| CliError(e.0))
 }
 
 /// A command failure: message for stderr, exit code 1 (2 for usage).
@@ -688,7 +802,7 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), CliError> {
     let dev = crate::consent::dev::DevIssuer::ensure(&data).map_err(CliError)?;
     println!(
         "{}",
-        crate::consent::dev::example(&dev, &args.certs, args.listen)
+        crate::consent::dev::example(&dev, &args.certs, args.listen, &self_path())
     );
     if args.no_serve {
         return Ok(());

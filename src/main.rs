@@ -72,7 +72,7 @@ fn main() -> ExitCode {
             }) => cli::audit_export(&config, &out, &format)
                 .await
                 .map(|s| print!("{s}")),
-            Command::Consent(c) => credgate::consent::tool::run(c),
+            Command::Consent(c) => cli::consent(c),
         }
     });
     match result {

@@ -85,7 +85,8 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
 
 /// The quickstart's consent walk-through: mint a token with this issuer,
 /// use it, revoke it.
-pub fn example(dev: &DevIssuer, certs: &Path, listen: std::net::SocketAddr) -> String {
+/// `bin` is how the reader invokes credgate.
+pub fn example(dev: &DevIssuer, certs: &Path, listen: std::net::SocketAddr, bin: &str) -> String {
     let c = certs.display();
     let curl = |who: &str| {
         format!(
@@ -107,7 +108,6 @@ TOKEN=$({bin} consent issue --issuer-key {key} --kid {kid} --iss {iss} \
         iss = dev.iss,
         kid = dev.kid,
         key = dev.key_file.display(),
-        bin = crate::cli::self_path(),
         bank = curl("bank"),
         portal = curl("portal"),
     )

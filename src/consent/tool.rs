@@ -1,131 +1,86 @@
-//! `credgate consent …`: issuer key generation and token minting for
-//! development, integration testing and issuer operators trying the format.
-//! Real issuers run their own signing service; this is the reference.
+//! Issuer key generation and token minting for development, integration
+//! testing and issuer operators trying the format (`credgate consent
+//! keygen/issue`; the command line itself lives in `cli`). Real issuers run
+//! their own signing service; this is the reference.
 
-use std::path::PathBuf;
-
-use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
 
 use super::token::{self, ConsentClaims, KeyAlg};
-use crate::cli::CliError;
 
-/// `consent` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum ConsentCommand {
-    /// Generate an issuer key pair: writes the PKCS#8 private key (mode 0600,
-    /// never overwriting) and prints the `[[issuer]]` block to pin in
-    /// `policies/consent.toml`.
-    Keygen {
-        /// Private key file to create.
-        #[arg(long)]
-        out: PathBuf,
-        /// Signature algorithm the key is pinned to.
-        #[arg(long, default_value = "EdDSA", value_parser = ["EdDSA", "ES256"])]
-        alg: String,
-        /// Issuer name for the printed block.
-        #[arg(long, default_value = "CHANGE-ME-issuer")]
-        iss: String,
-        /// Key id for the printed block.
-        #[arg(long, default_value = "CHANGE-ME-kid")]
-        kid: String,
-    },
-    /// Sign a consent token and print it.
-    Issue(IssueArgs),
-}
+/// A tool failure, as a message for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ToolError(pub String);
 
-/// Options of `consent issue`.
-#[derive(Debug, Args)]
-pub struct IssueArgs {
+/// What to put in a consent token (`consent issue`).
+#[derive(Debug, Clone)]
+pub struct IssueParams {
     /// Issuer private key (PKCS#8, Ed25519 or P-256; the algorithm follows the key).
-    #[arg(long)]
     pub issuer_key: PathBuf,
     /// Key id pinned for that key.
-    #[arg(long)]
     pub kid: String,
     /// Issuer name pinned for that key.
-    #[arg(long)]
     pub iss: String,
     /// Subject id (unified social credit code or resident ID number).
-    #[arg(long)]
     pub sub: String,
     /// Org code of the party allowed to use the consent.
-    #[arg(long)]
     pub grantee: String,
     /// Purpose consented to (`collection` for submissions).
-    #[arg(long)]
     pub purpose: String,
-    /// Comma-separated field names, consent categories or item ids.
-    #[arg(long, value_delimiter = ',', required = true)]
+    /// Field names, consent categories or item ids.
     pub scope: Vec<String>,
     /// Lifetime in seconds from now.
-    #[arg(long, default_value_t = 3600)]
     pub ttl: u64,
     /// Use limit.
-    #[arg(long)]
     pub max_uses: Option<u32>,
-    /// Consent was given in writing (natural persons); needs --notice-text.
-    #[arg(long, requires = "notice_text")]
+    /// Consent was given in writing (natural persons).
     pub written: bool,
     /// The adverse-consequence notice shown before consent; its SHA-256 goes
     /// into the `notice` claim.
-    #[arg(long)]
     pub notice_text: Option<String>,
     /// Gateway id the token is addressed to (`server.gateway_id`).
-    #[arg(long, default_value = "credgate-dev")]
     pub aud: String,
     /// Token id (default: 128 random bits, hex).
-    #[arg(long)]
     pub jti: Option<String>,
 }
 
-/// Run a `consent` subcommand.
-pub fn run(cmd: ConsentCommand) -> Result<(), CliError> {
-    match cmd {
-        ConsentCommand::Keygen { out, alg, iss, kid } => {
-            let (alg, pkcs8) = match alg.as_str() {
-                "ES256" => (KeyAlg::ES256, token::generate_es256_pkcs8()),
-                _ => (KeyAlg::EdDSA, token::generate_ed25519_pkcs8()),
-            };
-            let pkcs8 = pkcs8.map_err(|e| CliError(e.to_string()))?;
-            let public = public_key(alg, &pkcs8)?;
-            super::dev::write_private(&out, &pkcs8).map_err(CliError)?;
-            eprintln!(
-                "wrote {} (PKCS#8 private key: keep it secret)",
-                out.display()
-            );
-            print!("{}", super::policy::issuer_block(&iss, &kid, alg, &public));
-            Ok(())
-        }
-        ConsentCommand::Issue(a) => {
-            println!("{}", issue(&a, super::now_unix())?);
-            Ok(())
-        }
+/// Generate an issuer key pair for `alg`: writes the PKCS#8 private key to
+/// `out` (mode 0600, never overwriting) and returns the `[[issuer]]` block
+/// to pin in `policies/consent.toml`.
+pub fn keygen(out: &Path, alg: KeyAlg, iss: &str, kid: &str) -> Result<String, ToolError> {
+    let pkcs8 = match alg {
+        KeyAlg::ES256 => token::generate_es256_pkcs8(),
+        KeyAlg::EdDSA => token::generate_ed25519_pkcs8(),
     }
+    .map_err(|e| ToolError(e.to_string()))?;
+    let public = public_key(alg, &pkcs8)?;
+    super::dev::write_private(out, &pkcs8).map_err(ToolError)?;
+    Ok(super::policy::issuer_block(iss, kid, alg, &public))
 }
 
-fn public_key(alg: KeyAlg, pkcs8: &[u8]) -> Result<Vec<u8>, CliError> {
+fn public_key(alg: KeyAlg, pkcs8: &[u8]) -> Result<Vec<u8>, ToolError> {
     match alg {
         KeyAlg::EdDSA => token::ed25519_public_from_pkcs8(pkcs8),
         KeyAlg::ES256 => token::es256_public_from_pkcs8(pkcs8),
     }
-    .map_err(|e| CliError(e.to_string()))
+    .map_err(|e| ToolError(e.to_string()))
 }
 
 /// Build and sign the token `a` describes, valid from `now`.
-pub fn issue(a: &IssueArgs, now: u64) -> Result<String, CliError> {
+pub fn issue(a: &IssueParams, now: u64) -> Result<String, ToolError> {
     let pkcs8 = std::fs::read(&a.issuer_key)
-        .map_err(|e| CliError(format!("{}: {e}", a.issuer_key.display())))?;
+        .map_err(|e| ToolError(format!("{}: {e}", a.issuer_key.display())))?;
     let alg = if token::ed25519_public_from_pkcs8(&pkcs8).is_ok() {
         KeyAlg::EdDSA
     } else if token::es256_public_from_pkcs8(&pkcs8).is_ok() {
         KeyAlg::ES256
     } else {
-        return Err(CliError(format!(
+        return Err(ToolError(format!(
             "{}: not an Ed25519 or P-256 PKCS#8 private key",
             a.issuer_key.display()
         )));
     };
-    let bad = |m: &str| Err(CliError(m.to_owned()));
+    let bad = |m: &str| Err(ToolError(m.to_owned()));
     if a.sub.len() != 18
         || !a
             .sub
@@ -148,7 +103,7 @@ pub fn issue(a: &IssueArgs, now: u64) -> Result<String, CliError> {
         None => {
             let mut b = [0u8; 16];
             ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
-                .map_err(|_| CliError("system random number generator failed".into()))?;
+                .map_err(|_| ToolError("system random number generator failed".into()))?;
             hex::encode(b)
         }
     };
@@ -170,5 +125,5 @@ pub fn issue(a: &IssueArgs, now: u64) -> Result<String, CliError> {
         written: a.written.then_some(true),
         notice: a.notice_text.as_deref().map(super::notice_hash),
     };
-    token::issue(&a.kid, alg, &pkcs8, &claims).map_err(|e| CliError(e.to_string()))
+    token::issue(&a.kid, alg, &pkcs8, &claims).map_err(|e| ToolError(e.to_string()))
 }

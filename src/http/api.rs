@@ -8,10 +8,11 @@ use serde_json::{Value, json};
 use super::dto::{
     MAX_BATCH_RECORDS, MAX_FIELD_NAME, MAX_QUERY_FIELDS, QueryRequest, SubmitRequest,
 };
-use super::error::json_error;
+use super::error::{json_error, submission_refused};
 use super::{ApiError, App, AuditDraft, Reply, lifecycle};
 use crate::ids::SubjectId;
-use crate::policy::{ConsentNeed, Decision, Organisation, Reason, ValueType};
+use crate::policy::submission::{SubmissionRefusal, SubmittedRecord};
+use crate::policy::{Decision, Organisation, Reason};
 use crate::store::NewRecord;
 
 /// How a requested field name is written to the log: the catalog name, the
@@ -229,74 +230,37 @@ pub(super) async fn submit(
             err.message = format!("record {i}: {}", err.message);
             err.with(json!({"record": i, "check": e.check()}))
         })?;
-        let Some((_, item)) = policy.item(&r.item) else {
-            return Err(ApiError::unprocessable(
-                "unknown_item",
-                format!("record {i}: item is not in the catalog"),
+        let accepted = policy
+            .check_submission(
+                &SubmittedRecord {
+                    subject: subject.kind(),
+                    item: &r.item,
+                    tier: r.tier.as_deref(),
+                    decision_date: r.decision_date.as_deref(),
+                    fields: &r.fields,
+                },
+                app.today(),
             )
-            .with(json!({"record": i, "item": r.item.chars().take(64).collect::<String>()})));
-        };
-        if item.subject != subject.kind() {
-            return Err(ApiError::unprocessable(
-                "subject_type_mismatch",
-                format!(
-                    "record {i}: item '{}' describes a {}",
-                    item.id,
-                    item.subject.as_str()
-                ),
-            )
-            .with(json!({"record": i, "item": item.id})));
-        }
-        let terms = lifecycle::submission_terms(app, i, item, &r)?;
-        if r.fields.is_empty() {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                format!("record {i} has no fields"),
-            )
-            .with(json!({"record": i})));
-        }
-        let mut personal = Vec::new();
-        for (name, value) in &r.fields {
-            let def = policy
-                .field(name)
-                .filter(|(_, f)| policy.items()[f.item].id == item.id);
-            let Some((_, def)) = def else {
-                draft.field(
-                    name.chars().take(64).collect(),
-                    "refused",
-                    "not_in_catalog",
-                    None,
-                );
-                return Err(ApiError::unprocessable(
-                    "unknown_field",
-                    format!("record {i}: '{name}' is not a field of item '{}'", item.id),
-                )
-                .with(json!({"record": i, "field": name.chars().take(64).collect::<String>()})));
-            };
-            if !type_ok(def.ty, value) {
-                return Err(ApiError::bad_request(
-                    "invalid_value",
-                    format!("record {i}: field '{name}' must be a {:?}", def.ty).to_lowercase(),
-                )
-                .with(json!({"record": i, "field": name, "expected": def.ty})));
-            }
-            if policy.class_of(def).consent == ConsentNeed::Personal {
-                personal.push(name.as_str());
-            }
-        }
+            .map_err(|e| {
+                if let SubmissionRefusal::UnknownField { field, .. } = &e {
+                    draft.field(field.clone(), "refused", "not_in_catalog", None);
+                }
+                submission_refused(&e, Some(i))
+            })?;
         consents.check(
             app,
             org,
             i,
             &subject,
-            &personal,
+            &accepted.personal,
             r.consent_token.as_deref(),
             draft,
         )?;
         subjects.insert(subject.clone());
+        let (item, terms) = (accepted.item.id.to_string(), accepted.terms);
         batch.push(NewRecord {
             subject,
-            item: item.id.to_string(),
+            item,
             provider: org.code.to_string(),
             data: r.fields,
             terms,
@@ -321,15 +285,4 @@ pub(super) async fn submit(
         body: json!({"accepted": ids.len(), "record_ids": ids}),
         raw: None,
     })
-}
-
-pub(super) fn type_ok(ty: ValueType, v: &Value) -> bool {
-    match ty {
-        ValueType::String => v.is_string(),
-        ValueType::Number => v.is_number(),
-        ValueType::Bool => v.is_boolean(),
-        ValueType::Date => v.as_str().is_some_and(|s| {
-            time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).is_ok()
-        }),
-    }
 }

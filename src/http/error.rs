@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use crate::audit::AuditError;
 use crate::audit::anomaly::QuotaExceeded;
 use crate::ids::IdError;
-use crate::store::StoreError;
+use crate::policy::lifecycle::TermsError;
+use crate::policy::submission::SubmissionRefusal;
+use crate::store::{Refusal, StoreError};
 
 /// A refusal with its wire representation.
 #[derive(Debug, Clone)]
@@ -171,4 +173,224 @@ pub fn json_error(e: &serde_json::Error) -> ApiError {
             format!("request does not match the schema: {e}"),
         ),
     }
+}
+
+/// Store refusals of lifecycle changes.
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::RecordNotFound => {
+                ApiError::not_found("record_not_found", "no such record for this subject")
+            }
+            Refusal::NotProvider => ApiError::forbidden(
+                "not_provider",
+                "only the department that provided the record may do this",
+            ),
+            Refusal::RecordState(s) => {
+                use crate::policy::lifecycle::RecordState as S;
+                let code = match s {
+                    S::Expired => "record_expired",
+                    S::Withdrawn => "record_withdrawn",
+                    S::Superseded => "record_superseded",
+                    S::Repaired => "already_repaired",
+                    S::Disputed => "objection_open",
+                    S::Active => "record_active",
+                };
+                ApiError::conflict(code, format!("the record is {}", s.as_str()))
+                    .with(json!({"state": s}))
+            }
+            Refusal::ObjectionOpen(id) => ApiError::conflict(
+                "objection_open",
+                "an objection on this record is already open",
+            )
+            .with(json!({"objection_id": id})),
+            Refusal::ObjectionNotFound => {
+                ApiError::not_found("objection_not_found", "no such objection")
+            }
+            Refusal::ObjectionClosed(status) => {
+                ApiError::conflict("objection_closed", "the objection was already resolved")
+                    .with(json!({"status": status}))
+            }
+            Refusal::RepairPending(id) => ApiError::conflict(
+                "repair_pending",
+                "a repair application for this record is already pending",
+            )
+            .with(json!({"repair_id": id})),
+            Refusal::RepairNotFound => {
+                ApiError::not_found("repair_not_found", "no such repair application")
+            }
+            Refusal::RepairClosed(status) => {
+                ApiError::conflict("repair_closed", "the application was already decided")
+                    .with(json!({"status": status}))
+            }
+            Refusal::RepairIneligible(crate::policy::lifecycle::RepairRefusal::NotNegative) => {
+                ApiError::unprocessable(
+                    "not_negative",
+                    "only negative (dishonesty) information can be repaired",
+                )
+            }
+            Refusal::RepairIneligible(crate::policy::lifecycle::RepairRefusal::TooEarly(d)) => {
+                ApiError::conflict(
+                    "repair_too_early",
+                    format!(
+                        "the minimum disclosure period has not passed; applications open on {}",
+                        crate::policy::lifecycle::format_date(d)
+                    ),
+                )
+                .with(json!({"opens_on": crate::policy::lifecycle::format_date(d)}))
+            }
+            Refusal::RepairIneligible(crate::policy::lifecycle::RepairRefusal::Expired) => {
+                ApiError::conflict(
+                    "record_expired",
+                    "the record is past its disclosure period and no longer shared",
+                )
+            }
+            Refusal::BlackListed(ids) => ApiError::conflict(
+                "conflict_black_listed",
+                "the subject is on a black list and cannot be red-listed (SPEC §2.9)",
+            )
+            .with(json!({"black_entries": ids})),
+            Refusal::AlreadyListed(id) => ApiError::conflict(
+                "already_listed",
+                "your department already has this subject on this list",
+            )
+            .with(json!({"entry_id": id})),
+            Refusal::BasisNotFound => ApiError::unprocessable(
+                "unknown_basis_record",
+                "basis_record_id is not a record of this subject",
+            ),
+            Refusal::EntryNotFound => {
+                ApiError::not_found("list_entry_not_found", "no such list entry")
+            }
+            Refusal::NotIssuer => ApiError::forbidden(
+                "not_issuer",
+                "only the issuing department may exit a list entry",
+            ),
+            Refusal::AlreadyExited => {
+                ApiError::conflict("already_exited", "the entry was already exited")
+            }
+            Refusal::ExitBeforeEffective(d) => ApiError::bad_request(
+                "invalid_exit_date",
+                "the exit date is before the entry took effect",
+            )
+            .with(json!({"effective_from": crate::policy::lifecycle::format_date(d)})),
+            Refusal::CheckNotFound => ApiError::not_found("check_not_found", "no such check"),
+            Refusal::NotCheckOwner => ApiError::forbidden(
+                "not_check_owner",
+                "only the department that ran the check reports its feedback",
+            ),
+            Refusal::FeedbackRecorded => ApiError::conflict(
+                "feedback_recorded",
+                "feedback for this check was already recorded",
+            ),
+        }
+    }
+}
+
+/// Submitted data the policy refused. `record` is the index of the record
+/// in a submission batch (`None` for an objection's correction): messages
+/// then start with `record {i}: ` and details carry `"record"`.
+pub fn submission_refused(e: &SubmissionRefusal, record: Option<usize>) -> ApiError {
+    let at = |msg: String| match record {
+        Some(i) => format!("record {i}: {msg}"),
+        None => msg,
+    };
+    let details = |mut d: serde_json::Map<String, Value>| {
+        if let Some(i) = record {
+            d.insert("record".into(), json!(i));
+        }
+        Value::Object(d)
+    };
+    let obj = |v: Value| match v {
+        Value::Object(m) => m,
+        _ => serde_json::Map::new(),
+    };
+    match e {
+        SubmissionRefusal::UnknownItem(item) => {
+            ApiError::unprocessable("unknown_item", at("item is not in the catalog".into()))
+                .with(details(obj(json!({"item": item}))))
+        }
+        SubmissionRefusal::SubjectTypeMismatch { item, describes } => ApiError::unprocessable(
+            "subject_type_mismatch",
+            at(format!("item '{item}' describes a {}", describes.as_str())),
+        )
+        .with(details(obj(json!({"item": item})))),
+        SubmissionRefusal::NotSubmittable(item) => ApiError::unprocessable(
+            "item_not_submittable",
+            at(format!(
+                "item '{item}' is derived from the red/black/focus lists; use POST /v1/lists/…"
+            )),
+        )
+        .with(details(obj(json!({"item": item})))),
+        SubmissionRefusal::Terms { item, error } => {
+            terms_refused(record.unwrap_or_default(), item, error)
+        }
+        SubmissionRefusal::NoFields => match record {
+            Some(i) => {
+                ApiError::bad_request("invalid_request", format!("record {i} has no fields"))
+                    .with(json!({"record": i}))
+            }
+            None => ApiError::bad_request(
+                "invalid_request",
+                "a correction carries the corrected record's fields",
+            ),
+        },
+        SubmissionRefusal::UnknownField { field, item } => ApiError::unprocessable(
+            "unknown_field",
+            at(format!("'{field}' is not a field of item '{item}'")),
+        )
+        .with(details(obj(json!({"field": field})))),
+        SubmissionRefusal::InvalidValue { field, expected } => ApiError::bad_request(
+            "invalid_value",
+            at(format!("field '{field}' must be a {}", expected.as_str())),
+        )
+        .with(details(obj(json!({"field": field, "expected": expected})))),
+        SubmissionRefusal::ConsentRequired(field) => ApiError::unprocessable(
+            "consent_required",
+            at(format!(
+                "'{field}' may be collected only with the person's written consent"
+            )),
+        )
+        .with(details(obj(json!({"field": field})))),
+    }
+}
+
+/// Refused lifecycle terms of record `i` of item `item`.
+fn terms_refused(i: usize, item: &str, e: &TermsError) -> ApiError {
+    let (code, msg, field) = match e {
+        TermsError::Missing => (
+            "lifecycle_terms_required",
+            format!(
+                "negative item '{item}' needs tier (minor, general, serious) and decision_date"
+            ),
+            None,
+        ),
+        TermsError::NotNegative => (
+            "lifecycle_terms_not_applicable",
+            format!("item '{item}' is not negative: omit tier and decision_date"),
+            None,
+        ),
+        TermsError::UnknownTier => (
+            "unknown_tier",
+            "tier must be minor, general or serious".to_owned(),
+            Some("tier".to_owned()),
+        ),
+        TermsError::BadDate => (
+            "invalid_date",
+            "decision_date must be a real YYYY-MM-DD date".to_owned(),
+            Some("decision_date".to_owned()),
+        ),
+        TermsError::FutureDate => (
+            "future_decision_date",
+            "decision_date is in the future".to_owned(),
+            Some("decision_date".to_owned()),
+        ),
+        TermsError::Mismatch(f) => (
+            "decision_date_mismatch",
+            format!("decision_date differs from the record's own '{f}'"),
+            Some(f.clone()),
+        ),
+    };
+    ApiError::bad_request(code, format!("record {i}: {msg}"))
+        .with(json!({"record": i, "item": item, "field": field}))
 }

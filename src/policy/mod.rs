@@ -23,6 +23,7 @@ pub mod load;
 pub mod mask;
 pub mod measures;
 pub mod prohibited;
+pub mod submission;
 
 use std::collections::HashMap;
 
@@ -588,3 +589,6 @@ impl Policy {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod testing;

@@ -9,9 +9,10 @@
 //! | `catalog.toml` | `[[classification]]` tags; `[[item]]` with `[[item.field]]` |
 //! | `grants.toml` | `[[grant]]` role × purpose × (class or field) → action |
 //! | `prohibited.toml` | `[[category]]` additions to the compiled-in floor |
-//! | `measures.toml` | `[[matter]]` and `[[measure]]`: the joint reward-and-punishment list ([`super::measures`]) |
+//! | `measures.toml` | `[[matter]]` and `[[measure]]`: the joint reward-and-punishment list ([`super::measures`], compiled by `load/measures.rs`) |
 //!
-//! catalog.toml also holds the lifecycle rules ([`super::lifecycle`]):
+//! catalog.toml also holds the lifecycle rules ([`super::lifecycle`], compiled by
+//! `load/lifecycle.rs`):
 //! `[[tier]]` disclosure periods, `[repair]` visibility, `[[view]]` bundles,
 //! and per negative item `default_tier`, `decision_date_field`,
 //! `repaired_visible_to`; `derived_from = "lists"` marks the list-status item.
@@ -34,8 +35,10 @@ use super::{
     Action, Classification, ConsentNeed, FieldDef, ItemDef, MaskKind, Organisation, Policy,
     PurposeDef, Role, ValueType,
 };
-use super::{lifecycle, measures};
 use crate::ids::{CreditCode, FieldName, ItemId, Purpose, SubjectType};
+
+mod lifecycle;
+mod measures;
 
 /// A policy file that cannot be accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]

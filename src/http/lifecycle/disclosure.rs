@@ -1,0 +1,86 @@
+//! The lifecycle parts of queries and submissions: views and their summary,
+//! records withheld by the lifecycle rules.
+
+use serde_json::{Map, Value, json};
+
+use super::input::record_field;
+use crate::http::{ApiError, App, AuditDraft};
+use crate::ids::SubjectId;
+use crate::policy::lifecycle::{RecordStatus, ViewDef, format_date};
+use crate::policy::{Permit, PurposeDef};
+use crate::store::{SharedRecord, WithheldRecord};
+
+/// Resolve `view` (if named) into `fields`, checking it fits the subject
+/// and purpose. Naming both a view and fields is an error.
+pub(in crate::http) fn expand_view<'a>(
+    app: &'a App,
+    view: Option<&str>,
+    fields: &mut Vec<String>,
+    subject: &SubjectId,
+    purpose: &PurposeDef,
+) -> Result<Option<&'a ViewDef>, ApiError> {
+    let Some(name) = view else {
+        return Ok(None);
+    };
+    let Some(v) = app.policy.view(name) else {
+        return Err(ApiError::bad_request("unknown_view", "view is not in the catalog")
+            .with(json!({"known": app.policy.views().iter().map(|v| v.id.as_str()).collect::<Vec<_>>()})));
+    };
+    if v.subject != subject.kind() {
+        return Err(ApiError::bad_request(
+            "view_subject_mismatch",
+            format!("view '{}' describes a {}", v.id, v.subject.as_str()),
+        ));
+    }
+    if v.purpose != purpose.name.as_str() {
+        return Err(ApiError::bad_request(
+            "view_purpose_mismatch",
+            format!("view '{}' is for purpose '{}'", v.id, v.purpose),
+        ));
+    }
+    if !fields.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "name either fields or a view, not both",
+        ));
+    }
+    fields.clone_from(&v.fields);
+    Ok(Some(v))
+}
+
+/// Log the records the lifecycle rules withheld from a query (never in the
+/// response: a caller must not learn that an expired record exists).
+pub(in crate::http) fn audit_withheld(draft: &mut AuditDraft, withheld: &[WithheldRecord]) {
+    for w in withheld {
+        draft.field(
+            record_field(w.record_id),
+            "withheld",
+            w.reason.as_str(),
+            Some(&w.item),
+        );
+    }
+}
+
+/// Add `view` and the view's `summary` (from released data only).
+pub(in crate::http) fn add_summary(
+    app: &App,
+    view: &ViewDef,
+    permit: &Permit,
+    records: &[SharedRecord],
+    reply: &mut Value,
+) {
+    let fields = app.policy.fields();
+    let released: Vec<&str> = permit
+        .fields()
+        .iter()
+        .map(|(i, _)| fields[*i].name.as_str())
+        .collect();
+    let rows: Vec<(&str, RecordStatus, &Map<String, Value>)> = records
+        .iter()
+        .map(|r| (r.item.as_str(), r.status, &r.fields))
+        .collect();
+    let mut summary = view.summarise(&app.policy, &released, &rows);
+    summary.insert("as_of".into(), json!(format_date(app.today())));
+    reply["view"] = json!(view.id);
+    reply["summary"] = Value::Object(summary);
+}

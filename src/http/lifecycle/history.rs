@@ -1,0 +1,39 @@
+//! `GET /v1/records/{id}/history`.
+
+use serde_json::json;
+
+use super::input::{record_field, stored_subject};
+use crate::http::{ApiError, App, AuditDraft, Reply};
+use crate::policy::Organisation;
+use crate::policy::Role;
+use crate::store::Refusal;
+
+pub(super) async fn history(
+    app: &App,
+    org: &Organisation,
+    id: i64,
+    draft: &mut AuditDraft,
+) -> Result<Reply, ApiError> {
+    let h = app
+        .store
+        .record_history(id, &app.policy, app.today())
+        .await?
+        .ok_or_else(|| ApiError::not_found("record_not_found", "no such record"))?;
+    let subject = stored_subject(&h.subject_type, &h.subject_id);
+    draft.subject = subject.clone();
+    let auditor = org.has_role(Role::Auditor);
+    if !auditor && h.provided_by != org.code.as_str() {
+        return Err(ApiError::from(Refusal::NotProvider));
+    }
+    draft.field(record_field(id), "history", h.state.as_str(), Some(&h.item));
+    let mut body = serde_json::to_value(&h).map_err(|_| ApiError::internal())?;
+    if auditor && let Some(obj) = body.as_object_mut() {
+        // Auditors never see clear subject ids: the keyed hash, as in the log.
+        obj.remove("subject_id");
+        obj.insert(
+            "subject_hash".into(),
+            json!(subject.map(|s| app.hasher.hash(&s))),
+        );
+    }
+    Ok(Reply::ok(body))
+}

@@ -1,0 +1,227 @@
+//! `POST /v1/objections`, `POST /v1/objections/{id}/resolution`,
+//! `GET /v1/objections/overdue`.
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::input::{body_id, opt_text, parse_body, record_field, stored_subject, subject, text};
+use crate::audit::now_rfc3339;
+use crate::http::dto::SubjectDto;
+use crate::http::error::submission_refused;
+use crate::http::{ApiError, App, AuditDraft, Reply};
+use crate::policy::Organisation;
+use crate::policy::Role;
+use crate::policy::lifecycle::{RecordTerms, format_date, parse_date};
+use crate::policy::submission::SubmissionRefusal;
+use crate::store::Refusal;
+use crate::store::{Application, Resolution, Step};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ApplicationRequest {
+    pub(super) subject: SubjectDto,
+    pub(super) record_id: i64,
+    pub(super) grounds: String,
+}
+
+pub(super) async fn file_objection(
+    app: &App,
+    org: &Organisation,
+    body: &Bytes,
+    draft: &mut AuditDraft,
+) -> Result<Reply, ApiError> {
+    let req: ApplicationRequest = parse_body(app, body, draft)?;
+    let subject = subject(&req.subject, draft)?;
+    let record_id = body_id("record_id", req.record_id)?;
+    let grounds = text("grounds", &req.grounds)?;
+    let filed = app
+        .store
+        .file_objection(
+            Application {
+                subject: &subject,
+                record_id,
+                by: org.code.as_str(),
+                grounds,
+                request_id: &draft.request_id,
+            },
+            &app.policy,
+            app.today(),
+        )
+        .await?
+        .map_err(ApiError::from)?;
+    let (id, o) = (filed.objection_id, filed);
+    draft.field(
+        record_field(record_id),
+        "disputed",
+        "objection_filed",
+        Some(&o.item),
+    );
+    Ok(Reply {
+        status: StatusCode::CREATED,
+        body: json!({
+            "objection_id": id, "record_id": record_id, "item": o.item, "status": "open",
+            "filed_on": o.filed_on, "due_on": o.due_on,
+        }),
+        raw: None,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolutionRequest {
+    outcome: String,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    fields: Option<Map<String, Value>>,
+    #[serde(default)]
+    tier: Option<String>,
+    #[serde(default)]
+    decision_date: Option<String>,
+}
+
+pub(super) async fn resolve_objection(
+    app: &App,
+    org: &Organisation,
+    id: i64,
+    body: &Bytes,
+    draft: &mut AuditDraft,
+) -> Result<Reply, ApiError> {
+    let req: ResolutionRequest = parse_body(app, body, draft)?;
+    let note = opt_text("note", req.note.as_deref())?;
+    let t = app
+        .store
+        .objection_target(id)
+        .await?
+        .ok_or_else(|| ApiError::from(Refusal::ObjectionNotFound))?;
+    draft.subject = stored_subject(&t.subject_type, &t.subject_id);
+    if t.provider != org.code.as_str() {
+        return Err(ApiError::from(Refusal::NotProvider));
+    }
+    if t.status != "open" {
+        return Err(ApiError::from(Refusal::ObjectionClosed(t.status)));
+    }
+    let has_correction = req.fields.is_some() || req.tier.is_some() || req.decision_date.is_some();
+    let resolution = match req.outcome.as_str() {
+        "corrected" => {
+            let data = req.fields.unwrap_or_default();
+            let terms = correction(app, &t.item, &data, req.tier, req.decision_date, draft)?;
+            Resolution::Corrected { data, terms }
+        }
+        "upheld" | "withdrawn" if has_correction => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "fields, tier and decision_date belong to a correction only",
+            ));
+        }
+        "upheld" => Resolution::Upheld,
+        "withdrawn" => Resolution::Withdrawn,
+        _ => {
+            return Err(ApiError::bad_request(
+                "unknown_outcome",
+                "outcome must be corrected, upheld or withdrawn",
+            ));
+        }
+    };
+    let now = now_rfc3339();
+    let new_id = app
+        .store
+        .resolve_objection(
+            Step {
+                id,
+                org: org.code.as_str(),
+                note,
+                request_id: &draft.request_id,
+                now: &now,
+                today: app.today(),
+            },
+            &resolution,
+        )
+        .await?
+        .map_err(ApiError::from)?;
+    let reason = match resolution {
+        Resolution::Corrected { .. } => "superseded",
+        Resolution::Upheld => "objection_upheld",
+        Resolution::Withdrawn => "withdrawn",
+    };
+    draft.field(
+        record_field(t.record_id),
+        resolution.as_str(),
+        reason,
+        Some(&t.item),
+    );
+    if let Some(n) = new_id {
+        draft.field(record_field(n), "accepted", "correction", Some(&t.item));
+        draft.records = 1;
+    }
+    let mut body =
+        json!({"objection_id": id, "record_id": t.record_id, "status": resolution.as_str()});
+    if let Some(n) = new_id {
+        body["new_record_id"] = json!(n);
+    }
+    Ok(Reply::ok(body))
+}
+
+/// Validate a corrected version like a submission of the same item (see
+/// [`Policy::check_correction`](crate::policy::Policy::check_correction)).
+fn correction(
+    app: &App,
+    item: &str,
+    data: &Map<String, Value>,
+    tier: Option<String>,
+    decision_date: Option<String>,
+    draft: &mut AuditDraft,
+) -> Result<Option<RecordTerms>, ApiError> {
+    app.policy
+        .check_correction(
+            item,
+            data,
+            tier.as_deref(),
+            decision_date.as_deref(),
+            app.today(),
+        )
+        .map_err(|e| {
+            match &e {
+                SubmissionRefusal::UnknownField { field, .. } => {
+                    draft.field(field.clone(), "refused", "not_in_catalog", None);
+                }
+                SubmissionRefusal::ConsentRequired(field) => {
+                    draft.field(field.clone(), "refused", "consent_required", None);
+                }
+                _ => {}
+            }
+            // Refused terms keep the record index 0 they have always had.
+            let record = matches!(e, SubmissionRefusal::Terms { .. }).then_some(0);
+            submission_refused(&e, record)
+        })
+}
+
+pub(super) async fn overdue(app: &App, org: &Organisation) -> Result<Reply, ApiError> {
+    let today = app.today();
+    // Auditors oversee every provider and see subjects only as keyed hashes
+    // (as in the audit log); a department sees its own records' objections.
+    let auditor = org.has_role(Role::Auditor);
+    let provider = (!auditor).then(|| org.code.as_str());
+    let rows = app.store.overdue_objections(provider, today).await?;
+    let list: Vec<Value> = rows
+        .into_iter()
+        .map(|o| {
+            let days = parse_date(&o.due_on).map(|d| (today - d).whole_days());
+            let subject = match (auditor, stored_subject(&o.subject_type, &o.subject_id)) {
+                (true, Some(s)) => json!({"type": o.subject_type, "hash": app.hasher.hash(&s)}),
+                (true, None) => json!({"type": o.subject_type}),
+                (false, _) => json!({"type": o.subject_type, "id": o.subject_id}),
+            };
+            json!({
+                "objection_id": o.objection_id, "record_id": o.record_id, "item": o.item,
+                "provider": o.provider, "subject": subject, "filed_on": o.filed_on,
+                "due_on": o.due_on, "days_overdue": days,
+            })
+        })
+        .collect();
+    Ok(Reply::ok(
+        json!({"as_of": format_date(today), "overdue": list}),
+    ))
+}

@@ -1,0 +1,105 @@
+//! `POST /v1/repairs`, `POST /v1/repairs/{id}/decision`.
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::input::{body_id, opt_text, parse_body, record_field, stored_subject, subject, text};
+use super::objections::ApplicationRequest;
+use crate::audit::now_rfc3339;
+use crate::http::{ApiError, App, AuditDraft, Reply};
+use crate::policy::Organisation;
+use crate::policy::lifecycle::format_date;
+use crate::store::{Application, Step};
+
+pub(super) async fn apply_repair(
+    app: &App,
+    org: &Organisation,
+    body: &Bytes,
+    draft: &mut AuditDraft,
+) -> Result<Reply, ApiError> {
+    let req: ApplicationRequest = parse_body(app, body, draft)?;
+    let subject = subject(&req.subject, draft)?;
+    let record_id = body_id("record_id", req.record_id)?;
+    let grounds = text("grounds", &req.grounds)?;
+    let (id, terms) = app
+        .store
+        .apply_repair(
+            Application {
+                subject: &subject,
+                record_id,
+                by: org.code.as_str(),
+                grounds,
+                request_id: &draft.request_id,
+            },
+            &app.policy,
+            app.today(),
+        )
+        .await?
+        .map_err(ApiError::from)?;
+    draft.field(record_field(record_id), "applied", "repair_applied", None);
+    Ok(Reply {
+        status: StatusCode::CREATED,
+        body: json!({"repair_id": id, "record_id": record_id, "status": "pending", "terms": terms}),
+        raw: None,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionRequest {
+    decision: String,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+pub(super) async fn decide_repair(
+    app: &App,
+    org: &Organisation,
+    id: i64,
+    body: &Bytes,
+    draft: &mut AuditDraft,
+) -> Result<Reply, ApiError> {
+    let req: DecisionRequest = parse_body(app, body, draft)?;
+    let approve = match req.decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        _ => {
+            return Err(ApiError::bad_request(
+                "unknown_decision",
+                "decision must be approve or reject",
+            ));
+        }
+    };
+    let note = opt_text("note", req.note.as_deref())?;
+    let today = app.today();
+    let now = now_rfc3339();
+    let t = app
+        .store
+        .decide_repair(
+            Step {
+                id,
+                org: org.code.as_str(),
+                note,
+                request_id: &draft.request_id,
+                now: &now,
+                today,
+            },
+            approve,
+        )
+        .await?
+        .map_err(ApiError::from)?;
+    draft.subject = stored_subject(&t.subject_type, &t.subject_id);
+    let (status, reason) = if approve {
+        ("approved", "repaired")
+    } else {
+        ("rejected", "repair_rejected")
+    };
+    draft.field(record_field(t.record_id), status, reason, Some(&t.item));
+    let mut body = json!({"repair_id": id, "record_id": t.record_id, "status": status});
+    if approve {
+        body["repaired_on"] = json!(format_date(today));
+    }
+    Ok(Reply::ok(body))
+}

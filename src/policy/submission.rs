@@ -1,0 +1,238 @@
+//! Write-path decisions on submitted data: whether a record (a submission or
+//! an objection's correction) fits its catalog item — the item exists and
+//! describes this subject type, it may be submitted at all, every field
+//! belongs to it with its declared type, the lifecycle terms are valid —
+//! and which of its fields need the person's collection consent.
+//!
+//! The consent itself (a verified token) is checked by the consent layer;
+//! this module only says which fields need one.
+
+use serde_json::{Map, Value};
+use time::Date;
+
+use super::lifecycle::{RecordTerms, TermsError};
+use super::{ConsentNeed, ItemDef, Policy, ValueType};
+use crate::ids::SubjectType;
+
+/// Longest name of an unknown item or field repeated back to a client.
+pub const SHOWN_NAME: usize = 64;
+
+impl ValueType {
+    /// Whether `v` is a value of this type. Dates are `YYYY-MM-DD`.
+    pub fn accepts(self, v: &Value) -> bool {
+        match self {
+            ValueType::String => v.is_string(),
+            ValueType::Number => v.is_number(),
+            ValueType::Bool => v.is_boolean(),
+            ValueType::Date => v.as_str().is_some_and(|s| {
+                time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+                    .is_ok()
+            }),
+        }
+    }
+
+    /// Lower-case name, as in error messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValueType::String => "string",
+            ValueType::Number => "number",
+            ValueType::Bool => "bool",
+            ValueType::Date => "date",
+        }
+    }
+}
+
+/// One record as submitted (`POST /v1/records`).
+#[derive(Clone, Copy, Debug)]
+pub struct SubmittedRecord<'a> {
+    /// Type of the (already validated) subject.
+    pub subject: SubjectType,
+    /// Catalog item id as sent.
+    pub item: &'a str,
+    /// Tier as sent.
+    pub tier: Option<&'a str>,
+    /// Decision date as sent.
+    pub decision_date: Option<&'a str>,
+    /// The record's fields.
+    pub fields: &'a Map<String, Value>,
+}
+
+/// A record the policy accepts, pending its collection consent.
+#[derive(Clone, Debug)]
+pub struct AcceptedRecord<'p, 'a> {
+    /// Its catalog item.
+    pub item: &'p ItemDef,
+    /// Tier and decision date; `Some` exactly for negative items.
+    pub terms: Option<RecordTerms>,
+    /// Fields that may be collected only with the person's written
+    /// consent, in submission order.
+    pub personal: Vec<&'a str>,
+}
+
+/// Why submitted data is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubmissionRefusal {
+    /// The item is not in the catalog (its name, truncated).
+    #[error("item is not in the catalog")]
+    UnknownItem(String),
+    /// The item describes another subject type.
+    #[error("item '{item}' describes a {}", .describes.as_str())]
+    SubjectTypeMismatch {
+        /// Item id.
+        item: String,
+        /// What it describes.
+        describes: SubjectType,
+    },
+    /// The item is derived from the lists and never submitted.
+    #[error("item '{0}' is derived from the red/black/focus lists")]
+    NotSubmittable(String),
+    /// Tier or decision date refused.
+    #[error("lifecycle terms of item '{item}' refused: {error:?}")]
+    Terms {
+        /// Item id.
+        item: String,
+        /// What is wrong.
+        error: TermsError,
+    },
+    /// The record has no fields.
+    #[error("the record has no fields")]
+    NoFields,
+    /// A field that is not a field of the item (name truncated).
+    #[error("'{field}' is not a field of item '{item}'")]
+    UnknownField {
+        /// Field name, at most [`SHOWN_NAME`] characters.
+        field: String,
+        /// Item id.
+        item: String,
+    },
+    /// A value of the wrong type.
+    #[error("field '{field}' must be a {}", .expected.as_str())]
+    InvalidValue {
+        /// Field name.
+        field: String,
+        /// Declared type.
+        expected: ValueType,
+    },
+    /// A consent-classified field where no collection consent can be given
+    /// (a correction).
+    #[error("'{0}' may be collected only with the person's written consent")]
+    ConsentRequired(String),
+}
+
+/// `name` cut to [`SHOWN_NAME`] characters.
+pub fn shown(name: &str) -> String {
+    name.chars().take(SHOWN_NAME).collect()
+}
+
+impl Policy {
+    /// Decide on one submitted record, in this order: the item exists,
+    /// describes the subject's type and is not list-derived; the lifecycle
+    /// terms are valid for it on `today`; the record has fields, each a
+    /// field of the item with its declared type. Consent-classified fields
+    /// are returned in [`AcceptedRecord::personal`]: they need a collection
+    /// consent, which the consent layer verifies.
+    pub fn check_submission<'p, 'a>(
+        &'p self,
+        r: &SubmittedRecord<'a>,
+        today: Date,
+    ) -> Result<AcceptedRecord<'p, 'a>, SubmissionRefusal> {
+        let Some((_, item)) = self.item(r.item) else {
+            return Err(SubmissionRefusal::UnknownItem(shown(r.item)));
+        };
+        if item.subject != r.subject {
+            return Err(SubmissionRefusal::SubjectTypeMismatch {
+                item: item.id.to_string(),
+                describes: item.subject,
+            });
+        }
+        if self.list_item_fields(item.id.as_str()).is_some() {
+            return Err(SubmissionRefusal::NotSubmittable(item.id.to_string()));
+        }
+        let terms = self
+            .check_terms(item.id.as_str(), r.tier, r.decision_date, r.fields, today)
+            .map_err(|error| SubmissionRefusal::Terms {
+                item: item.id.to_string(),
+                error,
+            })?;
+        if r.fields.is_empty() {
+            return Err(SubmissionRefusal::NoFields);
+        }
+        let personal = self.check_fields(item, r.fields, true)?;
+        Ok(AcceptedRecord {
+            item,
+            terms,
+            personal,
+        })
+    }
+
+    /// Decide on the corrected version of a record of `item` (an objection
+    /// answered `corrected`): fields as for a submission, but no
+    /// consent-classified field (a correction carries no consent), and terms
+    /// only if given (`None`: the old record's are kept).
+    pub fn check_correction(
+        &self,
+        item: &str,
+        fields: &Map<String, Value>,
+        tier: Option<&str>,
+        decision_date: Option<&str>,
+        today: Date,
+    ) -> Result<Option<RecordTerms>, SubmissionRefusal> {
+        if fields.is_empty() {
+            return Err(SubmissionRefusal::NoFields);
+        }
+        let Some((_, def)) = self.item(item) else {
+            // A stored record whose item has left the catalog: none of its
+            // fields is a catalog field any more.
+            let first = fields.keys().next().map(String::as_str).unwrap_or_default();
+            return Err(SubmissionRefusal::UnknownField {
+                field: shown(first),
+                item: item.to_owned(),
+            });
+        };
+        self.check_fields(def, fields, false)?;
+        if tier.is_none() && decision_date.is_none() {
+            return Ok(None);
+        }
+        self.check_terms(item, tier, decision_date, fields, today)
+            .map_err(|error| SubmissionRefusal::Terms {
+                item: item.to_owned(),
+                error,
+            })
+    }
+
+    /// Every field of `data` is a field of `item` with its declared type;
+    /// consent-classified ones are returned, or refused unless
+    /// `consent_possible`. The first offending field, in order, decides.
+    fn check_fields<'a>(
+        &self,
+        item: &ItemDef,
+        data: &'a Map<String, Value>,
+        consent_possible: bool,
+    ) -> Result<Vec<&'a str>, SubmissionRefusal> {
+        let mut personal = Vec::new();
+        for (name, value) in data {
+            let def = self
+                .field(name)
+                .filter(|(_, f)| self.items[f.item].id == item.id);
+            let Some((_, def)) = def else {
+                return Err(SubmissionRefusal::UnknownField {
+                    field: shown(name),
+                    item: item.id.to_string(),
+                });
+            };
+            if !def.ty.accepts(value) {
+                return Err(SubmissionRefusal::InvalidValue {
+                    field: name.clone(),
+                    expected: def.ty,
+                });
+            }
+            if self.class_of(def).consent == ConsentNeed::Personal {
+                if !consent_possible {
+                    return Err(SubmissionRefusal::ConsentRequired(name.clone()));
+                }
+                personal.push(name.as_str());
+            }
+        }
+        Ok(personal)
+    }
+}

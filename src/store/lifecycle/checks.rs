@@ -1,0 +1,205 @@
+//! 应查必查 checks: their inputs, results and feedback.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use serde_json::Value;
+use time::Date;
+
+use super::lists::ListEntryView;
+use super::{RecordRow, Refusal};
+use crate::ids::SubjectId;
+use crate::policy::Policy;
+use crate::policy::lifecycle::{ListKind, RecordState, Terms, format_date};
+use crate::store::{Backend, Store, StoreError};
+
+/// A record of the subject with its state (no field values).
+#[derive(Debug, Clone, Serialize)]
+pub struct SubjectRecord {
+    /// Record id.
+    pub record_id: i64,
+    /// Item.
+    pub item: String,
+    /// Provider.
+    pub provided_by: String,
+    /// State today.
+    pub state: RecordState,
+    /// Terms, for negative records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub terms: Option<Terms>,
+}
+
+/// What a check needs to know about a subject.
+#[derive(Debug, Clone, Default)]
+pub struct CheckInputs {
+    /// List entries in force today.
+    pub entries: Vec<ListEntryView>,
+    /// Negative records that are neither withdrawn nor superseded.
+    pub negative: Vec<SubjectRecord>,
+}
+
+/// A stored check.
+#[derive(Debug, Clone)]
+pub struct CheckRow {
+    /// Department that ran it.
+    pub org: String,
+    /// Its result JSON.
+    pub result: Value,
+    /// Feedback JSON, once given.
+    pub feedback: Option<Value>,
+}
+
+impl Store {
+    /// What a 应查必查 check needs: list entries in force with the state of
+    /// their basis record (following corrections to the latest version),
+    /// and the subject's negative records that are still on file.
+    pub async fn check_inputs(
+        &self,
+        subject: &SubjectId,
+        policy: &Policy,
+        today: Date,
+    ) -> Result<CheckInputs, StoreError> {
+        let rows: Vec<RecordRow> = dispatch!(self, p => {
+            sqlx::query_as(record_select!("WHERE r.subject_id = $1 AND r.subject_type = $2 ORDER BY r.id"))
+                .bind(subject.id())
+                .bind(subject.kind().as_str())
+                .fetch_all(p)
+                .await?
+        });
+        let mut states: HashMap<i64, (RecordState, Option<i64>)> = HashMap::new();
+        let mut negative = Vec::new();
+        for row in &rows {
+            let data = row.data()?;
+            let facts = row.facts(&data);
+            let state = policy.record_state(&facts, today);
+            states.insert(row.id, (state, row.superseded_by));
+            if let Some(terms) = policy.terms(&facts)
+                && !matches!(state, RecordState::Withdrawn | RecordState::Superseded)
+            {
+                negative.push(SubjectRecord {
+                    record_id: row.id,
+                    item: row.item.clone(),
+                    provided_by: row.provider.clone(),
+                    state,
+                    terms: Some(terms),
+                });
+            }
+        }
+        let latest = |mut id: i64| {
+            for _ in 0..32 {
+                match states.get(&id) {
+                    Some((RecordState::Superseded, Some(next))) => id = *next,
+                    _ => break,
+                }
+            }
+            (id, states.get(&id).map(|s| s.0))
+        };
+        let entries = self
+            .lists_in_force(subject, today)
+            .await?
+            .into_iter()
+            .map(|(entry_id, list, issuer, basis, basis_record, from, to)| {
+                let (basis_record_id, basis_state) = match basis_record.map(latest) {
+                    Some((id, state)) => (Some(id), state),
+                    None => (None, None),
+                };
+                let list = ListKind::parse(&list).ok_or_else(|| {
+                    StoreError::Corrupt(format!("list entry {entry_id}: list '{list}'"))
+                })?;
+                Ok(ListEntryView {
+                    entry_id,
+                    list,
+                    issuer,
+                    basis,
+                    basis_record_id,
+                    basis_state,
+                    effective_from: from,
+                    effective_to: to,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(CheckInputs { entries, negative })
+    }
+
+    /// Store a check and its result; returns its id.
+    pub async fn insert_check(
+        &self,
+        org: &str,
+        subject: &SubjectId,
+        matter: &str,
+        today: Date,
+        result: &Value,
+        request_id: &str,
+    ) -> Result<i64, StoreError> {
+        dispatch!(self, p => {
+            Ok(sqlx::query_scalar(
+                "INSERT INTO checks (org, subject_type, subject_id, matter, checked_on, result, request_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            )
+            .bind(org)
+            .bind(subject.kind().as_str())
+            .bind(subject.id())
+            .bind(matter)
+            .bind(format_date(today))
+            .bind(result.to_string())
+            .bind(request_id)
+            .fetch_one(p)
+            .await?)
+        })
+    }
+
+    /// A stored check.
+    pub async fn check(&self, id: i64) -> Result<Option<CheckRow>, StoreError> {
+        let row: Option<(String, String, Option<String>)> = dispatch!(self, p => {
+            sqlx::query_as("SELECT org, result, feedback FROM checks WHERE id = $1")
+                .bind(id)
+                .fetch_optional(p)
+                .await?
+        });
+        let Some((org, result, feedback)) = row else {
+            return Ok(None);
+        };
+        let parse = |s: &str| {
+            serde_json::from_str::<Value>(s)
+                .map_err(|_| StoreError::Corrupt(format!("check {id} holds invalid JSON")))
+        };
+        Ok(Some(CheckRow {
+            org,
+            result: parse(&result)?,
+            feedback: feedback.as_deref().map(parse).transpose()?,
+        }))
+    }
+
+    /// Record a department's feedback on its check, once.
+    pub async fn check_feedback(
+        &self,
+        id: i64,
+        org: &str,
+        feedback: &Value,
+        request_id: &str,
+        now: &str,
+    ) -> Result<Result<(), Refusal>, StoreError> {
+        let n = dispatch!(self, p => {
+            sqlx::query(
+                "UPDATE checks SET feedback = $1, feedback_at = $2, feedback_request = $3 \
+                 WHERE id = $4 AND org = $5 AND feedback IS NULL",
+            )
+            .bind(feedback.to_string())
+            .bind(now)
+            .bind(request_id)
+            .bind(id)
+            .bind(org)
+            .execute(p)
+            .await?
+            .rows_affected()
+        });
+        if n == 1 {
+            return Ok(Ok(()));
+        }
+        Ok(Err(match self.check(id).await? {
+            None => Refusal::CheckNotFound,
+            Some(c) if c.org != org => Refusal::NotCheckOwner,
+            Some(_) => Refusal::FeedbackRecorded,
+        }))
+    }
+}

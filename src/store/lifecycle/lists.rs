@@ -1,0 +1,241 @@
+//! Red/black/focus list entries (红黑名单): adding, exiting, in force.
+
+use serde::Serialize;
+use time::Date;
+
+use super::Refusal;
+use crate::ids::SubjectId;
+use crate::policy::lifecycle::{ListKind, RecordState, format_date, parse_date};
+use crate::store::{Backend, Store, StoreError};
+
+/// A new list entry.
+#[derive(Debug, Clone)]
+pub struct NewListEntry<'a> {
+    /// Which list.
+    pub list: ListKind,
+    /// Whom.
+    pub subject: &'a SubjectId,
+    /// Issuing department.
+    pub issuer: &'a str,
+    /// Legal basis / decision text.
+    pub basis: &'a str,
+    /// The record the listing is based on, if any.
+    pub basis_record_id: Option<i64>,
+    /// First day in force.
+    pub effective_from: Date,
+    /// First day no longer in force, if planned.
+    pub effective_to: Option<Date>,
+    /// Request id (audit correlation).
+    pub request_id: &'a str,
+    /// RFC 3339 now.
+    pub now: &'a str,
+}
+
+/// Result of adding a list entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListAdded {
+    /// The new entry.
+    pub entry_id: i64,
+    /// Red entries exited in the same transaction (black listing only).
+    pub removed_red: Vec<i64>,
+}
+
+/// A list entry in force, as a check reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListEntryView {
+    /// Entry id.
+    pub entry_id: i64,
+    /// Which list.
+    pub list: ListKind,
+    /// Issuing department.
+    pub issuer: String,
+    /// Legal basis text.
+    pub basis: String,
+    /// Basis record (latest version).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basis_record_id: Option<i64>,
+    /// State of the basis record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub basis_state: Option<RecordState>,
+    /// First day in force.
+    pub effective_from: String,
+    /// First day no longer in force.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effective_to: Option<String>,
+}
+
+pub(super) type ListRow = (
+    i64,
+    String,
+    String,
+    String,
+    Option<i64>,
+    String,
+    Option<String>,
+);
+
+impl Store {
+    /// List entries of `subject` in force on `today`.
+    pub(super) async fn lists_in_force(
+        &self,
+        subject: &SubjectId,
+        today: Date,
+    ) -> Result<Vec<ListRow>, StoreError> {
+        let today = format_date(today);
+        Ok(dispatch!(self, p => {
+            sqlx::query_as(
+                "SELECT id, list, issuer, basis, basis_record_id, effective_from, effective_to \
+                 FROM list_entries WHERE subject_id = $1 AND subject_type = $2 \
+                 AND exited_on IS NULL AND effective_from <= $3 \
+                 AND (effective_to IS NULL OR effective_to > $3) ORDER BY id",
+            )
+            .bind(subject.id())
+            .bind(subject.kind().as_str())
+            .bind(&today)
+            .fetch_all(p)
+            .await?
+        }))
+    }
+
+    /// Add a list entry. Black listing exits the subject's red entries in the
+    /// same transaction; red listing a subject with a black entry in force
+    /// (or scheduled) is refused (SPEC §2.9).
+    pub async fn add_list_entry(
+        &self,
+        e: &NewListEntry<'_>,
+        today: Date,
+    ) -> Result<Result<ListAdded, Refusal>, StoreError> {
+        let today = format_date(today);
+        let (kind, id) = (e.subject.kind().as_str(), e.subject.id());
+        dispatch!(self, p => {
+            let mut tx = p.begin().await?;
+            lock_subject!(tx, kind, id);
+            if let Some(basis) = e.basis_record_id {
+                let found: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM records WHERE id = $1 AND subject_id = $2 AND subject_type = $3",
+                )
+                .bind(basis)
+                .bind(id)
+                .bind(kind)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if found.is_none() {
+                    return Ok(Err(Refusal::BasisNotFound));
+                }
+            }
+            // Entries not exited and not past their end: in force or scheduled.
+            let current = "SELECT id FROM list_entries WHERE subject_id = $1 AND subject_type = $2 \
+                 AND list = $3 AND exited_on IS NULL AND (effective_to IS NULL OR effective_to > $4)";
+            if e.list == ListKind::Red {
+                let black: Vec<i64> = sqlx::query_scalar(current)
+                    .bind(id)
+                    .bind(kind)
+                    .bind("black")
+                    .bind(&today)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                if !black.is_empty() {
+                    return Ok(Err(Refusal::BlackListed(black)));
+                }
+            }
+            let mine: Option<i64> = sqlx::query_scalar(&format!("{current} AND issuer = $5"))
+                .bind(id)
+                .bind(kind)
+                .bind(e.list.as_str())
+                .bind(&today)
+                .bind(e.issuer)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(dup) = mine {
+                return Ok(Err(Refusal::AlreadyListed(dup)));
+            }
+            let mut removed_red = Vec::new();
+            if e.list == ListKind::Black {
+                removed_red = sqlx::query_scalar(
+                    "UPDATE list_entries SET exited_on = $1, exit_reason = 'black_listed', exited_by = $2, exit_request = $3 \
+                     WHERE subject_id = $4 AND subject_type = $5 AND list = 'red' AND exited_on IS NULL \
+                     AND (effective_to IS NULL OR effective_to > $1) RETURNING id",
+                )
+                .bind(&today)
+                .bind(e.issuer)
+                .bind(e.request_id)
+                .bind(id)
+                .bind(kind)
+                .fetch_all(&mut *tx)
+                .await?;
+                removed_red.sort_unstable();
+            }
+            let entry_id: i64 = sqlx::query_scalar(
+                "INSERT INTO list_entries (list, subject_type, subject_id, issuer, basis, basis_record_id, \
+                 effective_from, effective_to, listed_at, listed_request) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+            )
+            .bind(e.list.as_str())
+            .bind(kind)
+            .bind(id)
+            .bind(e.issuer)
+            .bind(e.basis)
+            .bind(e.basis_record_id)
+            .bind(format_date(e.effective_from))
+            .bind(e.effective_to.map(format_date))
+            .bind(e.now)
+            .bind(e.request_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            self.invalidate();
+            Ok(Ok(ListAdded { entry_id, removed_red }))
+        })
+    }
+
+    /// Exit (移出) a list entry on `exit_on` (only its issuer may). Returns
+    /// the entry's list and subject.
+    pub async fn exit_list_entry(
+        &self,
+        entry_id: i64,
+        org: &str,
+        reason: &str,
+        exit_on: Date,
+        request_id: &str,
+    ) -> Result<Result<(ListKind, String, String), Refusal>, StoreError> {
+        type Row = (String, String, String, String, String, Option<String>);
+        let sql = "SELECT list, subject_type, subject_id, issuer, effective_from, exited_on FROM list_entries WHERE id = $1";
+        let first: Option<Row> = dispatch!(self, p => {
+            sqlx::query_as(sql).bind(entry_id).fetch_optional(p).await?
+        });
+        let Some(first) = first else {
+            return Ok(Err(Refusal::EntryNotFound));
+        };
+        let exit_day = format_date(exit_on);
+        dispatch!(self, p => {
+            let mut tx = p.begin().await?;
+            lock_subject!(tx, first.1.as_str(), first.2.as_str());
+            let (list, st, sid, issuer, from, exited): Row =
+                sqlx::query_as(sql).bind(entry_id).fetch_one(&mut *tx).await?;
+            if issuer != org {
+                return Ok(Err(Refusal::NotIssuer));
+            }
+            if exited.is_some() {
+                return Ok(Err(Refusal::AlreadyExited));
+            }
+            if exit_day < from {
+                return Ok(Err(Refusal::ExitBeforeEffective(parse_date(&from).unwrap_or(Date::MIN))));
+            }
+            sqlx::query(
+                "UPDATE list_entries SET exited_on = $1, exit_reason = $2, exited_by = $3, exit_request = $4 WHERE id = $5",
+            )
+            .bind(&exit_day)
+            .bind(reason)
+            .bind(org)
+            .bind(request_id)
+            .bind(entry_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            self.invalidate();
+            let list = ListKind::parse(&list)
+                .ok_or_else(|| StoreError::Corrupt(format!("list entry {entry_id}: list '{list}'")))?;
+            Ok(Ok((list, st, sid)))
+        })
+    }
+}

@@ -1,0 +1,143 @@
+//! Credit repair (信用修复): applications and the provider's decision.
+
+use time::Date;
+
+use super::{Application, ObjectionTarget, RecordRow, Refusal, Step};
+use crate::policy::Policy;
+use crate::policy::lifecycle::{RecordState, StoredState, Terms, format_date};
+use crate::store::{Backend, Store, StoreError};
+
+impl Store {
+    /// Apply for the repair of a negative record.
+    pub async fn apply_repair(
+        &self,
+        a: Application<'_>,
+        policy: &Policy,
+        today: Date,
+    ) -> Result<Result<(i64, Terms), Refusal>, StoreError> {
+        let applied_on = format_date(today);
+        dispatch!(self, p => {
+            let mut tx = p.begin().await?;
+            lock_subject!(tx, a.subject.kind().as_str(), a.subject.id());
+            let row: Option<RecordRow> = sqlx::query_as(record_select!(
+                "WHERE r.id = $1 AND r.subject_id = $2 AND r.subject_type = $3"
+            ))
+            .bind(a.record_id)
+            .bind(a.subject.id())
+            .bind(a.subject.kind().as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else { return Ok(Err(Refusal::RecordNotFound)) };
+            let data = row.data()?;
+            let facts = row.facts(&data);
+            match policy.record_state(&facts, today) {
+                RecordState::Repaired => return Ok(Err(Refusal::RecordState(RecordState::Repaired))),
+                s @ (RecordState::Withdrawn | RecordState::Superseded) => {
+                    return Ok(Err(Refusal::RecordState(s)));
+                }
+                _ => {}
+            }
+            let terms = match policy.repair_eligibility(&facts, today) {
+                Ok(t) => t,
+                Err(e) => return Ok(Err(Refusal::RepairIneligible(e))),
+            };
+            let pending: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM repairs WHERE record_id = $1 AND status = 'pending'")
+                    .bind(a.record_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(id) = pending {
+                return Ok(Err(Refusal::RepairPending(id)));
+            }
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO repairs (record_id, subject_type, subject_id, applied_by, grounds, applied_on, status, applied_request) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7) RETURNING id",
+            )
+            .bind(a.record_id)
+            .bind(a.subject.kind().as_str())
+            .bind(a.subject.id())
+            .bind(a.by)
+            .bind(a.grounds)
+            .bind(&applied_on)
+            .bind(a.request_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            self.invalidate();
+            Ok(Ok((id, terms)))
+        })
+    }
+
+    /// What a repair application concerns.
+    pub async fn repair_target(&self, id: i64) -> Result<Option<ObjectionTarget>, StoreError> {
+        self.step_target(
+            "SELECT a.id, a.record_id, r.item, r.provider, a.subject_type, a.subject_id, a.status \
+             FROM repairs a JOIN records r ON r.id = a.record_id WHERE a.id = $1",
+            id,
+        )
+        .await
+    }
+
+    /// Decide a pending repair application (only the record's provider
+    /// may). Approval marks the record repaired as of `today`.
+    pub async fn decide_repair(
+        &self,
+        step: Step<'_>,
+        approve: bool,
+    ) -> Result<Result<ObjectionTarget, Refusal>, StoreError> {
+        let Step {
+            id: repair_id,
+            org,
+            note,
+            request_id,
+            today,
+            ..
+        } = step;
+        let Some(t) = self.repair_target(repair_id).await? else {
+            return Ok(Err(Refusal::RepairNotFound));
+        };
+        let day = format_date(today);
+        dispatch!(self, p => {
+            let mut tx = p.begin().await?;
+            lock_subject!(tx, t.subject_type.as_str(), t.subject_id.as_str());
+            let (status, state): (String, String) = sqlx::query_as(
+                "SELECT a.status, r.state FROM repairs a JOIN records r ON r.id = a.record_id WHERE a.id = $1",
+            )
+            .bind(repair_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if t.provider != org {
+                return Ok(Err(Refusal::NotProvider));
+            }
+            if status != "pending" {
+                return Ok(Err(Refusal::RepairClosed(status)));
+            }
+            match StoredState::from_db(&state) {
+                StoredState::Active => {}
+                StoredState::Withdrawn => return Ok(Err(Refusal::RecordState(RecordState::Withdrawn))),
+                StoredState::Superseded => return Ok(Err(Refusal::RecordState(RecordState::Superseded))),
+            }
+            if approve {
+                sqlx::query("UPDATE records SET repaired_on = $1 WHERE id = $2")
+                    .bind(&day)
+                    .bind(t.record_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query(
+                "UPDATE repairs SET status = $1, decided_by = $2, decided_on = $3, decision_note = $4, decided_request = $5 WHERE id = $6",
+            )
+            .bind(if approve { "approved" } else { "rejected" })
+            .bind(org)
+            .bind(&day)
+            .bind(note)
+            .bind(request_id)
+            .bind(repair_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            self.invalidate();
+            Ok(Ok(t.clone()))
+        })
+    }
+}
