@@ -821,6 +821,77 @@ async fn revocation_of_an_unseen_consent_is_bound_to_the_revoking_subject() {
     gw.stop().await;
 }
 
+/// `credgate consent issue --sub` validates the subject like the gateway
+/// does (GB 11643 or GB 32100, every check), and writes it in the canonical
+/// form the gateway compares `sub` against, so the minted token works.
+#[tokio::test]
+async fn consent_issue_validates_and_canonicalises_the_subject() {
+    use credgate::consent::tool::{IssueArgs, issue};
+    let gw = TestGateway::start().await;
+    let dev = gw.consent_issuer();
+    let args = |sub: &str| IssueArgs {
+        issuer_key: dev.key_file.clone(),
+        kid: dev.kid.clone(),
+        iss: dev.iss.clone(),
+        sub: sub.to_owned(),
+        grantee: ids::BANK.to_owned(),
+        purpose: "financing".to_owned(),
+        scope: vec!["income".to_owned()],
+        ttl: 600,
+        max_uses: None,
+        written: true,
+        notice_text: Some(NOTICE.to_owned()),
+        aud: AUD.to_owned(),
+        jti: Some(jti("cli")),
+    };
+    for (sub, why) in [
+        // Accepted before: right shape, wrong content.
+        ("000303198503150011", "address code (positions 1-6)"),
+        ("370303198503150016", "check character is '6', expected '5'"),
+        (
+            "370303198502300011",
+            "birth date (positions 7-14) is not a calendar date",
+        ),
+        ("37030319850315001５", "character 18 (U+FF15)"),
+        ("3703031985031500", "must be exactly 18 characters, got 16"),
+    ] {
+        let e = issue(&args(sub), now_unix()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--sub is neither a resident ID number"),
+            "{sub}: {e}"
+        );
+        assert!(e.contains(why), "{sub}: {e}");
+    }
+    // A lower-case x is minted as X: the gateway's canonical form.
+    let person_x = "11010519491231002x";
+    let t = issue(&args(person_x), now_unix()).unwrap();
+    let payload = t.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["sub"], "11010519491231002X");
+    // And a token minted for a sample person opens that person's income.
+    let t = issue(&args(ids::PERSON), now_unix()).unwrap();
+    let r = gw
+        .client("bank")
+        .post(
+            "/v1/query",
+            &q(
+                "natural_person",
+                ids::PERSON,
+                "financing",
+                &["monthly_income"],
+                Some(&t),
+            ),
+        )
+        .await;
+    assert_eq!(
+        decision_of(&r.body, "monthly_income"),
+        returned(),
+        "{}",
+        r.body
+    );
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn max_uses_is_enforced_atomically_across_two_gateway_nodes() {
     let gw = TestGateway::start().await;
