@@ -430,3 +430,68 @@ async fn reads_see_every_committed_write() {
     }
     gw.stop().await;
 }
+
+/// Issue 13 item 5 over the API: the region code is checked, a full-width
+/// digit is named as such, and a number with a registered birth year of 1880
+/// is a valid identifier (its subject simply has no records here).
+#[tokio::test]
+async fn identifier_checks_name_what_is_wrong() {
+    let gw = TestGateway::start().await;
+    let bank = gw.client("bank");
+    let ask = |id: &str| query("natural_person", id, "financing", &["person_name"]);
+    let n = audit_entries(&gw.store).await.len();
+    for (id, check, message) in [
+        (
+            "000303198503150011",
+            "region",
+            "invalid subject identifier: address code (positions 1-6) does not start with a \
+             province-level code of GB/T 2260 (got 00)",
+        ),
+        (
+            "37030319850315001５",
+            "charset",
+            "invalid subject identifier: character 18 (U+FF15) is not allowed here, a \
+             full-width digit: use ASCII 0-9",
+        ),
+        (
+            "８10000198503150011",
+            "charset",
+            "invalid subject identifier: character 1 (U+FF18) is not allowed here, a \
+             full-width digit: use ASCII 0-9",
+        ),
+        (
+            "440524184901010014",
+            "birth_date",
+            "invalid subject identifier: birth date (positions 7-14) is before 1850-01-01, \
+             earlier than any card holder's",
+        ),
+    ] {
+        let r = bank.post("/v1/query", &ask(id)).await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (400, Some("invalid_identifier")),
+            "{id}: {}",
+            r.body
+        );
+        assert_eq!(r.body["error"]["details"]["check"], check, "{id}");
+        assert_eq!(r.body["error"]["message"], message, "{id}");
+    }
+    // Born 1880, valid check digit: a valid identifier, answered normally.
+    let r = bank.post("/v1/query", &ask("440524188001010014")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["records"], json!([]));
+    // Every one audited: refusals with their code.
+    let entries = audit_entries(&gw.store).await;
+    let outcomes: Vec<&str> = entries[n..].iter().map(|e| e.outcome.as_str()).collect();
+    assert_eq!(
+        outcomes,
+        [
+            "invalid_identifier",
+            "invalid_identifier",
+            "invalid_identifier",
+            "invalid_identifier",
+            "ok"
+        ]
+    );
+    gw.stop().await;
+}

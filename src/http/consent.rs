@@ -86,15 +86,15 @@ pub(super) async fn decide_query(
         .fields()
         .iter()
         .any(|&(fi, _)| policy.class_of(&policy.fields()[fi]).consent != ConsentNeed::None);
+    let subject_hash = app.hasher.hash(subject);
+    let u = registry_use(&claims, &subject_hash);
     let blocked = if releases_consent_data {
-        let subject_hash = app.hasher.hash(subject);
-        let u = registry_use(&claims, &subject_hash);
         match app.store.use_consent(&u, &now_rfc3339()).await? {
             UseOutcome::Counted { .. } => None,
             other => Some(other),
         }
     } else {
-        app.store.consent_blocked(&claims.jti).await?
+        app.store.consent_blocked(&u).await?
     };
     Ok(match blocked {
         Some(o) => decide(&ConsentInput::Invalid(outcome_reason(o))),
@@ -241,6 +241,9 @@ impl Collection {
             Err((k, outcome)) => {
                 let p = &self.tokens[k];
                 let sub = outcome_reason(outcome);
+                // Nothing was stored: the entry must not also say the
+                // batch's fields were accepted.
+                draft.fields.retain(|f| f.decision != "accepted");
                 draft.field(p.field.clone(), "refused", "consent_invalid", Some(sub));
                 Err(ApiError::unprocessable(
                     "consent_invalid",
