@@ -826,10 +826,10 @@ async fn revocation_of_an_unseen_consent_is_bound_to_the_revoking_subject() {
 /// form the gateway compares `sub` against, so the minted token works.
 #[tokio::test]
 async fn consent_issue_validates_and_canonicalises_the_subject() {
-    use credgate::consent::tool::{IssueArgs, issue};
+    use credgate::consent::tool::{IssueParams, issue};
     let gw = TestGateway::start().await;
     let dev = gw.consent_issuer();
-    let args = |sub: &str| IssueArgs {
+    let args = |sub: &str| IssueParams {
         issuer_key: dev.key_file.clone(),
         kid: dev.kid.clone(),
         iss: dev.iss.clone(),
