@@ -14,6 +14,7 @@ pub mod config;
 pub mod connection;
 pub mod consent;
 pub mod devcerts;
+pub mod endpoint;
 pub mod http;
 pub mod identity;
 pub mod ids;

@@ -1145,7 +1145,8 @@ async fn consent_endpoints_refuse_misuse_without_5xx() {
             "invalid_identifier",
         ),
         ("GET", "/v1/consents/abc/x", None, 404, "not_found"),
-        ("GET", "/v1/consents/", None, 400, "invalid_consent_id"),
+        // No consent id at all is no endpoint (was 400 invalid_consent_id).
+        ("GET", "/v1/consents/", None, 404, "not_found"),
         ("GET", &long, None, 400, "invalid_consent_id"),
         (
             "GET",

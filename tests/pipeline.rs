@@ -597,3 +597,93 @@ async fn hang_ups_after_the_body_never_leave_records_without_entries() {
 async fn hang_up_drill_long() {
     hang_up_drill(3_000, 200).await;
 }
+
+#[tokio::test]
+async fn refusals_come_in_one_order_and_roles_are_policy_data() {
+    // A copy of the sample policies where banks may no longer query.
+    let pol = TempDir::new("access");
+    for entry in std::fs::read_dir(policies()).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, pol.0.join(p.file_name().unwrap())).unwrap();
+    }
+    let access = pol.0.join("access.toml");
+    let text = std::fs::read_to_string(&access).unwrap();
+    std::fs::write(
+        &access,
+        text.replacen(
+            r#"query = ["department", "bank", "credit_agency", "portal"]"#,
+            r#"query = ["department", "credit_agency", "portal"]"#,
+            1,
+        ),
+    )
+    .unwrap();
+    let dir = pol.0.clone();
+    let gw = TestGateway::start_with(move |c| c.policy.dir = dir, true).await;
+    let q = Bytes::from(
+        query(
+            "legal_person",
+            ids::CERAMICS,
+            "financing",
+            &["enterprise_name"],
+        )
+        .to_string(),
+    );
+    let send = |who: &'static str, method: &'static str, path: &'static str| {
+        let c = gw.client(who);
+        let q = q.clone();
+        async move {
+            c.send(method, path, q, Some("application/json"))
+                .await
+                .unwrap()
+        }
+    };
+    // 404 before 405 before the role; 401/403 identity first (unregistered
+    // organisations are tested in tests/gateway.rs).
+    let r = send("bank", "GET", "/v1/nothing").await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let r = send("bank", "DELETE", "/v1/query").await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    assert_eq!(r.headers["allow"], "POST");
+    let r = send("auditor", "GET", "/v1/lists/red").await;
+    assert_eq!(r.status, 405, "405 comes before the role check");
+    assert_eq!(r.headers["allow"], "POST");
+    let r = send("bank", "POST", "/v1/query").await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (403, Some("role_not_permitted"))
+    );
+    assert_eq!(
+        r.body["error"]["message"],
+        "this endpoint is for department or credit_agency or portal"
+    );
+    let r = send("department", "POST", "/v1/query").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = send("auditor", "GET", "/v1/audit/checkpoint?x=1").await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let entries = audit_entries(&gw.store).await;
+    let got: Vec<(&str, &str, u16)> = entries
+        .iter()
+        .map(|e| (e.action.as_str(), e.outcome.as_str(), e.status))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("unknown", "not_found", 404),
+            ("method_not_allowed", "method_not_allowed", 405),
+            ("method_not_allowed", "method_not_allowed", 405),
+            ("query", "role_not_permitted", 403),
+            ("query", "ok", 200),
+            ("audit_checkpoint", "invalid_request", 400),
+        ]
+    );
+    gw.stop().await;
+}

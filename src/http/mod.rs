@@ -31,16 +31,18 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use serde_json::Value;
 
 use crate::audit::{AuditEntry, AuditField, AuditLog, ENTRY_VERSION, SubjectHasher, now_rfc3339};
 use crate::connection::{InFlight, Rejection};
 use crate::consent::token::ConsentVerifier;
+use crate::endpoint::{self, Endpoint, RouteError, Routed};
 use crate::identity::PeerIdentity;
 use crate::ids::{CreditCode, SubjectId};
 use crate::metrics::Metrics;
-use crate::policy::{Organisation, Policy, Role};
+use crate::policy::lifecycle::ListKind;
+use crate::policy::{Organisation, Policy};
 use crate::store::Store;
 pub use error::ApiError;
 pub use lifecycle::Clock;
@@ -196,8 +198,9 @@ impl Caller {
         }
     }
 
-    /// The registered organisation, or the 401/403 this caller gets.
-    pub fn require(&self, roles: &[Role]) -> Result<&Arc<Organisation>, ApiError> {
+    /// The registered organisation, or the 401 (no usable identity) or 403
+    /// (unregistered organisation) this caller gets on every endpoint.
+    pub fn identified(&self) -> Result<&Arc<Organisation>, ApiError> {
         match self {
             Caller::NoIdentity { reason, .. } => Err(ApiError::unauthenticated(format!(
                 "the client certificate does not identify an organisation: {reason}"
@@ -206,23 +209,7 @@ impl Caller {
                 "unregistered_organisation",
                 "the organisation in the client certificate is not registered with this gateway",
             )),
-            Caller::Known { org, .. } => {
-                if roles.iter().any(|r| org.has_role(*r)) {
-                    Ok(org)
-                } else {
-                    Err(ApiError::forbidden(
-                        "role_not_permitted",
-                        format!(
-                            "this endpoint is for {}",
-                            roles
-                                .iter()
-                                .map(|r| r.as_str())
-                                .collect::<Vec<_>>()
-                                .join(" or ")
-                        ),
-                    ))
-                }
-            }
+            Caller::Known { org, .. } => Ok(org),
         }
     }
 }
@@ -319,9 +306,13 @@ impl App {
                 Err(ApiError::internal())
             }
         };
+        let mut allow = None;
         let (status, body, outcome, raw) = match result {
             Ok(r) => (r.status, r.body, "ok", r.raw),
-            Err(e) => (e.status, e.body(), e.code, None),
+            Err(e) => {
+                allow = e.allow.clone();
+                (e.status, e.body(), e.code, None)
+            }
         };
         let entry = self.entry(caller, draft, status.as_u16(), outcome);
         let mut resp = match self.append(&entry).await {
@@ -331,6 +322,9 @@ impl App {
             },
             Err(e) => respond(e.status, &e.body(), &request_id, None),
         };
+        if let Some(allow) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            resp.headers_mut().insert(hyper::header::ALLOW, allow);
+        }
         // A body left unread (refused before reading, or timed out) must not
         // be parsed as the next request: close the connection after this
         // response. (hyper drops the header on HTTP/2, where streams end
@@ -398,6 +392,20 @@ impl App {
         }
     }
 
+    /// Route and run one request, in the one order every endpoint shares:
+    ///
+    /// 1. 401 `no_identity` / 403 `unregistered_organisation` (the
+    ///    connection's identity);
+    /// 2. 404 `not_found` / 405 `method_not_allowed` with `Allow` (the
+    ///    endpoint table, [`crate::endpoint`]);
+    /// 3. 403 `role_not_permitted` (`policies/access.toml`, decided by
+    ///    [`Policy::admit`]);
+    /// 4. 400 for a query string (no endpoint takes one), then the body
+    ///    through the one extractor ([`App::body`]);
+    /// 5. the handler.
+    ///
+    /// The audit action is the endpoint's as soon as the path is known, so
+    /// a refused call is logged under the endpoint it tried.
     async fn route(
         &self,
         caller: &Caller,
@@ -413,52 +421,74 @@ impl App {
         {
             panic!("fault injection: handler panic");
         }
-        let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        match (&method, path.as_str()) {
-            (&Method::POST, "/v1/query") => {
-                draft.action = "query";
-                let org = caller.require(&[
-                    Role::Bank,
-                    Role::Department,
-                    Role::CreditAgency,
-                    Role::Portal,
-                ])?;
-                let body = self.body(req).await?;
-                api::query(self, org, &body, draft).await
+        let routed = endpoint::route(req.method(), &path);
+        draft.action = match &routed {
+            Ok(r) => r.endpoint.action(),
+            Err(RouteError::MethodNotAllowed { .. }) => "method_not_allowed",
+            Err(_) => "unknown",
+        };
+        let org = caller.identified()?;
+        let routed = routed?;
+        self.policy.admit(org, routed.endpoint)?;
+        if req.uri().query().is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "no endpoint takes query parameters; send them in the JSON body",
+            ));
+        }
+        let body = match routed.body {
+            endpoint::Body::Json => self.body(req).await?,
+            endpoint::Body::None => Bytes::new(),
+        };
+        self.dispatch(org, &routed, &body, draft).await
+    }
+
+    /// The handler of each endpoint. Exhaustive: an endpoint added to the
+    /// table without a handler does not compile.
+    async fn dispatch(
+        &self,
+        org: &Arc<Organisation>,
+        r: &Routed<'_>,
+        body: &Bytes,
+        draft: &mut AuditDraft,
+    ) -> Result<Reply, ApiError> {
+        use lifecycle::{checks, history, input::path_id, lists, objections, repairs};
+        let id = || path_id(r.param("id"));
+        match r.endpoint {
+            Endpoint::Query => api::query(self, org, body, draft).await,
+            Endpoint::SubmitRecords => api::submit(self, org, body, draft).await,
+            Endpoint::RecordHistory => history::history(self, org, id()?, draft).await,
+            Endpoint::ObjectionFile => objections::file_objection(self, org, body, draft).await,
+            Endpoint::ObjectionOverdue => objections::overdue(self, org).await,
+            Endpoint::ObjectionResolve => {
+                objections::resolve_objection(self, org, id()?, body, draft).await
             }
-            (&Method::POST, "/v1/records") => {
-                draft.action = "submit_records";
-                let org = caller.require(&[Role::Department])?;
-                let body = self.body(req).await?;
-                api::submit(self, org, &body, draft).await
+            Endpoint::RepairApply => repairs::apply_repair(self, org, body, draft).await,
+            Endpoint::RepairDecide => repairs::decide_repair(self, org, id()?, body, draft).await,
+            Endpoint::ListAdd => {
+                let list = ListKind::parse(r.param("list"))
+                    .ok_or_else(|| ApiError::not_found("not_found", "no such list"))?;
+                lists::add_list_entry(self, org, list, body, draft).await
             }
-            (_, p) if p.starts_with("/v1/audit/") || p == auditor::ACCESS_HISTORY => {
-                auditor::route(self, caller, req, draft).await
+            Endpoint::ListExit => lists::exit_list_entry(self, org, id()?, body, draft).await,
+            Endpoint::Check => checks::run_check(self, org, body, draft).await,
+            Endpoint::CheckFeedback => checks::check_feedback(self, org, id()?, body, draft).await,
+            Endpoint::ConsentStatus => consent::status(self, r.param("jti"), draft).await,
+            Endpoint::ConsentRevoke => {
+                consent::revoke(self, org, r.param("jti"), body, draft).await
             }
-            (_, "/v1/query" | "/v1/records") => {
-                draft.action = "method_not_allowed";
-                caller.require(&Role::ALL)?;
-                Err(ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    format!("{method} is not allowed here"),
-                ))
+            Endpoint::AccessHistory => {
+                auditor::access_history(self, org, auditor::parse(body)?, draft).await
             }
-            (_, p) if lifecycle::handles(p) => {
-                lifecycle::route(self, caller, req, &method, &path, draft).await
+            Endpoint::AuditSearch => auditor::search(self, auditor::parse(body)?, draft).await,
+            Endpoint::AuditInclusionProof => auditor::inclusion(self, auditor::parse(body)?).await,
+            Endpoint::AuditConsistencyProof => {
+                auditor::consistency(self, auditor::parse(body)?).await
             }
-            (_, p) if p.starts_with(consent::PREFIX) => {
-                consent::route(self, caller, req, draft).await
-            }
-            _ => {
-                caller.require(&Role::ALL)?;
-                Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "no such endpoint",
-                ))
-            }
+            Endpoint::AuditCheckpoint => auditor::checkpoint(self).await,
+            Endpoint::AuditReport => auditor::report(self, auditor::parse(body)?).await,
+            Endpoint::AuditExport => auditor::export(self, auditor::parse(body)?).await,
         }
     }
 

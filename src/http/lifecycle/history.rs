@@ -8,7 +8,7 @@ use crate::policy::Organisation;
 use crate::policy::Role;
 use crate::store::Refusal;
 
-pub(super) async fn history(
+pub(in crate::http) async fn history(
     app: &App,
     org: &Organisation,
     id: i64,

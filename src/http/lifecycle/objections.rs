@@ -26,7 +26,7 @@ pub(super) struct ApplicationRequest {
     pub(super) grounds: String,
 }
 
-pub(super) async fn file_objection(
+pub(in crate::http) async fn file_objection(
     app: &App,
     org: &Organisation,
     body: &Bytes,
@@ -82,7 +82,7 @@ struct ResolutionRequest {
     decision_date: Option<String>,
 }
 
-pub(super) async fn resolve_objection(
+pub(in crate::http) async fn resolve_objection(
     app: &App,
     org: &Organisation,
     id: i64,
@@ -198,7 +198,7 @@ fn correction(
         })
 }
 
-pub(super) async fn overdue(app: &App, org: &Organisation) -> Result<Reply, ApiError> {
+pub(in crate::http) async fn overdue(app: &App, org: &Organisation) -> Result<Reply, ApiError> {
     let today = app.today();
     // Auditors oversee every provider and see subjects only as keyed hashes
     // (as in the audit log); a department sees its own records' objections.
