@@ -129,7 +129,15 @@ pub struct TlsConfig {
     /// CRLs to honour.
     #[serde(default)]
     pub crls: Vec<PathBuf>,
+    /// Most intermediate CA certificates allowed between a client's certificate and a CA in
+    /// `ca`, refused at the handshake beyond that. 0 (the default): client certificates must
+    /// be issued directly by a configured CA. At most 6 (webpki's own limit).
+    #[serde(default)]
+    pub max_chain_depth: u8,
 }
+
+/// Largest `tls.max_chain_depth`: webpki never builds a path with more intermediates.
+pub const MAX_CHAIN_DEPTH: u8 = 6;
 
 /// Policy location.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -274,6 +282,11 @@ impl Config {
         if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres://")) {
             return Err("store.url must start with sqlite: or postgres://".into());
         }
+        if self.tls.max_chain_depth > MAX_CHAIN_DEPTH {
+            return Err(format!(
+                "tls.max_chain_depth must be between 0 and {MAX_CHAIN_DEPTH}"
+            ));
+        }
         if self.store.max_connections == 0 {
             return Err("store.max_connections must be at least 1".into());
         }
@@ -339,6 +352,30 @@ mod tests {
         let e = Config::load(&f).unwrap_err();
         assert_eq!(e.line, Some(3), "{e}");
         assert!(e.to_string().contains("max_conections"), "{e}");
+        std::fs::write(&f, "[tls]\nca = \"ca.pem\"\nmax_chain_dept = 1\n").unwrap();
+        let e = Config::load(&f).unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.to_string().contains("max_chain_dept"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn max_chain_depth_defaults_to_zero_and_is_bounded() {
+        let mut cfg: Config = toml::from_str(
+            "[tls]\nca = \"ca.pem\"\ncert = \"s.pem\"\nkey = \"k.pem\"\n\
+             [policy]\ndir = \"p\"\nmask_key_file = \"m\"\n\
+             [store]\nurl = \"sqlite://x.db\"\n\
+             [audit]\nsubject_key_file = \"s\"\ncheckpoint_key_file = \"c\"\norigin = \"o\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.tls.max_chain_depth, 0);
+        cfg.tls.max_chain_depth = MAX_CHAIN_DEPTH + 1;
+        // Checked before any file is looked at.
+        assert_eq!(
+            cfg.validate().unwrap_err(),
+            "tls.max_chain_depth must be between 0 and 6"
+        );
+        cfg.tls.max_chain_depth = MAX_CHAIN_DEPTH;
+        assert!(cfg.validate().unwrap_err().contains("does not exist"));
     }
 }

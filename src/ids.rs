@@ -15,7 +15,8 @@ use serde::Serialize;
 
 /// Why an identifier was refused. The [`IdError::check`] string is part of the
 /// public error contract (it appears in `details.check` of a 400 response);
-/// the message says what is wrong in words and never repeats the identifier.
+/// the message says what is wrong (naming at most the offending character or
+/// digits, never the whole identifier).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdError {

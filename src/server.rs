@@ -121,6 +121,7 @@ impl Gateway {
                 cert: cfg.tls.cert.clone(),
                 key: cfg.tls.key.clone(),
                 crls: cfg.tls.crls.clone(),
+                max_chain_depth: cfg.tls.max_chain_depth.into(),
             },
             &[b"h2", b"http/1.1"],
         )?;

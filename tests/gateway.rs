@@ -495,3 +495,64 @@ async fn identifier_checks_name_what_is_wrong() {
     );
     gw.stop().await;
 }
+
+/// Issue 13 item 9: a client certificate issued by a `CA:TRUE` intermediate
+/// under the dev CA (whose own `pathlen:0` webpki does not apply) is refused
+/// at the handshake by default (`tls.max_chain_depth = 0`), unaudited but
+/// counted; the same chain is accepted where the configuration allows one
+/// intermediate, and the identity is the leaf's.
+#[tokio::test]
+async fn client_chains_longer_than_max_chain_depth_are_refused_at_the_handshake() {
+    let org = credgate::devcerts::DevOrg {
+        file_stem: "bank-via-intermediate".into(),
+        org_code: ids::BANK.into(),
+        name: "Bank, certificate from an intermediate CA".into(),
+    };
+    credgate::devcerts::issue_chained(certs(), &org, 1).unwrap();
+    let body = query(
+        "legal_person",
+        ids::CERAMICS,
+        "financing",
+        &["enterprise_name"],
+    );
+    let failures = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("credgate_handshake_failures_total "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+
+    let gw = TestGateway::start().await;
+    assert_eq!(gw.config.tls.max_chain_depth, 0);
+    let r = gw
+        .client("bank-via-intermediate")
+        .send(
+            "POST",
+            "/v1/query",
+            Bytes::from(body.to_string()),
+            Some("application/json"),
+        )
+        .await;
+    assert!(r.is_err(), "chained certificate let through: {r:?}");
+    assert!(audit_entries(&gw.store).await.is_empty());
+    assert_eq!(failures(&gw.admin_get("/metrics").await.1), 1);
+    gw.stop().await;
+
+    // The config file round-trips the setting (what `credgate serve` reads).
+    let gw = TestGateway::start_with(|c| c.tls.max_chain_depth = 1, true).await;
+    let file = write_config_file(&gw.config, &gw.dir.0.join("credgate.toml"));
+    let loaded = credgate::config::Config::load(&file).unwrap();
+    assert_eq!(loaded.tls.max_chain_depth, 1);
+    let r = gw
+        .client("bank-via-intermediate")
+        .post("/v1/query", &body)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let entries = audit_entries(&gw.store).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].org.as_deref(), Some(ids::BANK));
+    assert_eq!(failures(&gw.admin_get("/metrics").await.1), 0);
+    gw.stop().await;
+}
