@@ -661,7 +661,7 @@ pub async fn seed(store: &Store) -> Result<usize, CliError> {
     }
     let recs = sample_records();
     store
-        .insert_records(&recs, "quickstart-seed", &crate::audit::now_rfc3339())
+        .insert_seed_records(&recs, "quickstart-seed", &crate::audit::now_rfc3339())
         .await
         .map_err(|e| CliError(e.to_string()))?;
     Ok(recs.len())
@@ -723,7 +723,7 @@ pub async fn seed_synthetic(cfg: &Config, subjects: u32) -> Result<u32, CliError
         }
         if batch.len() >= 1000 {
             store
-                .insert_records(&batch, "seed", &now)
+                .insert_seed_records(&batch, "seed", &now)
                 .await
                 .map_err(|e| CliError(e.to_string()))?;
             batch.clear();
@@ -731,7 +731,7 @@ pub async fn seed_synthetic(cfg: &Config, subjects: u32) -> Result<u32, CliError
     }
     if !batch.is_empty() {
         store
-            .insert_records(&batch, "seed", &now)
+            .insert_seed_records(&batch, "seed", &now)
             .await
             .map_err(|e| CliError(e.to_string()))?;
     }
