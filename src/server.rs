@@ -37,6 +37,7 @@ use crate::audit::checkpoint::CheckpointSigner;
 use crate::audit::{self, AuditLog, SubjectHasher};
 use crate::config::Config;
 use crate::connection::{self, ConnLimits};
+use crate::datadir::DataDirLock;
 use crate::http::App;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -63,6 +64,9 @@ pub enum StartError {
         /// What is wrong.
         message: String,
     },
+    /// Another process serves from the same embedded store.
+    #[error("{0}")]
+    Locked(#[from] crate::datadir::LockError),
     /// A listener could not be bound or used.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -90,6 +94,8 @@ pub struct Gateway {
     audit_task: JoinHandle<()>,
     checkpoint_signer: Arc<CheckpointSigner>,
     settings: Config,
+    /// Held while serving from an embedded store ([`crate::datadir`]).
+    _lock: Option<DataDirLock>,
 }
 
 impl Gateway {
@@ -125,6 +131,12 @@ impl Gateway {
             },
             &[b"h2", b"http/1.1"],
         )?;
+        // Before the store is opened: a second process must not even
+        // migrate or recover the first one's store.
+        let lock = match crate::datadir::sqlite_path(&cfg.store.url) {
+            Some(db) => Some(DataDirLock::acquire(&db)?),
+            None => None,
+        };
         let store = Store::connect(&cfg.store.url, cfg.store.max_connections).await?;
         let (audit_log, audit_task) = AuditLog::start(store.clone(), cfg.audit.max_batch).await?;
         let node_id = cfg
@@ -160,6 +172,7 @@ impl Gateway {
             audit_task,
             checkpoint_signer: Arc::new(signer),
             settings: cfg.clone(),
+            _lock: lock,
         })
     }
 
@@ -243,6 +256,7 @@ pub async fn run(
         audit_task,
         checkpoint_signer,
         settings,
+        _lock,
     } = gateway;
     let s = &settings.server;
     let (stop_tx, stop_rx) = watch::channel(false);
