@@ -4,10 +4,9 @@
 
 use bytes::Bytes;
 use hyper::StatusCode;
-use serde::Deserialize;
 use serde_json::json;
 
-use super::dto::SubjectDto;
+use super::dto::RevokeRequest;
 use super::error::json_error;
 use super::{ApiError, App, AuditDraft, Reply};
 use crate::audit::now_rfc3339;
@@ -248,13 +247,6 @@ impl Collection {
             }
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevokeRequest {
-    /// Whose consent; the portal has verified this person's identity.
-    subject: SubjectDto,
 }
 
 /// `GET /v1/consents/{jti}`, for the portal acting for an identity-verified
