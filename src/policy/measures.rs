@@ -23,8 +23,8 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::lifecycle::{ListKind, RecordState};
-use super::{Policy, Reason};
+use super::lifecycle::{LifecycleRefusal, ListKind, RecordState};
+use super::{Organisation, Policy, Reason};
 
 /// What a measure does to the subject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -167,6 +167,134 @@ impl Policy {
             }
         }
         out
+    }
+}
+
+/// What a check decided.
+#[derive(Clone, Debug)]
+pub struct CheckDecision<'a> {
+    /// The measures, as [`Policy::decide_check`] gives them.
+    pub outcomes: Vec<MeasureOutcome<'a>>,
+    /// Some punishment measure is suspended by an open objection.
+    pub punishment_suspended: bool,
+}
+
+/// A stored check, as the feedback decision sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckFacts<'a> {
+    /// Check id.
+    pub id: i64,
+    /// The department that ran it.
+    pub org: &'a str,
+    /// Its measures: id and status (`applies`, `suspended`, `lapsed`).
+    pub measures: &'a [(&'a str, &'a str)],
+    /// Feedback was already recorded.
+    pub feedback_recorded: bool,
+}
+
+/// Permission to record one check's feedback, from
+/// [`Policy::check_feedback`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeedbackPermit {
+    check_id: i64,
+}
+
+impl FeedbackPermit {
+    /// The check the feedback is for.
+    pub fn check_id(&self) -> i64 {
+        self.check_id
+    }
+}
+
+impl MeasureStatus {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MeasureStatus::Applies => "applies",
+            MeasureStatus::Suspended => "suspended",
+            MeasureStatus::Lapsed => "lapsed",
+        }
+    }
+}
+
+impl Policy {
+    /// The check for `matter`: [`Policy::decide_check`] with "some negative
+    /// record is disputed" taken from `negative` (the states of the
+    /// subject's negative records), and whether punishment is suspended.
+    pub fn check_decision(
+        &self,
+        matter: &str,
+        lists: &[ListFact],
+        negative: &[RecordState],
+    ) -> CheckDecision<'_> {
+        let disputed = negative.contains(&RecordState::Disputed);
+        let outcomes = self.decide_check(matter, lists, disputed);
+        let punishment_suspended = outcomes.iter().any(|o| {
+            o.measure.kind == MeasureKind::Punishment && o.status == MeasureStatus::Suspended
+        });
+        CheckDecision {
+            outcomes,
+            punishment_suspended,
+        }
+    }
+
+    /// Whether `org` may report feedback on `check` at all: only the
+    /// department that ran it, only once.
+    pub fn feedback_allowed(
+        &self,
+        org: &Organisation,
+        check: &CheckFacts<'_>,
+    ) -> Result<(), LifecycleRefusal> {
+        if check.org != org.code.as_str() {
+            return Err(LifecycleRefusal::NotCheckOwner);
+        }
+        if check.feedback_recorded {
+            return Err(LifecycleRefusal::FeedbackRecorded);
+        }
+        Ok(())
+    }
+
+    /// Whether feedback naming `applied` and `not_applied` measures may be
+    /// recorded on `check` by `org` ([`Policy::feedback_allowed`]): every
+    /// named measure is a measure of the check, named once; only measures
+    /// that apply may be reported applied; every measure that applies is
+    /// reported one way or the other.
+    pub fn check_feedback(
+        &self,
+        org: &Organisation,
+        check: &CheckFacts<'_>,
+        applied: &[&str],
+        not_applied: &[&str],
+    ) -> Result<FeedbackPermit, LifecycleRefusal> {
+        self.feedback_allowed(org, check)?;
+        let status_of = |m: &str| check.measures.iter().find(|x| x.0 == m).map(|x| x.1);
+        let mut named: Vec<&str> = Vec::new();
+        for &m in applied.iter().chain(not_applied) {
+            let shown: String = m.chars().take(64).collect();
+            let Some(status) = status_of(m) else {
+                return Err(LifecycleRefusal::UnknownMeasure(shown));
+            };
+            if named.contains(&m) {
+                return Err(LifecycleRefusal::MeasureNamedTwice(shown));
+            }
+            if applied.contains(&m) && status != MeasureStatus::Applies.as_str() {
+                return Err(LifecycleRefusal::MeasureNotApplicable {
+                    measure: shown,
+                    status: status.to_owned(),
+                });
+            }
+            named.push(m);
+        }
+        let missing: Vec<String> = check
+            .measures
+            .iter()
+            .filter(|x| x.1 == MeasureStatus::Applies.as_str() && !named.contains(&x.0))
+            .map(|x| x.0.to_owned())
+            .collect();
+        if !missing.is_empty() {
+            return Err(LifecycleRefusal::FeedbackIncomplete(missing));
+        }
+        Ok(FeedbackPermit { check_id: check.id })
     }
 }
 

@@ -80,13 +80,14 @@ pub(super) async fn decide_repair(
         .decide_repair(
             Step {
                 id,
-                org: org.code.as_str(),
+                org,
                 note,
                 request_id: &draft.request_id,
                 now: &now,
                 today,
             },
             approve,
+            &app.policy,
         )
         .await?
         .map_err(ApiError::from)?;
