@@ -417,4 +417,95 @@ mod tests {
         );
         assert!(p.decide_check("no_such_matter", &two, false).is_empty());
     }
+
+    const DEPT: &str = "113703000043000010";
+    const TAX: &str = "113703000043000023";
+    const STATUSES: [&str; 3] = ["applies", "suspended", "lapsed"];
+
+    proptest::proptest! {
+        /// Feedback is accepted exactly when its owner reports it once, names
+        /// only the check's measures, each once, applies none that does not
+        /// apply, and reports every one that does.
+        #[test]
+        fn feedback_is_complete_and_applies_only_what_applies(
+            statuses in proptest::collection::vec(0usize..3, 0..6),
+            picks in proptest::collection::vec((0usize..8, proptest::bool::ANY), 0..10),
+            by_owner in proptest::bool::ANY,
+            recorded in proptest::bool::ANY,
+        ) {
+            let p = crate::policy::testing::shared();
+            let ids: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+            let measures: Vec<(&str, &str)> = statuses
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (ids[i].as_str(), STATUSES[*s]))
+                .collect();
+            let check = CheckFacts { id: 7, org: DEPT, measures: &measures, feedback_recorded: recorded };
+            let who = crate::policy::testing::org(p, if by_owner { DEPT } else { TAX });
+            let applied: Vec<&str> = picks.iter().filter(|x| x.1).map(|x| ids[x.0].as_str()).collect();
+            let not_applied: Vec<&str> = picks.iter().filter(|x| !x.1).map(|x| ids[x.0].as_str()).collect();
+            let got = p.check_feedback(&who, &check, &applied, &not_applied);
+            let status = |m: &str| measures.iter().find(|x| x.0 == m).map(|x| x.1);
+            let named: Vec<&str> = applied.iter().chain(&not_applied).copied().collect();
+            let mut sorted = named.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            let acceptable = by_owner
+                && !recorded
+                && named.iter().all(|m| status(m).is_some())
+                && sorted.len() == named.len()
+                && applied.iter().all(|m| status(m) == Some("applies"))
+                && measures.iter().filter(|x| x.1 == "applies").all(|x| named.contains(&x.0));
+            proptest::prop_assert_eq!(got.is_ok(), acceptable, "{:?}", got);
+            if let Ok(permit) = got {
+                proptest::prop_assert_eq!(permit.check_id(), 7);
+            }
+            if !by_owner {
+                proptest::prop_assert_eq!(got, Err(LifecycleRefusal::NotCheckOwner));
+            } else if recorded {
+                proptest::prop_assert_eq!(got, Err(LifecycleRefusal::FeedbackRecorded));
+            }
+        }
+
+        /// Punishment is reported suspended exactly when some punishment
+        /// measure of the check is suspended, and a disputed negative record
+        /// suspends like `decide_check` says.
+        #[test]
+        fn check_decision_agrees_with_decide_check(
+            lists in proptest::collection::vec((0usize..3, proptest::option::of(0usize..6)), 0..5),
+            negative in proptest::collection::vec(0usize..6, 0..4),
+        ) {
+            let p = crate::policy::testing::shared();
+            let states = [
+                RecordState::Active,
+                RecordState::Disputed,
+                RecordState::Repaired,
+                RecordState::Expired,
+                RecordState::Withdrawn,
+                RecordState::Superseded,
+            ];
+            let facts: Vec<ListFact> = lists
+                .iter()
+                .enumerate()
+                .map(|(i, (l, b))| ListFact {
+                    entry_id: i as i64 + 1,
+                    list: ListKind::ALL[*l],
+                    basis: b.map(|b| states[b]),
+                })
+                .collect();
+            let negative: Vec<RecordState> = negative.iter().map(|i| states[*i]).collect();
+            for m in p.matters() {
+                let d = p.check_decision(&m.id, &facts, &negative);
+                let plain = p.decide_check(&m.id, &facts, negative.contains(&RecordState::Disputed));
+                let a: Vec<_> = d.outcomes.iter().map(|o| (&o.measure.id, o.status)).collect();
+                let b: Vec<_> = plain.iter().map(|o| (&o.measure.id, o.status)).collect();
+                proptest::prop_assert_eq!(a, b);
+                proptest::prop_assert_eq!(
+                    d.punishment_suspended,
+                    d.outcomes.iter().any(|o| o.measure.kind == MeasureKind::Punishment
+                        && o.status == MeasureStatus::Suspended)
+                );
+            }
+        }
+    }
 }

@@ -46,6 +46,8 @@ mod steps;
 mod views;
 
 #[cfg(test)]
+mod steps_tests;
+#[cfg(test)]
 mod tests;
 
 pub use dates::{add_months, date_format, format_date, parse_date};
