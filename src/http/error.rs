@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use crate::audit::AuditError;
 use crate::audit::anomaly::QuotaExceeded;
 use crate::ids::IdError;
-use crate::policy::lifecycle::{LifecycleRefusal, RepairRefusal, TermsError, format_date};
+use crate::policy::lifecycle::{
+    LifecycleRefusal, RepairRefusal, TermsError, ViewRefusal, format_date,
+};
 use crate::policy::submission::SubmissionRefusal;
 use crate::store::{Refusal, StoreError};
 
@@ -293,6 +295,24 @@ impl From<LifecycleRefusal> for ApiError {
                 "report every applicable measure as applied or not_applied (with a reason)",
             )
             .with(json!({"missing": missing})),
+        }
+    }
+}
+
+/// Views the policy refused for a query.
+impl From<ViewRefusal> for ApiError {
+    fn from(r: ViewRefusal) -> Self {
+        match r {
+            ViewRefusal::Unknown { known } => {
+                ApiError::bad_request("unknown_view", "view is not in the catalog")
+                    .with(json!({"known": known}))
+            }
+            ViewRefusal::SubjectMismatch { .. } => {
+                ApiError::bad_request("view_subject_mismatch", r.to_string())
+            }
+            ViewRefusal::PurposeMismatch { .. } => {
+                ApiError::bad_request("view_purpose_mismatch", r.to_string())
+            }
         }
     }
 }

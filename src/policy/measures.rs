@@ -23,7 +23,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::lifecycle::{LifecycleRefusal, ListKind, RecordState};
+use super::lifecycle::{LifecycleRefusal, ListKind, RecordFacts, RecordState, Terms};
 use super::{Organisation, Policy, Reason};
 
 /// What a measure does to the subject.
@@ -236,6 +236,16 @@ impl Policy {
             outcomes,
             punishment_suspended,
         }
+    }
+
+    /// The terms of a record a check lists among the subject's negative
+    /// records: negative and still on file (not withdrawn or superseded) in
+    /// `state`; `None` for any other record.
+    pub fn check_record_terms(&self, facts: &RecordFacts<'_>, state: RecordState) -> Option<Terms> {
+        if matches!(state, RecordState::Withdrawn | RecordState::Superseded) {
+            return None;
+        }
+        self.terms(facts)
     }
 
     /// Whether `org` may report feedback on `check` at all: only the

@@ -2,6 +2,7 @@
 //! black-excludes-red rule, and the catalog items derived from the lists.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use time::Date;
 
 use super::steps::LifecycleRefusal;
@@ -50,6 +51,23 @@ impl Policy {
             .map(|(_, f)| f.as_slice())
     }
 
+    /// The fields of the list-derived `item` when the subject has entries
+    /// in force on the lists `in_force`; `None` if `item` is not
+    /// list-derived.
+    pub fn list_item_values(
+        &self,
+        item: &str,
+        in_force: &[ListKind],
+    ) -> Option<Map<String, Value>> {
+        let fields = self.list_item_fields(item)?;
+        Some(
+            fields
+                .iter()
+                .map(|(name, kind)| (name.clone(), Value::Bool(in_force.contains(kind))))
+                .collect(),
+        )
+    }
+
     /// Items derived from the list tables for subjects of `subject` type.
     pub fn list_items_for(&self, subject: SubjectType) -> Vec<&str> {
         self.lifecycle
@@ -84,6 +102,12 @@ impl ListEntryFacts<'_> {
     /// to take effect.
     pub fn current(&self, today: Date) -> bool {
         !self.exited && self.effective_to.is_none_or(|to| to > today)
+    }
+
+    /// Current and already in effect on `today`: the entry counts for
+    /// checks and for the list-derived catalog items.
+    pub fn in_force(&self, today: Date) -> bool {
+        self.current(today) && self.effective_from <= today
     }
 }
 

@@ -57,7 +57,7 @@ pub use objections::{OBJECTION_ANSWER_DAYS, ObjectionAnswer, ObjectionFiling};
 pub use repairs::{RepairApplication, RepairDecision, RepairRefusal};
 pub use state::{RecordFacts, RecordState, RecordStatus, Sharing, StoredState};
 pub use steps::{Case, LifecycleRefusal, OverdueScope, SubjectView};
-pub use views::{SummaryDef, SummaryRule, ViewDef};
+pub use views::{SummaryDef, SummaryRule, ViewDef, ViewRefusal};
 
 /// Compiled lifecycle rules (part of [`Policy`]).
 #[derive(Clone, Debug, Default)]

@@ -216,6 +216,16 @@ proptest! {
         }
     }
 
+    /// An entry is in force while current and once in effect; in force
+    /// implies current.
+    #[test]
+    fn in_force_is_current_and_in_effect(e in entry(), today in 0i64..150) {
+        let f = facts(std::slice::from_ref(&e))[0];
+        let t = day(today);
+        prop_assert_eq!(f.current(t), !e.exited && e.to.is_none_or(|to| to > today));
+        prop_assert_eq!(f.in_force(t), f.current(t) && e.from <= today);
+    }
+
     /// Only the issuer exits an entry, once, never before it took effect.
     #[test]
     fn list_exit_is_the_issuers_once_and_not_early(

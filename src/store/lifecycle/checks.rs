@@ -75,9 +75,7 @@ impl Store {
             let facts = row.facts(&data);
             let state = policy.record_state(&facts, today);
             states.insert(row.id, (state, row.superseded_by));
-            if let Some(terms) = policy.terms(&facts)
-                && !matches!(state, RecordState::Withdrawn | RecordState::Superseded)
-            {
+            if let Some(terms) = policy.check_record_terms(&facts, state) {
                 negative.push(SubjectRecord {
                     record_id: row.id,
                     item: row.item.clone(),

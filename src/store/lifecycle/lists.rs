@@ -76,26 +76,31 @@ pub(super) type ListRow = (
 );
 
 impl Store {
-    /// List entries of `subject` in force on `today`.
+    /// List entries of `subject` in force on `today`
+    /// ([`ListEntryFacts::in_force`]), in id order.
     pub(super) async fn lists_in_force(
         &self,
         subject: &SubjectId,
         today: Date,
     ) -> Result<Vec<ListRow>, StoreError> {
-        let today = format_date(today);
-        Ok(dispatch!(self, p => {
+        let rows: Vec<ListRow> = dispatch!(self, p => {
             sqlx::query_as(
                 "SELECT id, list, issuer, basis, basis_record_id, effective_from, effective_to \
                  FROM list_entries WHERE subject_id = $1 AND subject_type = $2 \
-                 AND exited_on IS NULL AND effective_from <= $3 \
-                 AND (effective_to IS NULL OR effective_to > $3) ORDER BY id",
+                 AND exited_on IS NULL ORDER BY id",
             )
             .bind(subject.id())
             .bind(subject.kind().as_str())
-            .bind(&today)
             .fetch_all(p)
             .await?
-        }))
+        });
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            if entry_facts(r.0, &r.1, &r.2, &r.5, r.6.as_deref())?.in_force(today) {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 
     /// Add a list entry, as far as [`Policy::list_addition`] permits
@@ -134,7 +139,10 @@ impl Store {
             .bind(kind)
             .fetch_all(&mut *tx)
             .await?;
-            let entries = rows.iter().map(entry_facts).collect::<Result<Vec<_>, _>>()?;
+            let entries = rows
+                .iter()
+                .map(|r| entry_facts(r.0, &r.1, &r.2, &r.3, r.4.as_deref()))
+                .collect::<Result<Vec<_>, _>>()?;
             let permit = match policy.list_addition(e.list, e.issuer, &entries, today) {
                 Ok(p) => p,
                 Err(r) => return Ok(Err(r.into())),
@@ -209,8 +217,10 @@ impl Store {
             lock_subject!(tx, first.1.as_str(), first.2.as_str());
             let (list, st, sid, issuer, from, to, exited): Row =
                 sqlx::query_as(sql).bind(entry_id).fetch_one(&mut *tx).await?;
-            let row: EntryRow = (entry_id, list.clone(), issuer, from, to);
-            let facts = ListEntryFacts { exited: exited.is_some(), ..entry_facts(&row)? };
+            let facts = ListEntryFacts {
+                exited: exited.is_some(),
+                ..entry_facts(entry_id, &list, &issuer, &from, to.as_deref())?
+            };
             if let Err(r) = policy.list_exit(org, &facts, exit_on) {
                 return Ok(Err(r.into()));
             }
@@ -237,14 +247,20 @@ impl Store {
 type EntryRow = (i64, String, String, String, Option<String>);
 
 /// The facts the policy decides on, from a stored entry (not exited).
-fn entry_facts(r: &EntryRow) -> Result<ListEntryFacts<'_>, StoreError> {
-    let corrupt = || StoreError::Corrupt(format!("list entry {}", r.0));
+fn entry_facts<'a>(
+    id: i64,
+    list: &str,
+    issuer: &'a str,
+    from: &str,
+    to: Option<&str>,
+) -> Result<ListEntryFacts<'a>, StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("list entry {id}"));
     Ok(ListEntryFacts {
-        id: r.0,
-        list: ListKind::parse(&r.1).ok_or_else(corrupt)?,
-        issuer: &r.2,
-        effective_from: parse_date(&r.3).ok_or_else(corrupt)?,
-        effective_to: match &r.4 {
+        id,
+        list: ListKind::parse(list).ok_or_else(corrupt)?,
+        issuer,
+        effective_from: parse_date(from).ok_or_else(corrupt)?,
+        effective_to: match to {
             Some(d) => Some(parse_date(d).ok_or_else(corrupt)?),
             None => None,
         },
