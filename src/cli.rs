@@ -168,14 +168,18 @@ pub enum PolicyCommand {
         #[arg(default_value = "policies")]
         dir: PathBuf,
     },
-    /// Print the decision table for an organisation, purpose and fields.
+    /// Print the decision table for an organisation, purpose and fields, or
+    /// with `--access` the role × endpoint matrix of `access.toml`.
     Explain {
         /// Organisation code.
-        #[arg(long)]
-        org: String,
+        #[arg(long, required_unless_present = "access")]
+        org: Option<String>,
         /// Purpose.
-        #[arg(long)]
-        purpose: String,
+        #[arg(long, required_unless_present = "access")]
+        purpose: Option<String>,
+        /// Print which roles may call which endpoint instead.
+        #[arg(long, conflicts_with_all = ["org", "purpose", "fields", "with_consent"])]
+        access: bool,
         /// Comma-separated field names (default: the whole catalog).
         #[arg(long, value_delimiter = ',')]
         fields: Vec<String>,
@@ -360,6 +364,13 @@ pub fn policy_check(dir: &Path) -> Result<(), CliError> {
 }
 
 /// `credgate policy explain`.
+/// `credgate policy explain --access`: the role × endpoint matrix.
+pub fn policy_access(dir: &Path) -> Result<String, CliError> {
+    let p = policy::load(dir, b"policy-explain").map_err(|e| CliError(e.to_string()))?;
+    Ok(p.access().matrix())
+}
+
+/// `credgate policy explain`: one organisation's decisions for a purpose.
 pub fn policy_explain(
     dir: &Path,
     org: &str,

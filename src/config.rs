@@ -57,6 +57,16 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// Idle keep-alive connections are closed after this long.
     pub idle_timeout_ms: u64,
+    /// Once the first byte of a request head has arrived, the whole head
+    /// (request line and headers) must arrive within this long, on the
+    /// first request of a connection as on every keep-alive request; the
+    /// connection is then closed and the attempt audited.
+    pub header_timeout_ms: u64,
+    /// A request body must arrive within this long; otherwise 408
+    /// `body_timeout`, audited, and the connection is closed.
+    pub body_timeout_ms: u64,
+    /// Concurrent streams per HTTP/2 connection.
+    pub h2_max_streams: u32,
     /// Grace period for in-flight requests at shutdown.
     pub shutdown_grace_ms: u64,
     /// Identifies this gateway — the whole cluster, when several nodes serve
@@ -86,6 +96,9 @@ impl Default for ServerConfig {
             handshake_timeout_ms: 5_000,
             max_body_bytes: 1 << 20,
             idle_timeout_ms: 60_000,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            h2_max_streams: 128,
             shutdown_grace_ms: 10_000,
             gateway_id: "credgate-dev".into(),
             node_id: None,
@@ -116,7 +129,15 @@ pub struct TlsConfig {
     /// CRLs to honour.
     #[serde(default)]
     pub crls: Vec<PathBuf>,
+    /// Most intermediate CA certificates allowed between a client's certificate and a CA in
+    /// `ca`, refused at the handshake beyond that. 0 (the default): client certificates must
+    /// be issued directly by a configured CA. At most 6 (webpki's own limit).
+    #[serde(default)]
+    pub max_chain_depth: u8,
 }
+
+/// Largest `tls.max_chain_depth`: webpki never builds a path with more intermediates.
+pub const MAX_CHAIN_DEPTH: u8 = 6;
 
 /// Policy location.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -234,6 +255,18 @@ impl Config {
         if !(100..=60_000).contains(&s.handshake_timeout_ms) {
             return Err("server.handshake_timeout_ms must be between 100 and 60000".into());
         }
+        for (what, v) in [
+            ("server.header_timeout_ms", s.header_timeout_ms),
+            ("server.body_timeout_ms", s.body_timeout_ms),
+            ("server.idle_timeout_ms", s.idle_timeout_ms),
+        ] {
+            if !(100..=600_000).contains(&v) {
+                return Err(format!("{what} must be between 100 and 600000"));
+            }
+        }
+        if !(1..=10_000).contains(&s.h2_max_streams) {
+            return Err("server.h2_max_streams must be between 1 and 10000".into());
+        }
         if !(1024..=64 << 20).contains(&s.max_body_bytes) {
             return Err("server.max_body_bytes must be between 1 KiB and 64 MiB".into());
         }
@@ -248,6 +281,11 @@ impl Config {
         }
         if !(self.store.url.starts_with("sqlite:") || self.store.url.starts_with("postgres://")) {
             return Err("store.url must start with sqlite: or postgres://".into());
+        }
+        if self.tls.max_chain_depth > MAX_CHAIN_DEPTH {
+            return Err(format!(
+                "tls.max_chain_depth must be between 0 and {MAX_CHAIN_DEPTH}"
+            ));
         }
         if self.store.max_connections == 0 {
             return Err("store.max_connections must be at least 1".into());
@@ -314,6 +352,30 @@ mod tests {
         let e = Config::load(&f).unwrap_err();
         assert_eq!(e.line, Some(3), "{e}");
         assert!(e.to_string().contains("max_conections"), "{e}");
+        std::fs::write(&f, "[tls]\nca = \"ca.pem\"\nmax_chain_dept = 1\n").unwrap();
+        let e = Config::load(&f).unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.to_string().contains("max_chain_dept"), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn max_chain_depth_defaults_to_zero_and_is_bounded() {
+        let mut cfg: Config = toml::from_str(
+            "[tls]\nca = \"ca.pem\"\ncert = \"s.pem\"\nkey = \"k.pem\"\n\
+             [policy]\ndir = \"p\"\nmask_key_file = \"m\"\n\
+             [store]\nurl = \"sqlite://x.db\"\n\
+             [audit]\nsubject_key_file = \"s\"\ncheckpoint_key_file = \"c\"\norigin = \"o\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.tls.max_chain_depth, 0);
+        cfg.tls.max_chain_depth = MAX_CHAIN_DEPTH + 1;
+        // Checked before any file is looked at.
+        assert_eq!(
+            cfg.validate().unwrap_err(),
+            "tls.max_chain_depth must be between 0 and 6"
+        );
+        cfg.tls.max_chain_depth = MAX_CHAIN_DEPTH;
+        assert!(cfg.validate().unwrap_err().contains("does not exist"));
     }
 }

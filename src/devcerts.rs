@@ -204,6 +204,94 @@ pub fn init(dir: &Path, orgs: &[DevOrg]) -> Result<DevCertsSummary, DevCertError
     Ok(out)
 }
 
+/// Writes `<org.file_stem>.pem` — a client certificate for `org` issued by a
+/// chain of `intermediates` CA certificates (`CA:TRUE`, no path length
+/// constraint) under the dev CA already in `dir` (`ca.pem`, from [`init`]),
+/// the leaf first and then each issuer up to the one the dev CA signed —
+/// and `<org.file_stem>-key.pem`. Overwrites both: the chain is regenerated
+/// on every call. The dev CA itself says `pathlen:0`, which webpki does not
+/// apply to a trust anchor, so only `tls.max_chain_depth` refuses such a
+/// chain; this is what tests it.
+pub fn issue_chained(
+    dir: &Path,
+    org: &DevOrg,
+    intermediates: usize,
+) -> Result<PathBuf, DevCertError> {
+    validate_orgs(std::slice::from_ref(org))?;
+    let ca_path = dir.join("ca.pem");
+    if !ca_path.exists() {
+        return Err(DevCertError::Read {
+            path: ca_path,
+            source: std::io::ErrorKind::NotFound.into(),
+        });
+    }
+    let now = OffsetDateTime::now_utc();
+    let mut ignored = DevCertsSummary::default();
+    let ca = ensure_ca(dir, "ca", "credgate development CA", now, &mut ignored)?;
+    let not_after = (now + VALIDITY).min(ca.not_after);
+    let cert_path = dir.join(format!("{}.pem", org.file_stem));
+    let key_path = dir.join(format!("{}-key.pem", org.file_stem));
+    let gen_key = || {
+        KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(gen_err(&cert_path.display().to_string()))
+    };
+    let mut issuer = ca.issuer;
+    let mut chain = Vec::with_capacity(intermediates);
+    for i in 0..intermediates {
+        let key = gen_key()?;
+        let mut p = CertificateParams::default();
+        p.distinguished_name = DistinguishedName::new();
+        p.distinguished_name.push(
+            DnType::CommonName,
+            format!("credgate development intermediate CA {}", i + 1),
+        );
+        p.distinguished_name.push(DnType::OrganizationName, DEV_O);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        p.serial_number = Some(random_serial());
+        p.not_before = now - BACKDATE;
+        p.not_after = not_after;
+        p.use_authority_key_identifier_extension = true;
+        let cert = p
+            .signed_by(&key, &issuer)
+            .map_err(gen_err(&cert_path.display().to_string()))?;
+        chain.push(cert.pem());
+        issuer = Issuer::new(p, key);
+    }
+    let key = gen_key()?;
+    let mut p = client_params(org);
+    p.not_before = now - BACKDATE;
+    p.not_after = not_after;
+    p.serial_number = Some(random_serial());
+    p.use_authority_key_identifier_extension = true;
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let leaf = p
+        .signed_by(&key, &issuer)
+        .map_err(gen_err(&cert_path.display().to_string()))?;
+    let mut pem = leaf.pem();
+    for c in chain.iter().rev() {
+        pem.push_str(c);
+    }
+    for path in [&cert_path, &key_path] {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(DevCertError::Write {
+                    path: path.clone(),
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+    }
+    write_private(&key_path, &key.serialize_pem())?;
+    write_public(&cert_path, &pem, &mut ignored)?;
+    Ok(cert_path)
+}
+
 /// A CA able to sign, whether loaded from disk or just made.
 struct Ca {
     issuer: Issuer<'static, KeyPair>,

@@ -14,18 +14,23 @@ use std::fmt;
 use serde::Serialize;
 
 /// Why an identifier was refused. The [`IdError::check`] string is part of the
-/// public error contract (it appears in `details.check` of a 400 response).
+/// public error contract (it appears in `details.check` of a 400 response);
+/// the message says what is wrong (naming at most the offending character or
+/// digits, never the whole identifier).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdError {
-    /// Not exactly 18 characters.
+    /// Not exactly 18 characters (Unicode scalar values, not bytes).
     #[error("must be exactly 18 characters, got {0}")]
     Length(usize),
-    /// A character outside the permitted alphabet at a 1-based position.
-    #[error("character {position} is not allowed here")]
+    /// A character outside the permitted alphabet at a 1-based position
+    /// (counted in characters).
+    #[error("character {position} ({}) is not allowed here{}", code_point(*found), charset_hint(*found))]
     Charset {
         /// 1-based position of the offending character.
         position: usize,
+        /// The offending character.
+        found: char,
     },
     /// GB 32100 position 1: unknown registration authority.
     #[error("unknown registration authority code '{0}'")]
@@ -46,12 +51,82 @@ pub enum IdError {
         /// What the identifier carries.
         found: char,
     },
-    /// GB 11643 positions 7–14 are not a real, past date.
-    #[error("birth date is not a real date in the past")]
-    BirthDate,
+    /// GB 11643 positions 1–6: the address code does not start with a
+    /// province-level code of GB/T 2260 (see [`IdNumber`]).
+    #[error("address code (positions 1-6) {0}")]
+    Region(RegionProblem),
+    /// GB 11643 positions 7–14 are not a calendar date, or one no card
+    /// holder can have (see [`IdNumber`]).
+    #[error("birth date (positions 7-14) {0}")]
+    BirthDate(BirthDateProblem),
     /// The subject type is not one the gateway knows.
     #[error("unknown subject type")]
     SubjectType,
+}
+
+/// What is wrong with a GB 11643 address code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegionProblem {
+    /// Positions 1–2 are no GB/T 2260 province-level code.
+    #[error("does not start with a province-level code of GB/T 2260 (got {0:02})")]
+    UnknownProvince(u8),
+    /// 71 (Taiwan), 81 (Hong Kong), 82 (Macao) and 83 (Taiwan residents'
+    /// residence permits) have no subdivisions: the code must end in 0000.
+    #[error("must be {0:02}0000: GB/T 2260 has no subdivisions of {0:02}")]
+    NotUndivided(u8),
+}
+
+/// What is wrong with a GB 11643 birth date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BirthDateProblem {
+    /// Month or day out of range for the year (e.g. 30 February).
+    #[error("is not a calendar date")]
+    NotADate,
+    /// Before [`IdNumber::EARLIEST_BIRTH`].
+    #[error("is before 1850-01-01, earlier than any card holder's")]
+    TooEarly,
+    /// After the date the number is judged on.
+    #[error("is in the future")]
+    Future,
+}
+
+fn code_point(c: char) -> String {
+    if c.is_ascii_graphic() {
+        format!("'{c}'")
+    } else {
+        format!("U+{:04X}", u32::from(c))
+    }
+}
+
+fn charset_hint(c: char) -> &'static str {
+    match c {
+        '\u{FF10}'..='\u{FF19}' => ", a full-width digit: use ASCII 0-9",
+        '\u{FF21}'..='\u{FF3A}' | '\u{FF41}'..='\u{FF5A}' => ", a full-width letter: use ASCII A-Z",
+        c if c.is_whitespace() => ", white space",
+        c if !c.is_ascii() => ", not an ASCII character",
+        _ => "",
+    }
+}
+
+/// 18 characters, or [`IdError::Length`]; then the first non-ASCII one, if
+/// any, as [`IdError::Charset`] (so a full-width digit is reported as what
+/// it is, not as a length that looks right), else the bytes.
+fn eighteen_ascii(s: &str) -> Result<&[u8; 18], IdError> {
+    let n = s.chars().count();
+    if n != 18 {
+        return Err(IdError::Length(n));
+    }
+    if let Some((i, c)) = s.chars().enumerate().find(|(_, c)| !c.is_ascii()) {
+        return Err(IdError::Charset {
+            position: i + 1,
+            found: c,
+        });
+    }
+    Ok(s.as_bytes()
+        .try_into()
+        .expect("18 ASCII characters are 18 bytes"))
 }
 
 impl IdError {
@@ -63,7 +138,8 @@ impl IdError {
             IdError::RegistrationAuthority(_) => "registration_authority",
             IdError::Category { .. } => "category",
             IdError::CheckCharacter { .. } => "check_character",
-            IdError::BirthDate => "birth_date",
+            IdError::Region(_) => "region",
+            IdError::BirthDate(_) => "birth_date",
             IdError::SubjectType => "subject_type",
         }
     }
@@ -112,15 +188,16 @@ impl CreditCode {
     /// Validate `s`: length, alphabet, registration authority and category
     /// codes, division-code digits and the check character (31 → `0`).
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        let b = s.as_bytes();
-        if s.chars().count() != 18 || b.len() != 18 {
-            return Err(IdError::Length(s.chars().count()));
-        }
+        let b = eighteen_ascii(s)?;
         let mut sum = 0u32;
         for (i, &c) in b.iter().enumerate() {
-            let v = uscc_value(c).ok_or(IdError::Charset { position: i + 1 })?;
+            let bad = IdError::Charset {
+                position: i + 1,
+                found: char::from(c),
+            };
+            let v = uscc_value(c).ok_or_else(|| bad.clone())?;
             if (2..8).contains(&i) && !c.is_ascii_digit() {
-                return Err(IdError::Charset { position: i + 1 });
+                return Err(bad);
             }
             if i < 17 {
                 sum += v * USCC_WEIGHTS[i];
@@ -176,7 +253,40 @@ pub type OrgCode = CreditCode;
 const ID_WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
 const ID_CHECK: &[u8; 11] = b"10X98765432";
 
+/// Province-level codes of GB/T 2260 (positions 1–2 of every address code):
+/// 11–15 北京 天津 河北 山西 内蒙古; 21–23 辽宁 吉林 黑龙江; 31–37 上海 江苏
+/// 浙江 安徽 福建 江西 山东; 41–46 河南 湖北 湖南 广东 广西 海南; 50–54 重庆
+/// 四川 贵州 云南 西藏; 61–65 陕西 甘肃 青海 宁夏 新疆; 71 台湾; 81 香港;
+/// 82 澳门. Plus 83, which is not in GB/T 2260: the 公民身份号码 of a
+/// 港澳台居民居住证 (国办发〔2018〕81号) starts 810000 / 820000 / 830000 for
+/// residents of Hong Kong / Macao / Taiwan, and those holders are data
+/// subjects like anyone else.
+fn province_ok(code: u8) -> bool {
+    matches!(code, 11..=15 | 21..=23 | 31..=37 | 41..=46 | 50..=54 | 61..=65 | 71 | 81..=83)
+}
+
 /// 居民身份证号码 (resident identity card number), validated per GB 11643-1999.
+///
+/// Checks, in order, each with its own [`IdError::check`] name: 18
+/// characters (`length`); 17 ASCII digits then a digit or `X` (`charset`);
+/// an address code whose first two digits are a GB/T 2260 province-level
+/// code, and exactly `710000`/`810000`/`820000`/`830000` for the codes
+/// GB/T 2260 does not subdivide (`region`; see `province_ok` for the list);
+/// a birth date that is a calendar date from 1850-01-01 up to today
+/// (`birth_date`); the ISO 7064 MOD 11-2 check character (`check_character`).
+/// Prefecture and county codes are not checked: GB/T 2260 changes every
+/// year and numbers keep the code of the place they were first issued in,
+/// including codes since abolished, so only a historical table could judge
+/// them, and the check character already catches mistyped digits.
+///
+/// **Birth years before 1900 are accepted**, back to 1850. The date on a
+/// card is the registered one, and cards with registered birth years in the
+/// 1880s exist (Luo Meizhen's card gave 1885, Alimihan Seyiti's 1886; both
+/// were reported widely when they were counted among the oldest people in
+/// China). Refusing them would lock real holders out of their own records
+/// and misstate the reason ("not a real date"). The lower bound only refuses
+/// what no holder of an 18-digit number can have: 18-digit numbers started
+/// in 1999, when someone born before 1850 would have been over 149.
 ///
 /// A trailing lower-case `x` is accepted and normalised to `X`, so the same
 /// person always maps to the same stored key and audit hash.
@@ -185,33 +295,49 @@ const ID_CHECK: &[u8; 11] = b"10X98765432";
 pub struct IdNumber(String);
 
 impl IdNumber {
+    /// Earliest birth date accepted (see the type's docs).
+    pub const EARLIEST_BIRTH: time::Date = time::macros::date!(1850 - 01 - 01);
+
     /// Validate `s` against `today` (the birth date must not be in the future).
     pub fn parse_at(s: &str, today: time::Date) -> Result<Self, IdError> {
-        let n = s.chars().count();
-        if n != 18 || s.len() != 18 {
-            return Err(IdError::Length(n));
-        }
-        let b = s.as_bytes();
+        let b = eighteen_ascii(s)?;
         let mut sum = 0u32;
         for (i, &c) in b[..17].iter().enumerate() {
             if !c.is_ascii_digit() {
-                return Err(IdError::Charset { position: i + 1 });
+                return Err(IdError::Charset {
+                    position: i + 1,
+                    found: char::from(c),
+                });
             }
             sum += u32::from(c - b'0') * ID_WEIGHTS[i];
         }
         let last = b[17].to_ascii_uppercase();
         if !(last.is_ascii_digit() || last == b'X') {
-            return Err(IdError::Charset { position: 18 });
+            return Err(IdError::Charset {
+                position: 18,
+                found: char::from(b[17]),
+            });
         }
         let digits = |r: std::ops::Range<usize>| -> u32 {
             b[r].iter().fold(0, |a, &c| a * 10 + u32::from(c - b'0'))
         };
-        let year = digits(6..10) as i32;
-        let month = time::Month::try_from(digits(10..12) as u8).map_err(|_| IdError::BirthDate)?;
-        let birth = time::Date::from_calendar_date(year, month, digits(12..14) as u8)
-            .map_err(|_| IdError::BirthDate)?;
-        if year < 1900 || birth > today {
-            return Err(IdError::BirthDate);
+        let province = digits(0..2) as u8;
+        if !province_ok(province) {
+            return Err(IdError::Region(RegionProblem::UnknownProvince(province)));
+        }
+        if matches!(province, 71 | 81..=83) && digits(2..6) != 0 {
+            return Err(IdError::Region(RegionProblem::NotUndivided(province)));
+        }
+        let not_a_date = IdError::BirthDate(BirthDateProblem::NotADate);
+        let month = time::Month::try_from(digits(10..12) as u8).map_err(|_| not_a_date.clone())?;
+        let birth =
+            time::Date::from_calendar_date(digits(6..10) as i32, month, digits(12..14) as u8)
+                .map_err(|_| not_a_date)?;
+        if birth < Self::EARLIEST_BIRTH {
+            return Err(IdError::BirthDate(BirthDateProblem::TooEarly));
+        }
+        if birth > today {
+            return Err(IdError::BirthDate(BirthDateProblem::Future));
         }
         let expected = ID_CHECK[(sum % 11) as usize];
         if last != expected {
@@ -299,6 +425,24 @@ impl SubjectId {
         }
     }
 
+    /// Validate an identifier whose type is not given (a consent token's
+    /// `sub`): a resident ID number or a unified social credit code, in the
+    /// canonical form the gateway compares `sub` against. An 18-digit string
+    /// can be both; the ID number reading wins (the two check characters
+    /// rarely agree, and a token's `sub` is compared as text either way).
+    pub fn parse_untyped(id: &str) -> Result<Self, UntypedIdError> {
+        let as_id_number = match IdNumber::parse(id) {
+            Ok(n) => return Ok(SubjectId::Natural(n)),
+            Err(e) => e,
+        };
+        CreditCode::parse(id)
+            .map(SubjectId::Legal)
+            .map_err(|as_credit_code| UntypedIdError {
+                as_id_number,
+                as_credit_code,
+            })
+    }
+
     /// The subject's type.
     pub fn kind(&self) -> SubjectType {
         match self {
@@ -314,6 +458,19 @@ impl SubjectId {
             SubjectId::Natural(n) => n.as_str(),
         }
     }
+}
+
+/// Why [`SubjectId::parse_untyped`] refused an identifier: both readings.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "neither a resident ID number (GB 11643: {as_id_number}) \
+     nor a unified social credit code (GB 32100: {as_credit_code})"
+)]
+pub struct UntypedIdError {
+    /// Why it is not a valid 居民身份证号码.
+    pub as_id_number: IdError,
+    /// Why it is not a valid 统一社会信用代码.
+    pub as_credit_code: IdError,
 }
 
 /// Error for vocabulary names (fields, items, purposes) that are not
@@ -369,6 +526,12 @@ snake_name!(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// GB/T 2260 province-level codes plus 83 (residence permits).
+    const PROVINCES: [u8; 35] = [
+        11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50, 51,
+        52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82, 83,
+    ];
 
     fn today() -> time::Date {
         time::macros::date!(2026 - 11 - 23)
@@ -450,11 +613,131 @@ mod tests {
                 .check(),
             "birth_date"
         );
+        // A full-width digit: 18 characters (20 bytes). Reported as the
+        // character it is, never as "exactly 18 characters, got 18".
+        let e = IdNumber::parse_at("1101051949123100２X", today()).unwrap_err();
         assert_eq!(
-            IdNumber::parse_at("1101051949123100２X", today())
+            e,
+            IdError::Charset {
+                position: 17,
+                found: '２'
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "character 17 (U+FF12) is not allowed here, a full-width digit: use ASCII 0-9"
+        );
+        // Wrong length counts characters, not bytes.
+        assert_eq!(
+            IdNumber::parse_at("１１０１０５", today()).unwrap_err(),
+            IdError::Length(6)
+        );
+        assert_eq!(
+            IdNumber::parse_at("11010519491231002", today())
                 .unwrap_err()
-                .check(),
-            "length"
+                .to_string(),
+            "must be exactly 18 characters, got 17"
+        );
+    }
+
+    #[test]
+    fn id_number_region_codes() {
+        // The case from issue 13: a valid check digit, no such province.
+        let e = IdNumber::parse_at("000303198503150011", today()).unwrap_err();
+        assert_eq!(e.check(), "region");
+        assert_eq!(
+            e.to_string(),
+            "address code (positions 1-6) does not start with a province-level code of \
+             GB/T 2260 (got 00)"
+        );
+        let with_region = |r: &str| {
+            IdNumber::parse_at(&id_with(&format!("{r}19850315001")), today())
+                .map(|_| ())
+                .map_err(|e| e.check())
+        };
+        // Every province-level code of GB/T 2260 (34), spelt out here rather
+        // than derived from `province_ok`, so a typo there shows up.
+        let provinces = [
+            11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46, 50,
+            51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82,
+        ];
+        assert_eq!(provinces.len(), 34);
+        for p in 0..100u32 {
+            let undivided = matches!(p, 71 | 81 | 82 | 83);
+            let r = with_region(&format!(
+                "{p:02}{}",
+                if undivided { "0000" } else { "0302" }
+            ));
+            let known = provinces.contains(&p) || p == 83;
+            assert_eq!(r.is_ok(), known, "{p:02}: {r:?}");
+            if !known {
+                assert_eq!(r, Err("region"), "{p:02}");
+            }
+        }
+        // Hong Kong, Macao, Taiwan (and the residence-permit 83) have no
+        // subdivisions in GB/T 2260.
+        for r in ["810100", "820001", "710100", "830200"] {
+            let e = IdNumber::parse_at(&id_with(&format!("{r}19850315001")), today()).unwrap_err();
+            assert_eq!(e.check(), "region", "{r}");
+            assert!(e.to_string().contains("no subdivisions"), "{e}");
+        }
+    }
+
+    /// Issue 13: born 1880 with a valid check digit. Accepted: registered
+    /// birth years in the 1880s are on real cards (see [`IdNumber`]).
+    #[test]
+    fn id_number_birth_year_1880_is_accepted() {
+        let n = IdNumber::parse_at("440524188001010014", today()).unwrap();
+        assert_eq!(n.as_str(), "440524188001010014");
+        let check = |p: &str| {
+            IdNumber::parse_at(&id_with(p), today())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(check("44052418500101001"), Ok(()));
+        assert_eq!(
+            check("44052418491231001"),
+            Err(
+                "birth date (positions 7-14) is before 1850-01-01, earlier than any card holder's"
+                    .into()
+            )
+        );
+        assert_eq!(
+            check("44052420261124001"),
+            Err("birth date (positions 7-14) is in the future".into())
+        );
+        assert_eq!(
+            check("44052419850230001"),
+            Err("birth date (positions 7-14) is not a calendar date".into())
+        );
+    }
+
+    #[test]
+    fn untyped_subjects_for_consent_tokens() {
+        assert_eq!(
+            SubjectId::parse_untyped("11010519491231002x").unwrap(),
+            SubjectId::Natural(IdNumber("11010519491231002X".into()))
+        );
+        assert_eq!(
+            SubjectId::parse_untyped("91350100M000100Y43")
+                .unwrap()
+                .kind(),
+            SubjectType::LegalPerson
+        );
+        // All digits and a valid GB 32100 code (a public institution).
+        assert_eq!(
+            SubjectId::parse_untyped("113703000043000010")
+                .unwrap()
+                .kind(),
+            SubjectType::LegalPerson
+        );
+        let e = SubjectId::parse_untyped("000303198503150011").unwrap_err();
+        assert_eq!(e.as_id_number.check(), "region");
+        assert_eq!(e.as_credit_code.check(), "registration_authority");
+        assert!(
+            e.to_string()
+                .starts_with("neither a resident ID number (GB 11643: address code"),
+            "{e}"
         );
     }
 
@@ -478,7 +761,9 @@ mod tests {
         assert_eq!(check("11010519850015002"), Err("birth_date"));
         assert_eq!(check("11010519850100002"), Err("birth_date"));
         assert_eq!(check("11010519850132002"), Err("birth_date"));
-        assert_eq!(check("11010518991231002"), Err("birth_date"));
+        assert_eq!(check("11010518991231002"), Ok(()));
+        assert_eq!(check("11010518491231002"), Err("birth_date"));
+        assert_eq!(check("11010518500101002"), Ok(()));
         // Born today is fine.
         assert_eq!(check("11010520261123002"), Ok(()));
         // An X anywhere but last, and surrounding whitespace.
@@ -504,12 +789,26 @@ mod tests {
             CreditCode::parse("91350100m000100y43").unwrap_err().check(),
             "charset"
         );
-        // Full-width characters change the byte length.
+        // A full-width character is named as such, at its character position.
+        let e = CreditCode::parse("９1350100M000100Y43").unwrap_err();
         assert_eq!(
-            CreditCode::parse("９1350100M000100Y43")
+            e,
+            IdError::Charset {
+                position: 1,
+                found: '９'
+            }
+        );
+        assert!(!e.to_string().contains("18"), "{e}");
+        assert!(e.to_string().contains("full-width digit"), "{e}");
+        let e = CreditCode::parse("91350100M000100Ｙ43").unwrap_err();
+        assert_eq!(e.check(), "charset");
+        assert!(e.to_string().starts_with("character 16 (U+FF39)"), "{e}");
+        assert!(e.to_string().contains("full-width letter"), "{e}");
+        assert_eq!(
+            CreditCode::parse("91350100m000100Y43")
                 .unwrap_err()
-                .check(),
-            "length"
+                .to_string(),
+            "character 9 ('m') is not allowed here"
         );
         // Every registration authority with an undefined category.
         for (code, ok) in [
@@ -545,7 +844,94 @@ mod tests {
         fn parsers_never_panic(s in "\\PC{0,40}") {
             let _ = CreditCode::parse(&s);
             let _ = IdNumber::parse_at(&s, today());
+            let _ = SubjectId::parse_untyped(&s);
             let _ = FieldName::parse(&s);
+        }
+
+        /// Any ID number built from a known province, any district digits
+        /// (undivided codes aside), a date in range and any sequence digits
+        /// is accepted with its computed check character and refused with
+        /// any other.
+        #[test]
+        fn valid_id_numbers_round_trip(
+            p in proptest::sample::select(&PROVINCES[..]),
+            district in 0..10_000u32,
+            day in 0..=(today() - IdNumber::EARLIEST_BIRTH).whole_days(),
+            seq in 0..1000u32,
+            lower in any::<bool>(),
+        ) {
+            let district = if matches!(p, 71 | 81..=83) { 0 } else { district };
+            let birth = IdNumber::EARLIEST_BIRTH + time::Duration::days(day);
+            let prefix = format!(
+                "{p:02}{district:04}{:04}{:02}{:02}{seq:03}",
+                birth.year(), u8::from(birth.month()), birth.day()
+            );
+            let c = IdNumber::check_char(&prefix).unwrap();
+            let s = format!("{prefix}{}", if lower { c.to_ascii_lowercase() } else { c });
+            let n = IdNumber::parse_at(&s, today()).unwrap();
+            prop_assert_eq!(n.as_str(), format!("{prefix}{c}"));
+            let untyped = SubjectId::parse_untyped(&s).unwrap();
+            prop_assert_eq!(untyped.id(), n.as_str());
+            for other in "0123456789X".chars().filter(|&x| x != c) {
+                prop_assert_eq!(
+                    IdNumber::parse_at(&format!("{prefix}{other}"), today()).unwrap_err().check(),
+                    "check_character"
+                );
+            }
+        }
+
+        /// A number whose first two digits are no province is refused as
+        /// `region` whatever else it holds, check character included.
+        #[test]
+        fn unknown_provinces_are_refused(
+            p in (0..100u8).prop_filter("not a province", |p| !PROVINCES.contains(p)),
+            rest in "[0-9]{15}",
+        ) {
+            let prefix = format!("{p:02}{rest}");
+            let s = format!("{prefix}{}", IdNumber::check_char(&prefix).unwrap());
+            let e = IdNumber::parse_at(&s, today()).unwrap_err();
+            prop_assert_eq!(e.check(), "region");
+            let want = format!("(got {p:02})");
+            prop_assert!(e.to_string().contains(&want), "{}", e);
+        }
+
+        /// Length errors count characters; an 18-character input is never
+        /// refused for its length, and a charset error points at a character
+        /// that really is outside the alphabet at that position.
+        #[test]
+        fn errors_describe_the_input(
+            s in prop_oneof![
+                "\\PC{0,30}",
+                "[0-9０-９xXＸ]{18}",
+                "[0-9A-Z９Ｙａ]{16,20}",
+            ],
+        ) {
+            let n = s.chars().count();
+            let id = IdNumber::parse_at(&s, today());
+            let cc = CreditCode::parse(&s);
+            for (e, id_rules) in [(id.err(), true), (cc.err(), false)] {
+                match e {
+                    Some(IdError::Length(got)) => {
+                        prop_assert_eq!(got, n);
+                        prop_assert_ne!(got, 18);
+                    }
+                    Some(IdError::Charset { position, found }) => {
+                        prop_assert_eq!(n, 18);
+                        prop_assert_eq!(s.chars().nth(position - 1), Some(found));
+                        let allowed = if id_rules {
+                            found.is_ascii_digit() || (position == 18 && "xX".contains(found))
+                        } else {
+                            found.is_ascii()
+                                && USCC_CHARSET.contains(&(found as u8))
+                                && (found.is_ascii_digit() || !(3..=8).contains(&position))
+                        };
+                        prop_assert!(!allowed, "{found:?} at {position}");
+                        // Every character before it is fine.
+                        prop_assert!(s.chars().take(position - 1).all(|c| c.is_ascii()));
+                    }
+                    _ => prop_assert_eq!(n, 18),
+                }
+            }
         }
     }
 }

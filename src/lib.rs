@@ -11,8 +11,10 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod consent;
 pub mod devcerts;
+pub mod endpoint;
 pub mod http;
 pub mod identity;
 pub mod ids;

@@ -53,13 +53,23 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Policy(PolicyCommand::Explain {
+                access: true, dir, ..
+            }) => cli::policy_access(&dir).map(|s| print!("{s}")),
+            Command::Policy(PolicyCommand::Explain {
                 org,
                 purpose,
                 fields,
                 with_consent,
                 dir,
-            }) => cli::policy_explain(&dir, &org, &purpose, &fields, with_consent)
-                .map(|s| print!("{s}")),
+                ..
+            }) => cli::policy_explain(
+                &dir,
+                org.as_deref().unwrap_or_default(),
+                purpose.as_deref().unwrap_or_default(),
+                &fields,
+                with_consent,
+            )
+            .map(|s| print!("{s}")),
             Command::Audit(AuditCommand::Verify {
                 file,
                 previous,

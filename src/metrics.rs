@@ -21,6 +21,9 @@ type Series = (
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    rejections: Mutex<BTreeMap<&'static str, u64>>,
+    /// Handler panics caught (each answered 500 and audited).
+    pub handler_panics: AtomicU64,
     /// Connections currently open (after accept).
     pub connections_open: AtomicI64,
     /// Connections refused because the cap was reached.
@@ -51,6 +54,13 @@ impl Metrics {
         }
     }
 
+    /// Count one request the HTTP layer refused before any handler ran.
+    pub fn rejection(&self, outcome: &'static str) {
+        if let Ok(mut m) = self.rejections.lock() {
+            *m.entry(outcome).or_default() += 1;
+        }
+    }
+
     /// Render everything, including the audit pipeline's counters.
     pub fn render(&self, audit: &AuditHealth) -> String {
         let mut out = String::new();
@@ -60,6 +70,15 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "credgate_requests_total{{action=\"{action}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP credgate_http_rejections_total Requests refused by the HTTP layer before a handler ran (each audited as malformed_http).\n# TYPE credgate_http_rejections_total counter\n");
+        if let Ok(m) = self.rejections.lock() {
+            for (reason, n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "credgate_http_rejections_total{{reason=\"{reason}\"}} {n}"
                 );
             }
         }
@@ -103,6 +122,13 @@ impl Metrics {
             "counter",
             "Responses refused because the audit log failed.",
             self.audit_failures.load(Ordering::Relaxed).into(),
+        );
+        g(
+            &mut out,
+            "credgate_handler_panics_total",
+            "counter",
+            "Handler panics caught (answered 500 internal_error and audited).",
+            self.handler_panics.load(Ordering::Relaxed).into(),
         );
         g(
             &mut out,

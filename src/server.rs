@@ -9,7 +9,7 @@
 //! Per connection: a cap (a semaphore permit, taken at accept, so excess
 //! connections are closed before any TLS work), a handshake timeout in the
 //! connection's own task (a silent client blocks nobody), identity
-//! resolution once, then HTTP/1.1 with keep-alive.
+//! resolution once, then HTTP/2 or HTTP/1.1 by ALPN ([`crate::connection`]).
 //!
 //! Shutdown: stop accepting, let in-flight requests finish (bounded by the
 //! grace period), drop the last audit handle so the sequencer commits what
@@ -17,7 +17,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -27,7 +26,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -37,7 +36,8 @@ use crate::audit::anomaly::AnomalyLimits;
 use crate::audit::checkpoint::CheckpointSigner;
 use crate::audit::{self, AuditLog, SubjectHasher};
 use crate::config::Config;
-use crate::http::{App, Caller};
+use crate::connection::{self, ConnLimits};
+use crate::http::App;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::{policy, tls};
@@ -121,8 +121,9 @@ impl Gateway {
                 cert: cfg.tls.cert.clone(),
                 key: cfg.tls.key.clone(),
                 crls: cfg.tls.crls.clone(),
+                max_chain_depth: cfg.tls.max_chain_depth.into(),
             },
-            &[b"http/1.1"],
+            &[b"h2", b"http/1.1"],
         )?;
         let store = Store::connect(&cfg.store.url, cfg.store.max_connections).await?;
         let (audit_log, audit_task) = AuditLog::start(store.clone(), cfg.audit.max_batch).await?;
@@ -145,6 +146,7 @@ impl Gateway {
             consent.verifier,
         );
         app.checkpoint_verifier_key = signer.verifier_key();
+        app.body_timeout = Duration::from_millis(cfg.server.body_timeout_ms);
         let app = Arc::new(app);
         Ok(Gateway {
             app,
@@ -195,8 +197,12 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(s.max_connections));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut conns = JoinSet::new();
-    let handshake_timeout = s.handshake_timeout();
-    let idle = Duration::from_millis(s.idle_timeout_ms);
+    let limits = ConnLimits {
+        handshake: s.handshake_timeout(),
+        header: Duration::from_millis(s.header_timeout_ms),
+        idle: Duration::from_millis(s.idle_timeout_ms),
+        h2_max_streams: s.h2_max_streams,
+    };
     tokio::pin!(shutdown);
     loop {
         while conns.try_join_next().is_some() {}
@@ -226,16 +232,7 @@ pub async fn run(
         conns.spawn(async move {
             let _slot = slot;
             app.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
-            serve_connection(
-                app.clone(),
-                tls,
-                tcp,
-                peer,
-                handshake_timeout,
-                idle,
-                watcher,
-            )
-            .await;
+            connection::serve(app.clone(), tls, tcp, peer, limits, watcher).await;
             app.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
         });
     }
@@ -250,6 +247,18 @@ pub async fn run(
     }
     conns.abort_all();
     while conns.join_next().await.is_some() {}
+    // Requests are handled detached from their connections: wait for the
+    // ones still running (their entries must reach the log) before the
+    // sequencer is allowed to stop.
+    if tokio::time::timeout(grace, app.in_flight.drained())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            in_flight = app.in_flight.count(),
+            "grace period over with requests still being handled"
+        );
+    }
     let _ = stop_tx.send(true);
     let _ = admin_task.await;
     let _ = checkpointer.await;
@@ -265,50 +274,6 @@ pub async fn run(
     store.close().await;
     tracing::info!("credgate stopped");
     Ok(())
-}
-
-async fn serve_connection(
-    app: Arc<App>,
-    tls: TlsAcceptor,
-    tcp: tokio::net::TcpStream,
-    peer: SocketAddr,
-    handshake_timeout: Duration,
-    idle: Duration,
-    watcher: hyper_util::server::graceful::Watcher,
-) {
-    let stream = match tokio::time::timeout(handshake_timeout, tls.accept(tcp)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            app.metrics
-                .handshake_failures
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, error = %e, "handshake failed");
-            return;
-        }
-        Err(_) => {
-            app.metrics
-                .handshake_timeouts
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%peer, "handshake timed out");
-            return;
-        }
-    };
-    let identity =
-        crate::identity::peer_identity_from_chain(stream.get_ref().1.peer_certificates());
-    let caller = Arc::new(Caller::resolve(identity, &app.policy));
-    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-        let app = app.clone();
-        let caller = caller.clone();
-        async move { Ok::<_, Infallible>(app.handle(&caller, req).await) }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(idle)
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), svc);
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(%peer, error = %e, "connection ended with error");
-    }
 }
 
 async fn serve_admin(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {

@@ -7,6 +7,14 @@
 //!   no configured CRL covers is ALLOWED (unknown-status policy: allow) so that running
 //!   without CRLs works; an expired CRL (past `nextUpdate`) is still honoured, never
 //!   treated as "everything revoked" — re-issue it before it ages out.
+//! * Chain depth: at most `max_chain_depth` intermediate CA certificates between a client's
+//!   leaf and a configured CA (`tls.max_chain_depth`, default 0: the leaf must be issued
+//!   directly by a CA in `tls.ca`). webpki enforces the path length constraints of
+//!   intermediates but not those of a trust anchor — a `CA:TRUE` intermediate under a root
+//!   saying `pathlen:0` is accepted — so the limit is applied here, at the handshake: a chain
+//!   is accepted only if a valid path with at most that many intermediates exists among the
+//!   certificates the client sent (extra certificates it does not need, such as a copy of the
+//!   root, are harmless).
 //! * Session resumption: rustls server defaults, i.e. a stateful in-memory session cache
 //!   (256 entries); TLS 1.3 "tickets" are cache IDs. A resumed session skips certificate
 //!   (and CRL) verification but rustls restores the original client chain, so
@@ -15,10 +23,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 
 /// Where the server's PEM material lives; every path is reported verbatim in errors.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +41,9 @@ pub struct TlsPaths {
     pub key: PathBuf,
     /// Certificate revocation lists (PEM, each file may hold several); may be empty.
     pub crls: Vec<PathBuf>,
+    /// Most intermediate CA certificates allowed between a client's leaf and a CA in `ca`
+    /// (0: issued directly by one of them).
+    pub max_chain_depth: usize,
 }
 
 /// Why a TLS configuration could not be built; messages name the offending file.
@@ -116,11 +129,18 @@ pub fn server_config(paths: &TlsPaths, alpn: &[&[u8]]) -> Result<Arc<ServerConfi
         crls.extend(load_crls(path, &ca_subjects)?);
     }
 
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    let roots = Arc::new(roots);
+    let webpki = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
         .with_crls(crls)
         .only_check_end_entity_revocation()
         .allow_unknown_revocation_status()
         .build()?;
+    let verifier = Arc::new(DepthLimited {
+        inner: webpki,
+        roots,
+        algs: provider.signature_verification_algorithms.all,
+        max_intermediates: paths.max_chain_depth,
+    });
 
     let certs = load_certs(&paths.cert)?;
     let key = load_key(&paths.key)?;
@@ -143,6 +163,112 @@ pub fn server_config(paths: &TlsPaths, alpn: &[&[u8]]) -> Result<Arc<ServerConfi
         })?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// A client chain that verifies, but only through more intermediate CA certificates than
+/// `tls.max_chain_depth` allows.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "client certificate chains to a configured CA only through more than {max} intermediate \
+     CA certificate(s) (tls.max_chain_depth = {max}; the client sent {sent})"
+)]
+pub struct ChainTooDeep {
+    /// `tls.max_chain_depth`.
+    pub max: usize,
+    /// Intermediates the client presented.
+    pub sent: usize,
+}
+
+/// The webpki client verifier plus the chain-depth limit (see the module docs).
+#[derive(Debug)]
+struct DepthLimited {
+    inner: Arc<dyn ClientCertVerifier>,
+    roots: Arc<RootCertStore>,
+    algs: &'static [&'static dyn rustls_pki_types::SignatureVerificationAlgorithm],
+    max_intermediates: usize,
+}
+
+impl ClientCertVerifier for DepthLimited {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        // Everything else (signatures, validity, EKU, CRLs) first, with rustls' own errors.
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        // A path never uses more intermediates than were sent: nothing more to check. This
+        // is every handshake of a well-configured client under the default limit of 0.
+        if intermediates.len() <= self.max_intermediates {
+            return Ok(verified);
+        }
+        // Some path exists; is there one short enough? webpki keeps searching when the
+        // callback refuses a candidate path, so this finds any path within the limit.
+        let too_deep = || {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(
+                Arc::new(ChainTooDeep {
+                    max: self.max_intermediates,
+                    sent: intermediates.len(),
+                }),
+            )))
+        };
+        let leaf = webpki::EndEntityCert::try_from(end_entity).map_err(|_| too_deep())?;
+        let max = self.max_intermediates;
+        let within = |p: &webpki::VerifiedPath<'_>| {
+            if p.intermediate_certificates().count() <= max {
+                Ok(())
+            } else {
+                Err(webpki::Error::MaximumPathDepthExceeded)
+            }
+        };
+        leaf.verify_for_usage(
+            self.algs,
+            &self.roots.roots,
+            intermediates,
+            now,
+            webpki::KeyUsage::client_auth(),
+            None,
+            Some(&within),
+        )
+        .map(|_| verified)
+        .map_err(|_| too_deep())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// For tests and the bench client: a client config trusting `ca` and presenting
@@ -322,6 +448,7 @@ mod tests {
                 } else {
                     vec![]
                 },
+                max_chain_depth: 0,
             }
         }
         fn client(&self, stem: Option<&str>) -> Arc<ClientConfig> {
@@ -512,6 +639,71 @@ mod tests {
         let without = server_config(&f.paths(false), &[b"http/1.1"]).unwrap();
         let (id, _, _) = expect_ok(without, f.client(Some("revoked"))).await;
         assert_eq!(id.org_code, BANK);
+    }
+
+    fn with_depth(f: &Fixture, depth: usize) -> Arc<ServerConfig> {
+        let mut paths = f.paths(true);
+        paths.max_chain_depth = depth;
+        server_config(&paths, &[b"http/1.1"]).unwrap()
+    }
+
+    /// A client presenting `chain` (leaf first) with `key`.
+    fn client_with(
+        f: &Fixture,
+        chain: Vec<CertificateDer<'static>>,
+        key: &Path,
+    ) -> Arc<ClientConfig> {
+        Arc::new(
+            ClientConfig::builder_with_provider(provider())
+                .with_protocol_versions(PROTOCOL_VERSIONS)
+                .unwrap()
+                .with_root_certificates(load_roots(&f.p("ca.pem")).unwrap())
+                .with_client_auth_cert(chain, load_key(key).unwrap())
+                .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn chain_depth_is_limited_at_the_handshake() {
+        let f = Fixture::new();
+        let org = |stem: &str| DevOrg {
+            file_stem: stem.into(),
+            org_code: BANK.into(),
+            name: "Example Bank".into(),
+        };
+        devcerts::issue_chained(&f.dir, &org("via-one"), 1).unwrap();
+        devcerts::issue_chained(&f.dir, &org("via-two"), 2).unwrap();
+        assert_eq!(load_certs(&f.p("via-one.pem")).unwrap().len(), 2);
+        assert_eq!(load_certs(&f.p("via-two.pem")).unwrap().len(), 3);
+
+        // Default: the leaf must be issued by the CA itself.
+        let e = expect_refused(with_depth(&f, 0), f.client(Some("via-one"))).await;
+        assert!(e.contains("ChainTooDeep { max: 0, sent: 1 }"), "{e}");
+        let e = expect_refused(with_depth(&f, 1), f.client(Some("via-two"))).await;
+        assert!(e.contains("ChainTooDeep { max: 1, sent: 2 }"), "{e}");
+
+        // Otherwise valid chains: accepted once the limit allows them, identity from the leaf.
+        let (id, _, _) = expect_ok(with_depth(&f, 1), f.client(Some("via-one"))).await;
+        assert_eq!(id.org_code, BANK);
+        let (id, _, _) = expect_ok(with_depth(&f, 2), f.client(Some("via-two"))).await;
+        assert_eq!(id.org_code, BANK);
+
+        // The limit is on the path, not on what was sent: a directly issued leaf sent
+        // with a copy of the root, or with an unrelated intermediate, is fine at 0.
+        let mut chain = load_certs(&f.p("bank.pem")).unwrap();
+        chain.extend(load_certs(&f.p("ca.pem")).unwrap());
+        chain.push(load_certs(&f.p("via-one.pem")).unwrap().remove(1));
+        let client = client_with(&f, chain, &f.p("bank-key.pem"));
+        let (id, _, _) = expect_ok(with_depth(&f, 0), client).await;
+        assert_eq!(id.org_code, BANK);
+
+        // Other refusals keep their own reason: a chained leaf from a foreign CA is
+        // UnknownIssuer, not a depth problem.
+        let mut chain = load_certs(&f.p("foreign.pem")).unwrap();
+        chain.push(load_certs(&f.p("via-one.pem")).unwrap().remove(1));
+        let client = client_with(&f, chain, &f.p("foreign-key.pem"));
+        let e = expect_refused(with_depth(&f, 0), client).await;
+        assert!(e.contains("UnknownIssuer"), "{e}");
     }
 
     /// rustls has no code for TLS ≤ 1.1; a hand-made TLS 1.1 ClientHello gets an alert.

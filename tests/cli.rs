@@ -175,3 +175,97 @@ fn invalid_config_exits_non_zero_with_file_and_line() {
     assert!(!ok);
     assert!(out.contains("credgate.toml:3"), "{out}");
 }
+
+/// The role × endpoint matrix generated from `policies/` is pinned: a change
+/// of who may call what is a reviewed change of this file too
+/// (`UPDATE_GOLDEN=1 cargo test --test cli` rewrites it).
+#[test]
+fn access_matrix_matches_the_golden_file() {
+    let (ok, out) = credgate(&[
+        "policy",
+        "explain",
+        "--access",
+        "--dir",
+        policies().to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/access_matrix.txt");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&golden, &out).unwrap();
+    }
+    assert_eq!(out, std::fs::read_to_string(&golden).unwrap());
+    // Every endpoint of the table is a row.
+    for e in credgate::endpoint::Endpoint::ALL {
+        assert!(
+            out.lines()
+                .any(|l| l.starts_with(&format!("{} ", e.action()))),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn access_policy_mistakes_fail_with_file_and_line() {
+    for (edit, needle, message) in [
+        (
+            ("query = [", "query = [\"auditor\", "),
+            "query = [",
+            "role 'auditor' may not call query: the auditor reads the audit log, never credit data",
+        ),
+        (
+            (
+                "submit_records = [\"department\"]",
+                "submit_records = [\"department\", \"bank\"]",
+            ),
+            "submit_records =",
+            "role 'bank' may not call submit_records: only departments submit records",
+        ),
+        (
+            (
+                "check = [\"department\"]",
+                "check = [\"department\", \"judge\"]",
+            ),
+            "check = [",
+            "unknown role 'judge'",
+        ),
+        (
+            ("check = [\"department\"]", "chekc = [\"department\"]"),
+            "chekc =",
+            "unknown endpoint 'chekc'",
+        ),
+        (
+            (
+                "audit_export = [\"auditor\"]",
+                "audit_export = [\"auditor\", \"auditor\"]",
+            ),
+            "audit_export =",
+            "role 'auditor' listed twice",
+        ),
+    ] {
+        let dir = edited("access.toml", |t| t.replacen(edit.0, edit.1, 1));
+        let file = dir.0.join("access.toml");
+        let (ok, out) = credgate(&["policy", "check", dir.0.to_str().unwrap()]);
+        assert!(!ok, "{out}");
+        let want = format!("{}:{}: {message}", file.display(), line_of(&file, needle));
+        assert!(out.contains(&want), "want {want}\ngot {out}");
+    }
+    // Leaving an endpoint out is an error too (an empty list means nobody).
+    let dir = edited("access.toml", |t| {
+        t.replacen("check_feedback = [\"department\"]\n", "", 1)
+    });
+    let (ok, out) = credgate(&["policy", "check", dir.0.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        out.contains("endpoint 'check_feedback' is not listed"),
+        "{out}"
+    );
+    let dir = edited("access.toml", |t| {
+        t.replacen(
+            "check_feedback = [\"department\"]",
+            "check_feedback = []",
+            1,
+        )
+    });
+    let (ok, out) = credgate(&["policy", "check", dir.0.to_str().unwrap()]);
+    assert!(ok, "{out}");
+}

@@ -668,6 +668,230 @@ async fn revocation_takes_effect_on_the_next_request_and_is_audited() {
     gw.stop().await;
 }
 
+/// A revocation for a `jti` the registry has never seen cannot be checked
+/// against the consent's subject, so it is recorded bound to the revoking
+/// subject: the token of anyone else carrying that `jti` is then refused as
+/// `jti_conflict` (not silently revoked on their behalf), the revoking
+/// subject's own token as `revoked`, and a revocation naming anyone else is
+/// refused like one for any other registered consent.
+#[tokio::test]
+async fn revocation_of_an_unseen_consent_is_bound_to_the_revoking_subject() {
+    let gw = TestGateway::start().await;
+    let dev = gw.consent_issuer();
+    let bank = gw.client("bank");
+    let dept = gw.client("department");
+    // PERSON's consent to the bank, never presented; PERSON2 revokes its jti.
+    let c = claims(&dev, ids::PERSON, ids::BANK, "financing", &["income"]);
+    let id = c["jti"].as_str().unwrap().to_owned();
+    let r = revoke(&gw, &id, "natural_person", ids::PERSON2).await;
+    assert_eq!(
+        (r.status, &r.body["state"]),
+        (200, &json!("revoked")),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["registered_at"], Value::Null);
+
+    // PERSON's token is not treated as revoked but as sharing its id with
+    // another subject's consent; nothing consent-classified is released.
+    let ask = |t: &str, who: &str, fields: &[&str]| {
+        q("natural_person", who, "financing", fields, Some(t))
+    };
+    let t = token(&dev, &c);
+    let r = bank
+        .post(
+            "/v1/query",
+            &ask(&t, ids::PERSON, &["person_name", "monthly_income"]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        decision_of(&r.body, "monthly_income"),
+        invalid("jti_conflict")
+    );
+    assert_eq!(decision_of(&r.body, "person_name"), returned());
+    assert!(!r.body.to_string().contains(INCOME));
+
+    // Also when nothing consent-classified would be released (the scope
+    // does not cover the field), so no use would be spent.
+    let mut c3 = claims(&dev, ids::PERSON, ids::BANK, "financing", &["deposits"]);
+    c3["jti"] = json!(id);
+    let r = bank
+        .post(
+            "/v1/query",
+            &ask(&token(&dev, &c3), ids::PERSON, &["monthly_income"]),
+        )
+        .await;
+    assert_eq!(
+        decision_of(&r.body, "monthly_income"),
+        invalid("jti_conflict")
+    );
+
+    // PERSON2's own token with that jti is refused as revoked.
+    let mut c2 = claims(&dev, ids::PERSON2, ids::BANK, "financing", &["income"]);
+    c2["jti"] = json!(id);
+    let t2 = token(&dev, &c2);
+    let r = bank
+        .post("/v1/query", &ask(&t2, ids::PERSON2, &["monthly_income"]))
+        .await;
+    assert_eq!(decision_of(&r.body, "monthly_income"), invalid("revoked"));
+
+    // A collection consent from PERSON with that jti admits nothing either.
+    let mut cc = claims(
+        &dev,
+        ids::PERSON,
+        ids::DEPARTMENT,
+        "collection",
+        &["income"],
+    );
+    cc["jti"] = json!(id);
+    let before = gw.store.record_count().await.unwrap();
+    let r = dept
+        .post(
+            "/v1/records",
+            &json!({"records": [income_record(ids::PERSON, Some(&token(&dev, &cc)))]}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.body["error"]["code"], "consent_invalid");
+    assert_eq!(r.body["error"]["details"]["reason"], "jti_conflict");
+    assert_eq!(gw.store.record_count().await.unwrap(), before);
+
+    // The registry now knows the jti as PERSON2's: a revocation naming
+    // PERSON (whose token it really was) is refused and changes nothing.
+    let r = revoke(&gw, &id, "natural_person", ids::PERSON).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("consent_subject_mismatch")),
+        "{}",
+        r.body
+    );
+    let s = status(&gw, &id).await;
+    assert_eq!(
+        (s.body["state"].clone(), s.body["uses"].clone()),
+        (json!("revoked"), json!(0))
+    );
+    // PERSON2 revoking again stays idempotent.
+    assert_eq!(
+        revoke(&gw, &id, "natural_person", ids::PERSON2)
+            .await
+            .status,
+        200
+    );
+
+    // Every step is audited with its outcome, the jti and the subject hash.
+    let entries = audit_entries(&gw.store).await;
+    let revs: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action == "consent_revoke")
+        .collect();
+    let outcomes: Vec<&str> = revs.iter().map(|e| e.outcome.as_str()).collect();
+    assert_eq!(outcomes, ["ok", "consent_subject_mismatch", "ok"]);
+    assert!(
+        revs.iter()
+            .all(|e| e.consent.as_deref() == Some(id.as_str()))
+    );
+    assert_eq!(revs[0].subject, revs[2].subject);
+    assert_ne!(revs[0].subject, revs[1].subject);
+    assert_eq!(revs[1].status, 409);
+    let queries: Vec<_> = entries.iter().filter(|e| e.action == "query").collect();
+    assert_eq!(queries.len(), 3);
+    let f = queries[0]
+        .fields
+        .iter()
+        .find(|f| f.field == "monthly_income")
+        .unwrap();
+    assert_eq!(
+        (f.reason.as_str(), f.detail.as_deref()),
+        ("consent_invalid", Some("jti_conflict"))
+    );
+    assert_eq!(queries[0].consent.as_deref(), Some(id.as_str()));
+    let submit = entries
+        .iter()
+        .rfind(|e| e.action == "submit_records")
+        .unwrap();
+    assert_eq!(submit.outcome, "consent_invalid");
+    // Refused in the storing transaction: nothing is recorded as accepted.
+    let got: Vec<_> = submit
+        .fields
+        .iter()
+        .map(|f| (f.field.as_str(), f.decision.as_str(), f.detail.as_deref()))
+        .collect();
+    assert_eq!(got, [("monthly_income", "refused", Some("jti_conflict"))]);
+    gw.stop().await;
+}
+
+/// `credgate consent issue --sub` validates the subject like the gateway
+/// does (GB 11643 or GB 32100, every check), and writes it in the canonical
+/// form the gateway compares `sub` against, so the minted token works.
+#[tokio::test]
+async fn consent_issue_validates_and_canonicalises_the_subject() {
+    use credgate::consent::tool::{IssueParams, issue};
+    let gw = TestGateway::start().await;
+    let dev = gw.consent_issuer();
+    let args = |sub: &str| IssueParams {
+        issuer_key: dev.key_file.clone(),
+        kid: dev.kid.clone(),
+        iss: dev.iss.clone(),
+        sub: sub.to_owned(),
+        grantee: ids::BANK.to_owned(),
+        purpose: "financing".to_owned(),
+        scope: vec!["income".to_owned()],
+        ttl: 600,
+        max_uses: None,
+        written: true,
+        notice_text: Some(NOTICE.to_owned()),
+        aud: AUD.to_owned(),
+        jti: Some(jti("cli")),
+    };
+    for (sub, why) in [
+        // Accepted before: right shape, wrong content.
+        ("000303198503150011", "address code (positions 1-6)"),
+        ("370303198503150016", "check character is '6', expected '5'"),
+        (
+            "370303198502300011",
+            "birth date (positions 7-14) is not a calendar date",
+        ),
+        ("37030319850315001５", "character 18 (U+FF15)"),
+        ("3703031985031500", "must be exactly 18 characters, got 16"),
+    ] {
+        let e = issue(&args(sub), now_unix()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("--sub is neither a resident ID number"),
+            "{sub}: {e}"
+        );
+        assert!(e.contains(why), "{sub}: {e}");
+    }
+    // A lower-case x is minted as X: the gateway's canonical form.
+    let person_x = "11010519491231002x";
+    let t = issue(&args(person_x), now_unix()).unwrap();
+    let payload = t.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["sub"], "11010519491231002X");
+    // And a token minted for a sample person opens that person's income.
+    let t = issue(&args(ids::PERSON), now_unix()).unwrap();
+    let r = gw
+        .client("bank")
+        .post(
+            "/v1/query",
+            &q(
+                "natural_person",
+                ids::PERSON,
+                "financing",
+                &["monthly_income"],
+                Some(&t),
+            ),
+        )
+        .await;
+    assert_eq!(
+        decision_of(&r.body, "monthly_income"),
+        returned(),
+        "{}",
+        r.body
+    );
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn max_uses_is_enforced_atomically_across_two_gateway_nodes() {
     let gw = TestGateway::start().await;
@@ -921,7 +1145,8 @@ async fn consent_endpoints_refuse_misuse_without_5xx() {
             "invalid_identifier",
         ),
         ("GET", "/v1/consents/abc/x", None, 404, "not_found"),
-        ("GET", "/v1/consents/", None, 400, "invalid_consent_id"),
+        // No consent id at all is no endpoint (was 400 invalid_consent_id).
+        ("GET", "/v1/consents/", None, 404, "not_found"),
         ("GET", &long, None, 400, "invalid_consent_id"),
         (
             "GET",

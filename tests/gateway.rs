@@ -299,8 +299,8 @@ async fn hostile_input_gets_stable_4xx_codes() {
         (&bank, "/v1/query", br#"{"subject":{"type":"natural_person","id":"370303198502300011"},"purpose":"financing","fields":["a"]}"#.to_vec(), 400, "invalid_identifier"),
         (&bank, "/v1/query", br#"{"subject":{"type":"legal_person","id":"91370300MA3CXQ001R"},"purpose":"curiosity","fields":["a"]}"#.to_vec(), 400, "unknown_purpose"),
         (&bank, "/v1/query", br#"{"subject":{"type":"legal_person","id":"91370300MA3CXQ001R"},"purpose":"financing","fields":["a"],"extra":1}"#.to_vec(), 400, "invalid_request"),
-        (&bank, "/v1/query", vec![b'['; 100_000], 400, "invalid_request"),
-        (&dept, "/v1/records", vec![b'['; 100_000], 400, "malformed_json"),
+        (&bank, "/v1/query", vec![b'['; 100_000], 400, "too_deep"),
+        (&dept, "/v1/records", vec![b'['; 100_000], 400, "too_deep"),
         (&bank, "/v1/query", vec![b' '; 20 << 20], 413, "body_too_large"),
         (&dept, "/v1/records", br#"{"records":[{"subject":{"type":"legal_person","id":"91370300MA3CXQ001R"},"item":"registration","fields":{"registered_capital":"lots"}}]}"#.to_vec(), 400, "invalid_value"),
         (&dept, "/v1/records", br#"{"records":[{"subject":{"type":"legal_person","id":"91370300MA3CXQ001R"},"item":"no_such_item","fields":{"a":1}}]}"#.to_vec(), 422, "unknown_item"),
@@ -428,5 +428,131 @@ async fn reads_see_every_committed_write() {
                 .contains(&format!("JY{n}"))
         );
     }
+    gw.stop().await;
+}
+
+/// Issue 13 item 5 over the API: the region code is checked, a full-width
+/// digit is named as such, and a number with a registered birth year of 1880
+/// is a valid identifier (its subject simply has no records here).
+#[tokio::test]
+async fn identifier_checks_name_what_is_wrong() {
+    let gw = TestGateway::start().await;
+    let bank = gw.client("bank");
+    let ask = |id: &str| query("natural_person", id, "financing", &["person_name"]);
+    let n = audit_entries(&gw.store).await.len();
+    for (id, check, message) in [
+        (
+            "000303198503150011",
+            "region",
+            "invalid subject identifier: address code (positions 1-6) does not start with a \
+             province-level code of GB/T 2260 (got 00)",
+        ),
+        (
+            "37030319850315001５",
+            "charset",
+            "invalid subject identifier: character 18 (U+FF15) is not allowed here, a \
+             full-width digit: use ASCII 0-9",
+        ),
+        (
+            "８10000198503150011",
+            "charset",
+            "invalid subject identifier: character 1 (U+FF18) is not allowed here, a \
+             full-width digit: use ASCII 0-9",
+        ),
+        (
+            "440524184901010014",
+            "birth_date",
+            "invalid subject identifier: birth date (positions 7-14) is before 1850-01-01, \
+             earlier than any card holder's",
+        ),
+    ] {
+        let r = bank.post("/v1/query", &ask(id)).await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (400, Some("invalid_identifier")),
+            "{id}: {}",
+            r.body
+        );
+        assert_eq!(r.body["error"]["details"]["check"], check, "{id}");
+        assert_eq!(r.body["error"]["message"], message, "{id}");
+    }
+    // Born 1880, valid check digit: a valid identifier, answered normally.
+    let r = bank.post("/v1/query", &ask("440524188001010014")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["records"], json!([]));
+    // Every one audited: refusals with their code.
+    let entries = audit_entries(&gw.store).await;
+    let outcomes: Vec<&str> = entries[n..].iter().map(|e| e.outcome.as_str()).collect();
+    assert_eq!(
+        outcomes,
+        [
+            "invalid_identifier",
+            "invalid_identifier",
+            "invalid_identifier",
+            "invalid_identifier",
+            "ok"
+        ]
+    );
+    gw.stop().await;
+}
+
+/// Issue 13 item 9: a client certificate issued by a `CA:TRUE` intermediate
+/// under the dev CA (whose own `pathlen:0` webpki does not apply) is refused
+/// at the handshake by default (`tls.max_chain_depth = 0`), unaudited but
+/// counted; the same chain is accepted where the configuration allows one
+/// intermediate, and the identity is the leaf's.
+#[tokio::test]
+async fn client_chains_longer_than_max_chain_depth_are_refused_at_the_handshake() {
+    let org = credgate::devcerts::DevOrg {
+        file_stem: "bank-via-intermediate".into(),
+        org_code: ids::BANK.into(),
+        name: "Bank, certificate from an intermediate CA".into(),
+    };
+    credgate::devcerts::issue_chained(certs(), &org, 1).unwrap();
+    let body = query(
+        "legal_person",
+        ids::CERAMICS,
+        "financing",
+        &["enterprise_name"],
+    );
+    let failures = |metrics: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("credgate_handshake_failures_total "))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+
+    let gw = TestGateway::start().await;
+    assert_eq!(gw.config.tls.max_chain_depth, 0);
+    let r = gw
+        .client("bank-via-intermediate")
+        .send(
+            "POST",
+            "/v1/query",
+            Bytes::from(body.to_string()),
+            Some("application/json"),
+        )
+        .await;
+    assert!(r.is_err(), "chained certificate let through: {r:?}");
+    assert!(audit_entries(&gw.store).await.is_empty());
+    assert_eq!(failures(&gw.admin_get("/metrics").await.1), 1);
+    gw.stop().await;
+
+    // The config file round-trips the setting (what `credgate serve` reads).
+    let gw = TestGateway::start_with(|c| c.tls.max_chain_depth = 1, true).await;
+    let file = write_config_file(&gw.config, &gw.dir.0.join("credgate.toml"));
+    let loaded = credgate::config::Config::load(&file).unwrap();
+    assert_eq!(loaded.tls.max_chain_depth, 1);
+    let r = gw
+        .client("bank-via-intermediate")
+        .post("/v1/query", &body)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let entries = audit_entries(&gw.store).await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].org.as_deref(), Some(ids::BANK));
+    assert_eq!(failures(&gw.admin_get("/metrics").await.1), 0);
     gw.stop().await;
 }

@@ -988,7 +988,7 @@ async fn hostile_input_to_every_new_endpoint_is_a_clear_4xx_stores_nothing_and_i
         // objections
         ("portal", "POST", "/v1/objections", p("{not json"), 400, "malformed_json"),
         ("portal", "POST", "/v1/objections", p(""), 400, "malformed_json"),
-        ("portal", "POST", "/v1/objections", vec![b'['; 100_000], 400, "malformed_json"),
+        ("portal", "POST", "/v1/objections", vec![b'['; 100_000], 400, "too_deep"),
         ("portal", "POST", "/v1/objections", p("[]"), 400, "invalid_request"),
         ("portal", "POST", "/v1/objections", obj(json!({"extra": 1})), 400, "invalid_request"),
         ("portal", "POST", "/v1/objections", obj(json!({"grounds": null})), 400, "invalid_request"),

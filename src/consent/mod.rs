@@ -68,6 +68,17 @@
 //! attack), `expired`, `not_yet_valid`, `wrong_subject`, `wrong_grantee`,
 //! `wrong_purpose`, `out_of_scope`, `not_written`, `revoked`, `exhausted`,
 //! `jti_conflict` (the id is registered for another binding).
+//!
+//! # Revocation
+//!
+//! The portal revokes by `jti` for an identity-verified subject it names.
+//! A consent the registry knows (used, or revoked before) is revoked only
+//! for the subject it is bound to; naming anyone else is refused (409
+//! `consent_subject_mismatch`, audited). A `jti` the registry has never seen
+//! is recorded as revoked *bound to the named subject*: that subject's token
+//! is then refused as `revoked`, a token of anyone else carrying the `jti`
+//! as `jti_conflict` — it was not revoked by its own subject, but its id is
+//! taken. See `store::consent` for why issuers must mint unguessable ids.
 
 pub mod dev;
 pub mod policy;

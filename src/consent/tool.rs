@@ -81,14 +81,8 @@ pub fn issue(a: &IssueParams, now: u64) -> Result<String, ToolError> {
         )));
     };
     let bad = |m: &str| Err(ToolError(m.to_owned()));
-    if a.sub.len() != 18
-        || !a
-            .sub
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
-    {
-        return bad("--sub must be an 18-character credit code or resident ID number");
-    }
+    let sub = crate::ids::SubjectId::parse_untyped(&a.sub)
+        .map_err(|e| ToolError(format!("--sub is {e}")))?;
     if a.ttl == 0 {
         return bad("--ttl must be positive");
     }
@@ -112,7 +106,7 @@ pub fn issue(a: &IssueParams, now: u64) -> Result<String, ToolError> {
     }
     let claims = ConsentClaims {
         iss: a.iss.clone(),
-        sub: a.sub.clone(),
+        sub: sub.id().to_owned(),
         aud: a.aud.clone(),
         grantee: a.grantee.clone(),
         purpose: a.purpose.clone(),

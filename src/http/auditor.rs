@@ -38,8 +38,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hyper::body::Incoming;
-use hyper::{Method, Request, StatusCode};
+use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -47,19 +46,17 @@ use time::format_description::well_known::Rfc3339;
 
 use super::dto::SubjectDto;
 use super::error::json_error;
-use super::{ApiError, App, AuditDraft, Caller, Reply};
+use super::{ApiError, App, AuditDraft, Reply};
 use crate::audit::AuditEntry;
 use crate::audit::export::{self, ExportFormat, ExportPlan, encode_hash};
 use crate::audit::merkle::{self, Hash};
 use crate::ids::{CreditCode, SubjectId};
-use crate::policy::{Organisation, Role};
+use crate::policy::Organisation;
 use crate::store::{
     AuditQuery, DECISION_ACCEPTED, DECISION_MASKED, DECISION_REFUSED, DECISION_RETURNED,
     DECISION_WITHHELD, StoreError, node_map,
 };
 
-/// Path of the portal's access-history endpoint.
-pub(super) const ACCESS_HISTORY: &str = "/v1/portal/access-history";
 /// Largest page of search results or access history.
 pub const MAX_PAGE: u32 = 1000;
 /// Page size when none is given.
@@ -76,64 +73,8 @@ const MAX_TOP: u32 = 100;
 /// subject's data and are left out.
 const SUBJECT_VISIBLE_ACTIONS: [&str; 2] = ["query", "submit_records"];
 
-/// Route `/v1/audit/*` and the access history; sets the audit action first
-/// so even refused calls are logged under the right name.
-pub(super) async fn route(
-    app: &App,
-    caller: &Caller,
-    req: Request<Incoming>,
-    draft: &mut AuditDraft,
-) -> Result<Reply, ApiError> {
-    let path = req.uri().path().to_owned();
-    let (action, method, roles): (&'static str, Method, &[Role]) = match path.as_str() {
-        "/v1/audit/search" => ("audit_search", Method::POST, &[Role::Auditor]),
-        "/v1/audit/proof/inclusion" => ("audit_inclusion_proof", Method::POST, &[Role::Auditor]),
-        "/v1/audit/proof/consistency" => {
-            ("audit_consistency_proof", Method::POST, &[Role::Auditor])
-        }
-        "/v1/audit/checkpoint" => ("audit_checkpoint", Method::GET, &[Role::Auditor]),
-        "/v1/audit/report" => ("audit_report", Method::POST, &[Role::Auditor]),
-        "/v1/audit/export" => ("audit_export", Method::POST, &[Role::Auditor]),
-        ACCESS_HISTORY => ("access_history", Method::POST, &[Role::Portal]),
-        _ => {
-            caller.require(&Role::ALL)?;
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such endpoint",
-            ));
-        }
-    };
-    draft.action = action;
-    let org = caller.require(roles)?;
-    if req.method() != method {
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("use {method} for this endpoint"),
-        ));
-    }
-    if method == Method::GET {
-        if req.uri().query().is_some() {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "this endpoint takes no parameters",
-            ));
-        }
-        return checkpoint(app).await;
-    }
-    let body = app.body(req).await?;
-    match action {
-        "audit_search" => search(app, parse(&body)?, draft).await,
-        "audit_inclusion_proof" => inclusion(app, parse(&body)?).await,
-        "audit_consistency_proof" => consistency(app, parse(&body)?).await,
-        "audit_report" => report(app, parse(&body)?).await,
-        "audit_export" => export(app, parse(&body)?).await,
-        _ => access_history(app, org, parse(&body)?, draft).await,
-    }
-}
-
-fn parse<'a, T: Deserialize<'a>>(body: &'a Bytes) -> Result<T, ApiError> {
+/// Parse a typed request body (already strict JSON: see `http::strict_json`).
+pub(super) fn parse<'a, T: Deserialize<'a>>(body: &'a Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| json_error(&e))
 }
 
@@ -280,7 +221,7 @@ fn entry_json(bytes: &[u8]) -> Value {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SearchRequest {
+pub(super) struct SearchRequest {
     org: Option<String>,
     subject: Option<SubjectDto>,
     subject_hash: Option<String>,
@@ -295,7 +236,11 @@ struct SearchRequest {
     limit: Option<u32>,
 }
 
-async fn search(app: &App, r: SearchRequest, draft: &mut AuditDraft) -> Result<Reply, ApiError> {
+pub(super) async fn search(
+    app: &App,
+    r: SearchRequest,
+    draft: &mut AuditDraft,
+) -> Result<Reply, ApiError> {
     let subject = match (r.subject, subject_hash(r.subject_hash)?) {
         (Some(_), Some(_)) => {
             return Err(invalid("give subject or subject_hash, not both"));
@@ -398,12 +343,12 @@ fn b64_all(hashes: &[Hash]) -> Vec<String> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct InclusionRequest {
+pub(super) struct InclusionRequest {
     seq: u64,
     tree_size: Option<u64>,
 }
 
-async fn inclusion(app: &App, r: InclusionRequest) -> Result<Reply, ApiError> {
+pub(super) async fn inclusion(app: &App, r: InclusionRequest) -> Result<Reply, ApiError> {
     let (size, note) = tree_size(app, r.tree_size).await?;
     if r.seq >= size {
         return Err(
@@ -433,12 +378,12 @@ async fn inclusion(app: &App, r: InclusionRequest) -> Result<Reply, ApiError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ConsistencyRequest {
+pub(super) struct ConsistencyRequest {
     old_size: u64,
     new_size: Option<u64>,
 }
 
-async fn consistency(app: &App, r: ConsistencyRequest) -> Result<Reply, ApiError> {
+pub(super) async fn consistency(app: &App, r: ConsistencyRequest) -> Result<Reply, ApiError> {
     let (new_size, new_note) = tree_size(app, r.new_size).await?;
     if r.old_size > new_size {
         return Err(invalid_range(format!(
@@ -468,7 +413,7 @@ async fn consistency(app: &App, r: ConsistencyRequest) -> Result<Reply, ApiError
     })))
 }
 
-async fn checkpoint(app: &App) -> Result<Reply, ApiError> {
+pub(super) async fn checkpoint(app: &App) -> Result<Reply, ApiError> {
     let latest = app.store.checkpoint(None).await?;
     Ok(Reply::ok(json!({
         "checkpoint": latest.as_ref().map(|(_, note)| note),
@@ -481,13 +426,13 @@ async fn checkpoint(app: &App) -> Result<Reply, ApiError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReportRequest {
+pub(super) struct ReportRequest {
     from: Option<String>,
     to: Option<String>,
     top: Option<u32>,
 }
 
-async fn report(app: &App, r: ReportRequest) -> Result<Reply, ApiError> {
+pub(super) async fn report(app: &App, r: ReportRequest) -> Result<Reply, ApiError> {
     let (from, to) = time_range(r.from, r.to, Some(24))?;
     let (from, to) = (from.unwrap_or_default(), to.unwrap_or_default());
     let top = match r.top.unwrap_or(10) {
@@ -600,7 +545,7 @@ async fn report(app: &App, r: ReportRequest) -> Result<Reply, ApiError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ExportRequest {
+pub(super) struct ExportRequest {
     format: Option<ExportFormat>,
     from_seq: Option<u64>,
     to_seq: Option<u64>,
@@ -610,7 +555,7 @@ struct ExportRequest {
     consistency_from: Option<u64>,
 }
 
-async fn export(app: &App, r: ExportRequest) -> Result<Reply, ApiError> {
+pub(super) async fn export(app: &App, r: ExportRequest) -> Result<Reply, ApiError> {
     let format = r.format.unwrap_or(ExportFormat::Jsonl);
     let by_time = r.from.is_some() || r.to.is_some();
     if by_time && (r.from_seq.is_some() || r.to_seq.is_some()) {
@@ -678,7 +623,7 @@ async fn export(app: &App, r: ExportRequest) -> Result<Reply, ApiError> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct HistoryRequest {
+pub(super) struct HistoryRequest {
     subject: SubjectDto,
     after: Option<u64>,
     limit: Option<u32>,
@@ -687,7 +632,7 @@ struct HistoryRequest {
 /// A subject's own access history: every query or submission about it, by
 /// whom, when, why and with what decisions — and nothing about anyone else
 /// (the search is by that subject's keyed hash only).
-async fn access_history(
+pub(super) async fn access_history(
     app: &App,
     _portal: &Arc<Organisation>,
     r: HistoryRequest,

@@ -2,27 +2,20 @@
 //! collection consents of a submission, and the portal's revocation and
 //! status endpoints. Semantics are documented in [`crate::consent`].
 
-use std::sync::Arc;
-
-use hyper::body::Incoming;
-use hyper::{Method, Request, StatusCode};
+use bytes::Bytes;
+use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::dto::SubjectDto;
 use super::error::json_error;
-use super::{ApiError, App, AuditDraft, Caller, Reply};
+use super::{ApiError, App, AuditDraft, Reply};
 use crate::audit::now_rfc3339;
 use crate::consent::token::{ConsentClaims, ConsentError};
 use crate::consent::{expand_scope, jti_ok, now_unix, scope_covers};
 use crate::ids::SubjectId;
-use crate::policy::{
-    ConsentInput, ConsentNeed, FieldDecision, Organisation, Permit, PurposeDef, Role,
-};
+use crate::policy::{ConsentInput, ConsentNeed, FieldDecision, Organisation, Permit, PurposeDef};
 use crate::store::{ConsentUse, NewRecord, UseOutcome};
-
-/// Path prefix of the consent endpoints.
-pub(super) const PREFIX: &str = "/v1/consents/";
 
 /// Purpose a collection consent must name.
 const COLLECTION: &str = "collection";
@@ -86,15 +79,15 @@ pub(super) async fn decide_query(
         .fields()
         .iter()
         .any(|&(fi, _)| policy.class_of(&policy.fields()[fi]).consent != ConsentNeed::None);
+    let subject_hash = app.hasher.hash(subject);
+    let u = registry_use(&claims, &subject_hash);
     let blocked = if releases_consent_data {
-        let subject_hash = app.hasher.hash(subject);
-        let u = registry_use(&claims, &subject_hash);
         match app.store.use_consent(&u, &now_rfc3339()).await? {
             UseOutcome::Counted { .. } => None,
             other => Some(other),
         }
     } else {
-        app.store.consent_blocked(&claims.jti).await?
+        app.store.consent_blocked(&u).await?
     };
     Ok(match blocked {
         Some(o) => decide(&ConsentInput::Invalid(outcome_reason(o))),
@@ -241,6 +234,9 @@ impl Collection {
             Err((k, outcome)) => {
                 let p = &self.tokens[k];
                 let sub = outcome_reason(outcome);
+                // Nothing was stored: the entry must not also say the
+                // batch's fields were accepted.
+                draft.fields.retain(|f| f.decision != "accepted");
                 draft.field(p.field.clone(), "refused", "consent_invalid", Some(sub));
                 Err(ApiError::unprocessable(
                     "consent_invalid",
@@ -262,65 +258,50 @@ struct RevokeRequest {
     subject: SubjectDto,
 }
 
-/// `POST /v1/consents/{jti}/revoke` and `GET /v1/consents/{jti}`, for the
-/// portal acting for an identity-verified subject. The issuer is not a TLS
-/// party, so revocation goes through the portal; it must name the subject,
-/// which must match the one the consent was registered for. The status read
-/// needs no subject: it returns registry state only, no personal data.
-pub(super) async fn route(
+/// `GET /v1/consents/{jti}`, for the portal acting for an identity-verified
+/// subject. The status read needs no subject: it returns registry state
+/// only, no personal data.
+pub(super) async fn status(
     app: &App,
-    caller: &Caller,
-    req: Request<Incoming>,
+    jti: &str,
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
-    let path = req.uri().path().to_owned();
-    let rest = &path[PREFIX.len()..];
-    let (jti, revoke) = match rest.split_once('/') {
-        Some((jti, "revoke")) => (jti, true),
-        None => (rest, false),
-        Some(_) => {
-            caller.require(&Role::ALL)?;
-            return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                "no such endpoint",
-            ));
-        }
-    };
-    draft.action = if revoke {
-        "consent_revoke"
-    } else {
-        "consent_status"
-    };
-    let org: Arc<Organisation> = caller.require(&[Role::Portal])?.clone();
-    let allowed = if revoke { Method::POST } else { Method::GET };
-    if req.method() != allowed {
-        return Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            format!("{} is not allowed here", req.method()),
-        ));
+    let jti = consent_id(jti, draft)?;
+    match app.store.consent_status(&jti, now_unix()).await? {
+        Some(s) => Ok(Reply::ok(json!(s))),
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "consent_not_found",
+            "this consent has never been used or revoked here",
+        )),
     }
+}
+
+/// A consent id from the path, recorded in the entry once it is well formed.
+fn consent_id(jti: &str, draft: &mut AuditDraft) -> Result<String, ApiError> {
     if !jti_ok(jti) {
         return Err(ApiError::bad_request(
             "invalid_consent_id",
             "a consent id is 1-128 characters from A-Z a-z 0-9 - _ . ~ :",
         ));
     }
-    let jti = jti.to_owned();
-    draft.consent = Some(jti.clone());
-    if !revoke {
-        return match app.store.consent_status(&jti, now_unix()).await? {
-            Some(s) => Ok(Reply::ok(json!(s))),
-            None => Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "consent_not_found",
-                "this consent has never been used or revoked here",
-            )),
-        };
-    }
-    let body = app.body(req).await?;
-    let r: RevokeRequest = serde_json::from_slice(&body).map_err(|e| json_error(&e))?;
+    draft.consent = Some(jti.to_owned());
+    Ok(jti.to_owned())
+}
+
+/// `POST /v1/consents/{jti}/revoke`, for the portal acting for an
+/// identity-verified subject. The issuer is not a TLS party, so revocation
+/// goes through the portal; it must name the subject, which must match the
+/// one the consent was registered for.
+pub(super) async fn revoke(
+    app: &App,
+    org: &Organisation,
+    jti: &str,
+    body: &Bytes,
+    draft: &mut AuditDraft,
+) -> Result<Reply, ApiError> {
+    let jti = consent_id(jti, draft)?;
+    let r: RevokeRequest = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
     let subject = SubjectId::parse(&r.subject.kind, &r.subject.id)?;
     let subject_hash = app.hasher.hash(&subject);
     draft.subject = Some(subject);

@@ -29,6 +29,8 @@ pub struct ApiError {
     pub message: String,
     /// Structured details, e.g. the record index and field.
     pub details: Option<Value>,
+    /// The `Allow` header of a 405.
+    pub allow: Option<String>,
 }
 
 impl ApiError {
@@ -39,6 +41,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            allow: None,
         }
     }
 
@@ -142,6 +145,55 @@ impl From<QuotaExceeded> for ApiError {
             ),
         )
         .with(json!({"limit": e.limit, "window_secs": 3600}))
+    }
+}
+
+impl From<super::strict_json::StrictJsonError> for ApiError {
+    fn from(e: super::strict_json::StrictJsonError) -> Self {
+        use super::strict_json::StrictJsonError as E;
+        match &e {
+            E::DuplicateKey { key } => {
+                ApiError::bad_request("duplicate_key", e.to_string()).with(json!({ "key": key }))
+            }
+            E::TooDeep => ApiError::bad_request("too_deep", e.to_string()),
+            E::Syntax { .. } => ApiError::bad_request("malformed_json", e.to_string()),
+        }
+    }
+}
+
+impl From<crate::endpoint::RouteError> for ApiError {
+    fn from(e: crate::endpoint::RouteError) -> Self {
+        use crate::endpoint::{RouteError, allow_header};
+        match e {
+            RouteError::MethodNotAllowed { allow } => {
+                let allow = allow_header(&allow);
+                let mut err = ApiError::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    format!("this endpoint allows {allow}"),
+                )
+                .with(json!({ "allow": allow }));
+                err.allow = Some(allow);
+                err
+            }
+            _ => ApiError::not_found("not_found", "no such endpoint"),
+        }
+    }
+}
+
+impl From<crate::policy::access::NotPermitted> for ApiError {
+    fn from(e: crate::policy::access::NotPermitted) -> Self {
+        ApiError::forbidden(
+            "role_not_permitted",
+            format!("this endpoint is for {}", {
+                let r: Vec<&str> = e.allowed.iter().map(|r| r.as_str()).collect();
+                if r.is_empty() {
+                    "no role".to_owned()
+                } else {
+                    r.join(" or ")
+                }
+            }),
+        )
     }
 }
 

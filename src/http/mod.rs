@@ -18,23 +18,31 @@ mod consent;
 pub mod dto;
 pub mod error;
 mod lifecycle;
+pub mod strict_json;
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use serde_json::Value;
 
 use crate::audit::{AuditEntry, AuditField, AuditLog, ENTRY_VERSION, SubjectHasher, now_rfc3339};
+use crate::connection::{InFlight, Rejection};
 use crate::consent::token::ConsentVerifier;
+use crate::endpoint::{self, Endpoint, RouteError, Routed};
 use crate::identity::PeerIdentity;
 use crate::ids::{CreditCode, SubjectId};
 use crate::metrics::Metrics;
-use crate::policy::{Organisation, Policy, Role};
+use crate::policy::lifecycle::ListKind;
+use crate::policy::{Organisation, Policy};
 use crate::store::Store;
 pub use error::ApiError;
 pub use lifecycle::Clock;
@@ -56,6 +64,14 @@ pub struct App {
     pub gateway_id: String,
     /// Body size limit.
     pub max_body_bytes: usize,
+    /// A request body must arrive within this long (else 408).
+    pub body_timeout: Duration,
+    /// Requests being handled, process-wide (shutdown waits for them).
+    pub in_flight: Arc<InFlight>,
+    /// Test hook: a request carrying `x-credgate-fault: panic` panics in its
+    /// handler. Debug builds only; release builds do not contain it.
+    #[cfg(debug_assertions)]
+    pub fault_injection: AtomicBool,
     /// Public key auditors verify checkpoints with (C2SP verifier key),
     /// published by `GET /v1/audit/checkpoint`.
     pub checkpoint_verifier_key: String,
@@ -91,6 +107,10 @@ impl App {
             metrics,
             gateway_id,
             max_body_bytes,
+            body_timeout: Duration::from_secs(10),
+            in_flight: Arc::default(),
+            #[cfg(debug_assertions)]
+            fault_injection: AtomicBool::new(false),
             checkpoint_verifier_key: String::new(),
             consent,
             next_request: AtomicU64::new(1),
@@ -128,13 +148,18 @@ pub enum Caller {
 
 impl Caller {
     /// Resolve the peer identity against the registry.
+    ///
+    /// `leaf_fingerprint` is the presented leaf certificate's fingerprint,
+    /// kept even when no identity can be read from it, so a 401 entry still
+    /// names the certificate.
     pub fn resolve(
         peer: Result<PeerIdentity, crate::identity::IdentityError>,
+        leaf_fingerprint: Option<String>,
         policy: &Policy,
     ) -> Caller {
         match peer {
             Err(e) => Caller::NoIdentity {
-                fingerprint: None,
+                fingerprint: leaf_fingerprint,
                 reason: e.to_string(),
             },
             Ok(p) => match CreditCode::parse(&p.org_code) {
@@ -173,8 +198,9 @@ impl Caller {
         }
     }
 
-    /// The registered organisation, or the 401/403 this caller gets.
-    pub fn require(&self, roles: &[Role]) -> Result<&Arc<Organisation>, ApiError> {
+    /// The registered organisation, or the 401 (no usable identity) or 403
+    /// (unregistered organisation) this caller gets on every endpoint.
+    pub fn identified(&self) -> Result<&Arc<Organisation>, ApiError> {
         match self {
             Caller::NoIdentity { reason, .. } => Err(ApiError::unauthenticated(format!(
                 "the client certificate does not identify an organisation: {reason}"
@@ -183,23 +209,7 @@ impl Caller {
                 "unregistered_organisation",
                 "the organisation in the client certificate is not registered with this gateway",
             )),
-            Caller::Known { org, .. } => {
-                if roles.iter().any(|r| org.has_role(*r)) {
-                    Ok(org)
-                } else {
-                    Err(ApiError::forbidden(
-                        "role_not_permitted",
-                        format!(
-                            "this endpoint is for {}",
-                            roles
-                                .iter()
-                                .map(|r| r.as_str())
-                                .collect::<Vec<_>>()
-                                .join(" or ")
-                        ),
-                    ))
-                }
-            }
+            Caller::Known { org, .. } => Ok(org),
         }
     }
 }
@@ -268,22 +278,71 @@ impl App {
     }
 
     /// Handle one request on a connection from `caller` (see module docs).
-    pub async fn handle(&self, caller: &Caller, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    ///
+    /// A panic in a handler is caught here and becomes a 500
+    /// `internal_error` response with its entry, never a missing entry.
+    pub async fn handle(
+        &self,
+        caller: &Caller,
+        mut req: Request<Incoming>,
+    ) -> Response<Full<Bytes>> {
         let request_id = self.request_id();
         let mut draft = AuditDraft {
             request_id: request_id.clone(),
             action: "unknown",
             ..AuditDraft::default()
         };
-        let result = self.route(caller, req, &mut draft).await;
+        let has_body = !req.body().is_end_stream();
+        let body_read = Arc::new(AtomicBool::new(false));
+        req.extensions_mut().insert(BodyRead(body_read.clone()));
+        let result = match AssertUnwindSafe(self.route(caller, req, &mut draft))
+            .catch_unwind()
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => {
+                self.metrics.handler_panics.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(request_id = %request_id, action = draft.action, "handler panicked");
+                Err(ApiError::internal())
+            }
+        };
+        let mut allow = None;
         let (status, body, outcome, raw) = match result {
             Ok(r) => (r.status, r.body, "ok", r.raw),
-            Err(e) => (e.status, e.body(), e.code, None),
+            Err(e) => {
+                allow = e.allow.clone();
+                (e.status, e.body(), e.code, None)
+            }
         };
+        let entry = self.entry(caller, draft, status.as_u16(), outcome);
+        let mut resp = match self.append(&entry).await {
+            Ok(seq) => match raw {
+                Some((ctype, bytes)) => respond_raw(status, ctype, bytes, &request_id, seq),
+                None => respond(status, &body, &request_id, Some(seq)),
+            },
+            Err(e) => respond(e.status, &e.body(), &request_id, None),
+        };
+        if let Some(allow) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+            resp.headers_mut().insert(hyper::header::ALLOW, allow);
+        }
+        // A body left unread (refused before reading, or timed out) must not
+        // be parsed as the next request: close the connection after this
+        // response. (hyper drops the header on HTTP/2, where streams end
+        // independently.)
+        if has_body && !body_read.load(Ordering::Acquire) || status == StatusCode::REQUEST_TIMEOUT {
+            resp.headers_mut()
+                .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        resp
+    }
+
+    /// The entry for a finished request.
+    fn entry(&self, caller: &Caller, draft: AuditDraft, status: u16, outcome: &str) -> AuditEntry {
+        self.metrics.request(draft.action, status);
         let entry = AuditEntry {
             v: ENTRY_VERSION,
             ts: now_rfc3339(),
-            request_id: request_id.clone(),
+            request_id: draft.request_id,
             gateway: self.gateway_id.clone(),
             org: caller.org_code(),
             cert_fp: caller.fingerprint(),
@@ -294,84 +353,152 @@ impl App {
             consent: draft.consent,
             fields: draft.fields,
             records: draft.records,
-            status: status.as_u16(),
+            status,
             outcome: outcome.to_owned(),
         };
-        self.metrics.request(draft.action, status.as_u16());
         if let Some(org) = &entry.org {
             let denied = outcome != "ok" || entry.fields.iter().any(|f| f.decision == "withheld");
             self.metrics.anomalies.record(org, denied);
         }
-        match self.audit.append(&entry).await {
-            Ok(seq) => match raw {
-                Some((ctype, bytes)) => respond_raw(status, ctype, bytes, &request_id, seq),
-                None => respond(status, &body, &request_id, Some(seq)),
-            },
-            Err(e) => {
-                self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
-                let e = ApiError::from(e);
-                respond(e.status, &e.body(), &request_id, None)
-            }
+        entry
+    }
+
+    /// Append `entry` and wait until it is durable; the error is the 503
+    /// the client gets instead of its answer.
+    async fn append(&self, entry: &AuditEntry) -> Result<u64, ApiError> {
+        self.audit.append(entry).await.map_err(|e| {
+            self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
+            ApiError::from(e)
+        })
+    }
+
+    /// Audit a request the HTTP layer refused before any handler ran
+    /// (see [`crate::connection`]): action `malformed_http`, the caller's
+    /// identity, the status sent (0 when the connection was closed without
+    /// a response) and the rejection as the outcome.
+    pub async fn audit_rejection(&self, caller: &Caller, rejection: Rejection) {
+        self.metrics.rejection(rejection.outcome);
+        let draft = AuditDraft {
+            request_id: self.request_id(),
+            action: "malformed_http",
+            ..AuditDraft::default()
+        };
+        let entry = self.entry(caller, draft, rejection.status, rejection.outcome);
+        if self.append(&entry).await.is_err() {
+            tracing::error!(
+                outcome = rejection.outcome,
+                "rejected request could not be audited"
+            );
         }
     }
 
+    /// Route and run one request, in the one order every endpoint shares:
+    ///
+    /// 1. 401 `no_identity` / 403 `unregistered_organisation` (the
+    ///    connection's identity);
+    /// 2. 404 `not_found` / 405 `method_not_allowed` with `Allow` (the
+    ///    endpoint table, [`crate::endpoint`]);
+    /// 3. 403 `role_not_permitted` (`policies/access.toml`, decided by
+    ///    [`Policy::admit`]);
+    /// 4. 400 for a query string (no endpoint takes one), then the body
+    ///    through the one extractor ([`App::body`]);
+    /// 5. the handler.
+    ///
+    /// The audit action is the endpoint's as soon as the path is known, so
+    /// a refused call is logged under the endpoint it tried.
     async fn route(
         &self,
         caller: &Caller,
         req: Request<Incoming>,
         draft: &mut AuditDraft,
     ) -> Result<Reply, ApiError> {
-        let method = req.method().clone();
+        #[cfg(debug_assertions)]
+        if self.fault_injection.load(Ordering::Relaxed)
+            && req
+                .headers()
+                .get("x-credgate-fault")
+                .is_some_and(|v| v == "panic")
+        {
+            panic!("fault injection: handler panic");
+        }
         let path = req.uri().path().to_owned();
-        match (&method, path.as_str()) {
-            (&Method::POST, "/v1/query") => {
-                draft.action = "query";
-                let org = caller.require(&[
-                    Role::Bank,
-                    Role::Department,
-                    Role::CreditAgency,
-                    Role::Portal,
-                ])?;
-                let body = self.body(req).await?;
-                api::query(self, org, &body, draft).await
+        let routed = endpoint::route(req.method(), &path);
+        draft.action = match &routed {
+            Ok(r) => r.endpoint.action(),
+            Err(RouteError::MethodNotAllowed { .. }) => "method_not_allowed",
+            Err(_) => "unknown",
+        };
+        let org = caller.identified()?;
+        let routed = routed?;
+        self.policy.admit(org, routed.endpoint)?;
+        if req.uri().query().is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "no endpoint takes query parameters; send them in the JSON body",
+            ));
+        }
+        let body = match routed.body {
+            endpoint::Body::Json => self.body(req).await?,
+            endpoint::Body::None => Bytes::new(),
+        };
+        self.dispatch(org, &routed, &body, draft).await
+    }
+
+    /// The handler of each endpoint. Exhaustive: an endpoint added to the
+    /// table without a handler does not compile.
+    async fn dispatch(
+        &self,
+        org: &Arc<Organisation>,
+        r: &Routed<'_>,
+        body: &Bytes,
+        draft: &mut AuditDraft,
+    ) -> Result<Reply, ApiError> {
+        use lifecycle::{checks, history, input::path_id, lists, objections, repairs};
+        let id = || path_id(r.param("id"));
+        match r.endpoint {
+            Endpoint::Query => api::query(self, org, body, draft).await,
+            Endpoint::SubmitRecords => api::submit(self, org, body, draft).await,
+            Endpoint::RecordHistory => history::history(self, org, id()?, draft).await,
+            Endpoint::ObjectionFile => objections::file_objection(self, org, body, draft).await,
+            Endpoint::ObjectionOverdue => objections::overdue(self, org).await,
+            Endpoint::ObjectionResolve => {
+                objections::resolve_objection(self, org, id()?, body, draft).await
             }
-            (&Method::POST, "/v1/records") => {
-                draft.action = "submit_records";
-                let org = caller.require(&[Role::Department])?;
-                let body = self.body(req).await?;
-                api::submit(self, org, &body, draft).await
+            Endpoint::RepairApply => repairs::apply_repair(self, org, body, draft).await,
+            Endpoint::RepairDecide => repairs::decide_repair(self, org, id()?, body, draft).await,
+            Endpoint::ListAdd => {
+                let list = ListKind::parse(r.param("list"))
+                    .ok_or_else(|| ApiError::not_found("not_found", "no such list"))?;
+                lists::add_list_entry(self, org, list, body, draft).await
             }
-            (_, p) if p.starts_with("/v1/audit/") || p == auditor::ACCESS_HISTORY => {
-                auditor::route(self, caller, req, draft).await
+            Endpoint::ListExit => lists::exit_list_entry(self, org, id()?, body, draft).await,
+            Endpoint::Check => checks::run_check(self, org, body, draft).await,
+            Endpoint::CheckFeedback => checks::check_feedback(self, org, id()?, body, draft).await,
+            Endpoint::ConsentStatus => consent::status(self, r.param("jti"), draft).await,
+            Endpoint::ConsentRevoke => {
+                consent::revoke(self, org, r.param("jti"), body, draft).await
             }
-            (_, "/v1/query" | "/v1/records") => {
-                draft.action = "method_not_allowed";
-                caller.require(&Role::ALL)?;
-                Err(ApiError::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    format!("{method} is not allowed here"),
-                ))
+            Endpoint::AccessHistory => {
+                auditor::access_history(self, org, auditor::parse(body)?, draft).await
             }
-            (_, p) if lifecycle::handles(p) => {
-                lifecycle::route(self, caller, req, &method, &path, draft).await
+            Endpoint::AuditSearch => auditor::search(self, auditor::parse(body)?, draft).await,
+            Endpoint::AuditInclusionProof => auditor::inclusion(self, auditor::parse(body)?).await,
+            Endpoint::AuditConsistencyProof => {
+                auditor::consistency(self, auditor::parse(body)?).await
             }
-            (_, p) if p.starts_with(consent::PREFIX) => {
-                consent::route(self, caller, req, draft).await
-            }
-            _ => {
-                caller.require(&Role::ALL)?;
-                Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    "no such endpoint",
-                ))
-            }
+            Endpoint::AuditCheckpoint => auditor::checkpoint(self).await,
+            Endpoint::AuditReport => auditor::report(self, auditor::parse(body)?).await,
+            Endpoint::AuditExport => auditor::export(self, auditor::parse(body)?).await,
         }
     }
 
-    /// Read a JSON body within the size limit.
+    /// Read a JSON body: within the size limit and the body deadline, as
+    /// `application/json`, and strict JSON ([`strict_json`]: no duplicate
+    /// keys at any depth, bounded nesting, valid UTF-8).
     async fn body(&self, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+        if let Some(flag) = req.extensions().get::<BodyRead>() {
+            flag.0.store(true, Ordering::Release);
+        }
         let too_large = || {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -399,23 +526,45 @@ impl App {
                 ));
             }
         }
-        match Limited::new(req.into_body(), self.max_body_bytes)
-            .collect()
-            .await
-        {
-            Ok(c) => Ok(c.to_bytes()),
-            Err(e)
+        let read = Limited::new(req.into_body(), self.max_body_bytes).collect();
+        let bytes = match tokio::time::timeout(self.body_timeout, read).await {
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "the request body did not arrive within {} ms",
+                        self.body_timeout.as_millis()
+                    ),
+                ));
+            }
+            Ok(Ok(c)) => c.to_bytes(),
+            Ok(Err(e))
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some() =>
             {
-                Err(too_large())
+                return Err(too_large());
             }
-            Err(_) => Err(ApiError::bad_request(
-                "body_read_failed",
-                "the request body could not be read",
-            )),
-        }
+            Ok(Err(_)) => {
+                return Err(ApiError::bad_request(
+                    "body_read_failed",
+                    "the request body could not be read",
+                ));
+            }
+        };
+        strict_json::check(&bytes)?;
+        Ok(bytes)
     }
+}
+
+/// Set once a handler has taken the request body (see [`App::handle`]).
+#[derive(Clone)]
+struct BodyRead(Arc<AtomicBool>);
+
+/// A bare 500 for the case where no handler result exists at all.
+pub fn internal_error_response() -> Response<Full<Bytes>> {
+    let e = ApiError::internal();
+    respond(e.status, &e.body(), "", None)
 }
 
 fn respond_raw(

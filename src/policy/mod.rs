@@ -18,6 +18,7 @@
 //! module can construct one, and the store's read path requires one, so no
 //! code path can return data without a decision having been made.
 
+pub mod access;
 pub mod lifecycle;
 pub mod load;
 pub mod mask;
@@ -388,6 +389,8 @@ impl Permit {
 /// A compiled policy: lookup tables built once at load time.
 #[derive(Debug)]
 pub struct Policy {
+    /// Which roles may call which endpoint.
+    access: access::Access,
     orgs: HashMap<OrgCode, Organisation>,
     purposes: Vec<PurposeDef>,
     purpose_index: HashMap<String, usize>,
@@ -422,6 +425,20 @@ pub struct PurposeDef {
 }
 
 impl Policy {
+    /// Which roles may call which endpoint (`policies/access.toml`).
+    pub fn access(&self) -> &access::Access {
+        &self.access
+    }
+
+    /// Admit `org` to `endpoint` (the 403 `role_not_permitted` decision).
+    pub fn admit(
+        &self,
+        org: &Organisation,
+        endpoint: crate::endpoint::Endpoint,
+    ) -> Result<(), access::NotPermitted> {
+        self.access.admit(org, endpoint)
+    }
+
     /// Look up a registered organisation.
     pub fn organisation(&self, code: &OrgCode) -> Option<&Organisation> {
         self.orgs.get(code)

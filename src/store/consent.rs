@@ -11,6 +11,29 @@
 //! States: `active`, `revoked` (by the portal, final), `exhausted` (the use
 //! that reached `max_uses` flips it), `expired` (set when the status of a
 //! token past its `exp` is read; verification refuses such tokens anyway).
+//!
+//! # Binding
+//!
+//! Every row is bound to a subject (keyed hash): a row created by a use
+//! carries the token's whole binding (issuer, subject, grantee, purpose); a
+//! row created by a revocation that arrives before any use carries only the
+//! subject the portal named, because the gateway has never seen the token
+//! and cannot know whose it is. Either way:
+//!
+//! * a revocation naming another subject than the row's changes nothing
+//!   (`consent_subject_mismatch`);
+//! * a use whose binding differs from the row's in any recorded column is
+//!   refused as [`UseOutcome::Conflict`] (`jti_conflict`) *before* the row's
+//!   state is considered — so another subject's token that happens to carry
+//!   (or was issued with) a `jti` someone revoked in advance is refused as a
+//!   conflict, never reported as revoked by its own subject, and no state of
+//!   one subject's consent is disclosed to a token of another.
+//!
+//! A revocation for a `jti` the registry has never seen cannot be refused:
+//! whoever learns a `jti` before its first use can make it unusable (the
+//! token is then refused as `jti_conflict`). Issuers must therefore mint
+//! unguessable `jti`s (e.g. 128 random bits) and keep them between the
+//! subject, the issuer and the grantee.
 
 use super::{Backend, NewRecord, Store, StoreError};
 use serde_json::Value;
@@ -99,23 +122,37 @@ type WhyRow = (
     Option<String>,
 );
 
+/// Whether a registry row's recorded binding admits `u`. Columns a
+/// revocation-created row leaves NULL (it knows only the subject) do not
+/// count against a use; the subject is always recorded.
+fn binding_matches(u: &ConsentUse<'_>, row: &WhyRow) -> bool {
+    let (_, iss, subject, grantee, purpose) = row;
+    let same = |col: &Option<String>, v: &str| col.as_deref().is_none_or(|c| c == v);
+    subject.as_deref() == Some(u.subject)
+        && same(iss, u.iss)
+        && same(grantee, u.grantee)
+        && same(purpose, u.purpose)
+}
+
+/// Why a use was not counted (or, from [`Store::consent_blocked`], whether
+/// it would be refused). The binding is compared first: a token bound to
+/// another subject, issuer, grantee or purpose learns nothing about the
+/// state of the consent registered under its `jti`.
 fn why(u: &ConsentUse<'_>, row: Option<WhyRow>) -> UseOutcome {
-    match row {
-        Some((state, ..)) if state == "revoked" => UseOutcome::Revoked,
-        Some((state, ..)) if state == "exhausted" => UseOutcome::Exhausted,
-        Some((state, ..)) if state == "expired" => UseOutcome::Expired,
-        Some((_, iss, subject, grantee, purpose))
-            if iss.as_deref() == Some(u.iss)
-                && subject.as_deref() == Some(u.subject)
-                && grantee.as_deref() == Some(u.grantee)
-                && purpose.as_deref() == Some(u.purpose) =>
-        {
-            // Active and matching, yet not counted: the limit was reached by
-            // a row written before the state flip existed. Treat as spent.
-            UseOutcome::Exhausted
-        }
-        // Registered for another binding, or vanished: never count it.
-        _ => UseOutcome::Conflict,
+    let Some(row) = row else {
+        // Vanished between the statements: never count it.
+        return UseOutcome::Conflict;
+    };
+    if !binding_matches(u, &row) {
+        return UseOutcome::Conflict;
+    }
+    match row.0.as_str() {
+        "revoked" => UseOutcome::Revoked,
+        "exhausted" => UseOutcome::Exhausted,
+        "expired" => UseOutcome::Expired,
+        // Active and matching, yet not counted: the limit was reached by a
+        // row written before the state flip existed. Treat as spent.
+        _ => UseOutcome::Exhausted,
     }
 }
 
@@ -202,26 +239,32 @@ impl Store {
 
     /// Whether a consent may still be used, without spending a use (for
     /// requests that release no consent-classified field). `None` means
-    /// never seen, which is usable.
-    pub async fn consent_blocked(&self, jti: &str) -> Result<Option<UseOutcome>, StoreError> {
-        let state: Option<String> = dispatch!(self, p => {
-            sqlx::query_scalar("SELECT state FROM consents WHERE jti = $1")
-                .bind(jti)
+    /// usable: never seen, or active and bound as `u` is. A row bound to
+    /// another subject (or issuer, grantee, purpose) is a conflict, whatever
+    /// its state.
+    pub async fn consent_blocked(
+        &self,
+        u: &ConsentUse<'_>,
+    ) -> Result<Option<UseOutcome>, StoreError> {
+        let row: Option<WhyRow> = dispatch!(self, p => {
+            sqlx::query_as(WHY_SQL)
+                .bind(u.jti)
                 .fetch_optional(p)
                 .await?
         });
-        Ok(match state.as_deref() {
-            Some("revoked") => Some(UseOutcome::Revoked),
-            Some("exhausted") => Some(UseOutcome::Exhausted),
-            Some("expired") => Some(UseOutcome::Expired),
-            _ => None,
+        Ok(match row {
+            None => None,
+            Some(r) if r.0 == "active" && binding_matches(u, &r) => None,
+            Some(r) => Some(why(u, Some(r))),
         })
     }
 
     /// Revoke a consent on behalf of its subject, effective for every
     /// request that starts after this returns. An unknown `jti` is recorded
-    /// as revoked, so the token is refused at its first use. Returns `None`
-    /// if the `jti` is registered for another subject (nothing changed).
+    /// as revoked *and bound to `subject`*: that subject's token is refused
+    /// at its first use as revoked, anyone else's as a conflict (see the
+    /// module docs). Returns `None` if the `jti` is registered for another
+    /// subject, by a use or by an earlier revocation (nothing changed).
     pub async fn revoke_consent(
         &self,
         jti: &str,
@@ -235,6 +278,7 @@ impl Store {
                 "INSERT INTO consents (jti, subject, state, revoked_at, revoked_by, revoke_request) \
                  VALUES ($1, $2, 'revoked', $3, $4, $5) \
                  ON CONFLICT (jti) DO UPDATE SET state = 'revoked', \
+                 subject = COALESCE(consents.subject, excluded.subject), \
                  revoked_at = COALESCE(consents.revoked_at, excluded.revoked_at), \
                  revoked_by = COALESCE(consents.revoked_by, excluded.revoked_by), \
                  revoke_request = COALESCE(consents.revoke_request, excluded.revoke_request) \

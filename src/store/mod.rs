@@ -330,6 +330,16 @@ impl Store {
         dispatch!(self, p => Ok(sqlx::query_scalar("SELECT COUNT(*) FROM records").fetch_one(p).await?))
     }
 
+    /// How many records each request stored, by request id (drills and
+    /// tests check every stored record against its audit entry).
+    pub async fn records_per_request(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        dispatch!(self, p => Ok(sqlx::query_as(
+            "SELECT request_id, COUNT(*) FROM records GROUP BY request_id ORDER BY request_id",
+        )
+        .fetch_all(p)
+        .await?))
+    }
+
     /// Read a subject's records, releasing only what `permit` allows.
     #[deprecated(
         note = "ignores disclosure periods, repairs, withdrawals and objections; use Store::read_shared"

@@ -107,6 +107,7 @@ pub fn config(dir: &Path, db_url: &str) -> Config {
             cert: c.join("server.pem"),
             key: c.join("server-key.pem"),
             crls: vec![c.join("crl.pem")],
+            max_chain_depth: 0,
         },
         policy: PolicyConfig {
             dir: policies(),

@@ -22,7 +22,7 @@ struct CheckRequest {
     matter: String,
 }
 
-pub(super) async fn run_check(
+pub(in crate::http) async fn run_check(
     app: &App,
     org: &Organisation,
     body: &Bytes,
@@ -140,7 +140,7 @@ struct NotApplied {
     reason: String,
 }
 
-pub(super) async fn check_feedback(
+pub(in crate::http) async fn check_feedback(
     app: &App,
     org: &Organisation,
     id: i64,

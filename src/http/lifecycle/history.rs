@@ -7,7 +7,7 @@ use crate::http::{ApiError, App, AuditDraft, Reply};
 use crate::policy::Organisation;
 use crate::policy::lifecycle::SubjectView;
 
-pub(super) async fn history(
+pub(in crate::http) async fn history(
     app: &App,
     org: &Organisation,
     id: i64,

@@ -42,7 +42,7 @@ pub(super) fn parse_body<T: DeserializeOwned>(
 }
 
 /// A numeric id from the path: 1–18 ASCII digits, positive.
-pub(super) fn path_id(s: &str) -> Result<i64, ApiError> {
+pub(in crate::http) fn path_id(s: &str) -> Result<i64, ApiError> {
     let bad = || {
         ApiError::bad_request(
             "invalid_id",

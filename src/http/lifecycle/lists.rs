@@ -26,7 +26,7 @@ struct ListRequest {
     effective_to: Option<String>,
 }
 
-pub(super) async fn add_list_entry(
+pub(in crate::http) async fn add_list_entry(
     app: &App,
     org: &Organisation,
     list: ListKind,
@@ -109,7 +109,7 @@ struct ExitRequest {
     exit_date: Option<String>,
 }
 
-pub(super) async fn exit_list_entry(
+pub(in crate::http) async fn exit_list_entry(
     app: &App,
     org: &Organisation,
     id: i64,

@@ -25,7 +25,7 @@ pub(super) struct ApplicationRequest {
     pub(super) grounds: String,
 }
 
-pub(super) async fn file_objection(
+pub(in crate::http) async fn file_objection(
     app: &App,
     org: &Organisation,
     body: &Bytes,
@@ -81,7 +81,7 @@ struct ResolutionRequest {
     decision_date: Option<String>,
 }
 
-pub(super) async fn resolve_objection(
+pub(in crate::http) async fn resolve_objection(
     app: &App,
     org: &Organisation,
     id: i64,
@@ -195,7 +195,7 @@ fn correction(
         })
 }
 
-pub(super) async fn overdue(app: &App, org: &Organisation) -> Result<Reply, ApiError> {
+pub(in crate::http) async fn overdue(app: &App, org: &Organisation) -> Result<Reply, ApiError> {
     let today = app.today();
     let scope = app.policy.overdue_scope(org);
     let rows = app.store.overdue_objections(scope.provider, today).await?;

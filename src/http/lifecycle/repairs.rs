@@ -13,7 +13,7 @@ use crate::policy::Organisation;
 use crate::policy::lifecycle::format_date;
 use crate::store::{Application, Step};
 
-pub(super) async fn apply_repair(
+pub(in crate::http) async fn apply_repair(
     app: &App,
     org: &Organisation,
     body: &Bytes,
@@ -54,7 +54,7 @@ struct DecisionRequest {
     note: Option<String>,
 }
 
-pub(super) async fn decide_repair(
+pub(in crate::http) async fn decide_repair(
     app: &App,
     org: &Organisation,
     id: i64,

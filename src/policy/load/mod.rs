@@ -9,6 +9,7 @@
 //! | `catalog.toml` | `[[classification]]` tags; `[[item]]` with `[[item.field]]` |
 //! | `grants.toml` | `[[grant]]` role × purpose × (class or field) → action |
 //! | `prohibited.toml` | `[[category]]` additions to the compiled-in floor |
+//! | `access.toml` | `[endpoints]` which roles may call which endpoint ([`super::access`], compiled by `load/access.rs`) |
 //! | `measures.toml` | `[[matter]]` and `[[measure]]`: the joint reward-and-punishment list ([`super::measures`], compiled by `load/measures.rs`) |
 //!
 //! catalog.toml also holds the lifecycle rules ([`super::lifecycle`], compiled by
@@ -37,6 +38,7 @@ use super::{
 };
 use crate::ids::{CreditCode, FieldName, ItemId, Purpose, SubjectType};
 
+mod access;
 mod lifecycle;
 mod measures;
 
@@ -677,7 +679,10 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
 
     let measures = measures::load(&Source::read(dir, "measures.toml")?)?;
 
+    let access = access::load(&Source::read(dir, "access.toml")?)?;
+
     Ok(Policy {
+        access,
         orgs,
         purposes,
         purpose_index,

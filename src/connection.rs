@@ -1,0 +1,447 @@
+//! One client connection, from accept to close.
+//!
+//! 1. The TLS handshake, under a timeout, in the connection's own task.
+//! 2. The identity, once: the leaf certificate's organisation code and
+//!    fingerprint become a [`Caller`] for every request on the connection.
+//! 3. The protocol by ALPN: `h2` gets HTTP/2, anything else HTTP/1.1.
+//! 4. Each request's handling is *detached* from the connection: hyper's
+//!    service future only waits for a task that owns the request. When the
+//!    client hangs up, hyper drops the waiting future, but the task still
+//!    reaches its audit entry (and, for a submission, its commit or its
+//!    refusal). [`InFlight`] counts those tasks so that shutdown can wait
+//!    for them before the audit sequencer stops.
+//! 5. What hyper refuses before any handler runs (a bad request line,
+//!    oversized or malformed headers, conflicting lengths, an HTTP/2 preface
+//!    on HTTP/1.1, a head that never completes) is audited here, as one
+//!    `malformed_http` entry per rejected request.
+//!
+//! # How a rejected request is told from an idle close
+//!
+//! [`Watched`] wraps the decrypted stream and counts the bytes hyper read.
+//! When a request's task finishes, the count at that moment becomes the
+//! *boundary*. A connection that ends, with an error, holding bytes past the
+//! boundary while no request is in flight had an unanswered request head:
+//! that is a rejection and gets an entry. A keep-alive connection closed with
+//! nothing past the boundary had no request, and gets none.
+//!
+//! The same counter drives the two read deadlines on HTTP/1.1: once the
+//! first byte of a request head has arrived, the whole head must arrive
+//! within `header_timeout` (a slowloris head cannot pin a slot); with nothing
+//! pending, the connection closes after `idle_timeout`. HTTP/2 gets the idle
+//! deadline only (its frames are not request heads). The body deadline is
+//! the body extractor's (`http::body`), answered with 408.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
+
+use crate::http::{App, Caller};
+
+/// Deadlines and limits of one connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnLimits {
+    /// TLS handshake.
+    pub handshake: Duration,
+    /// From the first byte of a request head to its end (HTTP/1.1).
+    pub header: Duration,
+    /// With no request pending or in flight.
+    pub idle: Duration,
+    /// Concurrent streams per HTTP/2 connection.
+    pub h2_max_streams: u32,
+}
+
+/// Requests whose handling has started and not finished, process-wide.
+/// Shutdown waits on it before the audit sequencer stops.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl InFlight {
+    fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard(self.clone())
+    }
+
+    /// Requests being handled now.
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Wait until no request is being handled.
+    pub async fn drained(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.count() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct InFlightGuard(Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Byte and request accounting shared by [`Watched`] and the request tasks.
+#[derive(Debug, Default)]
+struct ConnState {
+    /// Bytes hyper has read from the decrypted stream.
+    read: AtomicU64,
+    /// `read` when the last request's task finished.
+    boundary: AtomicU64,
+    /// Requests of this connection being handled.
+    in_flight: AtomicUsize,
+    /// Requests finished (lets [`Watched`] see a boundary move).
+    finished: AtomicU64,
+    /// Why [`Watched`] ended the connection: 0 none, 1 head deadline, 2 idle.
+    deadline_hit: std::sync::atomic::AtomicU8,
+}
+
+impl ConnState {
+    /// An unanswered request head is pending: bytes past the boundary, no
+    /// request in flight.
+    fn head_pending(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0
+            && self.read.load(Ordering::Acquire) > self.boundary.load(Ordering::Acquire)
+    }
+}
+
+/// Marks one request of a connection as in flight until dropped.
+struct RequestGuard {
+    conn: Arc<ConnState>,
+    _global: InFlightGuard,
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        let c = &self.conn;
+        c.boundary
+            .store(c.read.load(Ordering::Acquire), Ordering::Release);
+        c.finished.fetch_add(1, Ordering::AcqRel);
+        c.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+const HEAD_DEADLINE: u8 = 1;
+const IDLE_DEADLINE: u8 = 2;
+
+/// The decrypted stream with byte accounting and the read deadlines.
+struct Watched<S> {
+    inner: S,
+    state: Arc<ConnState>,
+    limits: ConnLimits,
+    h1: bool,
+    timer: Pin<Box<Sleep>>,
+    armed_for: Option<Instant>,
+    last_activity: Instant,
+    head_started: Option<Instant>,
+    seen_finished: u64,
+}
+
+impl<S> Watched<S> {
+    fn new(inner: S, state: Arc<ConnState>, limits: ConnLimits, h1: bool) -> Self {
+        let now = Instant::now();
+        Watched {
+            inner,
+            state,
+            limits,
+            h1,
+            timer: Box::pin(tokio::time::sleep_until(now + limits.idle)),
+            armed_for: None,
+            last_activity: now,
+            head_started: None,
+            seen_finished: 0,
+        }
+    }
+
+    /// The deadline that applies while a read is pending, if any.
+    fn deadline(&mut self) -> Option<(Instant, u8)> {
+        let finished = self.state.finished.load(Ordering::Acquire);
+        if finished != self.seen_finished {
+            self.seen_finished = finished;
+            self.last_activity = Instant::now();
+            self.head_started = None;
+        }
+        if self.state.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        if self.h1 && self.state.head_pending() {
+            let started = *self.head_started.get_or_insert_with(Instant::now);
+            return Some((started + self.limits.header, HEAD_DEADLINE));
+        }
+        Some((self.last_activity + self.limits.idle, IDLE_DEADLINE))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                let n = (buf.filled().len() - before) as u64;
+                if n > 0 {
+                    self.state.read.fetch_add(n, Ordering::AcqRel);
+                    self.last_activity = Instant::now();
+                }
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let Some((at, why)) = self.deadline() else {
+                    return Poll::Pending;
+                };
+                if self.armed_for != Some(at) {
+                    self.armed_for = Some(at);
+                    self.timer.as_mut().reset(at);
+                }
+                match self.timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        self.state.deadline_hit.store(why, Ordering::Release);
+                        Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            if why == HEAD_DEADLINE {
+                                "request head not received in time"
+                            } else {
+                                "idle connection"
+                            },
+                        )))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A request hyper refused before any handler ran: the outcome code for the
+/// entry and the status hyper sent (0: the connection was closed without a
+/// response).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    /// Stable outcome code.
+    pub outcome: &'static str,
+    /// HTTP status sent, or 0 when none was.
+    pub status: u16,
+}
+
+/// Classify how an HTTP/1.1 connection with a pending request head ended.
+///
+/// hyper answers parse errors itself (400, 414, 431) and reports the kind
+/// through predicates and its error text; the text is matched for the finer
+/// codes, and `tests/pipeline.rs` pins each case, so a hyper upgrade that
+/// changes a message fails a test rather than changing a code silently.
+fn classify(err: Option<&hyper::Error>, deadline_hit: u8) -> Rejection {
+    let r = |outcome, status| Rejection { outcome, status };
+    if deadline_hit == HEAD_DEADLINE {
+        return r("header_timeout", 0);
+    }
+    let Some(e) = err else {
+        return r("incomplete_request", 0);
+    };
+    if e.is_parse_version_h2() {
+        return r("http2_preface_on_http1", 0);
+    }
+    let text = e.to_string();
+    if e.is_parse_too_large() {
+        return if text.contains("URI") {
+            r("uri_too_long", 414)
+        } else {
+            r("headers_too_large", 431)
+        };
+    }
+    if e.is_parse() {
+        let outcome = if text.contains("content-length") {
+            "invalid_content_length"
+        } else if text.contains("transfer-encoding") {
+            "invalid_transfer_encoding"
+        } else if text.contains("header") {
+            "invalid_header"
+        } else if text.contains("URI") {
+            "invalid_uri"
+        } else if text.contains("method") {
+            "invalid_method"
+        } else if text.contains("version") {
+            "invalid_version"
+        } else {
+            "malformed_http"
+        };
+        return r(outcome, 400);
+    }
+    if e.is_timeout() {
+        return r("header_timeout", 0);
+    }
+    r("incomplete_request", 0)
+}
+
+/// Serve one accepted TCP connection until it closes.
+pub async fn serve(
+    app: Arc<App>,
+    tls: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    limits: ConnLimits,
+    watcher: hyper_util::server::graceful::Watcher,
+) {
+    let stream = match tokio::time::timeout(limits.handshake, tls.accept(tcp)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            app.metrics
+                .handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, error = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            app.metrics
+                .handshake_timeouts
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "handshake timed out");
+            return;
+        }
+    };
+    let (_, tls_conn) = stream.get_ref();
+    let chain = tls_conn.peer_certificates();
+    let leaf_fp = chain
+        .and_then(|c| c.first())
+        .map(|leaf| crate::identity::fingerprint(leaf.as_ref()));
+    let identity = crate::identity::peer_identity_from_chain(chain);
+    let caller = Arc::new(Caller::resolve(identity, leaf_fp, &app.policy));
+    let h2 = tls_conn.alpn_protocol() == Some(b"h2");
+
+    let state = Arc::new(ConnState::default());
+    let io = TokioIo::new(Watched::new(stream, state.clone(), limits, !h2));
+    let svc = {
+        let (app, caller, state) = (app.clone(), caller.clone(), state.clone());
+        service_fn(move |req: Request<Incoming>| {
+            state.in_flight.fetch_add(1, Ordering::AcqRel);
+            let guard = RequestGuard {
+                conn: state.clone(),
+                _global: app.in_flight.enter(),
+            };
+            let (app, caller) = (app.clone(), caller.clone());
+            // Detached: runs to its audit entry even if hyper drops the
+            // future below because the client went away.
+            let task = tokio::spawn(async move {
+                let resp = app.handle(&caller, req).await;
+                drop(guard);
+                resp
+            });
+            async move {
+                Ok::<_, Infallible>(match task.await {
+                    Ok(resp) => resp,
+                    // `App::handle` catches handler panics itself; this is
+                    // only reached if the runtime is shutting down.
+                    Err(_) => crate::http::internal_error_response(),
+                })
+            }
+        })
+    };
+    let result = if h2 {
+        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        b.timer(TokioTimer::new())
+            .max_concurrent_streams(limits.h2_max_streams)
+            .keep_alive_interval(Some(limits.idle / 2))
+            .keep_alive_timeout(Duration::from_secs(20));
+        watcher.watch(b.serve_connection(io, svc)).await
+    } else {
+        let mut b = hyper::server::conn::http1::Builder::new();
+        // Backstop only: `Watched` enforces the head and idle deadlines
+        // first, so it can tell them apart.
+        b.timer(TokioTimer::new())
+            .header_read_timeout(limits.idle + Duration::from_secs(1))
+            .keep_alive(true);
+        watcher.watch(b.serve_connection(io, svc)).await
+    };
+    let hit = state.deadline_hit.load(Ordering::Acquire);
+    if let Err(e) = &result {
+        tracing::debug!(%peer, error = %e, "connection ended with error");
+    }
+    if !h2 && state.head_pending() && (result.is_err() || hit != 0) {
+        let rejection = classify(result.as_ref().err(), hit);
+        app.audit_rejection(&caller, rejection).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_deadline_wins_over_the_error_text() {
+        assert_eq!(classify(None, HEAD_DEADLINE).outcome, "header_timeout");
+        assert_eq!(classify(None, 0).outcome, "incomplete_request");
+    }
+
+    #[tokio::test]
+    async fn in_flight_drains() {
+        let f = Arc::new(InFlight::default());
+        let g = f.enter();
+        assert_eq!(f.count(), 1);
+        let f2 = f.clone();
+        let waiter = tokio::spawn(async move { f2.drained().await });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(g);
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("drained")
+            .unwrap();
+    }
+}
