@@ -11,18 +11,58 @@ use crate::audit::now_rfc3339;
 use crate::http::dto::SubjectDto;
 use crate::http::error::submission_refused;
 use crate::http::{ApiError, App, AuditDraft, Reply};
+use crate::ids::SubjectId;
 use crate::policy::Organisation;
 use crate::policy::lifecycle::{RecordTerms, SubjectView, format_date, parse_date};
 use crate::policy::submission::SubmissionRefusal;
 use crate::store::Refusal;
 use crate::store::{Application, Resolution, Step};
 
+/// Body of an objection or a repair application.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ApplicationRequest {
-    pub(super) subject: SubjectDto,
+struct ApplicationRequest {
+    subject: SubjectDto,
+    record_id: i64,
+    grounds: String,
+}
+
+/// A validated objection or repair application from the portal.
+pub(super) struct Filing {
+    subject: SubjectId,
+    /// The record it concerns.
     pub(super) record_id: i64,
-    pub(super) grounds: String,
+    grounds: String,
+}
+
+impl Filing {
+    /// Parse and validate the body (the subject goes to the audit draft).
+    pub(super) fn parse(app: &App, body: &Bytes, draft: &mut AuditDraft) -> Result<Self, ApiError> {
+        let req: ApplicationRequest = parse_body(app, body, draft)?;
+        let subject = subject(&req.subject, draft)?;
+        let record_id = body_id("record_id", req.record_id)?;
+        let grounds = text("grounds", &req.grounds)?.to_owned();
+        Ok(Filing {
+            subject,
+            record_id,
+            grounds,
+        })
+    }
+
+    /// The store's view of it, filed by `org` in request `request_id`.
+    pub(super) fn application<'a>(
+        &'a self,
+        org: &'a Organisation,
+        request_id: &'a str,
+    ) -> Application<'a> {
+        Application {
+            subject: &self.subject,
+            record_id: self.record_id,
+            by: org.code.as_str(),
+            grounds: &self.grounds,
+            request_id,
+        }
+    }
 }
 
 pub(in crate::http) async fn file_objection(
@@ -31,20 +71,12 @@ pub(in crate::http) async fn file_objection(
     body: &Bytes,
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
-    let req: ApplicationRequest = parse_body(app, body, draft)?;
-    let subject = subject(&req.subject, draft)?;
-    let record_id = body_id("record_id", req.record_id)?;
-    let grounds = text("grounds", &req.grounds)?;
+    let filing = Filing::parse(app, body, draft)?;
+    let record_id = filing.record_id;
     let filed = app
         .store
         .file_objection(
-            Application {
-                subject: &subject,
-                record_id,
-                by: org.code.as_str(),
-                grounds,
-                request_id: &draft.request_id,
-            },
+            filing.application(org, &draft.request_id),
             &app.policy,
             app.today(),
         )
