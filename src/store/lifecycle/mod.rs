@@ -2,17 +2,20 @@
 //! repair, red/black/focus lists and 应查必查 checks.
 //!
 //! Same rules as the rest of the store: one SQL text for SQLite and
-//! PostgreSQL through [`dispatch!`], no decision made here — every state and
-//! visibility question goes to the pure policy (`policy::lifecycle`), with
-//! "today" passed in by the caller.
+//! PostgreSQL through [`dispatch!`], no decision made here — every state,
+//! visibility and permission question goes to the pure policy
+//! (`policy::lifecycle`), with "today" passed in by the caller.
 //!
 //! Every mutation runs in one transaction that first upserts the subject's
 //! row in `subject_locks`: on PostgreSQL the row lock serialises concurrent
 //! changes to one subject (a black listing racing a red listing cannot both
 //! pass their checks); on SQLite that first write takes the database lock
-//! before anything is read. Domain refusals come back as [`Refusal`] (the
-//! transaction is rolled back by dropping it); database failures as
-//! [`StoreError`].
+//! before anything is read. Inside it the store reads the facts, hands them
+//! to the policy and executes the permit it gets back (the dates of an
+//! objection, the terms of a repair application, the red entries a black
+//! listing exits). Refusals come back as [`Refusal`]: "not found", or
+//! `Denied` with the policy's reason (the transaction is rolled back by
+//! dropping it); database failures as [`StoreError`].
 //!
 //! | file | what |
 //! |---|---|
