@@ -10,7 +10,7 @@
 use serde_json::{Map, Value};
 use time::Date;
 
-use super::lifecycle::{RecordTerms, TermsError};
+use super::lifecycle::{RecordTerms, TermsError, parse_date};
 use super::{ConsentNeed, ItemDef, Policy, ValueType};
 use crate::ids::SubjectType;
 
@@ -18,16 +18,16 @@ use crate::ids::SubjectType;
 pub const SHOWN_NAME: usize = 64;
 
 impl ValueType {
-    /// Whether `v` is a value of this type. Dates are `YYYY-MM-DD`.
+    /// Whether `v` is a value of this type. Dates are exactly `YYYY-MM-DD`
+    /// ([`parse_date`]).
     pub fn accepts(self, v: &Value) -> bool {
         match self {
             ValueType::String => v.is_string(),
             ValueType::Number => v.is_number(),
             ValueType::Bool => v.is_boolean(),
-            ValueType::Date => v.as_str().is_some_and(|s| {
-                time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
-                    .is_ok()
-            }),
+            // Strict, like decision dates: stored dates compare as text, so
+            // no signs and no other widths.
+            ValueType::Date => v.as_str().and_then(parse_date).is_some(),
         }
     }
 
@@ -264,6 +264,23 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
             .collect()
+    }
+
+    #[test]
+    fn date_values_are_strict() {
+        for ok in ["2026-01-01", "2028-02-29"] {
+            assert!(ValueType::Date.accepts(&json!(ok)), "{ok}");
+        }
+        for bad in [
+            "+2026-01-01",
+            "-0001-01-01",
+            "2026-1-1",
+            "2026-02-30",
+            "20260101",
+        ] {
+            assert!(!ValueType::Date.accepts(&json!(bad)), "{bad}");
+        }
+        assert!(!ValueType::Date.accepts(&json!(20260101)));
     }
 
     #[test]
