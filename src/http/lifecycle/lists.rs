@@ -72,6 +72,7 @@ pub(in crate::http) async fn add_list_entry(
                 request_id: &draft.request_id,
                 now: &now,
             },
+            &app.policy,
             today,
         )
         .await?
@@ -130,7 +131,7 @@ pub(in crate::http) async fn exit_list_entry(
     }
     let (list, st, sid) = app
         .store
-        .exit_list_entry(id, org.code.as_str(), reason, on, &draft.request_id)
+        .exit_list_entry(id, org, reason, on, &draft.request_id, &app.policy)
         .await?
         .map_err(ApiError::from)?;
     draft.subject = stored_subject(&st, &sid);

@@ -10,7 +10,9 @@ use super::lists::ListEntryView;
 use super::{RecordRow, Refusal};
 use crate::ids::SubjectId;
 use crate::policy::Policy;
+use crate::policy::lifecycle::LifecycleRefusal;
 use crate::policy::lifecycle::{ListKind, RecordState, Terms, format_date};
+use crate::policy::measures::FeedbackPermit;
 use crate::store::{Backend, Store, StoreError};
 
 /// A record of the subject with its state (no field values).
@@ -73,9 +75,7 @@ impl Store {
             let facts = row.facts(&data);
             let state = policy.record_state(&facts, today);
             states.insert(row.id, (state, row.superseded_by));
-            if let Some(terms) = policy.terms(&facts)
-                && !matches!(state, RecordState::Withdrawn | RecordState::Superseded)
-            {
+            if let Some(terms) = policy.check_record_terms(&facts, state) {
                 negative.push(SubjectRecord {
                     record_id: row.id,
                     item: row.item.clone(),
@@ -170,25 +170,27 @@ impl Store {
         }))
     }
 
-    /// Record a department's feedback on its check, once.
+    /// Record a check's feedback, once, as [`Policy::check_feedback`]
+    /// permitted it. The update is conditional on no feedback being
+    /// recorded yet, so of two racing reports one is stored; the other gets
+    /// the refusal the permit would have been refused with.
     pub async fn check_feedback(
         &self,
-        id: i64,
-        org: &str,
+        permit: &FeedbackPermit,
         feedback: &Value,
         request_id: &str,
         now: &str,
     ) -> Result<Result<(), Refusal>, StoreError> {
+        let id = permit.check_id();
         let n = dispatch!(self, p => {
             sqlx::query(
                 "UPDATE checks SET feedback = $1, feedback_at = $2, feedback_request = $3 \
-                 WHERE id = $4 AND org = $5 AND feedback IS NULL",
+                 WHERE id = $4 AND feedback IS NULL",
             )
             .bind(feedback.to_string())
             .bind(now)
             .bind(request_id)
             .bind(id)
-            .bind(org)
             .execute(p)
             .await?
             .rows_affected()
@@ -198,8 +200,7 @@ impl Store {
         }
         Ok(Err(match self.check(id).await? {
             None => Refusal::CheckNotFound,
-            Some(c) if c.org != org => Refusal::NotCheckOwner,
-            Some(_) => Refusal::FeedbackRecorded,
+            Some(_) => LifecycleRefusal::FeedbackRecorded.into(),
         }))
     }
 }
