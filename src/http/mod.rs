@@ -230,6 +230,9 @@ pub struct AuditDraft {
     /// The entry already written with the request's change
     /// ([`App::intend`]); appended as is if the handler succeeds.
     pending: Option<AuditEntry>,
+    /// An outbox row was written for this request (final or provisional
+    /// intent); it is cleared once the entry is in the log.
+    outbox: bool,
 }
 
 impl AuditDraft {
@@ -323,7 +326,9 @@ impl App {
             }
         };
         let pending = draft.pending.take();
-        let written = pending.is_some() && outcome == "ok";
+        // An outbox row exists only if the change committed; clearing a
+        // row that was never written is a no-op.
+        let written = draft.outbox;
         let entry = match pending {
             // The entry went into the change's transaction; append the same.
             Some(e) if outcome == "ok" => e,
@@ -418,11 +423,55 @@ impl App {
             org: draft.org.clone(),
             cert_fp: draft.cert_fp.clone(),
             pending: None,
+            outbox: false,
         };
         let entry = self.entry(snapshot, status.as_u16(), "ok");
         let intent = AuditIntent::new(&entry.request_id, log_size, entry.canonical());
         draft.pending = Some(entry);
+        draft.outbox = true;
         Ok(intent)
+    }
+
+    /// Like [`App::intend`] for a change whose entry the handler completes
+    /// only after the store answers (a new objection's id, the subject of
+    /// the record it names, …): the intent holds the entry as known before
+    /// the change, marked `audit_entry: recovered / entry_completed_at_restart`.
+    /// It reaches the log only if the gateway stops between the commit and
+    /// the append; otherwise the handler's complete entry is appended and
+    /// the row cleared.
+    pub(crate) async fn intend_provisional(
+        &self,
+        draft: &mut AuditDraft,
+        status: StatusCode,
+    ) -> Result<AuditIntent, ApiError> {
+        let log_size = self.store.log_head().await?.0;
+        let mut fields = draft.fields.clone();
+        fields.push(AuditField {
+            field: "audit_entry".into(),
+            decision: "recovered".into(),
+            reason: "entry_completed_at_restart".into(),
+            detail: None,
+        });
+        let snapshot = AuditDraft {
+            request_id: draft.request_id.clone(),
+            action: draft.action,
+            subject: draft.subject.clone(),
+            purpose: draft.purpose.clone(),
+            consent: draft.consent.clone(),
+            fields,
+            records: draft.records,
+            org: draft.org.clone(),
+            cert_fp: draft.cert_fp.clone(),
+            pending: None,
+            outbox: false,
+        };
+        let entry = self.entry(snapshot, status.as_u16(), "ok");
+        draft.outbox = true;
+        Ok(AuditIntent::new(
+            &entry.request_id,
+            log_size,
+            entry.canonical(),
+        ))
     }
 
     /// Append `entry` and wait until it is durable; the error is the 503

@@ -1,6 +1,7 @@
 //! `POST /v1/checks`, `POST /v1/checks/{id}/feedback`.
 
 use bytes::Bytes;
+use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -91,6 +92,7 @@ pub(in crate::http) async fn run_check(
         "measures": outcomes.iter().map(|o| json!({"id": o.measure.id, "status": o.status})).collect::<Vec<_>>(),
         "punishment_suspended": punishment_suspended,
     });
+    let intent = app.intend_provisional(draft, StatusCode::OK).await?;
     let check_id = app
         .store
         .insert_check(
@@ -99,7 +101,7 @@ pub(in crate::http) async fn run_check(
             &matter.id,
             today,
             &stored,
-            &draft.request_id,
+            &intent,
         )
         .await?;
     for o in &outcomes {
@@ -183,8 +185,9 @@ pub(in crate::http) async fn check_feedback(
     }
     let feedback = json!({"applied": req.applied, "not_applied": not_applied, "note": note});
     let now = now_rfc3339();
+    let intent = app.intend_provisional(draft, StatusCode::OK).await?;
     app.store
-        .check_feedback(&permit, &feedback, &draft.request_id, &now)
+        .check_feedback(&permit, &feedback, &intent, &now)
         .await?
         .map_err(ApiError::from)?;
     for m in &req.applied {

@@ -73,12 +73,14 @@ pub(in crate::http) async fn file_objection(
 ) -> Result<Reply, ApiError> {
     let filing = Filing::parse(app, body, draft)?;
     let record_id = filing.record_id;
+    let intent = app.intend_provisional(draft, StatusCode::CREATED).await?;
     let filed = app
         .store
         .file_objection(
             filing.application(org, &draft.request_id),
             &app.policy,
             app.today(),
+            &intent,
         )
         .await?
         .map_err(ApiError::from)?;
@@ -154,6 +156,7 @@ pub(in crate::http) async fn resolve_objection(
         }
     };
     let now = now_rfc3339();
+    let intent = app.intend_provisional(draft, StatusCode::OK).await?;
     let new_id = app
         .store
         .resolve_objection(
@@ -167,6 +170,7 @@ pub(in crate::http) async fn resolve_objection(
             },
             &resolution,
             &app.policy,
+            &intent,
         )
         .await?
         .map_err(ApiError::from)?;

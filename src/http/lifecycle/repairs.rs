@@ -21,12 +21,14 @@ pub(in crate::http) async fn apply_repair(
 ) -> Result<Reply, ApiError> {
     let filing = Filing::parse(app, body, draft)?;
     let record_id = filing.record_id;
+    let intent = app.intend_provisional(draft, StatusCode::CREATED).await?;
     let (id, terms) = app
         .store
         .apply_repair(
             filing.application(org, &draft.request_id),
             &app.policy,
             app.today(),
+            &intent,
         )
         .await?
         .map_err(ApiError::from)?;
@@ -67,6 +69,7 @@ pub(in crate::http) async fn decide_repair(
     let note = opt_text("note", req.note.as_deref())?;
     let today = app.today();
     let now = now_rfc3339();
+    let intent = app.intend_provisional(draft, StatusCode::OK).await?;
     let t = app
         .store
         .decide_repair(
@@ -80,6 +83,7 @@ pub(in crate::http) async fn decide_repair(
             },
             approve,
             &app.policy,
+            &intent,
         )
         .await?
         .map_err(ApiError::from)?;

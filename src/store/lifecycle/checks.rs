@@ -129,10 +129,12 @@ impl Store {
         matter: &str,
         today: Date,
         result: &Value,
-        request_id: &str,
+        intent: &crate::store::AuditIntent,
     ) -> Result<i64, StoreError> {
+        let request_id = intent.request_id();
         dispatch!(self, p => {
-            Ok(sqlx::query_scalar(
+            let mut tx = p.begin().await?;
+            let id: i64 = sqlx::query_scalar(
                 "INSERT INTO checks (org, subject_type, subject_id, matter, checked_on, result, request_id) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
             )
@@ -143,8 +145,11 @@ impl Store {
             .bind(format_date(today))
             .bind(result.to_string())
             .bind(request_id)
-            .fetch_one(p)
-            .await?)
+            .fetch_one(&mut *tx)
+            .await?;
+            crate::store::outbox::write_intent!(&mut *tx, intent);
+            tx.commit().await?;
+            Ok(id)
         })
     }
 
@@ -178,12 +183,14 @@ impl Store {
         &self,
         permit: &FeedbackPermit,
         feedback: &Value,
-        request_id: &str,
+        intent: &crate::store::AuditIntent,
         now: &str,
     ) -> Result<Result<(), Refusal>, StoreError> {
         let id = permit.check_id();
+        let request_id = intent.request_id();
         let n = dispatch!(self, p => {
-            sqlx::query(
+            let mut tx = p.begin().await?;
+            let n = sqlx::query(
                 "UPDATE checks SET feedback = $1, feedback_at = $2, feedback_request = $3 \
                  WHERE id = $4 AND feedback IS NULL",
             )
@@ -191,9 +198,14 @@ impl Store {
             .bind(now)
             .bind(request_id)
             .bind(id)
-            .execute(p)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            if n == 1 {
+                crate::store::outbox::write_intent!(&mut *tx, intent);
+            }
+            tx.commit().await?;
+            n
         });
         if n == 1 {
             return Ok(Ok(()));

@@ -112,6 +112,7 @@ impl Store {
         e: &NewListEntry<'_>,
         policy: &Policy,
         today: Date,
+        intent: &crate::store::AuditIntent,
     ) -> Result<Result<ListAdded, Refusal>, StoreError> {
         let day = format_date(today);
         let (kind, id) = (e.subject.kind().as_str(), e.subject.id());
@@ -177,6 +178,7 @@ impl Store {
             .bind(e.request_id)
             .fetch_one(&mut *tx)
             .await?;
+            crate::store::outbox::write_intent!(&mut *tx, intent);
             tx.commit().await?;
             self.invalidate();
             Ok(Ok(ListAdded { entry_id, removed_red }))
@@ -191,9 +193,10 @@ impl Store {
         org: &Organisation,
         reason: &str,
         exit_on: Date,
-        request_id: &str,
         policy: &Policy,
+        intent: &crate::store::AuditIntent,
     ) -> Result<Result<(ListKind, String, String), Refusal>, StoreError> {
+        let request_id = intent.request_id();
         type Row = (
             String,
             String,
@@ -234,6 +237,7 @@ impl Store {
             .bind(entry_id)
             .execute(&mut *tx)
             .await?;
+            crate::store::outbox::write_intent!(&mut *tx, intent);
             tx.commit().await?;
             self.invalidate();
             let list = ListKind::parse(&list)

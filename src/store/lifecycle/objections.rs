@@ -65,6 +65,7 @@ impl Store {
         a: Application<'_>,
         policy: &Policy,
         today: Date,
+        intent: &crate::store::AuditIntent,
     ) -> Result<Result<ObjectionRow, Refusal>, StoreError> {
         dispatch!(self, p => {
             let mut tx = p.begin().await?;
@@ -99,6 +100,7 @@ impl Store {
             .bind(a.request_id)
             .fetch_one(&mut *tx)
             .await?;
+            crate::store::outbox::write_intent!(&mut *tx, intent);
             tx.commit().await?;
             self.invalidate();
             Ok(Ok(ObjectionRow {
@@ -134,6 +136,7 @@ impl Store {
         step: Step<'_>,
         resolution: &Resolution,
         policy: &Policy,
+        intent: &crate::store::AuditIntent,
     ) -> Result<Result<Option<i64>, Refusal>, StoreError> {
         let Step {
             id: objection_id,
@@ -214,6 +217,7 @@ impl Store {
             .bind(objection_id)
             .execute(&mut *tx)
             .await?;
+            crate::store::outbox::write_intent!(&mut *tx, intent);
             tx.commit().await?;
             self.invalidate();
             Ok(Ok(new_id))

@@ -14,6 +14,7 @@ impl Store {
         a: Application<'_>,
         policy: &Policy,
         today: Date,
+        intent: &crate::store::AuditIntent,
     ) -> Result<Result<(i64, Terms), Refusal>, StoreError> {
         let applied_on = format_date(today);
         dispatch!(self, p => {
@@ -51,6 +52,7 @@ impl Store {
             .bind(a.request_id)
             .fetch_one(&mut *tx)
             .await?;
+            crate::store::outbox::write_intent!(&mut *tx, intent);
             tx.commit().await?;
             self.invalidate();
             Ok(Ok((id, terms)))
@@ -74,6 +76,7 @@ impl Store {
         step: Step<'_>,
         approve: bool,
         policy: &Policy,
+        intent: &crate::store::AuditIntent,
     ) -> Result<Result<ObjectionTarget, Refusal>, StoreError> {
         let Step {
             id: repair_id,
@@ -118,6 +121,7 @@ impl Store {
             .bind(repair_id)
             .execute(&mut *tx)
             .await?;
+            crate::store::outbox::write_intent!(&mut *tx, intent);
             tx.commit().await?;
             self.invalidate();
             Ok(Ok(t.clone()))
