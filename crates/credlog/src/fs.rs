@@ -1,0 +1,708 @@
+//! The embedded backend: the log as files in one directory, one `fdatasync`
+//! per batch.
+//!
+//! ```text
+//! <dir>/wal                    batches since the last snapshot (append-only)
+//! <dir>/state                  snapshot: size, partial edge tiles, partial bundle
+//! <dir>/tile/<L>/<N>           full hash tiles, written once, never changed
+//! <dir>/tile/entries/<N>       full entry bundles, written once, never changed
+//! <dir>/checkpoint             the latest signed checkpoint
+//! <dir>/lock                   held (flock) by the one writing process
+//! ```
+//!
+//! # Why a write-ahead file
+//!
+//! A batch must be durable with one fsync. Writing its tiles and bundles in
+//! place (as Tessera's POSIX driver does) costs one fsync per file plus the
+//! directories, about 4–6 per batch. Instead each batch is appended to `wal`
+//! as one record and `fdatasync`ed once; that record *is* the commit. Full
+//! tiles and bundles the batch completed are then written to their final
+//! paths (temp file + rename, so readers never see a torn file) without an
+//! fsync of their own: after a crash the WAL replay writes them again. The
+//! partial tiles and the partial bundle live in memory (served from there)
+//! and in the snapshot.
+//!
+//! When `wal` exceeds [`WAL_LIMIT`] bytes, a *snapshot* is taken: the files
+//! written since the previous one are fsynced, `state` is replaced atomically
+//! (temp, fsync, rename, fsync of the directory) and `wal` is emptied. A
+//! restart therefore replays at most [`WAL_LIMIT`] bytes. Per entry the
+//! durable cost is one share of one fsync plus 1/256 of a file write; the
+//! snapshot's fsyncs are amortised over [`WAL_LIMIT`] bytes of entries.
+//!
+//! # Record format
+//!
+//! ```text
+//! u32 LE   length of the rest of the record
+//! u64 LE   sequence number of the first entry
+//! u32 LE   number of entries
+//! …        the entries, each uint16 BE length + bytes (bundle encoding)
+//! [32]     the tree root after the batch
+//! ```
+//!
+//! The root is the checksum: replay recomputes it from the entries. A record
+//! that is short, or whose root does not match, at the *end* of the file is
+//! a torn write of a batch that was never acknowledged and is cut off. A bad
+//! record followed by more data is corruption and refuses to load.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use ring::digest;
+
+use crate::merkle::Hash;
+use crate::sequencer::{Batch, LogStorage, StorageError, TileReader, TreeState};
+use crate::tiles::{self, TILE_WIDTH, TileId, bundle_path, tile_path};
+
+/// Size of `wal` beyond which a snapshot is taken.
+pub const WAL_LIMIT: u64 = 64 * 1024 * 1024;
+
+const STATE_MAGIC: &[u8] = b"credlog-state v1\n";
+
+/// What readers see: the durable right edge, already encoded.
+#[derive(Debug, Default)]
+struct Shared {
+    size: u64,
+    root: Hash,
+    /// Encoded partial edge tiles.
+    edge: HashMap<TileId, Vec<u8>>,
+    /// (index, encoded partial bundle).
+    bundle: Option<(u64, Vec<u8>)>,
+    /// Full tiles and bundles not (yet) readable from their files.
+    pending_tiles: HashMap<TileId, Vec<u8>>,
+    pending_bundles: HashMap<u64, Vec<u8>>,
+}
+
+/// A log directory: the reading side, cheap to clone. [`FsLog::writer`]
+/// gives the single writer.
+#[derive(Clone, Debug)]
+pub struct FsLog {
+    dir: PathBuf,
+    shared: Arc<RwLock<Shared>>,
+    lock: Option<Arc<File>>,
+}
+
+impl FsLog {
+    /// Open (creating) the directory. If this process can take the writer
+    /// lock it recovers the log (cutting off a torn last batch, rewriting
+    /// tiles the crash lost) and may later become the writer; otherwise it
+    /// is a read-only view of the durable state at this moment.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        fs::create_dir_all(dir)?;
+        let lock_file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))?;
+        let lock = match lock_file.try_lock() {
+            Ok(()) => Some(Arc::new(lock_file)),
+            Err(fs::TryLockError::WouldBlock) => None,
+            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
+        };
+        let log = Self {
+            dir: dir.to_owned(),
+            shared: Arc::default(),
+            lock,
+        };
+        let (state, _, pending) = log.recover(log.lock.is_some())?;
+        log.publish(&state, pending)?;
+        Ok(log)
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Durable size and root as this view knows them.
+    pub fn head(&self) -> (u64, Hash) {
+        let s = self.shared.read().unwrap_or_else(|e| e.into_inner());
+        (s.size, s.root)
+    }
+
+    /// The writer. Fails with [`StorageError::Locked`] when another process
+    /// holds the directory.
+    pub fn writer(&self) -> Result<FsWriter, StorageError> {
+        if self.lock.is_none() {
+            return Err(StorageError::Locked);
+        }
+        Ok(FsWriter {
+            log: self.clone(),
+            wal: None,
+            wal_len: 0,
+            broken: true,
+            unsynced: Vec::new(),
+            buf: Vec::new(),
+            known_dirs: Default::default(),
+        })
+    }
+
+    /// Replace `checkpoint` atomically with `note` (fsynced).
+    pub fn put_checkpoint(&self, note: &str) -> Result<(), StorageError> {
+        write_atomic(&self.dir, "checkpoint", note.as_bytes(), true)
+    }
+
+    /// The stored `checkpoint` file, if any.
+    pub fn checkpoint(&self) -> Result<Option<String>, StorageError> {
+        match fs::read_to_string(self.dir.join("checkpoint")) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn publish(&self, state: &TreeState, pending: Pending) -> Result<(), StorageError> {
+        let mut s = self.shared.write().unwrap_or_else(|e| e.into_inner());
+        s.size = state.size();
+        s.root = state.root();
+        s.edge = state
+            .edge_tiles()
+            .map(|(id, hs)| (id, tiles::encode_tile(hs)))
+            .collect();
+        s.bundle = if state.partial_bundle().is_empty() {
+            None
+        } else {
+            Some((
+                state.bundle_index(),
+                tiles::encode_bundle(state.partial_bundle())?,
+            ))
+        };
+        s.pending_tiles.extend(pending.tiles);
+        s.pending_bundles.extend(pending.bundles);
+        Ok(())
+    }
+
+    /// Load `state` and replay `wal`. With `repair`, cut a torn tail off and
+    /// write the full tiles and bundles the records completed; without, keep
+    /// them in memory.
+    fn recover(&self, repair: bool) -> Result<(TreeState, u64, Pending), StorageError> {
+        let mut state = read_state(&self.dir)?;
+        let wal_path = self.dir.join("wal");
+        let data = match fs::read(&wal_path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let mut pending = Pending::default();
+        let mut pos = 0usize;
+        let mut good = 0usize;
+        while pos < data.len() {
+            match parse_record(&data[pos..]) {
+                Some((len, first, entries, root)) => {
+                    let end = first + entries.len() as u64;
+                    if end <= state.size() {
+                        // Already in the snapshot (crash between snapshot and truncation).
+                    } else if first != state.size() {
+                        return Err(StorageError::Corrupt(format!(
+                            "wal record at byte {pos} starts at {first}, log has {}",
+                            state.size()
+                        )));
+                    } else {
+                        let mut next = state.clone();
+                        let done = next.integrate(&entries)?;
+                        if next.root() != root {
+                            if pos + len == data.len() {
+                                break; // torn last record
+                            }
+                            return Err(StorageError::Corrupt(format!(
+                                "wal record at byte {pos} does not match its root"
+                            )));
+                        }
+                        state = next;
+                        for (id, hs) in done.full_tiles {
+                            pending.tiles.insert(id, tiles::encode_tile(&hs));
+                        }
+                        pending.bundles.extend(done.full_bundles);
+                    }
+                    pos += len;
+                    good = pos;
+                }
+                None => break, // short: torn last record
+            }
+        }
+        if repair {
+            if good < data.len() {
+                let f = OpenOptions::new().write(true).open(&wal_path)?;
+                f.set_len(good as u64)?;
+                f.sync_all()?;
+            }
+            let mut dirs = Default::default();
+            for (id, bytes) in pending.tiles.drain() {
+                write_file(&self.dir, &tile_path(id, TILE_WIDTH), &bytes, &mut dirs)?;
+            }
+            for (i, bytes) in pending.bundles.drain() {
+                write_file(&self.dir, &bundle_path(i, TILE_WIDTH), &bytes, &mut dirs)?;
+            }
+        }
+        Ok((state, good as u64, pending))
+    }
+
+    fn read_full(&self, rel: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        match fs::read(self.dir.join(rel)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl TileReader for FsLog {
+    fn read_tile(&self, id: TileId) -> Result<Option<Vec<u8>>, StorageError> {
+        let s = self.shared.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = s.edge.get(&id).or_else(|| s.pending_tiles.get(&id)) {
+            return Ok(Some(b.clone()));
+        }
+        if tiles::tile_width(id, s.size) < TILE_WIDTH {
+            return Ok(None);
+        }
+        drop(s);
+        self.read_full(&tile_path(id, TILE_WIDTH))
+    }
+
+    fn read_bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        let s = self.shared.read().unwrap_or_else(|e| e.into_inner());
+        if let Some((i, b)) = &s.bundle
+            && *i == index
+        {
+            return Ok(Some(b.clone()));
+        }
+        if let Some(b) = s.pending_bundles.get(&index) {
+            return Ok(Some(b.clone()));
+        }
+        if tiles::bundle_width(index, s.size) < TILE_WIDTH {
+            return Ok(None);
+        }
+        drop(s);
+        self.read_full(&bundle_path(index, TILE_WIDTH))
+    }
+}
+
+#[derive(Default)]
+struct Pending {
+    tiles: HashMap<TileId, Vec<u8>>,
+    bundles: HashMap<u64, Vec<u8>>,
+}
+
+/// The single writer of a log directory.
+#[derive(Debug)]
+pub struct FsWriter {
+    log: FsLog,
+    wal: Option<File>,
+    /// Bytes of `wal` known durable.
+    wal_len: u64,
+    /// The file may hold bytes past `wal_len` (a failed write or fsync): cut
+    /// them off and re-sync before the next record.
+    broken: bool,
+    /// Full files written since the last snapshot, not yet fsynced.
+    unsynced: Vec<PathBuf>,
+    buf: Vec<u8>,
+    known_dirs: std::collections::HashSet<PathBuf>,
+}
+
+impl FsWriter {
+    /// The reading side.
+    pub fn log(&self) -> &FsLog {
+        &self.log
+    }
+
+    fn reopen(&mut self) -> Result<&mut File, StorageError> {
+        if self.broken || self.wal.is_none() {
+            self.wal = None;
+            let f = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(self.log.dir.join("wal"))?;
+            f.set_len(self.wal_len)?;
+            f.sync_all()?;
+            let mut f = f;
+            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(self.wal_len))?;
+            self.wal = Some(f);
+            self.broken = false;
+        }
+        self.wal
+            .as_mut()
+            .ok_or_else(|| StorageError::Backend("wal not open".into()))
+    }
+
+    /// Materialise what is pending, fsync everything written since the
+    /// last snapshot, replace `state`, empty `wal`.
+    fn snapshot(&mut self, state: &TreeState) -> Result<(), StorageError> {
+        self.flush_pending()?;
+        for p in self.unsynced.drain(..) {
+            File::open(&p)?.sync_all()?;
+        }
+        for d in &self.known_dirs {
+            File::open(d)?.sync_all()?;
+        }
+        write_atomic(&self.log.dir, "state", &encode_state(state)?, true)?;
+        let f = self.reopen()?;
+        f.set_len(0)?;
+        std::io::Seek::seek(f, std::io::SeekFrom::Start(0))?;
+        f.sync_all()?;
+        self.wal_len = 0;
+        Ok(())
+    }
+
+    /// Write pending full files (left over from an earlier failure).
+    fn flush_pending(&mut self) -> Result<(), StorageError> {
+        let (tiles_p, bundles_p) = {
+            let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
+            (s.pending_tiles.clone(), s.pending_bundles.clone())
+        };
+        for (id, bytes) in tiles_p {
+            let p = write_file(
+                &self.log.dir,
+                &tile_path(id, TILE_WIDTH),
+                &bytes,
+                &mut self.known_dirs,
+            )?;
+            self.unsynced.push(p);
+            self.log
+                .shared
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .pending_tiles
+                .remove(&id);
+        }
+        for (i, bytes) in bundles_p {
+            let p = write_file(
+                &self.log.dir,
+                &bundle_path(i, TILE_WIDTH),
+                &bytes,
+                &mut self.known_dirs,
+            )?;
+            self.unsynced.push(p);
+            self.log
+                .shared
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .pending_bundles
+                .remove(&i);
+        }
+        Ok(())
+    }
+}
+
+impl LogStorage for FsWriter {
+    fn load(&mut self) -> Result<TreeState, StorageError> {
+        let (state, wal_len, pending) = self.log.recover(true)?;
+        self.log.publish(&state, pending)?;
+        self.wal_len = wal_len;
+        self.broken = true;
+        self.reopen()?;
+        Ok(state)
+    }
+
+    fn begin(&mut self, _known_size: u64) -> Result<Option<TreeState>, StorageError> {
+        Ok(None)
+    }
+
+    fn commit<E: AsRef<[u8]>>(&mut self, batch: &Batch<'_, E>) -> Result<(), StorageError> {
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.extend_from_slice(&[0; 4]);
+        buf.extend_from_slice(&batch.first.to_le_bytes());
+        buf.extend_from_slice(&(batch.entries.len() as u32).to_le_bytes());
+        for e in batch.entries {
+            tiles::push_bundle_entry(&mut buf, e.as_ref())?;
+        }
+        buf.extend_from_slice(&batch.after.root());
+        let len = (buf.len() - 4) as u32;
+        buf[..4].copy_from_slice(&len.to_le_bytes());
+        let res = (|| {
+            let f = self.reopen()?;
+            f.write_all(&buf)?;
+            f.sync_data()?;
+            Ok::<(), StorageError>(())
+        })();
+        let n = buf.len() as u64;
+        self.buf = buf;
+        if let Err(e) = res {
+            self.broken = true;
+            return Err(e);
+        }
+        // Durable from here on: nothing below may fail the batch.
+        self.wal_len += n;
+        let mut pending = Pending::default();
+        for (id, hs) in &batch.integrated.full_tiles {
+            let bytes = tiles::encode_tile(hs);
+            match write_file(
+                &self.log.dir,
+                &tile_path(*id, TILE_WIDTH),
+                &bytes,
+                &mut self.known_dirs,
+            ) {
+                Ok(p) => self.unsynced.push(p),
+                Err(_) => {
+                    pending.tiles.insert(*id, bytes);
+                }
+            }
+        }
+        for (i, bytes) in &batch.integrated.full_bundles {
+            match write_file(
+                &self.log.dir,
+                &bundle_path(*i, TILE_WIDTH),
+                bytes,
+                &mut self.known_dirs,
+            ) {
+                Ok(p) => self.unsynced.push(p),
+                Err(_) => {
+                    pending.bundles.insert(*i, bytes.clone());
+                }
+            }
+        }
+        self.log.publish(batch.after, pending)?;
+        if self.wal_len > WAL_LIMIT {
+            // A failed snapshot is retried after the next batch; the WAL
+            // still holds everything.
+            let _ = self.snapshot(batch.after);
+        }
+        Ok(())
+    }
+
+    fn abort(&mut self) {}
+}
+
+fn parse_record(d: &[u8]) -> Option<(usize, u64, Vec<&[u8]>, Hash)> {
+    let len = u32::from_le_bytes(d.get(..4)?.try_into().ok()?) as usize;
+    let body = d.get(4..4 + len)?;
+    if body.len() < 12 + 32 {
+        return None;
+    }
+    let first = u64::from_le_bytes(body[..8].try_into().ok()?);
+    let count = u32::from_le_bytes(body[8..12].try_into().ok()?) as usize;
+    let (entries_bytes, root) = body[12..].split_at(body.len() - 12 - 32);
+    let entries = tiles::decode_bundle_unbounded(entries_bytes)?;
+    if entries.len() != count {
+        return None;
+    }
+    Some((4 + len, first, entries, root.try_into().ok()?))
+}
+
+fn encode_state(state: &TreeState) -> Result<Vec<u8>, StorageError> {
+    let mut out = STATE_MAGIC.to_vec();
+    out.extend_from_slice(&state.size().to_le_bytes());
+    let levels: Vec<&[Hash]> = (0..=tiles::MAX_TILE_LEVEL)
+        .map(|l| state.edge_tile(l))
+        .collect();
+    out.push(levels.len() as u8);
+    for hs in levels {
+        out.extend_from_slice(&(hs.len() as u16).to_le_bytes());
+        out.extend_from_slice(&tiles::encode_tile(hs));
+    }
+    let bundle = tiles::encode_bundle(state.partial_bundle())?;
+    out.extend_from_slice(&(bundle.len() as u32).to_le_bytes());
+    out.extend_from_slice(&bundle);
+    out.extend_from_slice(&state.root());
+    let sum = digest::digest(&digest::SHA256, &out);
+    out.extend_from_slice(sum.as_ref());
+    Ok(out)
+}
+
+fn read_state(dir: &Path) -> Result<TreeState, StorageError> {
+    let mut f = match File::open(dir.join("state")) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TreeState::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut d = Vec::new();
+    f.read_to_end(&mut d)?;
+    decode_state(&d).ok_or_else(|| StorageError::Corrupt("state file does not parse".into()))?
+}
+
+fn decode_state(d: &[u8]) -> Option<Result<TreeState, StorageError>> {
+    let (body, sum) = d.split_at(d.len().checked_sub(32)?);
+    if digest::digest(&digest::SHA256, body).as_ref() != sum {
+        return None;
+    }
+    let mut r = body.strip_prefix(STATE_MAGIC)?;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (a, b) = r.split_at_checked(n)?;
+        r = b;
+        Some(a)
+    };
+    let size = u64::from_le_bytes(take(8)?.try_into().ok()?);
+    let levels = take(1)?[0];
+    let mut edge = Vec::new();
+    for _ in 0..levels {
+        let n = u16::from_le_bytes(take(2)?.try_into().ok()?) as usize;
+        edge.push(tiles::decode_tile(take(n * 32)?).ok()?);
+    }
+    let blen = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+    let bundle = tiles::decode_bundle(take(blen)?)
+        .ok()?
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
+    let root: Hash = take(32)?.try_into().ok()?;
+    Some(TreeState::from_edge(size, edge, bundle).and_then(|s| {
+        if s.root() == root {
+            Ok(s)
+        } else {
+            Err(StorageError::Corrupt("state root does not match".into()))
+        }
+    }))
+}
+
+/// Write `dir/rel` via a temp file and rename (no fsync: the WAL covers it).
+fn write_file(
+    dir: &Path,
+    rel: &str,
+    bytes: &[u8],
+    dirs: &mut std::collections::HashSet<PathBuf>,
+) -> Result<PathBuf, StorageError> {
+    let path = dir.join(rel);
+    let parent = path
+        .parent()
+        .ok_or_else(|| StorageError::Backend("path without parent".into()))?
+        .to_owned();
+    if !dirs.contains(&parent) {
+        fs::create_dir_all(&parent)?;
+        dirs.insert(parent);
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    drop(f);
+    fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// Replace `dir/name` atomically; with `sync`, durably.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> Result<(), StorageError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    if sync {
+        f.sync_all()?;
+    }
+    drop(f);
+    fs::rename(&tmp, dir.join(name))?;
+    if sync {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merkle;
+    use crate::sequencer::{Sequencer, entries_from, nodes_from};
+
+    struct Tmp(PathBuf);
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+    fn tmp(name: &str) -> Tmp {
+        let p = std::env::temp_dir().join(format!("credlog-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        Tmp(p)
+    }
+
+    fn entries(n: u32) -> Vec<Vec<u8>> {
+        (0..n).map(|i| format!("entry {i}").into_bytes()).collect()
+    }
+
+    #[test]
+    fn batches_survive_reopen_and_torn_tails_are_cut() {
+        let d = tmp("reopen");
+        let all = entries(1000);
+        let leaves: Vec<Hash> = all.iter().map(|e| merkle::leaf_hash(e)).collect();
+        {
+            let log = FsLog::open(&d.0).unwrap();
+            let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
+            assert_eq!(s.append(&all[..300]).unwrap(), 0);
+            assert_eq!(s.append(&all[300..301]).unwrap(), 300);
+            assert_eq!(s.append(&all[301..700]).unwrap(), 301);
+            assert_eq!(log.head(), (700, merkle::root_of(&leaves[..700])));
+            assert!(d.0.join("tile/entries/001").exists());
+            assert!(d.0.join("tile/0/001").exists());
+            assert!(!d.0.join("tile/0/002").exists());
+            // A second opener in the same process is a read-only view.
+            let view = FsLog::open(&d.0).unwrap();
+            assert!(view.writer().is_err());
+            assert_eq!(view.head().0, 700);
+            assert_eq!(
+                entries_from(&view, 650, 700).unwrap(),
+                all[650..700].to_vec()
+            );
+        }
+        // A torn record at the end: half of a batch written, never synced.
+        let wal = d.0.join("wal");
+        let good = fs::metadata(&wal).unwrap().len();
+        {
+            let mut f = OpenOptions::new().append(true).open(&wal).unwrap();
+            let mut rec = Vec::new();
+            rec.extend_from_slice(&100u32.to_le_bytes());
+            rec.extend_from_slice(&700u64.to_le_bytes());
+            rec.extend_from_slice(&[7; 20]);
+            f.write_all(&rec).unwrap();
+        }
+        // And a lost full tile (written, not synced, gone in the crash).
+        fs::remove_file(d.0.join("tile/entries/001")).unwrap();
+        {
+            let log = FsLog::open(&d.0).unwrap();
+            assert_eq!(fs::metadata(&wal).unwrap().len(), good, "torn tail cut");
+            assert!(d.0.join("tile/entries/001").exists(), "lost tile rewritten");
+            let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
+            assert_eq!(s.state().size(), 700);
+            assert_eq!(s.append(&all[700..]).unwrap(), 700);
+            assert_eq!(log.head().1, merkle::root_of(&leaves));
+            let ids = merkle::nodes_for(&[(0, 1000)]);
+            let nodes = nodes_from(&log, &ids).unwrap();
+            let root = merkle::assemble(&[(0, 1000)], |id| nodes.get(&id).copied()).unwrap();
+            assert_eq!(root[0], merkle::root_of(&leaves));
+        }
+    }
+
+    #[test]
+    fn a_bad_record_in_the_middle_is_corruption() {
+        let d = tmp("corrupt");
+        let all = entries(10);
+        {
+            let log = FsLog::open(&d.0).unwrap();
+            let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
+            s.append(&all[..5]).unwrap();
+            s.append(&all[5..]).unwrap();
+        }
+        let wal = d.0.join("wal");
+        let mut bytes = fs::read(&wal).unwrap();
+        bytes[20] ^= 1; // inside the first record's entries
+        fs::write(&wal, &bytes).unwrap();
+        assert!(matches!(FsLog::open(&d.0), Err(StorageError::Corrupt(_))));
+    }
+
+    #[test]
+    fn snapshots_truncate_the_wal_and_reload() {
+        let d = tmp("snapshot");
+        let all = entries(600);
+        let leaves: Vec<Hash> = all.iter().map(|e| merkle::leaf_hash(e)).collect();
+        {
+            let log = FsLog::open(&d.0).unwrap();
+            let mut w = log.writer().unwrap();
+            let st = w.load().unwrap();
+            let mut s = Sequencer::open(w).unwrap();
+            assert_eq!(st.size(), 0);
+            s.append(&all[..333]).unwrap();
+            // Force a snapshot now.
+            let state = s.state().clone();
+            let mut w = log.writer().unwrap();
+            w.load().unwrap();
+            w.snapshot(&state).unwrap();
+            assert_eq!(fs::metadata(d.0.join("wal")).unwrap().len(), 0);
+        }
+        let log = FsLog::open(&d.0).unwrap();
+        let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
+        assert_eq!(s.state().size(), 333);
+        s.append(&all[333..]).unwrap();
+        assert_eq!(s.state().root(), merkle::root_of(&leaves));
+        assert_eq!(entries_from(&log, 0, 600).unwrap(), all);
+    }
+}
