@@ -124,7 +124,7 @@ impl Gateway {
             },
             &[b"http/1.1"],
         )?;
-        let store = Store::connect(&cfg.store.url, cfg.store.max_connections).await?;
+        let store = Store::connect_config(cfg).await?;
         let (audit_log, audit_task) = AuditLog::start(store.clone(), cfg.audit.max_batch).await?;
         let limits = AnomalyLimits {
             default_distinct_subjects_per_hour: cfg.server.quota_distinct_subjects_per_hour,

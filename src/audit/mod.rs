@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::ids::SubjectId;
-use crate::store::{AuditRow, Store, StoreError};
+use crate::store::{Store, StoreError, Writer};
 use checkpoint::{Checkpoint, CheckpointSigner};
 
 pub use credlog::entry::{AuditEntry, AuditField, ENTRY_VERSION};
@@ -83,9 +83,13 @@ pub enum AuditError {
 }
 
 struct Job {
-    row: AuditRow,
+    entry: Vec<u8>,
     done: oneshot::Sender<Result<u64, AuditError>>,
 }
+
+/// How far the search index may fall behind the log before `/readyz`
+/// reports the node not ready.
+pub const INDEX_LAG_LIMIT: u64 = 200_000;
 
 /// Shared health and counters of the audit pipeline.
 #[derive(Debug, Default)]
@@ -98,20 +102,32 @@ pub struct AuditHealth {
     pub batches: AtomicU64,
     /// Entries that failed to commit.
     pub failed: AtomicU64,
+    /// Log entries the search index covers (as last seen by this node).
+    pub indexed: AtomicU64,
+    /// Durable log entries not yet in the search index.
+    pub index_lag: AtomicU64,
+    /// Index batches that failed.
+    pub index_failures: AtomicU64,
 }
 
 impl AuditHealth {
-    /// `Err(reason)` while the last commit failed.
+    /// `Err(reason)` while the last commit failed, or while the search
+    /// index lags the log by more than [`INDEX_LAG_LIMIT`] entries.
     pub fn status(&self) -> Result<(), String> {
         if self.failing.load(Ordering::Acquire) {
-            Err(self
+            return Err(self
                 .last_error
                 .lock()
                 .map(|e| e.clone().unwrap_or_default())
-                .unwrap_or_default())
-        } else {
-            Ok(())
+                .unwrap_or_default());
         }
+        let lag = self.index_lag.load(Ordering::Acquire);
+        if lag > INDEX_LAG_LIMIT {
+            return Err(format!(
+                "audit search index lags the log by {lag} entries (limit {INDEX_LAG_LIMIT})"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -124,24 +140,35 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Load the tree frontier and start the sequencer.
+    /// Open the log's writer (recovering the log after a crash) and start
+    /// the sequencer and the search indexer.
     pub async fn start(
         store: Store,
         max_batch: usize,
     ) -> Result<(AuditLog, JoinHandle<()>), StoreError> {
-        let frontier = store.load_frontier().await?;
+        let s = store.clone();
+        let writer = tokio::task::spawn_blocking(move || s.log_writer())
+            .await
+            .map_err(|e| StoreError::Log(e.to_string()))??;
+        store.notify_durable(writer.size());
         let (tx, rx) = mpsc::channel(max_batch * 8);
         let health = Arc::new(AuditHealth::default());
-        let task = tokio::spawn(sequencer(store, rx, frontier, max_batch, health.clone()));
+        let indexer = spawn_indexer(store.clone(), health.clone());
+        let h = health.clone();
+        let task = tokio::spawn(async move {
+            sequencer(store, rx, writer, max_batch, h).await;
+            // The last batch is durable: let the indexer catch up and stop.
+            indexer.stop().await;
+        });
         Ok((AuditLog { tx, health }, task))
     }
 
-    /// Append `entry`; resolves once it is committed, with its sequence number.
+    /// Append `entry`; resolves once it is durable, with its sequence number.
     pub async fn append(&self, entry: &AuditEntry) -> Result<u64, AuditError> {
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Job {
-                row: row_of(entry),
+                entry: entry.canonical(),
                 done,
             })
             .await
@@ -155,27 +182,48 @@ impl AuditLog {
     }
 }
 
-/// How often a failing sequencer probes the database while idle.
+/// How often a failing sequencer probes the log's storage while idle.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Run one batch on a blocking thread: the writer does file or database
+/// I/O synchronously.
+async fn commit(
+    mut writer: Box<Writer>,
+    entries: Vec<Vec<u8>>,
+) -> (Box<Writer>, Vec<Vec<u8>>, Result<u64, String>) {
+    match tokio::task::spawn_blocking(move || {
+        let r = writer.append(&entries).map_err(|e| e.to_string());
+        (writer, entries, r)
+    })
+    .await
+    {
+        Ok(x) => x,
+        // The blocking task panicked: nothing sane is left to write with.
+        Err(e) => panic!("audit writer thread failed: {e}"),
+    }
+}
 
 async fn sequencer(
     store: Store,
     mut rx: mpsc::Receiver<Job>,
-    mut frontier: merkle::Frontier,
+    writer: Writer,
     max_batch: usize,
     health: Arc<AuditHealth>,
 ) {
+    let mut writer = Box::new(writer);
     let mut jobs = Vec::with_capacity(max_batch);
-    let mut rows = Vec::with_capacity(max_batch);
+    let mut entries: Vec<Vec<u8>> = Vec::with_capacity(max_batch);
     loop {
-        // While failing, probe the database with an empty commit when no
+        // While failing, probe the storage with an empty commit when no
         // entry arrives: readiness must recover without traffic, since a
         // load balancer sends none to a node that is not ready.
         let first = if health.failing.load(Ordering::Acquire) {
             match tokio::time::timeout(PROBE_INTERVAL, rx.recv()).await {
                 Ok(job) => job,
                 Err(_) => {
-                    if store.append_audit(&[], &mut frontier).await.is_ok() {
+                    let (w, e, r) = commit(writer, std::mem::take(&mut entries)).await;
+                    (writer, entries) = (w, e);
+                    if r.is_ok() {
                         tracing::info!("audit log writable again");
                         health.failing.store(false, Ordering::Release);
                     }
@@ -193,12 +241,12 @@ async fn sequencer(
                 Err(_) => break,
             }
         }
-        rows.extend(
-            jobs.iter_mut()
-                .map(|j| std::mem::replace(&mut j.row, empty_row())),
-        );
+        entries.extend(jobs.iter_mut().map(|j| std::mem::take(&mut j.entry)));
         let n = jobs.len() as u64;
-        match store.append_audit(&rows, &mut frontier).await {
+        let (w, e, r) = commit(writer, std::mem::take(&mut entries)).await;
+        (writer, entries) = (w, e);
+        entries.clear();
+        match r {
             Ok(first_seq) => {
                 health.failing.store(false, Ordering::Release);
                 health.committed.fetch_add(n, Ordering::Relaxed);
@@ -206,6 +254,7 @@ async fn sequencer(
                 for (i, j) in jobs.drain(..).enumerate() {
                     let _ = j.done.send(Ok(first_seq + i as u64));
                 }
+                store.notify_durable(writer.size());
             }
             Err(e) => {
                 tracing::error!(error = %e, entries = n, "audit commit failed; failing closed");
@@ -217,38 +266,78 @@ async fn sequencer(
                 for j in jobs.drain(..) {
                     let _ = j.done.send(Err(AuditError::WriteFailed));
                 }
-                // Do not spin on a broken database.
+                // Do not spin on broken storage.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        rows.clear();
     }
 }
 
-fn row_of(e: &AuditEntry) -> AuditRow {
-    AuditRow {
-        ts: e.ts.clone(),
-        org: e.org.clone(),
-        subject: e.subject.clone(),
-        purpose: e.purpose.clone(),
-        outcome: e.outcome.clone(),
-        action: e.action.clone(),
-        decisions: crate::store::decision_mask(&e.fields),
-        entry: e.canonical(),
+/// How long the indexer lets new entries accumulate before indexing them
+/// (larger batches: one index transaction for many entries).
+pub const INDEX_DELAY: Duration = Duration::from_millis(100);
+
+struct Indexer {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Indexer {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
     }
 }
 
-fn empty_row() -> AuditRow {
-    AuditRow {
-        ts: String::new(),
-        org: None,
-        subject: None,
-        purpose: None,
-        outcome: String::new(),
-        action: String::new(),
-        decisions: 0,
-        entry: Vec::new(),
-    }
+/// The search indexer: after the log grows (this node's batches, or every
+/// second for other nodes' on PostgreSQL), waits [`INDEX_DELAY`] and
+/// indexes everything new in batches of [`crate::store::INDEX_BATCH`].
+fn spawn_indexer(store: Store, health: Arc<AuditHealth>) -> Indexer {
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    let mut durable = store.subscribe_durable();
+    let task = tokio::spawn(async move {
+        let mut last_round = false;
+        loop {
+            if !last_round {
+                tokio::select! {
+                    _ = durable.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = &mut stopped => last_round = true,
+                }
+            }
+            if !last_round {
+                tokio::time::sleep(INDEX_DELAY).await;
+            }
+            loop {
+                match store.index_pending(crate::store::INDEX_BATCH).await {
+                    Ok((done, size)) => {
+                        health.indexed.store(done, Ordering::Relaxed);
+                        health
+                            .index_lag
+                            .store(size.saturating_sub(done), Ordering::Release);
+                        if done >= size {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "audit index batch failed");
+                        health.index_failures.fetch_add(1, Ordering::Relaxed);
+                        if let Ok((size, _)) = store.log_head().await {
+                            health.index_lag.store(
+                                size.saturating_sub(store.indexed_size()),
+                                Ordering::Release,
+                            );
+                        }
+                        break;
+                    }
+                }
+            }
+            if last_round {
+                break;
+            }
+        }
+    });
+    Indexer { stop, task }
 }
 
 /// Sign the stored tree head if it grew since the last checkpoint.
@@ -279,7 +368,10 @@ pub async fn checkpoint_once(
     Ok(Some(size))
 }
 
-/// Run [`checkpoint_once`] every `interval` until `shutdown` flips, then once more.
+/// Sign checkpoints until `shutdown` flips: promptly after the log grows
+/// (so a checkpoint exists from the first batch on), at most once per
+/// `interval` while it keeps growing, and also every `interval` when idle
+/// (other nodes' entries on PostgreSQL).
 pub fn spawn_checkpointer(
     store: Store,
     signer: Arc<CheckpointSigner>,
@@ -288,15 +380,24 @@ pub fn spawn_checkpointer(
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut durable = store.subscribe_durable();
+        let mut last_signed: Option<tokio::time::Instant> = None;
         loop {
+            match checkpoint_once(&store, &signer, &origin).await {
+                Ok(Some(_)) => last_signed = Some(tokio::time::Instant::now()),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+            }
             tokio::select! {
-                _ = tick.tick() => {}
+                r = durable.changed() => if r.is_err() { break },
+                _ = tokio::time::sleep(interval) => {}
                 _ = shutdown.changed() => break,
             }
-            if let Err(e) = checkpoint_once(&store, &signer, &origin).await {
-                tracing::warn!(error = %e, "checkpoint failed");
+            if let Some(t) = last_signed {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(t + interval) => {}
+                    _ = shutdown.changed() => break,
+                }
             }
         }
     })
