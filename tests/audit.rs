@@ -574,7 +574,9 @@ async fn proofs_verify_against_signed_checkpoints() {
 #[tokio::test]
 async fn an_operator_rewriting_the_database_is_caught() {
     let gw = TestGateway::start().await;
-    for _ in 0..9 {
+    // Enough entries that seq 4 lies in a full entry bundle, the immutable
+    // kind an operator could edit at rest.
+    for _ in 0..260 {
         bank_query(&gw, "bank", "legal_person", ids::CERAMICS).await;
     }
     let (size, note) = checkpoint_now(&gw).await;
@@ -590,26 +592,35 @@ async fn an_operator_rewriting_the_database_is_caught() {
     let (ok, out) = verify_cli(&f, &gw.verifier_key, None);
     assert!(ok, "{out}");
 
-    // The operator hides who made query 4 (the stored leaf hash and tree
-    // nodes are left alone; rewriting those too changes the root, see the
-    // consistency tests).
-    let sql = match gw.store.kind() {
-        "sqlite" => format!(
-            "UPDATE audit_log SET entry = CAST(replace(CAST(entry AS TEXT), '{b}', '{o}') AS BLOB) WHERE seq = 4",
-            b = ids::BANK,
-            o = ids::BANK2
-        ),
-        _ => format!(
-            "UPDATE audit_log SET entry = convert_to(replace(convert_from(entry, 'UTF8'), '{b}', '{o}'), 'UTF8') WHERE seq = 4",
-            b = ids::BANK,
-            o = ids::BANK2
-        ),
-    };
-    assert_eq!(gw.store.execute_raw(&sql).await.unwrap(), 1);
+    // The operator hides who made query 4: they rewrite entry 4 inside the
+    // stored bundle (a file of the log directory, or its PostgreSQL row) and
+    // leave the hash tiles alone (rewriting those too changes the root, see
+    // the consistency tests).
+    let bundle = gw.store.read_bundle(0).await.unwrap().unwrap();
+    let mut entries: Vec<Vec<u8>> = credlog::tiles::decode_bundle(&bundle)
+        .unwrap()
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert_eq!(entries.len(), 256, "bundle 0 is full");
+    let text = String::from_utf8(entries[4].clone()).unwrap();
+    assert!(text.contains(ids::BANK));
+    entries[4] = text.replace(ids::BANK, ids::BANK2).into_bytes();
+    let forged = credlog::tiles::encode_bundle(&entries).unwrap();
+    match gw.store.log_dir() {
+        Some(dir) => std::fs::write(dir.join("tile/entries/000"), &forged).unwrap(),
+        None => {
+            let sql = format!(
+                "UPDATE tlog_bundles SET data = '\\x{}' WHERE idx = 0",
+                hex::encode(&forged)
+            );
+            assert_eq!(gw.store.execute_raw(&sql).await.unwrap(), 1);
+        }
+    }
     let rewritten = audit_entries(&gw.store).await;
     assert_eq!(rewritten[4].org.as_deref(), Some(ids::BANK2));
 
-    for seq in 0..size {
+    for seq in 0..size.min(16) {
         let v = post(
             &gw,
             "auditor",
