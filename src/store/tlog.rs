@@ -102,7 +102,12 @@ impl Store {
     /// The durable tree head (size, root).
     pub async fn log_head(&self) -> Result<(u64, Hash), StoreError> {
         match (&self.log, &self.backend) {
-            (Log::Files(f), _) => Ok(f.head()),
+            (Log::Files(f), _) => {
+                let f = f.clone();
+                Ok(tokio::task::spawn_blocking(move || f.head())
+                    .await
+                    .map_err(|e| StoreError::Log(e.to_string()))??)
+            }
             (_, Backend::Postgres(p)) => {
                 let (size, root): (i64, Vec<u8>) =
                     sqlx::query_as("SELECT size, root FROM tlog_head WHERE id = 1")

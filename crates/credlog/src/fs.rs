@@ -46,9 +46,10 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use ring::digest;
 
@@ -60,12 +61,18 @@ use crate::tiles::{self, TILE_WIDTH, TileId, bundle_path, tile_path};
 pub const WAL_LIMIT: u64 = 64 * 1024 * 1024;
 
 const STATE_MAGIC: &[u8] = b"credlog-state v1\n";
+/// `wal` starts with this magic and the log size at its snapshot (its
+/// generation: a reader that sees another one reloads).
+const WAL_MAGIC: &[u8; 8] = b"credwal1";
+const WAL_HEADER: u64 = 16;
 
 /// What readers see: the durable right edge, already encoded.
 #[derive(Debug, Default)]
 struct Shared {
-    size: u64,
-    root: Hash,
+    /// The state as of `wal_seen` bytes of the WAL of generation `base`.
+    state: TreeState,
+    base: u64,
+    wal_seen: u64,
     /// Encoded partial edge tiles.
     edge: HashMap<TileId, Vec<u8>>,
     /// (index, encoded partial bundle).
@@ -75,39 +82,65 @@ struct Shared {
     pending_bundles: HashMap<u64, Vec<u8>>,
 }
 
+impl Shared {
+    fn publish(&mut self, state: TreeState) -> Result<(), StorageError> {
+        self.edge = state
+            .edge_tiles()
+            .map(|(id, hs)| (id, tiles::encode_tile(hs)))
+            .collect();
+        self.bundle = if state.partial_bundle().is_empty() {
+            None
+        } else {
+            Some((
+                state.bundle_index(),
+                tiles::encode_bundle(state.partial_bundle())?,
+            ))
+        };
+        self.state = state;
+        Ok(())
+    }
+}
+
 /// A log directory: the reading side, cheap to clone. [`FsLog::writer`]
-/// gives the single writer.
+/// gives this process's writer.
+///
+/// Several processes may open the same directory (two gateways on one
+/// SQLite file, or a CLI tool beside a gateway): each batch is written
+/// under an exclusive `flock` on `lock`, and a writer that finds the WAL
+/// advanced by someone else first reads those records in (like SQLite's own
+/// locking). Readers pick up other processes' batches when they look at the
+/// head.
 #[derive(Clone, Debug)]
 pub struct FsLog {
     dir: PathBuf,
     shared: Arc<RwLock<Shared>>,
-    lock: Option<Arc<File>>,
+    lock: Arc<File>,
+    has_writer: Arc<AtomicBool>,
+    /// Serialises refreshes of this view.
+    refresh: Arc<Mutex<()>>,
 }
 
 impl FsLog {
-    /// Open (creating) the directory. If this process can take the writer
-    /// lock it recovers the log (cutting off a torn last batch, rewriting
-    /// tiles the crash lost) and may later become the writer; otherwise it
-    /// is a read-only view of the durable state at this moment.
+    /// Open (creating) the directory and recover the log under the lock:
+    /// a torn last batch is cut off, tiles a crash lost are written again.
     pub fn open(dir: &Path) -> Result<Self, StorageError> {
         fs::create_dir_all(dir)?;
-        let lock_file = OpenOptions::new()
+        let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(dir.join("lock"))?;
-        let lock = match lock_file.try_lock() {
-            Ok(()) => Some(Arc::new(lock_file)),
-            Err(fs::TryLockError::WouldBlock) => None,
-            Err(fs::TryLockError::Error(e)) => return Err(e.into()),
-        };
         let log = Self {
             dir: dir.to_owned(),
             shared: Arc::default(),
-            lock,
+            lock: Arc::new(lock),
+            has_writer: Arc::default(),
+            refresh: Arc::default(),
         };
-        let (state, _, pending) = log.recover(log.lock.is_some())?;
-        log.publish(&state, pending)?;
+        log.lock.lock()?;
+        let r = log.sync_view(true);
+        let _ = log.lock.unlock();
+        r?;
         Ok(log)
     }
 
@@ -116,22 +149,22 @@ impl FsLog {
         &self.dir
     }
 
-    /// Durable size and root as this view knows them.
-    pub fn head(&self) -> (u64, Hash) {
+    /// Durable size and root, including other processes' batches.
+    pub fn head(&self) -> Result<(u64, Hash), StorageError> {
+        self.sync_view(false)?;
         let s = self.shared.read().unwrap_or_else(|e| e.into_inner());
-        (s.size, s.root)
+        Ok((s.state.size(), s.state.root()))
     }
 
-    /// The writer. Fails with [`StorageError::Locked`] when another process
-    /// holds the directory.
+    /// This process's writer (at most one per process).
     pub fn writer(&self) -> Result<FsWriter, StorageError> {
-        if self.lock.is_none() {
+        if self.has_writer.swap(true, Ordering::AcqRel) {
             return Err(StorageError::Locked);
         }
         Ok(FsWriter {
             log: self.clone(),
             wal: None,
-            wal_len: 0,
+            locked: false,
             broken: true,
             unsynced: Vec::new(),
             buf: Vec::new(),
@@ -153,90 +186,134 @@ impl FsLog {
         }
     }
 
-    fn publish(&self, state: &TreeState, pending: Pending) -> Result<(), StorageError> {
-        let mut s = self.shared.write().unwrap_or_else(|e| e.into_inner());
-        s.size = state.size();
-        s.root = state.root();
-        s.edge = state
-            .edge_tiles()
-            .map(|(id, hs)| (id, tiles::encode_tile(hs)))
-            .collect();
-        s.bundle = if state.partial_bundle().is_empty() {
-            None
-        } else {
-            Some((
-                state.bundle_index(),
-                tiles::encode_bundle(state.partial_bundle())?,
-            ))
-        };
-        s.pending_tiles.extend(pending.tiles);
-        s.pending_bundles.extend(pending.bundles);
-        Ok(())
+    /// Bring this view up to the files: read records appended since it
+    /// last looked (all of them after a snapshot changed the WAL's
+    /// generation). With `repair` (only under the lock) a torn tail is cut
+    /// off and lost full tiles are written again; without, a torn tail is
+    /// simply not read yet.
+    fn sync_view(&self, repair: bool) -> Result<(), StorageError> {
+        let _one = self.refresh.lock().unwrap_or_else(|e| e.into_inner());
+        self.sync_view_locked(repair)
     }
 
-    /// Load `state` and replay `wal`. With `repair`, cut a torn tail off and
-    /// write the full tiles and bundles the records completed; without, keep
-    /// them in memory.
-    fn recover(&self, repair: bool) -> Result<(TreeState, u64, Pending), StorageError> {
-        let mut state = read_state(&self.dir)?;
+    fn sync_view_locked(&self, repair: bool) -> Result<(), StorageError> {
         let wal_path = self.dir.join("wal");
-        let data = match fs::read(&wal_path) {
-            Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        let mut file = match File::open(&wal_path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e.into()),
         };
-        let mut pending = Pending::default();
-        let mut pos = 0usize;
-        let mut good = 0usize;
-        while pos < data.len() {
-            match parse_record(&data[pos..]) {
-                Some((len, first, entries, root)) => {
-                    let end = first + entries.len() as u64;
-                    if end <= state.size() {
-                        // Already in the snapshot (crash between snapshot and truncation).
-                    } else if first != state.size() {
-                        return Err(StorageError::Corrupt(format!(
-                            "wal record at byte {pos} starts at {first}, log has {}",
-                            state.size()
-                        )));
-                    } else {
-                        let mut next = state.clone();
-                        let done = next.integrate(&entries)?;
-                        if next.root() != root {
-                            if pos + len == data.len() {
-                                break; // torn last record
-                            }
-                            return Err(StorageError::Corrupt(format!(
-                                "wal record at byte {pos} does not match its root"
-                            )));
-                        }
-                        state = next;
-                        for (id, hs) in done.full_tiles {
-                            pending.tiles.insert(id, tiles::encode_tile(&hs));
-                        }
-                        pending.bundles.extend(done.full_bundles);
-                    }
-                    pos += len;
-                    good = pos;
-                }
-                None => break, // short: torn last record
+        let len = match &file {
+            Some(f) => f.metadata()?.len(),
+            None => 0,
+        };
+        let mut header = [0u8; WAL_HEADER as usize];
+        let base = match file.as_mut() {
+            Some(f) if len >= WAL_HEADER => {
+                f.read_exact(&mut header)?;
+                (&header[..8] == WAL_MAGIC)
+                    .then(|| u64::from_le_bytes(header[8..16].try_into().unwrap_or_default()))
             }
+            _ => None,
+        };
+        // Without a valid header (empty, or torn while being created) the
+        // WAL holds no records.
+        let body_start = if base.is_some() { WAL_HEADER } else { len };
+        let base = base.unwrap_or(0);
+        let (mut state, start) = {
+            let s = self.shared.read().unwrap_or_else(|e| e.into_inner());
+            if s.base == base && s.wal_seen >= body_start && s.wal_seen <= len {
+                if s.wal_seen == len
+                    && !repair
+                    && s.pending_tiles.is_empty()
+                    && s.pending_bundles.is_empty()
+                {
+                    return Ok(());
+                }
+                (s.state.clone(), s.wal_seen)
+            } else {
+                (read_state(&self.dir)?, body_start)
+            }
+        };
+        let mut data = Vec::new();
+        if let Some(f) = file.as_mut()
+            && start < len
+        {
+            f.seek(SeekFrom::Start(start))?;
+            f.take(len - start).read_to_end(&mut data)?;
+        }
+        let start = start as usize;
+        if state.size() < base {
+            return Err(StorageError::Corrupt(format!(
+                "wal continues a snapshot of {base} entries, state holds {}",
+                state.size()
+            )));
+        }
+        let mut done_tiles = HashMap::new();
+        let mut done_bundles = HashMap::new();
+        let mut torn = false;
+        let mut pos = 0usize;
+        while pos < data.len() {
+            let Some((len, first, entries, root)) = parse_record(&data[pos..]) else {
+                torn = true;
+                break;
+            };
+            let end = first + entries.len() as u64;
+            if end > state.size() || entries.is_empty() {
+                if first != state.size() {
+                    return Err(StorageError::Corrupt(format!(
+                        "wal record at byte {} starts at {first}, log has {}",
+                        start + pos,
+                        state.size()
+                    )));
+                }
+                let mut next = state.clone();
+                let done = next.integrate(&entries)?;
+                if next.root() != root {
+                    if pos + len == data.len() {
+                        torn = true;
+                        break;
+                    }
+                    return Err(StorageError::Corrupt(format!(
+                        "wal record at byte {} does not match its root",
+                        start + pos
+                    )));
+                }
+                state = next;
+                for (id, hs) in done.full_tiles {
+                    done_tiles.insert(id, tiles::encode_tile(&hs));
+                }
+                done_bundles.extend(done.full_bundles);
+            }
+            pos += len;
         }
         if repair {
-            if good < data.len() {
+            if torn {
                 let f = OpenOptions::new().write(true).open(&wal_path)?;
-                f.set_len(good as u64)?;
+                f.set_len((start + pos) as u64)?;
                 f.sync_all()?;
             }
             let mut dirs = Default::default();
-            for (id, bytes) in pending.tiles.drain() {
+            for (id, bytes) in done_tiles.drain() {
                 write_file(&self.dir, &tile_path(id, TILE_WIDTH), &bytes, &mut dirs)?;
             }
-            for (i, bytes) in pending.bundles.drain() {
+            for (i, bytes) in done_bundles.drain() {
                 write_file(&self.dir, &bundle_path(i, TILE_WIDTH), &bytes, &mut dirs)?;
             }
         }
-        Ok((state, good as u64, pending))
+        let mut s = self.shared.write().unwrap_or_else(|e| e.into_inner());
+        s.base = base;
+        s.wal_seen = (start + pos) as u64;
+        s.pending_tiles.extend(done_tiles);
+        s.pending_bundles.extend(done_bundles);
+        // Another process's full files, once it has written them, are read
+        // from disk like all others.
+        let dir = &self.dir;
+        s.pending_tiles
+            .retain(|id, _| !dir.join(tile_path(*id, TILE_WIDTH)).exists());
+        s.pending_bundles
+            .retain(|i, _| !dir.join(bundle_path(*i, TILE_WIDTH)).exists());
+        s.publish(state)
     }
 
     fn read_full(&self, rel: &str) -> Result<Option<Vec<u8>>, StorageError> {
@@ -254,7 +331,7 @@ impl TileReader for FsLog {
         if let Some(b) = s.edge.get(&id).or_else(|| s.pending_tiles.get(&id)) {
             return Ok(Some(b.clone()));
         }
-        if tiles::tile_width(id, s.size) < TILE_WIDTH {
+        if tiles::tile_width(id, s.state.size()) < TILE_WIDTH {
             return Ok(None);
         }
         drop(s);
@@ -271,7 +348,7 @@ impl TileReader for FsLog {
         if let Some(b) = s.pending_bundles.get(&index) {
             return Ok(Some(b.clone()));
         }
-        if tiles::bundle_width(index, s.size) < TILE_WIDTH {
+        if tiles::bundle_width(index, s.state.size()) < TILE_WIDTH {
             return Ok(None);
         }
         drop(s);
@@ -279,26 +356,26 @@ impl TileReader for FsLog {
     }
 }
 
-#[derive(Default)]
-struct Pending {
-    tiles: HashMap<TileId, Vec<u8>>,
-    bundles: HashMap<u64, Vec<u8>>,
-}
-
-/// The single writer of a log directory.
+/// This process's writer of a log directory.
 #[derive(Debug)]
 pub struct FsWriter {
     log: FsLog,
     wal: Option<File>,
-    /// Bytes of `wal` known durable.
-    wal_len: u64,
-    /// The file may hold bytes past `wal_len` (a failed write or fsync): cut
-    /// them off and re-sync before the next record.
+    locked: bool,
+    /// The file may hold bytes past what is durable (a failed write or
+    /// fsync): cut them off and re-sync before the next record.
     broken: bool,
     /// Full files written since the last snapshot, not yet fsynced.
     unsynced: Vec<PathBuf>,
     buf: Vec<u8>,
     known_dirs: std::collections::HashSet<PathBuf>,
+}
+
+impl Drop for FsWriter {
+    fn drop(&mut self) {
+        self.unlock();
+        self.log.has_writer.store(false, Ordering::Release);
+    }
 }
 
 impl FsWriter {
@@ -307,30 +384,58 @@ impl FsWriter {
         &self.log
     }
 
-    fn reopen(&mut self) -> Result<&mut File, StorageError> {
+    fn unlock(&mut self) {
+        if self.locked {
+            let _ = self.log.lock.unlock();
+            self.locked = false;
+        }
+    }
+
+    fn wal_seen(&self) -> (u64, u64) {
+        let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
+        (s.base, s.wal_seen)
+    }
+
+    /// The WAL positioned at the end of what is durable, with a header.
+    fn wal_file(&mut self) -> Result<&mut File, StorageError> {
         if self.broken || self.wal.is_none() {
             self.wal = None;
-            let f = OpenOptions::new()
+            let (base, seen) = self.wal_seen();
+            let mut f = OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .read(true)
                 .write(true)
                 .open(self.log.dir.join("wal"))?;
-            f.set_len(self.wal_len)?;
-            f.sync_all()?;
-            let mut f = f;
-            std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(self.wal_len))?;
+            if seen < WAL_HEADER {
+                f.set_len(0)?;
+                f.write_all(WAL_MAGIC)?;
+                f.write_all(&base.to_le_bytes())?;
+                f.sync_all()?;
+                self.log
+                    .shared
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .wal_seen = WAL_HEADER;
+            } else {
+                f.set_len(seen)?;
+                f.sync_all()?;
+            }
             self.wal = Some(f);
             self.broken = false;
         }
-        self.wal
+        let (_, seen) = self.wal_seen();
+        let f = self
+            .wal
             .as_mut()
-            .ok_or_else(|| StorageError::Backend("wal not open".into()))
+            .ok_or_else(|| StorageError::Backend("wal not open".into()))?;
+        f.seek(SeekFrom::Start(seen))?;
+        Ok(f)
     }
 
-    /// Materialise what is pending, fsync everything written since the
-    /// last snapshot, replace `state`, empty `wal`.
-    fn snapshot(&mut self, state: &TreeState) -> Result<(), StorageError> {
+    /// Fsync everything written since the last snapshot, replace `state`,
+    /// start a new WAL generation. Under the lock.
+    fn snapshot(&mut self) -> Result<(), StorageError> {
         self.flush_pending()?;
         for p in self.unsynced.drain(..) {
             File::open(&p)?.sync_all()?;
@@ -338,12 +443,23 @@ impl FsWriter {
         for d in &self.known_dirs {
             File::open(d)?.sync_all()?;
         }
-        write_atomic(&self.log.dir, "state", &encode_state(state)?, true)?;
-        let f = self.reopen()?;
-        f.set_len(0)?;
-        std::io::Seek::seek(f, std::io::SeekFrom::Start(0))?;
-        f.sync_all()?;
-        self.wal_len = 0;
+        let state = self
+            .log
+            .shared
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .state
+            .clone();
+        write_atomic(&self.log.dir, "state", &encode_state(&state)?, true)?;
+        let mut header = WAL_MAGIC.to_vec();
+        header.extend_from_slice(&state.size().to_le_bytes());
+        write_atomic(&self.log.dir, "wal", &header, true)?;
+        {
+            let mut s = self.log.shared.write().unwrap_or_else(|e| e.into_inner());
+            s.base = state.size();
+            s.wal_seen = WAL_HEADER;
+        }
+        self.wal = None; // the old file was replaced
         Ok(())
     }
 
@@ -361,12 +477,8 @@ impl FsWriter {
                 &mut self.known_dirs,
             )?;
             self.unsynced.push(p);
-            self.log
-                .shared
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .pending_tiles
-                .remove(&id);
+            let mut s = self.log.shared.write().unwrap_or_else(|e| e.into_inner());
+            s.pending_tiles.remove(&id);
         }
         for (i, bytes) in bundles_p {
             let p = write_file(
@@ -376,12 +488,8 @@ impl FsWriter {
                 &mut self.known_dirs,
             )?;
             self.unsynced.push(p);
-            self.log
-                .shared
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .pending_bundles
-                .remove(&i);
+            let mut s = self.log.shared.write().unwrap_or_else(|e| e.into_inner());
+            s.pending_bundles.remove(&i);
         }
         Ok(())
     }
@@ -389,19 +497,54 @@ impl FsWriter {
 
 impl LogStorage for FsWriter {
     fn load(&mut self) -> Result<TreeState, StorageError> {
-        let (state, wal_len, pending) = self.log.recover(true)?;
-        self.log.publish(&state, pending)?;
-        self.wal_len = wal_len;
+        self.log.lock.lock()?;
+        self.locked = true;
+        let r = self.log.sync_view(true);
+        self.unlock();
+        r?;
         self.broken = true;
-        self.reopen()?;
-        Ok(state)
+        Ok(self
+            .log
+            .shared
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .state
+            .clone())
     }
 
-    fn begin(&mut self, _known_size: u64) -> Result<Option<TreeState>, StorageError> {
-        Ok(None)
+    fn begin(&mut self, known_size: u64) -> Result<Option<TreeState>, StorageError> {
+        self.log.lock.lock()?;
+        self.locked = true;
+        let (base, seen) = self.wal_seen();
+        if let Err(e) = self.log.sync_view(true) {
+            self.unlock();
+            return Err(e);
+        }
+        if self.wal_seen() != (base, seen) {
+            // Another process wrote: our file handle may be stale.
+            self.broken = true;
+        }
+        let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
+        Ok((s.state.size() != known_size).then(|| s.state.clone()))
     }
 
     fn commit<E: AsRef<[u8]>>(&mut self, batch: &Batch<'_, E>) -> Result<(), StorageError> {
+        let r = self.commit_locked(batch);
+        self.unlock();
+        r
+    }
+
+    fn abort(&mut self) {
+        self.unlock();
+    }
+}
+
+impl FsWriter {
+    fn commit_locked<E: AsRef<[u8]>>(&mut self, batch: &Batch<'_, E>) -> Result<(), StorageError> {
+        // Readers of this view must not replay our record between the
+        // fsync and the publish below.
+        let refresh = self.log.refresh.clone();
+        let _view = refresh.lock().unwrap_or_else(|e| e.into_inner());
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         buf.extend_from_slice(&[0; 4]);
@@ -414,7 +557,7 @@ impl LogStorage for FsWriter {
         let len = (buf.len() - 4) as u32;
         buf[..4].copy_from_slice(&len.to_le_bytes());
         let res = (|| {
-            let f = self.reopen()?;
+            let f = self.wal_file()?;
             f.write_all(&buf)?;
             f.sync_data()?;
             Ok::<(), StorageError>(())
@@ -426,8 +569,7 @@ impl LogStorage for FsWriter {
             return Err(e);
         }
         // Durable from here on: nothing below may fail the batch.
-        self.wal_len += n;
-        let mut pending = Pending::default();
+        let mut pending = (HashMap::new(), HashMap::new());
         for (id, hs) in &batch.integrated.full_tiles {
             let bytes = tiles::encode_tile(hs);
             match write_file(
@@ -438,7 +580,7 @@ impl LogStorage for FsWriter {
             ) {
                 Ok(p) => self.unsynced.push(p),
                 Err(_) => {
-                    pending.tiles.insert(*id, bytes);
+                    pending.0.insert(*id, bytes);
                 }
             }
         }
@@ -451,20 +593,25 @@ impl LogStorage for FsWriter {
             ) {
                 Ok(p) => self.unsynced.push(p),
                 Err(_) => {
-                    pending.bundles.insert(*i, bytes.clone());
+                    pending.1.insert(*i, bytes.clone());
                 }
             }
         }
-        self.log.publish(batch.after, pending)?;
-        if self.wal_len > WAL_LIMIT {
+        let seen = {
+            let mut s = self.log.shared.write().unwrap_or_else(|e| e.into_inner());
+            s.wal_seen += n;
+            s.pending_tiles.extend(pending.0);
+            s.pending_bundles.extend(pending.1);
+            s.publish(batch.after.clone())?;
+            s.wal_seen
+        };
+        if seen > WAL_LIMIT {
             // A failed snapshot is retried after the next batch; the WAL
             // still holds everything.
-            let _ = self.snapshot(batch.after);
+            let _ = self.snapshot();
         }
         Ok(())
     }
-
-    fn abort(&mut self) {}
 }
 
 fn parse_record(d: &[u8]) -> Option<(usize, u64, Vec<&[u8]>, Hash)> {
@@ -621,14 +768,14 @@ mod tests {
             assert_eq!(s.append(&all[..300]).unwrap(), 0);
             assert_eq!(s.append(&all[300..301]).unwrap(), 300);
             assert_eq!(s.append(&all[301..700]).unwrap(), 301);
-            assert_eq!(log.head(), (700, merkle::root_of(&leaves[..700])));
+            assert_eq!(log.head().unwrap(), (700, merkle::root_of(&leaves[..700])));
             assert!(d.0.join("tile/entries/001").exists());
             assert!(d.0.join("tile/0/001").exists());
             assert!(!d.0.join("tile/0/002").exists());
-            // A second opener in the same process is a read-only view.
+            // Only one writer per view.
+            assert!(log.writer().is_err());
             let view = FsLog::open(&d.0).unwrap();
-            assert!(view.writer().is_err());
-            assert_eq!(view.head().0, 700);
+            assert_eq!(view.head().unwrap().0, 700);
             assert_eq!(
                 entries_from(&view, 650, 700).unwrap(),
                 all[650..700].to_vec()
@@ -654,7 +801,7 @@ mod tests {
             let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
             assert_eq!(s.state().size(), 700);
             assert_eq!(s.append(&all[700..]).unwrap(), 700);
-            assert_eq!(log.head().1, merkle::root_of(&leaves));
+            assert_eq!(log.head().unwrap().1, merkle::root_of(&leaves));
             let ids = merkle::nodes_for(&[(0, 1000)]);
             let nodes = nodes_from(&log, &ids).unwrap();
             let root = merkle::assemble(&[(0, 1000)], |id| nodes.get(&id).copied()).unwrap();
@@ -680,29 +827,52 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_truncate_the_wal_and_reload() {
+    fn snapshots_start_a_new_wal_generation_and_reload() {
         let d = tmp("snapshot");
         let all = entries(600);
         let leaves: Vec<Hash> = all.iter().map(|e| merkle::leaf_hash(e)).collect();
         {
             let log = FsLog::open(&d.0).unwrap();
-            let mut w = log.writer().unwrap();
-            let st = w.load().unwrap();
-            let mut s = Sequencer::open(w).unwrap();
-            assert_eq!(st.size(), 0);
+            let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
             s.append(&all[..333]).unwrap();
-            // Force a snapshot now.
-            let state = s.state().clone();
+            let view = FsLog::open(&d.0).unwrap();
+            assert_eq!(view.head().unwrap().0, 333);
+            drop(s);
             let mut w = log.writer().unwrap();
             w.load().unwrap();
-            w.snapshot(&state).unwrap();
-            assert_eq!(fs::metadata(d.0.join("wal")).unwrap().len(), 0);
+            w.snapshot().unwrap();
+            assert_eq!(fs::metadata(d.0.join("wal")).unwrap().len(), WAL_HEADER);
+            let mut s = Sequencer::open(w).unwrap();
+            s.append(&all[333..400]).unwrap();
+            // The other view notices the new generation.
+            assert_eq!(view.head().unwrap(), (400, merkle::root_of(&leaves[..400])));
         }
         let log = FsLog::open(&d.0).unwrap();
         let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
-        assert_eq!(s.state().size(), 333);
-        s.append(&all[333..]).unwrap();
+        assert_eq!(s.state().size(), 400);
+        s.append(&all[400..]).unwrap();
         assert_eq!(s.state().root(), merkle::root_of(&leaves));
         assert_eq!(entries_from(&log, 0, 600).unwrap(), all);
+    }
+
+    #[test]
+    fn two_writers_on_one_directory_share_one_log() {
+        let d = tmp("two");
+        let all = entries(900);
+        let leaves: Vec<Hash> = all.iter().map(|e| merkle::leaf_hash(e)).collect();
+        let a = FsLog::open(&d.0).unwrap();
+        let b = FsLog::open(&d.0).unwrap();
+        let mut sa = Sequencer::open(a.writer().unwrap()).unwrap();
+        let mut sb = Sequencer::open(b.writer().unwrap()).unwrap();
+        let mut next = 0usize;
+        for (i, n) in [5usize, 300, 1, 250, 44, 300].into_iter().enumerate() {
+            let s = if i % 2 == 0 { &mut sa } else { &mut sb };
+            assert_eq!(s.append(&all[next..next + n]).unwrap(), next as u64);
+            next += n;
+        }
+        assert_eq!(next, 900);
+        assert_eq!(a.head().unwrap(), (900, merkle::root_of(&leaves)));
+        assert_eq!(b.head().unwrap().1, merkle::root_of(&leaves));
+        assert_eq!(entries_from(&a, 0, 900).unwrap(), all);
     }
 }
