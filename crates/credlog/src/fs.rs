@@ -172,8 +172,17 @@ impl FsLog {
         })
     }
 
-    /// Replace `checkpoint` atomically with `note` (fsynced).
+    /// Replace `checkpoint` atomically with `note` (fsynced), unless the
+    /// stored one is for a larger tree (checkpointers of several processes
+    /// may race).
     pub fn put_checkpoint(&self, note: &str) -> Result<(), StorageError> {
+        let size_of = |n: &str| n.lines().nth(1).and_then(|l| l.parse::<u64>().ok());
+        let _one = self.refresh.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = self.checkpoint()?
+            && size_of(&old) > size_of(note)
+        {
+            return Ok(());
+        }
         write_atomic(&self.dir, "checkpoint", note.as_bytes(), true)
     }
 
@@ -695,6 +704,18 @@ fn decode_state(d: &[u8]) -> Option<Result<TreeState, StorageError>> {
     }))
 }
 
+/// A temp file name beside `path`, unique across threads and processes.
+fn temp_name(path: &Path) -> PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(
+        ".tmp.{}.{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    path.with_file_name(name)
+}
+
 /// Write `dir/rel` via a temp file and rename (no fsync: the WAL covers it).
 fn write_file(
     dir: &Path,
@@ -711,7 +732,7 @@ fn write_file(
         fs::create_dir_all(&parent)?;
         dirs.insert(parent);
     }
-    let tmp = path.with_extension("tmp");
+    let tmp = temp_name(&path);
     let mut f = File::create(&tmp)?;
     f.write_all(bytes)?;
     drop(f);
@@ -721,7 +742,7 @@ fn write_file(
 
 /// Replace `dir/name` atomically; with `sync`, durably.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> Result<(), StorageError> {
-    let tmp = dir.join(format!("{name}.tmp"));
+    let tmp = temp_name(&dir.join(name));
     let mut f = File::create(&tmp)?;
     f.write_all(bytes)?;
     if sync {
