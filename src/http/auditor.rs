@@ -16,7 +16,7 @@
 //! identifiers never appear in URLs (and so in proxy or browser logs) — and
 //! are parsed strictly: unknown keys, wrong types, malformed identifiers or
 //! timestamps and impossible ranges are 400s with stable codes, before any
-//! database work. The only `GET` takes no parameters.
+//! database work. The `GET`s take no parameters.
 //!
 //! | method, path | action | body → answer |
 //! |---|---|---|
@@ -25,6 +25,7 @@
 //! | `POST /v1/audit/proof/consistency` | `audit_consistency_proof` | `{old_size, new_size?}` (default: latest checkpoint) → `{old_size, new_size, proof, old_root, new_root, old_checkpoint, new_checkpoint}` |
 //! | `GET /v1/audit/checkpoint` | `audit_checkpoint` | → `{checkpoint, tree_size, verifier_key}` (`checkpoint` null before the first one) |
 //! | `POST /v1/audit/report` | `audit_report` | `{from?, to?, top?}` (default: the last 24 h, top 10) → volume per organisation, denied attempts, most-queried subjects, anomalies |
+//! | `GET /v1/audit/log/…` | `audit_log_read` | the log as C2SP tlog-tiles ([`super::tiles`]) |
 //! | `POST /v1/audit/export` | `audit_export` | `{format?: "jsonl"/"csv", from_seq?, to_seq?, from?, to?, tree_size?, consistency_from?}` → the export file ([`crate::audit::export`]) |
 //! | `POST /v1/portal/access-history` | `access_history` | `{subject:{type,id}, after?, limit?}` → who accessed that subject's data |
 //!
@@ -85,6 +86,24 @@ pub(super) async fn route(
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
     let path = req.uri().path().to_owned();
+    if path.starts_with(super::tiles::PREFIX) {
+        draft.action = "audit_log_read";
+        caller.require(&[Role::Auditor])?;
+        if req.method() != Method::GET {
+            return Err(ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "use GET for the log's tiles",
+            ));
+        }
+        if req.uri().query().is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "this endpoint takes no parameters",
+            ));
+        }
+        return super::tiles::serve(app, &path).await;
+    }
     let (action, method, roles): (&'static str, Method, &[Role]) = match path.as_str() {
         "/v1/audit/search" => ("audit_search", Method::POST, &[Role::Auditor]),
         "/v1/audit/proof/inclusion" => ("audit_inclusion_proof", Method::POST, &[Role::Auditor]),

@@ -18,6 +18,7 @@ mod consent;
 pub mod dto;
 pub mod error;
 mod lifecycle;
+mod tiles;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -428,6 +429,7 @@ fn respond_raw(
     let mut resp = respond(status, &Value::Null, request_id, Some(seq));
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    tiles::cache_control(ctype, resp.headers_mut());
     *resp.body_mut() = Full::new(bytes);
     resp
 }
