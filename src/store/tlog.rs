@@ -397,7 +397,7 @@ impl LogStorage for PgStorage {
             if !batch.after.partial_bundle().is_empty() {
                 bundle_rows.push((
                     batch.after.bundle_index(),
-                    tiles::encode_bundle(batch.after.partial_bundle())?,
+                    batch.after.partial_bundle().to_vec(),
                 ));
             }
         }

@@ -91,10 +91,7 @@ impl Shared {
         self.bundle = if state.partial_bundle().is_empty() {
             None
         } else {
-            Some((
-                state.bundle_index(),
-                tiles::encode_bundle(state.partial_bundle())?,
-            ))
+            Some((state.bundle_index(), state.partial_bundle().to_vec()))
         };
         self.state = state;
         Ok(())
@@ -650,9 +647,9 @@ fn encode_state(state: &TreeState) -> Result<Vec<u8>, StorageError> {
         out.extend_from_slice(&(hs.len() as u16).to_le_bytes());
         out.extend_from_slice(&tiles::encode_tile(hs));
     }
-    let bundle = tiles::encode_bundle(state.partial_bundle())?;
+    let bundle = state.partial_bundle();
     out.extend_from_slice(&(bundle.len() as u32).to_le_bytes());
-    out.extend_from_slice(&bundle);
+    out.extend_from_slice(bundle);
     out.extend_from_slice(&state.root());
     let sum = digest::digest(&digest::SHA256, &out);
     out.extend_from_slice(sum.as_ref());

@@ -45,8 +45,10 @@ pub struct TreeState {
     frontier: Frontier,
     /// `edge[L]`: hashes of the rightmost, not yet full tile of level `L`.
     edge: Vec<Vec<Hash>>,
-    /// Entries of the partial bundle.
-    bundle: Vec<Vec<u8>>,
+    /// The partial bundle, encoded (entries past the last full bundle).
+    bundle: Vec<u8>,
+    /// Entries in `bundle`.
+    bundle_len: usize,
 }
 
 /// What one integrated batch changed.
@@ -96,6 +98,8 @@ impl TreeState {
                 size % TILE_WIDTH
             )));
         }
+        let bundle_len = bundle.len();
+        let bundle = tiles::encode_bundle(&bundle)?;
         while edge.last().is_some_and(Vec::is_empty) {
             edge.pop();
         }
@@ -115,6 +119,7 @@ impl TreeState {
             frontier,
             edge,
             bundle,
+            bundle_len,
         })
     }
 
@@ -152,9 +157,15 @@ impl TreeState {
             })
     }
 
-    /// Entries of the partial bundle.
-    pub fn partial_bundle(&self) -> &[Vec<u8>] {
+    /// The partial bundle as bundle bytes (empty when the size is a
+    /// multiple of 256).
+    pub fn partial_bundle(&self) -> &[u8] {
         &self.bundle
+    }
+
+    /// Entries in the partial bundle.
+    pub fn partial_bundle_len(&self) -> usize {
+        self.bundle_len
     }
 
     /// Index of the partial bundle (also the next bundle to fill).
@@ -185,11 +196,13 @@ impl TreeState {
                     self.push_tile_hash(id, h, &mut out);
                 }
             }
-            self.bundle.push(e.to_vec());
-            if self.bundle.len() as u64 == TILE_WIDTH {
-                let bytes = tiles::encode_bundle(&self.bundle)?;
+            tiles::push_bundle_entry(&mut self.bundle, e)?;
+            self.bundle_len += 1;
+            if self.bundle_len as u64 == TILE_WIDTH {
+                let cap = self.bundle.capacity();
+                let bytes = std::mem::replace(&mut self.bundle, Vec::with_capacity(cap));
                 out.full_bundles.push((index / TILE_WIDTH, bytes));
-                self.bundle.clear();
+                self.bundle_len = 0;
             }
         }
         Ok(out)
@@ -428,10 +441,8 @@ mod tests {
                 self.bundles.insert(*i, bytes.clone());
             }
             if !b.after.partial_bundle().is_empty() {
-                self.bundles.insert(
-                    b.after.bundle_index(),
-                    tiles::encode_bundle(b.after.partial_bundle())?,
-                );
+                self.bundles
+                    .insert(b.after.bundle_index(), b.after.partial_bundle().to_vec());
             }
             self.size = b.after.size();
             Ok(())
@@ -474,8 +485,16 @@ mod tests {
             // The edge rebuilds the same state.
             let st = s.state();
             let edge = (0..4).map(|l| st.edge_tile(l).to_vec()).collect();
-            let again =
-                TreeState::from_edge(st.size(), edge, st.partial_bundle().to_vec()).unwrap();
+            let again = TreeState::from_edge(
+                st.size(),
+                edge,
+                tiles::decode_bundle(st.partial_bundle())
+                    .unwrap()
+                    .into_iter()
+                    .map(<[u8]>::to_vec)
+                    .collect(),
+            )
+            .unwrap();
             assert_eq!(again.root(), st.root());
         }
         let mem = s.storage();
