@@ -164,13 +164,21 @@ impl AuditLog {
     }
 
     /// Append `entry`; resolves once it is durable, with its sequence number.
+    ///
+    /// An entry longer than a bundle can hold
+    /// ([`credlog::tiles::MAX_ENTRY_LEN`], 65,535 bytes) is refused here,
+    /// alone: its request fails closed (503) without failing the batch it
+    /// would have joined.
     pub async fn append(&self, entry: &AuditEntry) -> Result<u64, AuditError> {
+        let bytes = entry.canonical();
+        if bytes.len() > credlog::tiles::MAX_ENTRY_LEN {
+            tracing::error!(len = bytes.len(), action = %entry.action, "audit entry too large for the log");
+            self.health.failed.fetch_add(1, Ordering::Relaxed);
+            return Err(AuditError::WriteFailed);
+        }
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Job {
-                entry: entry.canonical(),
-                done,
-            })
+            .send(Job { entry: bytes, done })
             .await
             .map_err(|_| AuditError::Closed)?;
         wait.await.map_err(|_| AuditError::Closed)?
