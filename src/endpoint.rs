@@ -131,6 +131,8 @@ endpoints! {
     AuditReport = "audit_report", Post "/v1/audit/report", Json;
     /// Entries with proofs, as JSON Lines or CSV.
     AuditExport = "audit_export", Post "/v1/audit/export", Json;
+    /// This API's OpenAPI 3.1 document (`docs/openapi.json`).
+    OpenApi = "openapi", Get "/v1/openapi.json", None;
 }
 
 /// One row of [`TABLE`].

@@ -1,0 +1,459 @@
+//! The OpenAPI 3.1 document (`docs/openapi.json`) against the code: every
+//! route of the endpoint table and nothing else, the same methods, bodies and
+//! roles (`policies/access.toml`), the pipeline's refusals on every
+//! operation, codes that exist, examples that the real gateway answers as
+//! documented, and the served copy identical to the repository's.
+//!
+//! Response bodies are checked against their schemas by schemathesis
+//! (`scripts/schemathesis.sh`), against a live gateway with each role.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use common::{TestGateway, policies};
+use credgate::endpoint::{Body, Endpoint, Method, TABLE};
+use serde_json::Value;
+
+fn doc() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap())
+        .expect("docs/openapi.json is JSON")
+}
+
+const METHODS: [&str; 8] = [
+    "get", "put", "post", "delete", "options", "head", "patch", "trace",
+];
+
+/// Every operation of the document: (method, path) → operation.
+fn operations(doc: &Value) -> BTreeMap<(String, String), Value> {
+    let mut out = BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if METHODS.contains(&method.as_str()) {
+                out.insert((method.clone(), path.clone()), op.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The table's pattern in OpenAPI form (`{list=red|black|focus}` → `{list}`)
+/// and the options of each restricted parameter.
+fn openapi_path(pattern: &str) -> (String, BTreeMap<String, Vec<String>>) {
+    let mut options = BTreeMap::new();
+    let path = pattern
+        .split('/')
+        .map(
+            |seg| match seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(inner) => {
+                    let name = match inner.split_once('=') {
+                        Some((name, opts)) => {
+                            options.insert(
+                                name.to_owned(),
+                                opts.split('|').map(str::to_owned).collect(),
+                            );
+                            name
+                        }
+                        None => inner.trim_start_matches('*'),
+                    };
+                    format!("{{{name}}}")
+                }
+                None => seg.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("/");
+    (path, options)
+}
+
+fn method_name(m: Method) -> String {
+    m.as_str().to_ascii_lowercase()
+}
+
+/// The operation documenting `endpoint`.
+fn operation_of(doc: &Value, endpoint: Endpoint) -> Value {
+    let spec = endpoint.spec();
+    let (path, _) = openapi_path(spec.pattern);
+    doc["paths"][&path][method_name(spec.method)].clone()
+}
+
+/// Follow a local `$ref` (one level is all the document uses).
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let ptr = r.strip_prefix('#').expect("local reference");
+            doc.pointer(ptr)
+                .unwrap_or_else(|| panic!("dangling reference {r}"))
+        }
+        None => v,
+    }
+}
+
+/// The error codes a response documents (the `enum` of `error.code`).
+fn codes(doc: &Value, response: &Value) -> Vec<String> {
+    let r = resolve(doc, response);
+    let schema = &r["content"]["application/json"]["schema"];
+    let Some(parts) = schema["allOf"].as_array() else {
+        return Vec::new();
+    };
+    parts
+        .iter()
+        .flat_map(|p| {
+            let code = &p["properties"]["error"]["properties"]["code"];
+            let mut v: Vec<String> = code["enum"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect();
+            if let Some(c) = code["const"].as_str() {
+                v.push(c.to_owned());
+            }
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn the_document_is_openapi_3_1_with_mutual_tls() {
+    let d = doc();
+    assert!(
+        d["openapi"].as_str().unwrap().starts_with("3.1."),
+        "{}",
+        d["openapi"]
+    );
+    assert_eq!(
+        d["components"]["securitySchemes"]["mutualTLS"]["type"],
+        "mutualTLS"
+    );
+    assert_eq!(d["security"], serde_json::json!([{"mutualTLS": []}]));
+    for h in ["RequestId", "AuditSeq", "Allow"] {
+        assert!(d["components"]["headers"][h].is_object(), "header {h}");
+    }
+    let e405 = &d["components"]["responses"]["MethodNotAllowed"];
+    assert!(e405["headers"]["Allow"].is_object());
+    assert_eq!(codes(&d, e405), ["method_not_allowed"]);
+}
+
+/// A route missing from the document, a route the table does not have, or
+/// a different method fails here.
+#[test]
+fn the_document_has_exactly_the_routes_of_the_endpoint_table() {
+    let d = doc();
+    let documented: BTreeSet<(String, String, String)> = operations(&d)
+        .into_iter()
+        .map(|((m, p), op)| {
+            let id = op["operationId"].as_str().unwrap_or("<no operationId>");
+            (m, p, id.to_owned())
+        })
+        .collect();
+    let table: BTreeSet<(String, String, String)> = TABLE
+        .iter()
+        .map(|s| {
+            (
+                method_name(s.method),
+                openapi_path(s.pattern).0,
+                s.endpoint.action().to_owned(),
+            )
+        })
+        .collect();
+    let missing: Vec<_> = table.difference(&documented).collect();
+    let extra: Vec<_> = documented.difference(&table).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "routes (method, path, operationId = action) missing from docs/openapi.json: {missing:?}; \
+         documented but not in crate::endpoint::TABLE: {extra:?}"
+    );
+}
+
+#[test]
+fn path_parameters_and_bodies_match_the_table() {
+    let d = doc();
+    for spec in TABLE {
+        let op = operation_of(&d, spec.endpoint);
+        let (path, options) = openapi_path(spec.pattern);
+        let names: BTreeSet<String> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(str::to_owned)
+            .collect();
+        let params: BTreeMap<String, Value> = op["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["in"] == "path")
+            .map(|p| (p["name"].as_str().unwrap().to_owned(), p.clone()))
+            .collect();
+        assert_eq!(
+            params.keys().cloned().collect::<BTreeSet<_>>(),
+            names,
+            "{path}: path parameters"
+        );
+        for (name, opts) in options {
+            let documented: Vec<String> = params[&name]["schema"]["enum"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{path}: {name} needs an enum"))
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(documented, opts, "{path}: {name}");
+        }
+        let body = &op["requestBody"];
+        match spec.body {
+            Body::Json => {
+                assert_eq!(body["required"], true, "{path}: body required");
+                assert!(
+                    body["content"]["application/json"]["schema"].is_object(),
+                    "{path}: a JSON body schema"
+                );
+            }
+            Body::None => assert!(body.is_null(), "{path} takes no body"),
+        }
+    }
+}
+
+/// The roles in `x-credgate-roles` and in the prose are those the gateway
+/// enforces (`policies/access.toml`, compiled).
+#[test]
+fn the_roles_of_each_operation_are_those_of_access_toml() {
+    let d = doc();
+    let policy = credgate::policy::load(&policies(), b"openapi-test").unwrap();
+    for e in Endpoint::ALL {
+        let op = operation_of(&d, *e);
+        let mut want: Vec<&str> = policy
+            .access()
+            .roles(*e)
+            .iter()
+            .map(|r| r.as_str())
+            .collect();
+        let mut got: Vec<&str> = op["x-credgate-roles"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{e}: no x-credgate-roles"))
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        let prose = format!("**Roles:** {}.", got.join(", "));
+        assert!(
+            op["description"].as_str().unwrap_or("").contains(&prose),
+            "{e}: the description must say {prose}"
+        );
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want, "{e}: x-credgate-roles differ from access.toml");
+    }
+}
+
+/// Every operation documents what the pipeline can refuse before its
+/// handler runs, and every response the headers every response carries.
+#[test]
+fn every_operation_documents_the_pipeline_refusals_and_headers() {
+    let d = doc();
+    for spec in TABLE {
+        let e = spec.endpoint;
+        let op = operation_of(&d, e);
+        let responses = op["responses"].as_object().unwrap();
+        let has = |status: &str, code: &str| {
+            responses
+                .get(status)
+                .is_some_and(|r| codes(&d, r).iter().any(|c| c == code))
+        };
+        let mut want = vec![
+            ("401", "no_identity"),
+            ("403", "unregistered_organisation"),
+            ("403", "role_not_permitted"),
+            ("400", "invalid_request"),
+            ("500", "internal_error"),
+            ("503", "audit_unavailable"),
+        ];
+        if spec.body == Body::Json {
+            want.extend([
+                ("400", "malformed_json"),
+                ("400", "duplicate_key"),
+                ("400", "too_deep"),
+                ("408", "body_timeout"),
+                ("413", "body_too_large"),
+                ("415", "unsupported_media_type"),
+            ]);
+        }
+        for (status, code) in want {
+            assert!(has(status, code), "{e}: {status} {code} not documented");
+        }
+        let success: Vec<&String> = responses.keys().filter(|s| s.starts_with('2')).collect();
+        assert_eq!(success.len(), 1, "{e}: one success status");
+        for (status, r) in responses {
+            let r = resolve(&d, r);
+            assert!(
+                r["headers"]["x-request-id"].is_object(),
+                "{e} {status}: x-request-id"
+            );
+            assert!(
+                r["headers"]["x-audit-seq"].is_object(),
+                "{e} {status}: x-audit-seq"
+            );
+            if !status.starts_with('2') {
+                assert!(!codes(&d, r).is_empty(), "{e} {status}: no error codes");
+            }
+        }
+    }
+}
+
+/// No documented code is invented: each is a string literal of the source.
+#[test]
+fn every_documented_error_code_exists_in_the_source() {
+    fn rust_files(dir: &Path, out: &mut String) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                rust_files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push_str(&std::fs::read_to_string(&p).unwrap());
+            }
+        }
+    }
+    let mut src = String::new();
+    rust_files(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut src);
+    let d = doc();
+    let mut all = BTreeSet::new();
+    for op in operations(&d).values() {
+        for r in op["responses"].as_object().unwrap().values() {
+            all.extend(codes(&d, r));
+        }
+    }
+    assert!(all.len() > 40, "{all:?}");
+    let unknown: Vec<&String> = all
+        .iter()
+        .filter(|c| !src.contains(&format!("\"{c}\"")))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "codes documented but not in src/: {unknown:?}"
+    );
+}
+
+fn cert_of(role: &str) -> &'static str {
+    match role {
+        "department" => "department",
+        "bank" => "bank",
+        "credit_agency" => "agency",
+        "auditor" => "auditor",
+        "portal" => "portal",
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Each documented request example, sent by each permitted role to a real
+/// gateway with the sample data, gets a status the operation documents, and
+/// an error code documented for that status.
+#[tokio::test]
+async fn documented_examples_get_documented_answers() {
+    let gw = TestGateway::start().await;
+    let d = doc();
+    let mut sent = 0;
+    for spec in TABLE {
+        let op = operation_of(&d, spec.endpoint);
+        let (mut path, _) = openapi_path(spec.pattern);
+        for p in op["parameters"].as_array().into_iter().flatten() {
+            let name = p["name"].as_str().unwrap();
+            let value = match &p["example"] {
+                Value::String(s) => s.clone(),
+                Value::Null => p["schema"]["enum"][0].as_str().unwrap().to_owned(),
+                v => v.to_string(),
+            };
+            path = path.replace(&format!("{{{name}}}"), &value);
+        }
+        let bodies: Vec<Value> = match spec.body {
+            Body::None => vec![Value::Null],
+            Body::Json => op["requestBody"]["content"]["application/json"]["examples"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{}: no request examples", spec.endpoint))
+                .values()
+                .map(|x| x["value"].clone())
+                .collect(),
+        };
+        for role in op["x-credgate-roles"].as_array().unwrap() {
+            let client = gw.client(cert_of(role.as_str().unwrap()));
+            for body in &bodies {
+                let r = match spec.method {
+                    Method::Get => client.get(&path).await,
+                    Method::Post => client.post(&path, body).await,
+                };
+                sent += 1;
+                let documented = &op["responses"][r.status.to_string()];
+                assert!(
+                    documented.is_object(),
+                    "{} as {role}: status {} is not documented: {}",
+                    spec.endpoint,
+                    r.status,
+                    r.body
+                );
+                if r.status >= 400 {
+                    let code = r.body["error"]["code"].as_str().unwrap_or("");
+                    assert!(
+                        codes(&d, documented).iter().any(|c| c == code),
+                        "{} as {role}: {} {code} is not documented",
+                        spec.endpoint,
+                        r.status
+                    );
+                }
+                assert!(r.headers.contains_key("x-request-id"));
+                assert!(r.headers.contains_key("x-audit-seq"));
+            }
+        }
+    }
+    assert!(sent > TABLE.len(), "{sent}");
+    gw.stop().await;
+}
+
+/// `GET /v1/openapi.json` is the repository's document, byte for byte, for
+/// every role; it is audited like any request; the pipeline's refusals hold.
+#[tokio::test]
+async fn the_served_document_is_the_repository_copy() {
+    let gw = TestGateway::start().await;
+    let file =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json")).unwrap();
+    let roles = ["department", "bank", "agency", "auditor", "portal"];
+    for who in roles {
+        let r = gw.client(who).get("/v1/openapi.json").await;
+        assert_eq!(r.status, 200, "{who}: {}", r.body);
+        assert_eq!(r.headers["content-type"], "application/json", "{who}");
+        assert!(r.headers.contains_key("x-audit-seq"), "{who}");
+        assert!(
+            r.bytes[..] == file[..],
+            "{who}: served != docs/openapi.json"
+        );
+    }
+    let r = gw.client("unregistered").get("/v1/openapi.json").await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (403, Some("unregistered_organisation"))
+    );
+    let r = gw
+        .client("bank")
+        .post("/v1/openapi.json", &serde_json::json!({}))
+        .await;
+    assert_eq!(r.status, 405);
+    assert_eq!(r.headers["allow"], "GET");
+    let r = gw.client("bank").get("/v1/openapi.json?x=1").await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    // Every one of those requests is one entry: five served documents and
+    // the three refusals, under the endpoint's action or the 405's.
+    let entries = common::audit_entries(&gw.store).await;
+    let served: Vec<_> = entries.iter().filter(|e| e.action == "openapi").collect();
+    assert_eq!(
+        served.iter().map(|e| e.status).collect::<Vec<_>>(),
+        [200, 200, 200, 200, 200, 403, 400]
+    );
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e.action == "method_not_allowed")
+            .count(),
+        1
+    );
+    gw.stop().await;
+}
