@@ -14,9 +14,10 @@
 #    and the gateway serves exactly that document at GET /v1/openapi.json.
 #  * schemathesis, once per role with that role's client certificate
 #    (department, bank, credit_agency, auditor, portal), runs every operation
-#    of the document (examples, coverage and fuzzing phases, bounded by
+#    of the document (examples, coverage, fuzzing and stateful phases, bounded by
 #    --max-examples): no 5xx, every status, content type, header and body
-#    conforms to the document, and undocumented methods get 405 with Allow.
+#    conforms to the document, undocumented methods get 405 with the Allow
+#    the document implies, and requests the document calls invalid are refused.
 #  * every request is audited: the audit sequence number (x-audit-seq) grows
 #    by exactly the number of requests schemathesis recorded in its cassettes
 #    plus the script's own marker requests, and the signed checkpoint
@@ -109,6 +110,19 @@ for item in doc["paths"].values():
             print("--include-operation-id", op["operationId"])
 PY
 }
+# Whether the document links two operations of this role (then the
+# stateful phase follows those links).
+links_within() {
+  "$py" - "$1" <<'PY'
+import json, sys
+role = sys.argv[1]
+doc = json.load(open("docs/openapi.json"))
+ops = [op for item in doc["paths"].values() for op in item.values() if role in op["x-credgate-roles"]]
+ids = {op["operationId"] for op in ops}
+targets = {l["operationId"] for op in ops for r in op["responses"].values() for l in r.get("links", {}).values()}
+sys.exit(0 if targets & ids else 1)
+PY
+}
 run() {
   local role=$1 cert=$2 which=$3 phases=$4 n=$5
   local filter
@@ -117,22 +131,30 @@ run() {
   runs=$((runs + 1))
   echo
   echo "==> schemathesis as $role ($cert.pem): $which operations, phases $phases, --max-examples $n"
+  # Run from the scratch directory: schemathesis keeps its example cache in
+  # the working directory.
   # shellcheck disable=SC2086 # $filter is a list of options
-  "$venv/bin/schemathesis" run docs/openapi.json --url "$base" $filter \
+  (cd "$work" && "$venv/bin/schemathesis" run "$root/docs/openapi.json" --url "$base" $filter \
     --request-cert "$certs/$cert.pem" --request-cert-key "$certs/$cert-key.pem" --tls-verify "$certs/ca.pem" \
-    --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,unsupported_method \
+    --checks "$checks" \
     --phases "$phases" --max-examples "$n" --seed 20261123 --workers 1 \
     --suppress-health-check all --no-color \
-    --report vcr --report-vcr-path "$work/cassette-$runs.yaml" || status=1
+    --report vcr --report-vcr-path "$work/cassette-$runs.yaml") || status=1
 }
 
+# No 5xx; status, content type, headers and body as documented; 405 with the
+# right Allow for undocumented methods; schema-invalid requests refused.
+checks=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance
+checks=$checks,response_schema_conformance,unsupported_method,allow_header_conformance,negative_data_rejection
 start=$(date +%s)
 status=0
 runs=0
 for role in department bank credit_agency auditor portal; do
   cert=$role
   [ "$role" = credit_agency ] && cert=agency
-  run "$role" "$cert" permitted examples,coverage,fuzzing "$max_examples"
+  phases=examples,coverage,fuzzing
+  links_within "$role" && phases=$phases,stateful
+  run "$role" "$cert" permitted "$phases" "$max_examples"
   run "$role" "$cert" other examples,fuzzing 2
 done
 elapsed=$(( $(date +%s) - start ))
