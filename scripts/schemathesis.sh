@@ -11,7 +11,8 @@
 #
 # What is checked:
 #  * docs/openapi.json is a valid OpenAPI 3.1 document (openapi-spec-validator),
-#    and the gateway serves exactly that document at GET /v1/openapi.json.
+#    every example in it is valid against its schema, and the gateway serves
+#    exactly that document at GET /v1/openapi.json.
 #  * schemathesis, once per role with that role's client certificate
 #    (department, bank, credit_agency, auditor, portal), runs every operation
 #    of the document (examples, coverage, fuzzing and stateful phases, bounded by
@@ -49,6 +50,49 @@ trap cleanup EXIT
 echo "openapi-spec-validator docs/openapi.json"
 "$venv/bin/openapi-spec-validator" docs/openapi.json
 "$py" -c 'import json,sys; v=json.load(open(sys.argv[1]))["openapi"]; sys.exit(0 if v.startswith("3.1.") else f"not OpenAPI 3.1: {v}")' docs/openapi.json
+echo "every example in docs/openapi.json against its schema (JSON Schema 2020-12)"
+"$py" - docs/openapi.json <<'PY'
+import json, sys
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+doc = json.load(open(sys.argv[1]))
+uri = "urn:credgate:openapi"
+registry = Registry().with_resource(uri, Resource(contents=doc, specification=DRAFT202012))
+def esc(s): return s.replace("~", "~0").replace("/", "~1")
+bad = n = 0
+def check(ptr, instance, what):
+    global bad, n
+    n += 1
+    v = Draft202012Validator({"$ref": f"{uri}#{ptr}"}, registry=registry)
+    errs = list(v.iter_errors(instance))
+    for e in errs[:3]:
+        print(f"  FAIL  {what}: {e.message} at {list(e.absolute_path)}")
+    bad += bool(errs)
+def walk_content(base, content, what):
+    for ctype, media in content.items():
+        sp = f"{base}/content/{esc(ctype)}/schema"
+        if "example" in media:
+            check(sp, media["example"], f"{what} {ctype} example")
+        for name, ex in media.get("examples", {}).items():
+            check(sp, ex["value"], f"{what} {ctype} example {name}")
+for path, item in doc["paths"].items():
+    for method, op in item.items():
+        base = f"/paths/{esc(path)}/{method}"
+        what = f"{method.upper()} {path}"
+        if "requestBody" in op:
+            walk_content(f"{base}/requestBody", op["requestBody"]["content"], what + " request")
+        for status, r in op["responses"].items():
+            if "content" in r:
+                walk_content(f"{base}/responses/{status}", r["content"], f"{what} {status}")
+        for i, p in enumerate(op.get("parameters", [])):
+            if "example" in p:
+                check(f"{base}/parameters/{i}/schema", p["example"], f"{what} parameter {p['name']}")
+for name, r in doc["components"].get("responses", {}).items():
+    walk_content(f"/components/responses/{name}", r["content"], f"response {name}")
+print(f"{n} examples checked, {bad} invalid")
+sys.exit(1 if bad else 0)
+PY
 
 bin=${CREDGATE_BIN:-}
 if [ -z "$bin" ]; then

@@ -299,6 +299,41 @@ fn every_operation_documents_the_pipeline_refusals_and_headers() {
     }
 }
 
+/// A schema that admits `null` (an optional body field: serde takes `null`
+/// for `None`) must list `null` in its `enum` too, or the document calls
+/// `{"decision": null}` invalid while the gateway accepts it (found by
+/// schemathesis' negative-data check on `POST /v1/audit/search`).
+#[test]
+fn nullable_enums_admit_null() {
+    fn walk(v: &Value, at: &str, bad: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                let nullable = m
+                    .get("type")
+                    .and_then(Value::as_array)
+                    .is_some_and(|t| t.iter().any(|t| t == "null"));
+                if let (true, Some(e)) = (nullable, m.get("enum").and_then(Value::as_array))
+                    && !e.contains(&Value::Null)
+                {
+                    bad.push(at.to_owned());
+                }
+                for (k, x) in m {
+                    walk(x, &format!("{at}/{k}"), bad);
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    walk(x, &format!("{at}/{i}"), bad);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut bad = Vec::new();
+    walk(&doc(), "", &mut bad);
+    assert!(bad.is_empty(), "nullable enums without null: {bad:?}");
+}
+
 /// No documented code is invented: each is a string literal of the source.
 #[test]
 fn every_documented_error_code_exists_in_the_source() {
