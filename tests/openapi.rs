@@ -367,6 +367,101 @@ fn every_documented_error_code_exists_in_the_source() {
     );
 }
 
+/// The other way round: every code the HTTP layer can put in an error is
+/// documented on some operation (a code added to a handler without the
+/// document fails here). Codes are read from the source: the first string
+/// argument of the `ApiError` constructors, the code after a `StatusCode`,
+/// and in `error.rs` the codes of the refusal tables (`=> "code"` and
+/// `("code",` rows).
+#[test]
+fn every_error_code_of_the_http_layer_is_documented() {
+    /// The snake_case string literal `rest` starts with (after blanks).
+    fn literal_at(rest: &str, out: &mut BTreeSet<String>) {
+        if let Some(rest) = rest.trim_start().strip_prefix('"')
+            && let Some(end) = rest.find('"')
+        {
+            let code = &rest[..end];
+            if !code.is_empty() && code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                out.insert(code.to_owned());
+            }
+        }
+    }
+    fn literal_after(text: &str, marker: &str, out: &mut BTreeSet<String>) {
+        for (i, _) in text.match_indices(marker) {
+            literal_at(&text[i + marker.len()..], out);
+        }
+    }
+    fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut paths = Vec::new();
+    files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http"),
+        &mut paths,
+    );
+    let mut used = BTreeSet::new();
+    for p in &paths {
+        let text = std::fs::read_to_string(p).unwrap();
+        for marker in [
+            "bad_request(",
+            "forbidden(",
+            "not_found(",
+            "conflict(",
+            "unprocessable(",
+        ] {
+            literal_after(&text, marker, &mut used);
+        }
+        for (i, _) in text.match_indices("StatusCode::") {
+            if let Some(j) = text[i..].find([',', ')', ';']) {
+                literal_at(&text[i + j + 1..], &mut used);
+            }
+        }
+        if p.ends_with("error.rs") {
+            literal_after(&text, "=> ", &mut used);
+            for line in text.lines() {
+                let t = line.trim().trim_end_matches(',');
+                if t.starts_with('"') && t.ends_with('"') {
+                    literal_at(t, &mut used);
+                }
+            }
+        }
+    }
+    // The scanner sees each way a code is written.
+    for code in [
+        "no_identity",
+        "body_too_large",
+        "lifecycle_terms_required",
+        "record_expired",
+        "unknown_subject_type",
+        "quota_exceeded",
+        "consent_not_found",
+    ] {
+        assert!(used.contains(code), "scanner missed {code}: {used:?}");
+    }
+    let d = doc();
+    let mut documented = BTreeSet::new();
+    for op in operations(&d).values() {
+        for r in op["responses"].as_object().unwrap().values() {
+            documented.extend(codes(&d, r));
+        }
+    }
+    for r in d["components"]["responses"].as_object().unwrap().values() {
+        documented.extend(codes(&d, r));
+    }
+    let missing: Vec<&String> = used.difference(&documented).collect();
+    assert!(
+        missing.is_empty(),
+        "error codes of src/http/ documented on no operation: {missing:?}"
+    );
+}
+
 fn cert_of(role: &str) -> &'static str {
     match role {
         "department" => "department",
