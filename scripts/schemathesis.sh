@@ -19,10 +19,15 @@
 #    --max-examples): no 5xx, every status, content type, header and body
 #    conforms to the document, undocumented methods get 405 with the Allow
 #    the document implies, and requests the document calls invalid are refused.
-#  * every request is audited: the audit sequence number (x-audit-seq) grows
-#    by exactly the number of requests schemathesis recorded in its cassettes
-#    plus the script's own marker requests, and the signed checkpoint
-#    (GET /v1/audit/checkpoint, auditor certificate) catches up to it.
+#  * every request is audited: between two marker requests of this script
+#    (GET /v1/audit/checkpoint with the auditor certificate) the audit log
+#    grows by exactly the number of requests schemathesis sent (those in its
+#    cassettes plus its capability probes), each recorded response carries
+#    its own x-audit-seq between the markers, and the signed checkpoint
+#    catches up to the last marker.
+#
+# On failure the gateway log and the cassettes are kept in
+# target/schemathesis-report/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -248,8 +253,9 @@ else
   echo "schemathesis: signed checkpoint tree_size $covered covers every entry up to seq $seq_after"
 fi
 if [ "$status" -ne 0 ]; then
-  echo "schemathesis: FAILED (gateway log: $work/gateway.log, kept)" >&2
-  cp "$work/gateway.log" "$root/target/schemathesis-gateway.log" 2>/dev/null || true
+  mkdir -p "$root/target/schemathesis-report"
+  cp "$work"/gateway.log "$work"/cassette-*.yaml "$root/target/schemathesis-report/" 2>/dev/null || true
+  echo "schemathesis: FAILED (gateway log and cassettes in target/schemathesis-report/)" >&2
   exit 1
 fi
 echo "schemathesis: all checks passed"
