@@ -29,4 +29,7 @@ env -u CREDGATE_TEST_DATABASE_URL cargo test --tests -- --ignored
 step "TLS scan (sslyze; installs into target/sslyze-venv on first run)"
 CREDGATE_BIN=target/debug/credgate scripts/tls-scan.sh
 
+step "API contract (OpenAPI 3.1 validator, schemathesis per role; installs into target/schemathesis-venv on first run)"
+CREDGATE_BIN=target/debug/credgate scripts/schemathesis.sh
+
 step "all tests passed"

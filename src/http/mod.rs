@@ -48,6 +48,11 @@ use crate::store::{AuditIntent, Store};
 pub use error::ApiError;
 pub use lifecycle::Clock;
 
+/// This API's OpenAPI 3.1 document, served at `GET /v1/openapi.json`
+/// exactly as kept in the repository (`tests/openapi.rs` checks it against
+/// the endpoint table and `policies/access.toml`).
+pub const OPENAPI_DOCUMENT: &str = include_str!("../../docs/openapi.json");
+
 /// Everything a request handler needs; shared by all connections.
 pub struct App {
     /// Compiled policy.
@@ -606,6 +611,9 @@ impl App {
             Endpoint::AuditReport => auditor::report(self, auditor::parse(body)?).await,
             Endpoint::AuditExport => auditor::export(self, auditor::parse(body)?).await,
             Endpoint::AuditLogCheckpoint | Endpoint::AuditLogTile => tiles::serve(self, path).await,
+            Endpoint::OpenApi => Ok(Reply::json_bytes(Bytes::from_static(
+                OPENAPI_DOCUMENT.as_bytes(),
+            ))),
         }
     }
 
