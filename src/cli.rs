@@ -145,6 +145,12 @@ pub struct QuickstartArgs {
     /// Prepare everything and print the requests, but do not serve.
     #[arg(long)]
     pub no_serve: bool,
+    /// Start over: delete the data directory's database, audit log, keys
+    /// and config first. Without it an existing `credgate.toml` is reused
+    /// as it is (hand edits stay), and `--listen`/`--admin-listen` apply
+    /// only when it is first written.
+    #[arg(long)]
+    pub reset: bool,
 }
 
 /// `certs` subcommands.
@@ -479,8 +485,19 @@ fn random_key() -> Vec<u8> {
 /// Write (if missing) the dev keys and a config file; return the config path.
 pub fn prepare_dev(args: &QuickstartArgs) -> Result<PathBuf, CliError> {
     certs_init(&args.certs)?;
+    if args.reset {
+        reset_data_dir(&args.data)?;
+    }
     std::fs::create_dir_all(&args.data)
         .map_err(|e| CliError(format!("{}: {e}", args.data.display())))?;
+    let existing = args.data.join("credgate.toml");
+    if existing.is_file() {
+        println!(
+            "reusing {} (hand edits kept; `credgate quickstart --reset` starts over)",
+            existing.display()
+        );
+        return std::fs::canonicalize(&existing).map_err(|e| CliError(e.to_string()));
+    }
     let data = std::fs::canonicalize(&args.data).map_err(|e| CliError(e.to_string()))?;
     let certs = std::fs::canonicalize(&args.certs).map_err(|e| CliError(e.to_string()))?;
     let policies = std::fs::canonicalize(&args.policies)
@@ -528,6 +545,43 @@ origin = "credgate.dev/audit"
     let path = data.join("credgate.toml");
     std::fs::write(&path, cfg).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
     Ok(path)
+}
+
+/// Files and directories `quickstart` creates in its data directory; `--reset`
+/// removes exactly these, never anything else that may live there.
+const DEV_DATA: &[&str] = &[
+    "credgate.toml",
+    "credgate.db",
+    "credgate.db-wal",
+    "credgate.db-shm",
+    "credgate.db.lock",
+    "mask.key",
+    "subject.key",
+    "checkpoint.key",
+    "consent-issuer.key",
+    "consent-issuers.toml",
+    "log",
+];
+
+fn reset_data_dir(dir: &Path) -> Result<(), CliError> {
+    if let Some(db) = Some(dir.join("credgate.db")).filter(|p| p.exists()) {
+        // Refuse while a gateway serves from it.
+        drop(crate::datadir::DataDirLock::acquire(&db).map_err(|e| CliError(e.to_string()))?);
+    }
+    for name in DEV_DATA {
+        let p = dir.join(name);
+        let r = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        match r {
+            Ok(()) => println!("removed {}", p.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CliError(format!("{}: {e}", p.display()))),
+        }
+    }
+    Ok(())
 }
 
 /// Sample subjects and records for the quickstart and the tests.
@@ -661,7 +715,7 @@ pub async fn seed(store: &Store) -> Result<usize, CliError> {
     }
     let recs = sample_records();
     store
-        .insert_records(&recs, "quickstart-seed", &crate::audit::now_rfc3339())
+        .insert_seed_records(&recs, "quickstart-seed", &crate::audit::now_rfc3339())
         .await
         .map_err(|e| CliError(e.to_string()))?;
     Ok(recs.len())
@@ -723,7 +777,7 @@ pub async fn seed_synthetic(cfg: &Config, subjects: u32) -> Result<u32, CliError
         }
         if batch.len() >= 1000 {
             store
-                .insert_records(&batch, "seed", &now)
+                .insert_seed_records(&batch, "seed", &now)
                 .await
                 .map_err(|e| CliError(e.to_string()))?;
             batch.clear();
@@ -731,7 +785,7 @@ pub async fn seed_synthetic(cfg: &Config, subjects: u32) -> Result<u32, CliError
     }
     if !batch.is_empty() {
         store
-            .insert_records(&batch, "seed", &now)
+            .insert_seed_records(&batch, "seed", &now)
             .await
             .map_err(|e| CliError(e.to_string()))?;
     }
@@ -804,8 +858,8 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), CliError> {
         "{}",
         examples(
             &args.certs,
-            args.listen,
-            args.admin_listen,
+            cfg.server.listen,
+            cfg.server.admin_listen,
             &gw.checkpoint_verifier_key()
         )
     );
@@ -813,7 +867,7 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), CliError> {
     let dev = crate::consent::dev::DevIssuer::ensure(&data).map_err(CliError)?;
     println!(
         "{}",
-        crate::consent::dev::example(&dev, &args.certs, args.listen, &self_path())
+        crate::consent::dev::example(&dev, &args.certs, cfg.server.listen, &self_path())
     );
     if args.no_serve {
         return Ok(());

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod connection;
 pub mod consent;
+pub mod datadir;
 pub mod devcerts;
 pub mod endpoint;
 pub mod http;

@@ -54,6 +54,20 @@ impl Metrics {
         }
     }
 
+    /// Count one request by its action name as logged.
+    pub fn request_action(&self, action: &str, status: u16) {
+        // Action names come from the endpoint table (static); look the
+        // static name up so the map keeps `&'static str` keys.
+        let action = crate::endpoint::Endpoint::from_action(action)
+            .map(|e| e.action())
+            .unwrap_or(match action {
+                "malformed_http" => "malformed_http",
+                "method_not_allowed" => "method_not_allowed",
+                _ => "unknown",
+            });
+        self.request(action, status);
+    }
+
     /// Count one request the HTTP layer refused before any handler ran.
     pub fn rejection(&self, outcome: &'static str) {
         if let Ok(mut m) = self.rejections.lock() {

@@ -37,6 +37,7 @@ use crate::audit::checkpoint::CheckpointSigner;
 use crate::audit::{self, AuditLog, SubjectHasher};
 use crate::config::Config;
 use crate::connection::{self, ConnLimits};
+use crate::datadir::DataDirLock;
 use crate::http::App;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -63,6 +64,9 @@ pub enum StartError {
         /// What is wrong.
         message: String,
     },
+    /// Another process serves from the same embedded store.
+    #[error("{0}")]
+    Locked(#[from] crate::datadir::LockError),
     /// A listener could not be bound or used.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -90,6 +94,8 @@ pub struct Gateway {
     audit_task: JoinHandle<()>,
     checkpoint_signer: Arc<CheckpointSigner>,
     settings: Config,
+    /// Held while serving from an embedded store ([`crate::datadir`]).
+    _lock: Option<DataDirLock>,
 }
 
 impl Gateway {
@@ -125,8 +131,20 @@ impl Gateway {
             },
             &[b"h2", b"http/1.1"],
         )?;
+        // Before the store is opened: a second process must not even
+        // migrate or recover the first one's store.
+        let lock = match crate::datadir::sqlite_path(&cfg.store.url) {
+            Some(db) => Some(DataDirLock::acquire(&db)?),
+            None => None,
+        };
         let store = Store::connect(&cfg.store.url, cfg.store.max_connections).await?;
         let (audit_log, audit_task) = AuditLog::start(store.clone(), cfg.audit.max_batch).await?;
+        let node_id = cfg
+            .server
+            .node_id
+            .clone()
+            .unwrap_or_else(|| cfg.server.gateway_id.clone());
+        recover_outbox(&store, &audit_log, &node_id).await?;
         let limits = AnomalyLimits {
             default_distinct_subjects_per_hour: cfg.server.quota_distinct_subjects_per_hour,
             enforce_quota: cfg.server.quota_enforce,
@@ -154,6 +172,7 @@ impl Gateway {
             audit_task,
             checkpoint_signer: Arc::new(signer),
             settings: cfg.clone(),
+            _lock: lock,
         })
     }
 
@@ -166,6 +185,62 @@ impl Gateway {
     pub fn checkpoint_verifier_key(&self) -> String {
         self.checkpoint_signer.verifier_key()
     }
+}
+
+/// Append the entries of changes that committed before a crash cut their
+/// requests off (see [`crate::store::outbox`]): each outbox row whose
+/// request id the log's tail does not hold is appended, then every row is
+/// cleared. Runs before any socket is bound.
+///
+/// Only this node's rows (the entry's `gateway` is `node_id`): with several
+/// nodes on one PostgreSQL, another node's row may belong to a request that
+/// node is still handling; a crashed node's rows are recovered when it
+/// restarts under its `server.node_id`.
+pub async fn recover_outbox(
+    store: &Store,
+    log: &AuditLog,
+    node_id: &str,
+) -> Result<usize, StartError> {
+    let corrupt = |rid: &str, what: String| {
+        StartError::Store(crate::store::StoreError::Corrupt(format!(
+            "outbox entry of {rid}: {what}"
+        )))
+    };
+    let mut pending = Vec::new();
+    for p in store.outbox_pending().await? {
+        let entry = audit::AuditEntry::parse(&p.entry)
+            .map_err(|e| corrupt(&p.request_id, format!("does not parse: {e}")))?;
+        if entry.gateway == node_id {
+            pending.push((p, entry));
+        }
+    }
+    let Some(first) = pending.iter().map(|(p, _)| p.log_size).min() else {
+        return Ok(0);
+    };
+    let tail = store.audit_range(first, u64::MAX / 2).await?;
+    let mut logged = std::collections::HashSet::new();
+    for t in &tail {
+        if let Ok(e) = audit::AuditEntry::parse(&t.entry) {
+            logged.insert(e.request_id);
+        }
+    }
+    let mut appended = 0;
+    for (p, entry) in &pending {
+        if !logged.contains(&p.request_id) {
+            log.append(entry)
+                .await
+                .map_err(|e| corrupt(&p.request_id, format!("cannot be appended: {e}")))?;
+            appended += 1;
+        }
+        store.outbox_done(&p.request_id).await?;
+    }
+    if appended > 0 {
+        tracing::warn!(
+            appended,
+            "audited changes a crash had left without their log entry"
+        );
+    }
+    Ok(appended)
 }
 
 /// Serve until `shutdown` resolves, then drain and flush.
@@ -181,6 +256,7 @@ pub async fn run(
         audit_task,
         checkpoint_signer,
         settings,
+        _lock,
     } = gateway;
     let s = &settings.server;
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -269,3 +269,88 @@ fn access_policy_mistakes_fail_with_file_and_line() {
     let (ok, out) = credgate(&["policy", "check", dir.0.to_str().unwrap()]);
     assert!(ok, "{out}");
 }
+
+/// `quickstart` reuses an existing config (hand edits stay) unless told to
+/// `--reset`, and a second serving process on the same SQLite store is
+/// refused at start, naming the holder's pid.
+#[test]
+fn quickstart_keeps_the_config_and_one_process_serves_a_store() {
+    let dir = TempDir::new("qs");
+    let data = dir.0.join("data");
+    let certs = dir.0.join("certs");
+    let free = || common::free_addr().to_string();
+    let (l1, a1) = (free(), free());
+    let pol = policies();
+    let qs = |extra: &[&str]| {
+        let mut args = vec![
+            "quickstart",
+            "--no-serve",
+            "--data",
+            data.to_str().unwrap(),
+            "--certs",
+            certs.to_str().unwrap(),
+            "--policies",
+            pol.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        credgate(&args)
+    };
+    let (ok, out) = qs(&["--listen", &l1, "--admin-listen", &a1]);
+    assert!(ok, "{out}");
+    let cfg = data.join("credgate.toml");
+    let edited = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "[server]\n",
+        "[server]\nquota_distinct_subjects_per_hour = 7\n",
+        1,
+    );
+    std::fs::write(&cfg, &edited).unwrap();
+    let (ok, out) = qs(&[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("reusing"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&cfg).unwrap(),
+        edited,
+        "hand edit kept"
+    );
+    assert!(
+        out.contains(&l1),
+        "examples use the config's listener: {out}"
+    );
+
+    let mut first = Command::new(env!("CARGO_BIN_EXE_credgate"))
+        .args(["serve", "--config", cfg.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until it serves (its lock is taken before the store opens).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(&l1).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first gateway never served"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (ok, out) = credgate(&["serve", "--config", cfg.to_str().unwrap()]);
+    assert!(!ok, "a second process must not serve the same store: {out}");
+    assert!(
+        out.contains(&format!(
+            "locked by another credgate process (pid {})",
+            first.id()
+        )),
+        "{out}"
+    );
+    let (ok, out) = qs(&["--reset"]);
+    assert!(!ok, "no reset under a serving gateway: {out}");
+    let _ = first.kill();
+    let _ = first.wait();
+    let (ok, out) = qs(&["--reset"]);
+    assert!(ok, "{out}");
+    assert!(
+        !std::fs::read_to_string(&cfg)
+            .unwrap()
+            .contains("quota_distinct"),
+        "regenerated"
+    );
+}

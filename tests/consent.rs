@@ -895,9 +895,19 @@ async fn consent_issue_validates_and_canonicalises_the_subject() {
 #[tokio::test]
 async fn max_uses_is_enforced_atomically_across_two_gateway_nodes() {
     let gw = TestGateway::start().await;
-    // A second node on the same database (PostgreSQL or the same SQLite file).
-    let node2 =
-        TestGateway::start_config(gw.config.clone(), TempDir::new("node2"), None, false).await;
+    // A second node on the same database: PostgreSQL serves several nodes;
+    // an embedded SQLite store serves one process, so there the second
+    // gateway is refused and the concurrent uses all go to the first.
+    let node2 = if gw.config.store.url.starts_with("postgres") {
+        Some(TestGateway::start_config(gw.config.clone(), TempDir::new("node2"), None, false).await)
+    } else {
+        let refused = credgate::server::Gateway::build(&gw.config).await;
+        assert!(
+            matches!(refused, Err(credgate::server::StartError::Locked(_))),
+            "a second gateway on one SQLite store must be refused"
+        );
+        None
+    };
     let dev = gw.consent_issuer();
     let mut c = claims(&dev, ids::PERSON, ids::BANK, "financing", &["income"]);
     c["max_uses"] = json!(3);
@@ -912,10 +922,9 @@ async fn max_uses_is_enforced_atomically_across_two_gateway_nodes() {
     );
     let mut tasks = Vec::new();
     for i in 0..12 {
-        let client = if i % 2 == 0 {
-            gw.client("bank")
-        } else {
-            node2.client("bank")
+        let client = match &node2 {
+            Some(n) if i % 2 == 1 => n.client("bank"),
+            _ => gw.client("bank"),
         };
         let ask = ask.clone();
         tasks.push(tokio::spawn(
@@ -943,7 +952,9 @@ async fn max_uses_is_enforced_atomically_across_two_gateway_nodes() {
         (s.body["state"].clone(), s.body["uses"].clone()),
         (json!("exhausted"), json!(3))
     );
-    node2.stop().await;
+    if let Some(n) = node2 {
+        n.stop().await;
+    }
     gw.stop().await;
 }
 

@@ -1131,3 +1131,177 @@ async fn hostile_input_to_every_new_endpoint_is_a_clear_4xx_stores_nothing_and_i
     check(&gw, "department", &s, "franchise").await;
     gw.stop().await;
 }
+
+/// Corrections are decided by the same policy function as submissions, so
+/// they are refused with the same codes; only the provider gets that far.
+/// Feedback must name every measure that applies, each once.
+#[tokio::test]
+async fn corrections_are_validated_like_submissions_and_feedback_must_be_complete() {
+    let s = code(50);
+    let (gw, _clock) = start(date!(2026 - 11 - 23)).await;
+    let rec = submit(
+        &gw,
+        "department",
+        vec![penalty(&s, "general", "2026-10-01", "罚款")],
+    )
+    .await[0];
+    let r = gw
+        .client("portal")
+        .post(
+            "/v1/objections",
+            &json!({"subject": lp(&s), "record_id": rec, "grounds": "金额有误"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let objection = r.body["objection_id"].as_i64().unwrap();
+    let resolve = |who: &'static str, body: Value| {
+        let c = gw.client(who);
+        async move {
+            c.post(&format!("/v1/objections/{objection}/resolution"), &body)
+                .await
+        }
+    };
+    let error = |r: &Resp| {
+        (
+            r.status,
+            r.body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            r.body["error"]["details"].clone(),
+        )
+    };
+    // Another department is refused before its correction is looked at.
+    let r = resolve(
+        "tax",
+        json!({"outcome": "corrected", "fields": {"nope": 1}}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (403, Some("not_provider"))
+    );
+    let r = resolve(
+        "department",
+        json!({"outcome": "corrected", "fields": {"monthly_income": 1}}),
+    )
+    .await;
+    assert_eq!(
+        error(&r),
+        (
+            422,
+            "unknown_field".into(),
+            "'monthly_income' is not a field of item 'admin_penalty'".into(),
+            json!({"field": "monthly_income"})
+        )
+    );
+    let r = resolve(
+        "department",
+        json!({"outcome": "corrected", "fields": {"penalty_date": 20261001}}),
+    )
+    .await;
+    assert_eq!(
+        error(&r),
+        (
+            400,
+            "invalid_value".into(),
+            "field 'penalty_date' must be a date".into(),
+            json!({"field": "penalty_date", "expected": "date"})
+        )
+    );
+    let r = resolve("department", json!({"outcome": "corrected", "fields": {}})).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let r = resolve(
+        "department",
+        json!({"outcome": "corrected", "fields": {"penalty_content": "警告"}, "tier": "grave", "decision_date": "2026-10-01"}),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("unknown_tier"))
+    );
+    // The same refusals for a submission carry the record index.
+    let r = gw
+        .client("department")
+        .post(
+            "/v1/records",
+            &json!({"records": [penalty(&s, "general", "2026-10-01", "x"), {"subject": lp(&s), "item": "admin_licence", "fields": {"licence_no": 7}}]}),
+        )
+        .await;
+    assert_eq!(
+        error(&r),
+        (
+            400,
+            "invalid_value".into(),
+            "record 1: field 'licence_no' must be a string".into(),
+            json!({"record": 1, "field": "licence_no", "expected": "string"})
+        )
+    );
+    let r = resolve(
+        "department",
+        json!({"outcome": "corrected", "fields": {"penalty_content": "警告（更正）"}}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // A black listing makes measures apply; feedback must report them all.
+    let r = gw
+        .client("department")
+        .post(
+            "/v1/lists/black",
+            &json!({"subject": lp(&s), "basis": "严重失信"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let c = check(&gw, "department", &s, "government_procurement").await;
+    assert_eq!(
+        measure(&c, "black_public_resource_restriction")["status"],
+        "applies"
+    );
+    let fb = |body: Value| {
+        let dept = gw.client("department");
+        let id = c["check_id"].as_i64().unwrap();
+        async move { dept.post(&format!("/v1/checks/{id}/feedback"), &body).await }
+    };
+    let r = fb(json!({"applied": ["black_public_resource_restriction"]})).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("feedback_incomplete"))
+    );
+    assert!(
+        r.body["error"]["details"]["missing"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m == "black_close_supervision"),
+        "{}",
+        r.body
+    );
+    let r = fb(json!({"applied": ["black_public_resource_restriction"], "not_applied": [{"measure": "black_public_resource_restriction", "reason": "r"}]})).await;
+    assert_eq!(
+        error(&r),
+        (
+            400,
+            "invalid_request".into(),
+            "measure 'black_public_resource_restriction' is named twice".into(),
+            Value::Null
+        )
+    );
+    let applies: Vec<&str> = c["measures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["status"] == "applies")
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    let r = fb(json!({"applied": applies})).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    gw.stop().await;
+}

@@ -687,3 +687,118 @@ async fn refusals_come_in_one_order_and_roles_are_policy_data() {
     );
     gw.stop().await;
 }
+
+/// What a crash between a change's commit and its log append leaves behind
+/// (records plus their outbox row, no entry) is audited at the next start,
+/// once; an outbox row whose entry did reach the log is not appended again.
+#[tokio::test]
+async fn a_crash_between_commit_and_append_is_audited_at_restart() {
+    use credgate::store::{AuditIntent, NewRecord};
+    let dir = TempDir::new("outbox");
+    let (url, pg) = test_database(&dir.0).await;
+    let cfg = config(&dir.0, &url);
+    let entry = |rid: &str| AuditEntry {
+        v: credgate::audit::ENTRY_VERSION,
+        ts: "2026-12-01T08:00:00.000Z".into(),
+        request_id: rid.into(),
+        gateway: cfg.server.gateway_id.clone(),
+        org: Some(ids::DEPARTMENT.into()),
+        cert_fp: Some("ab".repeat(32)),
+        action: "submit_records".into(),
+        subject_type: Some("legal_person".into()),
+        subject: Some("cd".repeat(32)),
+        purpose: None,
+        consent: None,
+        fields: vec![],
+        records: 1,
+        status: 201,
+        outcome: "ok".into(),
+    };
+    let record = || NewRecord {
+        subject: credgate::ids::SubjectId::parse("legal_person", ids::CHEM).unwrap(),
+        item: "admin_licence".into(),
+        provider: ids::DEPARTMENT.into(),
+        data: serde_json::from_value(json!({"licence_no": "C1"})).unwrap(),
+        terms: None,
+    };
+    let listeners = || async {
+        (
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        )
+    };
+    // First life: two submissions commit; only the second reaches the log
+    // before the "crash" (the first's append never happens).
+    let gw = credgate::server::Gateway::build(&cfg).await.unwrap();
+    let store = gw.app().store.clone();
+    let lost = entry("r-lost");
+    let kept = entry("r-kept");
+    for e in [&lost, &kept] {
+        let intent = AuditIntent::new(&e.request_id, 0, e.canonical());
+        store
+            .insert_records(&[record()], &intent, &e.ts)
+            .await
+            .unwrap();
+    }
+    gw.app().audit.append(&kept).await.unwrap();
+    assert_eq!(store.outbox_pending().await.unwrap().len(), 2);
+    let (l, a) = listeners().await;
+    credgate::server::run(l, a, gw, async {}).await.unwrap();
+
+    // Second life: recovery before serving.
+    let gw = credgate::server::Gateway::build(&cfg).await.unwrap();
+    let store = gw.app().store.clone();
+    let entries = audit_entries(&store).await;
+    let ids_logged: Vec<&str> = entries.iter().map(|e| e.request_id.as_str()).collect();
+    assert_eq!(
+        ids_logged,
+        ["r-kept", "r-lost"],
+        "each change has exactly one entry"
+    );
+    assert_eq!(
+        entries[1], lost,
+        "the entry written with the change, unchanged"
+    );
+    assert!(store.outbox_pending().await.unwrap().is_empty());
+    let per_request: HashMap<String, i64> = store
+        .records_per_request()
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(per_request.get("r-lost"), Some(&1));
+    let (l, a) = listeners().await;
+    credgate::server::run(l, a, gw, async {}).await.unwrap();
+    if let Some(db) = pg {
+        let base = std::env::var("CREDGATE_TEST_DATABASE_URL").unwrap();
+        let admin = credgate::store::Store::connect_admin(&base).await.unwrap();
+        let _ = admin
+            .execute_raw(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .await;
+        admin.close().await;
+    }
+}
+
+/// Every committed submission leaves no outbox row behind once answered.
+#[tokio::test]
+async fn answered_submissions_leave_the_outbox_empty() {
+    let gw = TestGateway::start().await;
+    let body = json!({"records": [{"subject": {"type": "legal_person", "id": ids::CHEM},
+        "item": "admin_licence", "fields": {"licence_no": "OB1"}}]});
+    let r = gw.client("department").post("/v1/records", &body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let seq: u64 = r.headers["x-audit-seq"].to_str().unwrap().parse().unwrap();
+    let e = &audit_entries(&gw.store).await[seq as usize];
+    assert_eq!(
+        (e.action.as_str(), e.records, e.status),
+        ("submit_records", 1, 201)
+    );
+    for _ in 0..50 {
+        if gw.store.outbox_pending().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gw.store.outbox_pending().await.unwrap().is_empty());
+    gw.stop().await;
+}

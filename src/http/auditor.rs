@@ -44,7 +44,10 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::dto::SubjectDto;
+use super::dto::{
+    ConsistencyRequest, ExportRequest, HistoryRequest, InclusionRequest, ReportRequest,
+    SearchRequest,
+};
 use super::error::json_error;
 use super::{ApiError, App, AuditDraft, Reply};
 use crate::audit::AuditEntry;
@@ -219,23 +222,6 @@ fn entry_json(bytes: &[u8]) -> Value {
 
 // ------------------------------------------------------------ search
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct SearchRequest {
-    org: Option<String>,
-    subject: Option<SubjectDto>,
-    subject_hash: Option<String>,
-    purpose: Option<String>,
-    action: Option<String>,
-    outcome: Option<String>,
-    decision: Option<String>,
-    denied: Option<bool>,
-    from: Option<String>,
-    to: Option<String>,
-    after: Option<u64>,
-    limit: Option<u32>,
-}
-
 pub(super) async fn search(
     app: &App,
     r: SearchRequest,
@@ -341,13 +327,6 @@ fn b64_all(hashes: &[Hash]) -> Vec<String> {
     hashes.iter().map(encode_hash).collect()
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct InclusionRequest {
-    seq: u64,
-    tree_size: Option<u64>,
-}
-
 pub(super) async fn inclusion(app: &App, r: InclusionRequest) -> Result<Reply, ApiError> {
     let (size, note) = tree_size(app, r.tree_size).await?;
     if r.seq >= size {
@@ -374,13 +353,6 @@ pub(super) async fn inclusion(app: &App, r: InclusionRequest) -> Result<Reply, A
         "root": encode_hash(&root),
         "checkpoint": note,
     })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ConsistencyRequest {
-    old_size: u64,
-    new_size: Option<u64>,
 }
 
 pub(super) async fn consistency(app: &App, r: ConsistencyRequest) -> Result<Reply, ApiError> {
@@ -423,14 +395,6 @@ pub(super) async fn checkpoint(app: &App) -> Result<Reply, ApiError> {
 }
 
 // ------------------------------------------------------------ reports
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ReportRequest {
-    from: Option<String>,
-    to: Option<String>,
-    top: Option<u32>,
-}
 
 pub(super) async fn report(app: &App, r: ReportRequest) -> Result<Reply, ApiError> {
     let (from, to) = time_range(r.from, r.to, Some(24))?;
@@ -543,18 +507,6 @@ pub(super) async fn report(app: &App, r: ReportRequest) -> Result<Reply, ApiErro
 
 // ------------------------------------------------------------ export
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ExportRequest {
-    format: Option<ExportFormat>,
-    from_seq: Option<u64>,
-    to_seq: Option<u64>,
-    from: Option<String>,
-    to: Option<String>,
-    tree_size: Option<u64>,
-    consistency_from: Option<u64>,
-}
-
 pub(super) async fn export(app: &App, r: ExportRequest) -> Result<Reply, ApiError> {
     let format = r.format.unwrap_or(ExportFormat::Jsonl);
     let by_time = r.from.is_some() || r.to.is_some();
@@ -620,14 +572,6 @@ pub(super) async fn export(app: &App, r: ExportRequest) -> Result<Reply, ApiErro
 }
 
 // ------------------------------------------------------------ portal
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct HistoryRequest {
-    subject: SubjectDto,
-    after: Option<u64>,
-    limit: Option<u32>,
-}
 
 /// A subject's own access history: every query or submission about it, by
 /// whom, when, why and with what decisions — and nothing about anyone else

@@ -4,10 +4,9 @@
 
 use bytes::Bytes;
 use hyper::StatusCode;
-use serde::Deserialize;
 use serde_json::json;
 
-use super::dto::SubjectDto;
+use super::dto::RevokeRequest;
 use super::error::json_error;
 use super::{ApiError, App, AuditDraft, Reply};
 use crate::audit::now_rfc3339;
@@ -208,11 +207,10 @@ impl Collection {
         draft: &mut AuditDraft,
     ) -> Result<Vec<i64>, ApiError> {
         let now = now_rfc3339();
+        draft.records = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+        let intent = app.intend(draft, StatusCode::CREATED).await?;
         if self.tokens.is_empty() {
-            return Ok(app
-                .store
-                .insert_records(batch, &draft.request_id, &now)
-                .await?);
+            return Ok(app.store.insert_records(batch, &intent, &now).await?);
         }
         let hashes: Vec<String> = self
             .tokens
@@ -227,7 +225,7 @@ impl Collection {
             .collect();
         match app
             .store
-            .insert_records_with_consents(batch, &uses, &draft.request_id, &now)
+            .insert_records_with_consents(batch, &uses, &intent, &now)
             .await?
         {
             Ok(ids) => Ok(ids),
@@ -249,13 +247,6 @@ impl Collection {
             }
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RevokeRequest {
-    /// Whose consent; the portal has verified this person's identity.
-    subject: SubjectDto,
 }
 
 /// `GET /v1/consents/{jti}`, for the portal acting for an identity-verified
@@ -305,13 +296,14 @@ pub(super) async fn revoke(
     let subject = SubjectId::parse(&r.subject.kind, &r.subject.id)?;
     let subject_hash = app.hasher.hash(&subject);
     draft.subject = Some(subject);
+    let intent = app.intend(draft, StatusCode::OK).await?;
     match app
         .store
         .revoke_consent(
             &jti,
             &subject_hash,
             org.code.as_str(),
-            &draft.request_id,
+            &intent,
             &now_rfc3339(),
         )
         .await?

@@ -73,3 +73,105 @@ pub const MAX_QUERY_FIELDS: usize = 256;
 pub const MAX_BATCH_RECORDS: usize = 1000;
 /// Longest field name accepted in a query.
 pub const MAX_FIELD_NAME: usize = 128;
+
+/// Body of `POST /v1/audit/search`: filters, all optional, combined with AND.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    /// Caller organisation code.
+    pub org: Option<String>,
+    /// A subject, hashed server-side with the subject key.
+    pub subject: Option<SubjectDto>,
+    /// A subject's keyed hash, as entries carry it.
+    pub subject_hash: Option<String>,
+    /// Purpose named.
+    pub purpose: Option<String>,
+    /// Audit action (endpoint action name, `malformed_http`, …).
+    pub action: Option<String>,
+    /// `ok` or a stable error code.
+    pub outcome: Option<String>,
+    /// A per-field decision any field of the entry had.
+    pub decision: Option<String>,
+    /// Only entries that were refused or withheld something.
+    pub denied: Option<bool>,
+    /// From this RFC 3339 time (inclusive).
+    pub from: Option<String>,
+    /// Up to this RFC 3339 time (exclusive).
+    pub to: Option<String>,
+    /// Page after this sequence number.
+    pub after: Option<u64>,
+    /// Page size.
+    pub limit: Option<u32>,
+}
+
+/// Body of `POST /v1/audit/proof/inclusion`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionRequest {
+    /// The entry's sequence number.
+    pub seq: u64,
+    /// Tree size to prove against (default: the latest checkpoint).
+    pub tree_size: Option<u64>,
+}
+
+/// Body of `POST /v1/audit/proof/consistency`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyRequest {
+    /// The older tree size.
+    pub old_size: u64,
+    /// The newer one (default: the latest checkpoint).
+    pub new_size: Option<u64>,
+}
+
+/// Body of `POST /v1/audit/report`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportRequest {
+    /// From this RFC 3339 time (default: 24 h ago).
+    pub from: Option<String>,
+    /// Up to this RFC 3339 time (default: now).
+    pub to: Option<String>,
+    /// Length of the most-queried-subjects list.
+    pub top: Option<u32>,
+}
+
+/// Body of `POST /v1/audit/export`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    /// `jsonl` (default) or `csv`.
+    pub format: Option<crate::audit::export::ExportFormat>,
+    /// First sequence number.
+    pub from_seq: Option<u64>,
+    /// Last sequence number (inclusive).
+    pub to_seq: Option<u64>,
+    /// From this RFC 3339 time instead of `from_seq`.
+    pub from: Option<String>,
+    /// Up to this RFC 3339 time instead of `to_seq`.
+    pub to: Option<String>,
+    /// Tree size the proofs are against.
+    pub tree_size: Option<u64>,
+    /// Also prove consistency from this earlier tree size.
+    pub consistency_from: Option<u64>,
+}
+
+/// Body of `POST /v1/portal/access-history`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryRequest {
+    /// Whose history (the portal has verified this person's identity).
+    pub subject: SubjectDto,
+    /// Page after this sequence number.
+    pub after: Option<u64>,
+    /// Page size.
+    pub limit: Option<u32>,
+}
+
+/// Body of `POST /v1/consents/{jti}/revoke`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// Whose consent; the portal has verified this person's identity.
+    pub subject: SubjectDto,
+}

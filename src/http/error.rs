@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 use crate::audit::AuditError;
 use crate::audit::anomaly::QuotaExceeded;
 use crate::ids::IdError;
-use crate::policy::lifecycle::TermsError;
+use crate::policy::lifecycle::{
+    LifecycleRefusal, RepairRefusal, TermsError, ViewRefusal, format_date,
+};
 use crate::policy::submission::SubmissionRefusal;
 use crate::store::{Refusal, StoreError};
 
@@ -214,19 +216,42 @@ pub fn json_error(e: &serde_json::Error) -> ApiError {
     }
 }
 
-/// Store refusals of lifecycle changes.
+/// Lifecycle changes that did not happen: something named does not exist.
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
         match r {
             Refusal::RecordNotFound => {
                 ApiError::not_found("record_not_found", "no such record for this subject")
             }
-            Refusal::NotProvider => ApiError::forbidden(
+            Refusal::ObjectionNotFound => {
+                ApiError::not_found("objection_not_found", "no such objection")
+            }
+            Refusal::RepairNotFound => {
+                ApiError::not_found("repair_not_found", "no such repair application")
+            }
+            Refusal::BasisNotFound => ApiError::unprocessable(
+                "unknown_basis_record",
+                "basis_record_id is not a record of this subject",
+            ),
+            Refusal::EntryNotFound => {
+                ApiError::not_found("list_entry_not_found", "no such list entry")
+            }
+            Refusal::CheckNotFound => ApiError::not_found("check_not_found", "no such check"),
+            Refusal::Denied(d) => d.into(),
+        }
+    }
+}
+
+/// Lifecycle steps the policy refused.
+impl From<LifecycleRefusal> for ApiError {
+    fn from(r: LifecycleRefusal) -> Self {
+        use crate::policy::lifecycle::RecordState as S;
+        match r {
+            LifecycleRefusal::NotProvider => ApiError::forbidden(
                 "not_provider",
                 "only the department that provided the record may do this",
             ),
-            Refusal::RecordState(s) => {
-                use crate::policy::lifecycle::RecordState as S;
+            LifecycleRefusal::RecordState(s) => {
                 let code = match s {
                     S::Expired => "record_expired",
                     S::Withdrawn => "record_withdrawn",
@@ -238,90 +263,108 @@ impl From<Refusal> for ApiError {
                 ApiError::conflict(code, format!("the record is {}", s.as_str()))
                     .with(json!({"state": s}))
             }
-            Refusal::ObjectionOpen(id) => ApiError::conflict(
+            LifecycleRefusal::ObjectionOpen(id) => ApiError::conflict(
                 "objection_open",
                 "an objection on this record is already open",
             )
             .with(json!({"objection_id": id})),
-            Refusal::ObjectionNotFound => {
-                ApiError::not_found("objection_not_found", "no such objection")
-            }
-            Refusal::ObjectionClosed(status) => {
+            LifecycleRefusal::ObjectionClosed(status) => {
                 ApiError::conflict("objection_closed", "the objection was already resolved")
                     .with(json!({"status": status}))
             }
-            Refusal::RepairPending(id) => ApiError::conflict(
+            LifecycleRefusal::RepairPending(id) => ApiError::conflict(
                 "repair_pending",
                 "a repair application for this record is already pending",
             )
             .with(json!({"repair_id": id})),
-            Refusal::RepairNotFound => {
-                ApiError::not_found("repair_not_found", "no such repair application")
-            }
-            Refusal::RepairClosed(status) => {
+            LifecycleRefusal::RepairClosed(status) => {
                 ApiError::conflict("repair_closed", "the application was already decided")
                     .with(json!({"status": status}))
             }
-            Refusal::RepairIneligible(crate::policy::lifecycle::RepairRefusal::NotNegative) => {
+            LifecycleRefusal::RepairIneligible(RepairRefusal::NotNegative) => {
                 ApiError::unprocessable(
                     "not_negative",
                     "only negative (dishonesty) information can be repaired",
                 )
             }
-            Refusal::RepairIneligible(crate::policy::lifecycle::RepairRefusal::TooEarly(d)) => {
-                ApiError::conflict(
-                    "repair_too_early",
-                    format!(
-                        "the minimum disclosure period has not passed; applications open on {}",
-                        crate::policy::lifecycle::format_date(d)
-                    ),
-                )
-                .with(json!({"opens_on": crate::policy::lifecycle::format_date(d)}))
-            }
-            Refusal::RepairIneligible(crate::policy::lifecycle::RepairRefusal::Expired) => {
-                ApiError::conflict(
-                    "record_expired",
-                    "the record is past its disclosure period and no longer shared",
-                )
-            }
-            Refusal::BlackListed(ids) => ApiError::conflict(
+            LifecycleRefusal::RepairIneligible(RepairRefusal::TooEarly(d)) => ApiError::conflict(
+                "repair_too_early",
+                format!(
+                    "the minimum disclosure period has not passed; applications open on {}",
+                    format_date(d)
+                ),
+            )
+            .with(json!({"opens_on": format_date(d)})),
+            LifecycleRefusal::RepairIneligible(RepairRefusal::Expired) => ApiError::conflict(
+                "record_expired",
+                "the record is past its disclosure period and no longer shared",
+            ),
+            LifecycleRefusal::BlackListed(ids) => ApiError::conflict(
                 "conflict_black_listed",
                 "the subject is on a black list and cannot be red-listed (SPEC §2.9)",
             )
             .with(json!({"black_entries": ids})),
-            Refusal::AlreadyListed(id) => ApiError::conflict(
+            LifecycleRefusal::AlreadyListed(id) => ApiError::conflict(
                 "already_listed",
                 "your department already has this subject on this list",
             )
             .with(json!({"entry_id": id})),
-            Refusal::BasisNotFound => ApiError::unprocessable(
-                "unknown_basis_record",
-                "basis_record_id is not a record of this subject",
-            ),
-            Refusal::EntryNotFound => {
-                ApiError::not_found("list_entry_not_found", "no such list entry")
-            }
-            Refusal::NotIssuer => ApiError::forbidden(
+            LifecycleRefusal::NotIssuer => ApiError::forbidden(
                 "not_issuer",
                 "only the issuing department may exit a list entry",
             ),
-            Refusal::AlreadyExited => {
+            LifecycleRefusal::AlreadyExited => {
                 ApiError::conflict("already_exited", "the entry was already exited")
             }
-            Refusal::ExitBeforeEffective(d) => ApiError::bad_request(
+            LifecycleRefusal::ExitBeforeEffective(d) => ApiError::bad_request(
                 "invalid_exit_date",
                 "the exit date is before the entry took effect",
             )
-            .with(json!({"effective_from": crate::policy::lifecycle::format_date(d)})),
-            Refusal::CheckNotFound => ApiError::not_found("check_not_found", "no such check"),
-            Refusal::NotCheckOwner => ApiError::forbidden(
+            .with(json!({"effective_from": format_date(d)})),
+            LifecycleRefusal::NotCheckOwner => ApiError::forbidden(
                 "not_check_owner",
                 "only the department that ran the check reports its feedback",
             ),
-            Refusal::FeedbackRecorded => ApiError::conflict(
+            LifecycleRefusal::FeedbackRecorded => ApiError::conflict(
                 "feedback_recorded",
                 "feedback for this check was already recorded",
             ),
+            LifecycleRefusal::UnknownMeasure(m) => ApiError::unprocessable(
+                "unknown_measure",
+                format!("'{m}' is not a measure of this check"),
+            )
+            .with(json!({"measure": m})),
+            LifecycleRefusal::MeasureNamedTwice(m) => {
+                ApiError::bad_request("invalid_request", format!("measure '{m}' is named twice"))
+            }
+            LifecycleRefusal::MeasureNotApplicable { measure, status } => ApiError::conflict(
+                "measure_not_applicable",
+                format!("measure '{measure}' is {status} and must not be applied"),
+            )
+            .with(json!({"measure": measure, "status": status})),
+            LifecycleRefusal::FeedbackIncomplete(missing) => ApiError::bad_request(
+                "feedback_incomplete",
+                "report every applicable measure as applied or not_applied (with a reason)",
+            )
+            .with(json!({"missing": missing})),
+        }
+    }
+}
+
+/// Views the policy refused for a query.
+impl From<ViewRefusal> for ApiError {
+    fn from(r: ViewRefusal) -> Self {
+        match r {
+            ViewRefusal::Unknown { known } => {
+                ApiError::bad_request("unknown_view", "view is not in the catalog")
+                    .with(json!({"known": known}))
+            }
+            ViewRefusal::SubjectMismatch { .. } => {
+                ApiError::bad_request("view_subject_mismatch", r.to_string())
+            }
+            ViewRefusal::PurposeMismatch { .. } => {
+                ApiError::bad_request("view_purpose_mismatch", r.to_string())
+            }
         }
     }
 }

@@ -43,7 +43,7 @@ use crate::ids::{CreditCode, SubjectId};
 use crate::metrics::Metrics;
 use crate::policy::lifecycle::ListKind;
 use crate::policy::{Organisation, Policy};
-use crate::store::Store;
+use crate::store::{AuditIntent, Store};
 pub use error::ApiError;
 pub use lifecycle::Clock;
 
@@ -224,6 +224,15 @@ pub struct AuditDraft {
     consent: Option<String>,
     fields: Vec<AuditField>,
     records: u32,
+    /// The caller's organisation code and certificate fingerprint.
+    org: Option<String>,
+    cert_fp: Option<String>,
+    /// The entry already written with the request's change
+    /// ([`App::intend`]); appended as is if the handler succeeds.
+    pending: Option<AuditEntry>,
+    /// An outbox row was written for this request (final or provisional
+    /// intent); it is cleared once the entry is in the log.
+    outbox: bool,
 }
 
 impl AuditDraft {
@@ -290,6 +299,8 @@ impl App {
         let mut draft = AuditDraft {
             request_id: request_id.clone(),
             action: "unknown",
+            org: caller.org_code(),
+            cert_fp: caller.fingerprint(),
             ..AuditDraft::default()
         };
         let has_body = !req.body().is_end_stream();
@@ -314,8 +325,31 @@ impl App {
                 (e.status, e.body(), e.code, None)
             }
         };
-        let entry = self.entry(caller, draft, status.as_u16(), outcome);
-        let mut resp = match self.append(&entry).await {
+        let pending = draft.pending.take();
+        // An outbox row exists only if the change committed; clearing a
+        // row that was never written is a no-op.
+        let written = draft.outbox;
+        let entry = match pending {
+            // The entry went into the change's transaction; append the same.
+            Some(e) if outcome == "ok" => e,
+            // Refused after all (the transaction rolled back): the entry
+            // is the refusal's.
+            _ => self.entry(draft, status.as_u16(), outcome),
+        };
+        self.count(&entry);
+        let appended = self.append(&entry).await;
+        if written && appended.is_ok() {
+            let store = self.store.clone();
+            let request_id = entry.request_id.clone();
+            // Off the response path; a row left behind is only re-checked
+            // against the log at the next start.
+            tokio::spawn(async move {
+                if let Err(e) = store.outbox_done(&request_id).await {
+                    tracing::warn!(error = %e, %request_id, "outbox row not cleared");
+                }
+            });
+        }
+        let mut resp = match appended {
             Ok(seq) => match raw {
                 Some((ctype, bytes)) => respond_raw(status, ctype, bytes, &request_id, seq),
                 None => respond(status, &body, &request_id, Some(seq)),
@@ -337,15 +371,14 @@ impl App {
     }
 
     /// The entry for a finished request.
-    fn entry(&self, caller: &Caller, draft: AuditDraft, status: u16, outcome: &str) -> AuditEntry {
-        self.metrics.request(draft.action, status);
-        let entry = AuditEntry {
+    fn entry(&self, draft: AuditDraft, status: u16, outcome: &str) -> AuditEntry {
+        AuditEntry {
             v: ENTRY_VERSION,
             ts: now_rfc3339(),
             request_id: draft.request_id,
             gateway: self.gateway_id.clone(),
-            org: caller.org_code(),
-            cert_fp: caller.fingerprint(),
+            org: draft.org,
+            cert_fp: draft.cert_fp,
             action: draft.action.to_owned(),
             subject_type: draft.subject.as_ref().map(|s| s.kind().as_str().to_owned()),
             subject: draft.subject.as_ref().map(|s| self.hasher.hash(s)),
@@ -355,12 +388,90 @@ impl App {
             records: draft.records,
             status,
             outcome: outcome.to_owned(),
-        };
+        }
+    }
+
+    /// Count a finished request in the metrics and anomaly counters.
+    fn count(&self, entry: &AuditEntry) {
+        self.metrics.request_action(&entry.action, entry.status);
         if let Some(org) = &entry.org {
-            let denied = outcome != "ok" || entry.fields.iter().any(|f| f.decision == "withheld");
+            let denied =
+                entry.outcome != "ok" || entry.fields.iter().any(|f| f.decision == "withheld");
             self.metrics.anomalies.record(org, denied);
         }
-        entry
+    }
+
+    /// Fix this request's entry before it changes state: the handler's
+    /// decisions are final, the outcome is `ok` with `status`. The store
+    /// writes the returned intent in the change's own transaction (see
+    /// [`crate::store::outbox`]); if the handler then succeeds, exactly this
+    /// entry is appended to the log.
+    pub(crate) async fn intend(
+        &self,
+        draft: &mut AuditDraft,
+        status: StatusCode,
+    ) -> Result<AuditIntent, ApiError> {
+        let log_size = self.store.log_head().await?.0;
+        let snapshot = AuditDraft {
+            request_id: draft.request_id.clone(),
+            action: draft.action,
+            subject: draft.subject.clone(),
+            purpose: draft.purpose.clone(),
+            consent: draft.consent.clone(),
+            fields: draft.fields.clone(),
+            records: draft.records,
+            org: draft.org.clone(),
+            cert_fp: draft.cert_fp.clone(),
+            pending: None,
+            outbox: false,
+        };
+        let entry = self.entry(snapshot, status.as_u16(), "ok");
+        let intent = AuditIntent::new(&entry.request_id, log_size, entry.canonical());
+        draft.pending = Some(entry);
+        draft.outbox = true;
+        Ok(intent)
+    }
+
+    /// Like [`App::intend`] for a change whose entry the handler completes
+    /// only after the store answers (a new objection's id, the subject of
+    /// the record it names, …): the intent holds the entry as known before
+    /// the change, marked `audit_entry: recovered / entry_completed_at_restart`.
+    /// It reaches the log only if the gateway stops between the commit and
+    /// the append; otherwise the handler's complete entry is appended and
+    /// the row cleared.
+    pub(crate) async fn intend_provisional(
+        &self,
+        draft: &mut AuditDraft,
+        status: StatusCode,
+    ) -> Result<AuditIntent, ApiError> {
+        let log_size = self.store.log_head().await?.0;
+        let mut fields = draft.fields.clone();
+        fields.push(AuditField {
+            field: "audit_entry".into(),
+            decision: "recovered".into(),
+            reason: "entry_completed_at_restart".into(),
+            detail: None,
+        });
+        let snapshot = AuditDraft {
+            request_id: draft.request_id.clone(),
+            action: draft.action,
+            subject: draft.subject.clone(),
+            purpose: draft.purpose.clone(),
+            consent: draft.consent.clone(),
+            fields,
+            records: draft.records,
+            org: draft.org.clone(),
+            cert_fp: draft.cert_fp.clone(),
+            pending: None,
+            outbox: false,
+        };
+        let entry = self.entry(snapshot, status.as_u16(), "ok");
+        draft.outbox = true;
+        Ok(AuditIntent::new(
+            &entry.request_id,
+            log_size,
+            entry.canonical(),
+        ))
     }
 
     /// Append `entry` and wait until it is durable; the error is the 503
@@ -381,9 +492,12 @@ impl App {
         let draft = AuditDraft {
             request_id: self.request_id(),
             action: "malformed_http",
+            org: caller.org_code(),
+            cert_fp: caller.fingerprint(),
             ..AuditDraft::default()
         };
-        let entry = self.entry(caller, draft, rejection.status, rejection.outcome);
+        let entry = self.entry(draft, rejection.status, rejection.outcome);
+        self.count(&entry);
         if self.append(&entry).await.is_err() {
             tracing::error!(
                 outcome = rejection.outcome,

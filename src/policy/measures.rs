@@ -23,8 +23,8 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::lifecycle::{ListKind, RecordState};
-use super::{Policy, Reason};
+use super::lifecycle::{LifecycleRefusal, ListKind, RecordFacts, RecordState, Terms};
+use super::{Organisation, Policy, Reason};
 
 /// What a measure does to the subject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -170,6 +170,144 @@ impl Policy {
     }
 }
 
+/// What a check decided.
+#[derive(Clone, Debug)]
+pub struct CheckDecision<'a> {
+    /// The measures, as [`Policy::decide_check`] gives them.
+    pub outcomes: Vec<MeasureOutcome<'a>>,
+    /// Some punishment measure is suspended by an open objection.
+    pub punishment_suspended: bool,
+}
+
+/// A stored check, as the feedback decision sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckFacts<'a> {
+    /// Check id.
+    pub id: i64,
+    /// The department that ran it.
+    pub org: &'a str,
+    /// Its measures: id and status (`applies`, `suspended`, `lapsed`).
+    pub measures: &'a [(&'a str, &'a str)],
+    /// Feedback was already recorded.
+    pub feedback_recorded: bool,
+}
+
+/// Permission to record one check's feedback, from
+/// [`Policy::check_feedback`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeedbackPermit {
+    check_id: i64,
+}
+
+impl FeedbackPermit {
+    /// The check the feedback is for.
+    pub fn check_id(&self) -> i64 {
+        self.check_id
+    }
+}
+
+impl MeasureStatus {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MeasureStatus::Applies => "applies",
+            MeasureStatus::Suspended => "suspended",
+            MeasureStatus::Lapsed => "lapsed",
+        }
+    }
+}
+
+impl Policy {
+    /// The check for `matter`: [`Policy::decide_check`] with "some negative
+    /// record is disputed" taken from `negative` (the states of the
+    /// subject's negative records), and whether punishment is suspended.
+    pub fn check_decision(
+        &self,
+        matter: &str,
+        lists: &[ListFact],
+        negative: &[RecordState],
+    ) -> CheckDecision<'_> {
+        let disputed = negative.contains(&RecordState::Disputed);
+        let outcomes = self.decide_check(matter, lists, disputed);
+        let punishment_suspended = outcomes.iter().any(|o| {
+            o.measure.kind == MeasureKind::Punishment && o.status == MeasureStatus::Suspended
+        });
+        CheckDecision {
+            outcomes,
+            punishment_suspended,
+        }
+    }
+
+    /// The terms of a record a check lists among the subject's negative
+    /// records: negative and still on file (not withdrawn or superseded) in
+    /// `state`; `None` for any other record.
+    pub fn check_record_terms(&self, facts: &RecordFacts<'_>, state: RecordState) -> Option<Terms> {
+        if matches!(state, RecordState::Withdrawn | RecordState::Superseded) {
+            return None;
+        }
+        self.terms(facts)
+    }
+
+    /// Whether `org` may report feedback on `check` at all: only the
+    /// department that ran it, only once.
+    pub fn feedback_allowed(
+        &self,
+        org: &Organisation,
+        check: &CheckFacts<'_>,
+    ) -> Result<(), LifecycleRefusal> {
+        if check.org != org.code.as_str() {
+            return Err(LifecycleRefusal::NotCheckOwner);
+        }
+        if check.feedback_recorded {
+            return Err(LifecycleRefusal::FeedbackRecorded);
+        }
+        Ok(())
+    }
+
+    /// Whether feedback naming `applied` and `not_applied` measures may be
+    /// recorded on `check` by `org` ([`Policy::feedback_allowed`]): every
+    /// named measure is a measure of the check, named once; only measures
+    /// that apply may be reported applied; every measure that applies is
+    /// reported one way or the other.
+    pub fn check_feedback(
+        &self,
+        org: &Organisation,
+        check: &CheckFacts<'_>,
+        applied: &[&str],
+        not_applied: &[&str],
+    ) -> Result<FeedbackPermit, LifecycleRefusal> {
+        self.feedback_allowed(org, check)?;
+        let status_of = |m: &str| check.measures.iter().find(|x| x.0 == m).map(|x| x.1);
+        let mut named: Vec<&str> = Vec::new();
+        for &m in applied.iter().chain(not_applied) {
+            let shown: String = m.chars().take(64).collect();
+            let Some(status) = status_of(m) else {
+                return Err(LifecycleRefusal::UnknownMeasure(shown));
+            };
+            if named.contains(&m) {
+                return Err(LifecycleRefusal::MeasureNamedTwice(shown));
+            }
+            if applied.contains(&m) && status != MeasureStatus::Applies.as_str() {
+                return Err(LifecycleRefusal::MeasureNotApplicable {
+                    measure: shown,
+                    status: status.to_owned(),
+                });
+            }
+            named.push(m);
+        }
+        let missing: Vec<String> = check
+            .measures
+            .iter()
+            .filter(|x| x.1 == MeasureStatus::Applies.as_str() && !named.contains(&x.0))
+            .map(|x| x.0.to_owned())
+            .collect();
+        if !missing.is_empty() {
+            return Err(LifecycleRefusal::FeedbackIncomplete(missing));
+        }
+        Ok(FeedbackPermit { check_id: check.id })
+    }
+}
+
 fn entry_status(
     kind: MeasureKind,
     basis: Option<RecordState>,
@@ -288,5 +426,96 @@ mod tests {
                 .all(|x| x.status == MeasureStatus::Applies && x.entries == [1, 3])
         );
         assert!(p.decide_check("no_such_matter", &two, false).is_empty());
+    }
+
+    const DEPT: &str = "113703000043000010";
+    const TAX: &str = "113703000043000023";
+    const STATUSES: [&str; 3] = ["applies", "suspended", "lapsed"];
+
+    proptest::proptest! {
+        /// Feedback is accepted exactly when its owner reports it once, names
+        /// only the check's measures, each once, applies none that does not
+        /// apply, and reports every one that does.
+        #[test]
+        fn feedback_is_complete_and_applies_only_what_applies(
+            statuses in proptest::collection::vec(0usize..3, 0..6),
+            picks in proptest::collection::vec((0usize..8, proptest::bool::ANY), 0..10),
+            by_owner in proptest::bool::ANY,
+            recorded in proptest::bool::ANY,
+        ) {
+            let p = crate::policy::testing::shared();
+            let ids: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+            let measures: Vec<(&str, &str)> = statuses
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (ids[i].as_str(), STATUSES[*s]))
+                .collect();
+            let check = CheckFacts { id: 7, org: DEPT, measures: &measures, feedback_recorded: recorded };
+            let who = crate::policy::testing::org(p, if by_owner { DEPT } else { TAX });
+            let applied: Vec<&str> = picks.iter().filter(|x| x.1).map(|x| ids[x.0].as_str()).collect();
+            let not_applied: Vec<&str> = picks.iter().filter(|x| !x.1).map(|x| ids[x.0].as_str()).collect();
+            let got = p.check_feedback(&who, &check, &applied, &not_applied);
+            let status = |m: &str| measures.iter().find(|x| x.0 == m).map(|x| x.1);
+            let named: Vec<&str> = applied.iter().chain(&not_applied).copied().collect();
+            let mut sorted = named.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            let acceptable = by_owner
+                && !recorded
+                && named.iter().all(|m| status(m).is_some())
+                && sorted.len() == named.len()
+                && applied.iter().all(|m| status(m) == Some("applies"))
+                && measures.iter().filter(|x| x.1 == "applies").all(|x| named.contains(&x.0));
+            proptest::prop_assert_eq!(got.is_ok(), acceptable, "{:?}", got);
+            if let Ok(permit) = got {
+                proptest::prop_assert_eq!(permit.check_id(), 7);
+            }
+            if !by_owner {
+                proptest::prop_assert_eq!(got, Err(LifecycleRefusal::NotCheckOwner));
+            } else if recorded {
+                proptest::prop_assert_eq!(got, Err(LifecycleRefusal::FeedbackRecorded));
+            }
+        }
+
+        /// Punishment is reported suspended exactly when some punishment
+        /// measure of the check is suspended, and a disputed negative record
+        /// suspends like `decide_check` says.
+        #[test]
+        fn check_decision_agrees_with_decide_check(
+            lists in proptest::collection::vec((0usize..3, proptest::option::of(0usize..6)), 0..5),
+            negative in proptest::collection::vec(0usize..6, 0..4),
+        ) {
+            let p = crate::policy::testing::shared();
+            let states = [
+                RecordState::Active,
+                RecordState::Disputed,
+                RecordState::Repaired,
+                RecordState::Expired,
+                RecordState::Withdrawn,
+                RecordState::Superseded,
+            ];
+            let facts: Vec<ListFact> = lists
+                .iter()
+                .enumerate()
+                .map(|(i, (l, b))| ListFact {
+                    entry_id: i as i64 + 1,
+                    list: ListKind::ALL[*l],
+                    basis: b.map(|b| states[b]),
+                })
+                .collect();
+            let negative: Vec<RecordState> = negative.iter().map(|i| states[*i]).collect();
+            for m in p.matters() {
+                let d = p.check_decision(&m.id, &facts, &negative);
+                let plain = p.decide_check(&m.id, &facts, negative.contains(&RecordState::Disputed));
+                let a: Vec<_> = d.outcomes.iter().map(|o| (&o.measure.id, o.status)).collect();
+                let b: Vec<_> = plain.iter().map(|o| (&o.measure.id, o.status)).collect();
+                proptest::prop_assert_eq!(a, b);
+                proptest::prop_assert_eq!(
+                    d.punishment_suspended,
+                    d.outcomes.iter().any(|o| o.measure.kind == MeasureKind::Punishment
+                        && o.status == MeasureStatus::Suspended)
+                );
+            }
+        }
     }
 }

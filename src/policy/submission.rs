@@ -10,7 +10,7 @@
 use serde_json::{Map, Value};
 use time::Date;
 
-use super::lifecycle::{RecordTerms, TermsError};
+use super::lifecycle::{RecordTerms, TermsError, parse_date};
 use super::{ConsentNeed, ItemDef, Policy, ValueType};
 use crate::ids::SubjectType;
 
@@ -18,16 +18,16 @@ use crate::ids::SubjectType;
 pub const SHOWN_NAME: usize = 64;
 
 impl ValueType {
-    /// Whether `v` is a value of this type. Dates are `YYYY-MM-DD`.
+    /// Whether `v` is a value of this type. Dates are exactly `YYYY-MM-DD`
+    /// ([`parse_date`]).
     pub fn accepts(self, v: &Value) -> bool {
         match self {
             ValueType::String => v.is_string(),
             ValueType::Number => v.is_number(),
             ValueType::Bool => v.is_boolean(),
-            ValueType::Date => v.as_str().is_some_and(|s| {
-                time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
-                    .is_ok()
-            }),
+            // Strict, like decision dates: stored dates compare as text, so
+            // no signs and no other widths.
+            ValueType::Date => v.as_str().and_then(parse_date).is_some(),
         }
     }
 
@@ -234,5 +234,164 @@ impl Policy {
             }
         }
         Ok(personal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+    use time::macros::date;
+
+    use super::*;
+    use crate::policy::testing::shared;
+
+    const TODAY: Date = date!(2026 - 11 - 23);
+
+    fn value(kind: usize) -> Value {
+        match kind {
+            0 => json!("text"),
+            1 => json!(12.5),
+            2 => json!(true),
+            3 => json!("2026-05-12"),
+            4 => json!("2026-02-30"),
+            _ => Value::Null,
+        }
+    }
+
+    fn record(fields: &[(&str, Value)]) -> Map<String, Value> {
+        fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn date_values_are_strict() {
+        for ok in ["2026-01-01", "2028-02-29"] {
+            assert!(ValueType::Date.accepts(&json!(ok)), "{ok}");
+        }
+        for bad in [
+            "+2026-01-01",
+            "-0001-01-01",
+            "2026-1-1",
+            "2026-02-30",
+            "20260101",
+        ] {
+            assert!(!ValueType::Date.accepts(&json!(bad)), "{bad}");
+        }
+        assert!(!ValueType::Date.accepts(&json!(20260101)));
+    }
+
+    #[test]
+    fn consent_classified_fields_need_consent_and_corrections_cannot_carry_them() {
+        let p = shared();
+        let fields = record(&[("monthly_income", json!(9000))]);
+        let r = SubmittedRecord {
+            subject: SubjectType::NaturalPerson,
+            item: "person_income",
+            tier: None,
+            decision_date: None,
+            fields: &fields,
+        };
+        let ok = p.check_submission(&r, TODAY).unwrap();
+        assert_eq!(ok.personal, ["monthly_income"]);
+        assert_eq!(ok.item.id.as_str(), "person_income");
+        assert_eq!(
+            p.check_correction("person_income", &fields, None, None, TODAY),
+            Err(SubmissionRefusal::ConsentRequired("monthly_income".into()))
+        );
+        let long = "x".repeat(300);
+        let odd = record(&[(long.as_str(), json!(1))]);
+        assert_eq!(
+            p.check_submission(&SubmittedRecord { fields: &odd, ..r }, TODAY)
+                .map(|a| a.personal),
+            Err(SubmissionRefusal::UnknownField {
+                field: "x".repeat(SHOWN_NAME),
+                item: "person_income".into()
+            })
+        );
+        assert_eq!(
+            p.check_submission(
+                &SubmittedRecord {
+                    item: "list_status",
+                    subject: SubjectType::LegalPerson,
+                    ..r
+                },
+                TODAY
+            )
+            .map(|a| a.personal),
+            Err(SubmissionRefusal::NotSubmittable("list_status".into()))
+        );
+    }
+
+    proptest! {
+        /// Whatever is submitted, the decision follows the rules in their
+        /// order, an accepted record has only fields of its item with their
+        /// declared types, and exactly its consent-classified fields are
+        /// the ones that need a consent.
+        #[test]
+        fn submissions_are_decided_by_the_catalog(
+            item_i in 0usize..40,
+            natural in any::<bool>(),
+            picks in proptest::collection::vec((0usize..80, 0usize..6), 0..6),
+            terms in 0usize..4,
+        ) {
+            let p = shared();
+            let items = p.items();
+            let item = items.get(item_i).map(|i| i.id.to_string()).unwrap_or_else(|| format!("no_item_{item_i}"));
+            let subject = if natural { SubjectType::NaturalPerson } else { SubjectType::LegalPerson };
+            let names: Vec<String> = p.fields().iter().map(|f| f.name.to_string()).collect();
+            let fields: Map<String, Value> = picks
+                .iter()
+                .map(|(f, v)| (names.get(*f).cloned().unwrap_or_else(|| format!("stray_{f}")), value(*v)))
+                .collect();
+            let (tier, date) = [(None, None), (Some("general"), Some("2026-05-12")), (Some("grave"), Some("2026-05-12")), (Some("minor"), None)][terms];
+            let r = SubmittedRecord { subject, item: &item, tier, decision_date: date, fields: &fields };
+            let got = p.check_submission(&r, TODAY);
+            let def = p.item(&item).map(|(_, d)| d);
+            let expected_err = match def {
+                None => Some(SubmissionRefusal::UnknownItem(item.clone())),
+                Some(d) if d.subject != subject => Some(SubmissionRefusal::SubjectTypeMismatch {
+                    item: item.clone(),
+                    describes: d.subject,
+                }),
+                Some(_) if p.list_item_fields(&item).is_some() => Some(SubmissionRefusal::NotSubmittable(item.clone())),
+                Some(_) => p.check_terms(&item, tier, date, &fields, TODAY).err().map(|error| SubmissionRefusal::Terms { item: item.clone(), error }),
+            };
+            if let Some(e) = expected_err {
+                prop_assert_eq!(got.map(|a| a.personal), Err(e));
+                return Ok(());
+            }
+            let of_item = |name: &str| p.field(name).filter(|(_, f)| p.items()[f.item].id.as_str() == item).map(|(_, f)| f);
+            match got {
+                Ok(a) => {
+                    prop_assert!(!fields.is_empty());
+                    for (name, v) in &fields {
+                        let f = of_item(name);
+                        prop_assert!(f.is_some_and(|f| f.ty.accepts(v)), "{name} = {v}");
+                    }
+                    let personal: Vec<&str> = fields
+                        .keys()
+                        .filter(|n| of_item(n).is_some_and(|f| p.class_of(f).consent == ConsentNeed::Personal))
+                        .map(String::as_str)
+                        .collect();
+                    prop_assert_eq!(a.personal, personal);
+                    prop_assert_eq!(a.terms, p.check_terms(&item, tier, date, &fields, TODAY).unwrap());
+                }
+                Err(SubmissionRefusal::NoFields) => prop_assert!(fields.is_empty()),
+                Err(SubmissionRefusal::UnknownField { field, .. }) => {
+                    let first_bad = fields.iter().find(|(n, v)| !of_item(n).is_some_and(|f| f.ty.accepts(v))).unwrap();
+                    prop_assert!(of_item(first_bad.0).is_none());
+                    prop_assert_eq!(field, shown(first_bad.0));
+                }
+                Err(SubmissionRefusal::InvalidValue { field, expected }) => {
+                    let first_bad = fields.iter().find(|(n, v)| !of_item(n).is_some_and(|f| f.ty.accepts(v))).unwrap();
+                    prop_assert_eq!(&field, first_bad.0);
+                    prop_assert_eq!(Some(expected), of_item(first_bad.0).map(|f| f.ty));
+                }
+                Err(other) => prop_assert!(false, "unexpected {other:?}"),
+            }
+        }
     }
 }

@@ -14,6 +14,12 @@ pub(crate) fn sample() -> Policy {
     .unwrap()
 }
 
+/// The sample policies, loaded once per test binary (for property tests).
+pub(crate) fn shared() -> &'static Policy {
+    static P: std::sync::OnceLock<Policy> = std::sync::OnceLock::new();
+    P.get_or_init(sample)
+}
+
 /// A registered organisation of `p`.
 pub(crate) fn org(p: &Policy, code: &str) -> Organisation {
     p.organisation(&CreditCode::parse(code).unwrap())

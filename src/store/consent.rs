@@ -270,11 +270,13 @@ impl Store {
         jti: &str,
         subject: &str,
         by: &str,
-        request_id: &str,
+        intent: &super::AuditIntent,
         now: &str,
     ) -> Result<Option<ConsentStatus>, StoreError> {
+        let request_id = intent.request_id();
         let row: Option<StatusRow> = dispatch!(self, p => {
-            sqlx::query_as(
+            let mut tx = p.begin().await?;
+            let row: Option<StatusRow> = sqlx::query_as(
                 "INSERT INTO consents (jti, subject, state, revoked_at, revoked_by, revoke_request) \
                  VALUES ($1, $2, 'revoked', $3, $4, $5) \
                  ON CONFLICT (jti) DO UPDATE SET state = 'revoked', \
@@ -290,8 +292,15 @@ impl Store {
             .bind(now)
             .bind(by)
             .bind(request_id)
-            .fetch_optional(p)
-            .await?
+            .fetch_optional(&mut *tx)
+            .await?;
+            // Only a revocation that took effect changes state; a refused
+            // one (another subject's consent) is audited as a refusal.
+            if row.is_some() {
+                super::outbox::write_intent!(&mut *tx, intent);
+            }
+            tx.commit().await?;
+            row
         });
         Ok(row.map(status))
     }
@@ -324,9 +333,10 @@ impl Store {
         &self,
         batch: &[NewRecord],
         uses: &[ConsentUse<'_>],
-        request_id: &str,
+        intent: &super::AuditIntent,
         now: &str,
     ) -> Result<Result<Vec<i64>, (usize, UseOutcome)>, StoreError> {
+        let request_id = intent.request_id();
         dispatch!(self, p => {
             let mut tx = p.begin().await?;
             for (i, u) in uses.iter().enumerate() {
@@ -340,6 +350,7 @@ impl Store {
             for r in batch {
                 ids.push(insert_record!(&mut *tx, r, request_id, now));
             }
+            super::outbox::write_intent!(&mut *tx, intent);
             tx.commit().await?;
             self.invalidate();
             Ok(Ok(ids))

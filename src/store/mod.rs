@@ -148,7 +148,9 @@ macro_rules! insert_record {
 
 // After `dispatch!` and `insert_record!`: macro_rules scoping is textual.
 mod consent;
+pub mod outbox;
 pub use consent::{ConsentStatus, ConsentUse, UseOutcome};
+pub use outbox::{AuditIntent, PendingEntry};
 mod lifecycle;
 pub use lifecycle::{
     Application, CheckInputs, CheckRow, History, ListAdded, ListEntryView, NewListEntry,
@@ -309,14 +311,38 @@ impl Store {
     pub async fn insert_records(
         &self,
         batch: &[NewRecord],
-        request_id: &str,
+        intent: &AuditIntent,
+        now: &str,
+    ) -> Result<Vec<i64>, StoreError> {
+        let request_id = intent.request_id();
+        dispatch!(self, p => {
+            let mut tx = p.begin().await?;
+            let mut ids = Vec::with_capacity(batch.len());
+            for r in batch {
+                ids.push(insert_record!(&mut *tx, r, request_id, now));
+            }
+            outbox::write_intent!(&mut *tx, intent);
+            tx.commit().await?;
+            self.invalidate();
+            Ok(ids)
+        })
+    }
+
+    /// Store sample records outside any request (`quickstart`, `seed`):
+    /// development data, tagged with `label` as their request id, with no
+    /// audit entry because no request made them. Never reachable from the
+    /// API, which only writes through [`Store::insert_records`].
+    pub async fn insert_seed_records(
+        &self,
+        batch: &[NewRecord],
+        label: &str,
         now: &str,
     ) -> Result<Vec<i64>, StoreError> {
         dispatch!(self, p => {
             let mut tx = p.begin().await?;
             let mut ids = Vec::with_capacity(batch.len());
             for r in batch {
-                ids.push(insert_record!(&mut *tx, r, request_id, now));
+                ids.push(insert_record!(&mut *tx, r, label, now));
             }
             tx.commit().await?;
             self.invalidate();

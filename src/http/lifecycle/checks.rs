@@ -1,6 +1,7 @@
 //! `POST /v1/checks`, `POST /v1/checks/{id}/feedback`.
 
 use bytes::Bytes;
+use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -10,8 +11,9 @@ use crate::audit::now_rfc3339;
 use crate::http::dto::SubjectDto;
 use crate::http::{ApiError, App, AuditDraft, Reply};
 use crate::policy::Organisation;
+use crate::policy::lifecycle::RecordState;
 use crate::policy::lifecycle::{ListKind, Sharing, format_date};
-use crate::policy::measures::{ListFact, MeasureKind, MeasureStatus};
+use crate::policy::measures::{CheckDecision, CheckFacts, ListFact};
 use crate::store::Refusal;
 
 #[derive(Deserialize)]
@@ -39,10 +41,7 @@ pub(in crate::http) async fn run_check(
     };
     let today = app.today();
     let inputs = app.store.check_inputs(&subject, policy, today).await?;
-    let disputed = inputs
-        .negative
-        .iter()
-        .any(|r| r.state == crate::policy::lifecycle::RecordState::Disputed);
+    let negative: Vec<RecordState> = inputs.negative.iter().map(|r| r.state).collect();
     let facts: Vec<ListFact> = inputs
         .entries
         .iter()
@@ -52,7 +51,10 @@ pub(in crate::http) async fn run_check(
             basis: e.basis_state,
         })
         .collect();
-    let outcomes = policy.decide_check(&matter.id, &facts, disputed);
+    let CheckDecision {
+        outcomes,
+        punishment_suspended,
+    } = policy.check_decision(&matter.id, &facts, &negative);
     let measures: Vec<Value> = outcomes
         .iter()
         .map(|o| {
@@ -64,9 +66,6 @@ pub(in crate::http) async fn run_check(
             })
         })
         .collect();
-    let punishment_suspended = outcomes
-        .iter()
-        .any(|o| o.measure.kind == MeasureKind::Punishment && o.status == MeasureStatus::Suspended);
     // Negative records as this department may see them (a repaired one only
     // if the catalog lets departments see repaired records).
     let records: Vec<Value> = inputs
@@ -93,6 +92,7 @@ pub(in crate::http) async fn run_check(
         "measures": outcomes.iter().map(|o| json!({"id": o.measure.id, "status": o.status})).collect::<Vec<_>>(),
         "punishment_suspended": punishment_suspended,
     });
+    let intent = app.intend_provisional(draft, StatusCode::OK).await?;
     let check_id = app
         .store
         .insert_check(
@@ -101,18 +101,13 @@ pub(in crate::http) async fn run_check(
             &matter.id,
             today,
             &stored,
-            &draft.request_id,
+            &intent,
         )
         .await?;
     for o in &outcomes {
-        let status = match o.status {
-            MeasureStatus::Applies => "applies",
-            MeasureStatus::Suspended => "suspended",
-            MeasureStatus::Lapsed => "lapsed",
-        };
         draft.field(
             format!("measure:{}", o.measure.id),
-            status,
+            o.status.as_str(),
             o.reason.map(|r| r.as_str()).unwrap_or("listed"),
             Some(o.measure.list.as_str()),
         );
@@ -167,72 +162,32 @@ pub(in crate::http) async fn check_feedback(
         .check(id)
         .await?
         .ok_or_else(|| ApiError::from(Refusal::CheckNotFound))?;
-    if check.org != org.code.as_str() {
-        return Err(ApiError::from(Refusal::NotCheckOwner));
-    }
-    if check.feedback.is_some() {
-        return Err(ApiError::from(Refusal::FeedbackRecorded));
-    }
-    let status_of = |m: &str| {
-        check.result["measures"]
-            .as_array()
-            .and_then(|ms| ms.iter().find(|x| x["id"] == m))
-            .and_then(|x| x["status"].as_str().map(str::to_owned))
-    };
-    let mut named: Vec<&str> = Vec::new();
-    let mut not_applied = Vec::new();
-    for m in req
-        .applied
-        .iter()
-        .map(String::as_str)
-        .chain(req.not_applied.iter().map(|n| n.measure.as_str()))
-    {
-        let shown: String = m.chars().take(64).collect();
-        let Some(status) = status_of(m) else {
-            return Err(ApiError::unprocessable(
-                "unknown_measure",
-                format!("'{shown}' is not a measure of this check"),
-            )
-            .with(json!({"measure": shown})));
-        };
-        if named.contains(&m) {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                format!("measure '{shown}' is named twice"),
-            ));
-        }
-        if req.applied.iter().any(|a| a == m) && status != "applies" {
-            return Err(ApiError::conflict(
-                "measure_not_applicable",
-                format!("measure '{shown}' is {status} and must not be applied"),
-            )
-            .with(json!({"measure": shown, "status": status})));
-        }
-        named.push(m);
-    }
-    for n in &req.not_applied {
-        not_applied.push(json!({"measure": n.measure, "reason": text("reason", &n.reason)?}));
-    }
-    let missing: Vec<String> = check.result["measures"]
+    let measures: Vec<(&str, &str)> = check.result["measures"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|x| x["status"] == "applies")
-        .filter_map(|x| x["id"].as_str())
-        .filter(|id| !named.contains(id))
-        .map(str::to_owned)
+        .filter_map(|x| Some((x["id"].as_str()?, x["status"].as_str()?)))
         .collect();
-    if !missing.is_empty() {
-        return Err(ApiError::bad_request(
-            "feedback_incomplete",
-            "report every applicable measure as applied or not_applied (with a reason)",
-        )
-        .with(json!({"missing": missing})));
+    let facts = CheckFacts {
+        id,
+        org: &check.org,
+        measures: &measures,
+        feedback_recorded: check.feedback.is_some(),
+    };
+    let applied: Vec<&str> = req.applied.iter().map(String::as_str).collect();
+    let named_not: Vec<&str> = req.not_applied.iter().map(|n| n.measure.as_str()).collect();
+    let permit = app
+        .policy
+        .check_feedback(org, &facts, &applied, &named_not)?;
+    let mut not_applied = Vec::new();
+    for n in &req.not_applied {
+        not_applied.push(json!({"measure": n.measure, "reason": text("reason", &n.reason)?}));
     }
     let feedback = json!({"applied": req.applied, "not_applied": not_applied, "note": note});
     let now = now_rfc3339();
+    let intent = app.intend_provisional(draft, StatusCode::OK).await?;
     app.store
-        .check_feedback(id, org.code.as_str(), &feedback, &draft.request_id, &now)
+        .check_feedback(&permit, &feedback, &intent, &now)
         .await?
         .map_err(ApiError::from)?;
     for m in &req.applied {

@@ -10,8 +10,8 @@ use crate::policy::lifecycle::{RecordStatus, ViewDef, format_date};
 use crate::policy::{Permit, PurposeDef};
 use crate::store::{SharedRecord, WithheldRecord};
 
-/// Resolve `view` (if named) into `fields`, checking it fits the subject
-/// and purpose. Naming both a view and fields is an error.
+/// Resolve `view` (if named) into `fields`, as far as
+/// [`Policy::view_for`](crate::policy::Policy::view_for) allows. Naming both a view and fields is an error.
 pub(in crate::http) fn expand_view<'a>(
     app: &'a App,
     view: Option<&str>,
@@ -22,22 +22,9 @@ pub(in crate::http) fn expand_view<'a>(
     let Some(name) = view else {
         return Ok(None);
     };
-    let Some(v) = app.policy.view(name) else {
-        return Err(ApiError::bad_request("unknown_view", "view is not in the catalog")
-            .with(json!({"known": app.policy.views().iter().map(|v| v.id.as_str()).collect::<Vec<_>>()})));
-    };
-    if v.subject != subject.kind() {
-        return Err(ApiError::bad_request(
-            "view_subject_mismatch",
-            format!("view '{}' describes a {}", v.id, v.subject.as_str()),
-        ));
-    }
-    if v.purpose != purpose.name.as_str() {
-        return Err(ApiError::bad_request(
-            "view_purpose_mismatch",
-            format!("view '{}' is for purpose '{}'", v.id, v.purpose),
-        ));
-    }
+    let v = app
+        .policy
+        .view_for(name, subject.kind(), purpose.name.as_str())?;
     if !fields.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_request",

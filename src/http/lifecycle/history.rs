@@ -5,8 +5,7 @@ use serde_json::json;
 use super::input::{record_field, stored_subject};
 use crate::http::{ApiError, App, AuditDraft, Reply};
 use crate::policy::Organisation;
-use crate::policy::Role;
-use crate::store::Refusal;
+use crate::policy::lifecycle::SubjectView;
 
 pub(in crate::http) async fn history(
     app: &App,
@@ -21,13 +20,12 @@ pub(in crate::http) async fn history(
         .ok_or_else(|| ApiError::not_found("record_not_found", "no such record"))?;
     let subject = stored_subject(&h.subject_type, &h.subject_id);
     draft.subject = subject.clone();
-    let auditor = org.has_role(Role::Auditor);
-    if !auditor && h.provided_by != org.code.as_str() {
-        return Err(ApiError::from(Refusal::NotProvider));
-    }
+    let view = app.policy.history_view(org, &h.provided_by)?;
     draft.field(record_field(id), "history", h.state.as_str(), Some(&h.item));
     let mut body = serde_json::to_value(&h).map_err(|_| ApiError::internal())?;
-    if auditor && let Some(obj) = body.as_object_mut() {
+    if view == SubjectView::Hashed
+        && let Some(obj) = body.as_object_mut()
+    {
         // Auditors never see clear subject ids: the keyed hash, as in the log.
         obj.remove("subject_id");
         obj.insert(

@@ -58,6 +58,7 @@ pub(in crate::http) async fn add_list_entry(
         .with(json!({"field": "effective_to"})));
     }
     let now = now_rfc3339();
+    let intent = app.intend_provisional(draft, StatusCode::CREATED).await?;
     let added = app
         .store
         .add_list_entry(
@@ -72,7 +73,9 @@ pub(in crate::http) async fn add_list_entry(
                 request_id: &draft.request_id,
                 now: &now,
             },
+            &app.policy,
             today,
+            &intent,
         )
         .await?
         .map_err(ApiError::from)?;
@@ -128,9 +131,10 @@ pub(in crate::http) async fn exit_list_entry(
             "an exit is recorded when it happens; the date cannot be in the future",
         ));
     }
+    let intent = app.intend_provisional(draft, StatusCode::OK).await?;
     let (list, st, sid) = app
         .store
-        .exit_list_entry(id, org.code.as_str(), reason, on, &draft.request_id)
+        .exit_list_entry(id, org, reason, on, &app.policy, &intent)
         .await?
         .map_err(ApiError::from)?;
     draft.subject = stored_subject(&st, &sid);

@@ -11,19 +11,58 @@ use crate::audit::now_rfc3339;
 use crate::http::dto::SubjectDto;
 use crate::http::error::submission_refused;
 use crate::http::{ApiError, App, AuditDraft, Reply};
+use crate::ids::SubjectId;
 use crate::policy::Organisation;
-use crate::policy::Role;
-use crate::policy::lifecycle::{RecordTerms, format_date, parse_date};
+use crate::policy::lifecycle::{RecordTerms, SubjectView, format_date, parse_date};
 use crate::policy::submission::SubmissionRefusal;
 use crate::store::Refusal;
 use crate::store::{Application, Resolution, Step};
 
+/// Body of an objection or a repair application.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct ApplicationRequest {
-    pub(super) subject: SubjectDto,
+struct ApplicationRequest {
+    subject: SubjectDto,
+    record_id: i64,
+    grounds: String,
+}
+
+/// A validated objection or repair application from the portal.
+pub(super) struct Filing {
+    subject: SubjectId,
+    /// The record it concerns.
     pub(super) record_id: i64,
-    pub(super) grounds: String,
+    grounds: String,
+}
+
+impl Filing {
+    /// Parse and validate the body (the subject goes to the audit draft).
+    pub(super) fn parse(app: &App, body: &Bytes, draft: &mut AuditDraft) -> Result<Self, ApiError> {
+        let req: ApplicationRequest = parse_body(app, body, draft)?;
+        let subject = subject(&req.subject, draft)?;
+        let record_id = body_id("record_id", req.record_id)?;
+        let grounds = text("grounds", &req.grounds)?.to_owned();
+        Ok(Filing {
+            subject,
+            record_id,
+            grounds,
+        })
+    }
+
+    /// The store's view of it, filed by `org` in request `request_id`.
+    pub(super) fn application<'a>(
+        &'a self,
+        org: &'a Organisation,
+        request_id: &'a str,
+    ) -> Application<'a> {
+        Application {
+            subject: &self.subject,
+            record_id: self.record_id,
+            by: org.code.as_str(),
+            grounds: &self.grounds,
+            request_id,
+        }
+    }
 }
 
 pub(in crate::http) async fn file_objection(
@@ -32,22 +71,16 @@ pub(in crate::http) async fn file_objection(
     body: &Bytes,
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
-    let req: ApplicationRequest = parse_body(app, body, draft)?;
-    let subject = subject(&req.subject, draft)?;
-    let record_id = body_id("record_id", req.record_id)?;
-    let grounds = text("grounds", &req.grounds)?;
+    let filing = Filing::parse(app, body, draft)?;
+    let record_id = filing.record_id;
+    let intent = app.intend_provisional(draft, StatusCode::CREATED).await?;
     let filed = app
         .store
         .file_objection(
-            Application {
-                subject: &subject,
-                record_id,
-                by: org.code.as_str(),
-                grounds,
-                request_id: &draft.request_id,
-            },
+            filing.application(org, &draft.request_id),
             &app.policy,
             app.today(),
+            &intent,
         )
         .await?
         .map_err(ApiError::from)?;
@@ -97,12 +130,9 @@ pub(in crate::http) async fn resolve_objection(
         .await?
         .ok_or_else(|| ApiError::from(Refusal::ObjectionNotFound))?;
     draft.subject = stored_subject(&t.subject_type, &t.subject_id);
-    if t.provider != org.code.as_str() {
-        return Err(ApiError::from(Refusal::NotProvider));
-    }
-    if t.status != "open" {
-        return Err(ApiError::from(Refusal::ObjectionClosed(t.status)));
-    }
+    // Checked again inside the store's transaction; asked here first so a
+    // caller who may not answer learns nothing about the correction.
+    app.policy.objection_answer(org, &t.case())?;
     let has_correction = req.fields.is_some() || req.tier.is_some() || req.decision_date.is_some();
     let resolution = match req.outcome.as_str() {
         "corrected" => {
@@ -126,18 +156,21 @@ pub(in crate::http) async fn resolve_objection(
         }
     };
     let now = now_rfc3339();
+    let intent = app.intend_provisional(draft, StatusCode::OK).await?;
     let new_id = app
         .store
         .resolve_objection(
             Step {
                 id,
-                org: org.code.as_str(),
+                org,
                 note,
                 request_id: &draft.request_id,
                 now: &now,
                 today: app.today(),
             },
             &resolution,
+            &app.policy,
+            &intent,
         )
         .await?
         .map_err(ApiError::from)?;
@@ -200,19 +233,21 @@ fn correction(
 
 pub(in crate::http) async fn overdue(app: &App, org: &Organisation) -> Result<Reply, ApiError> {
     let today = app.today();
-    // Auditors oversee every provider and see subjects only as keyed hashes
-    // (as in the audit log); a department sees its own records' objections.
-    let auditor = org.has_role(Role::Auditor);
-    let provider = (!auditor).then(|| org.code.as_str());
-    let rows = app.store.overdue_objections(provider, today).await?;
+    let scope = app.policy.overdue_scope(org);
+    let rows = app.store.overdue_objections(scope.provider, today).await?;
     let list: Vec<Value> = rows
         .into_iter()
         .map(|o| {
             let days = parse_date(&o.due_on).map(|d| (today - d).whole_days());
-            let subject = match (auditor, stored_subject(&o.subject_type, &o.subject_id)) {
-                (true, Some(s)) => json!({"type": o.subject_type, "hash": app.hasher.hash(&s)}),
-                (true, None) => json!({"type": o.subject_type}),
-                (false, _) => json!({"type": o.subject_type, "id": o.subject_id}),
+            let subject = match (
+                scope.subjects,
+                stored_subject(&o.subject_type, &o.subject_id),
+            ) {
+                (SubjectView::Hashed, Some(s)) => {
+                    json!({"type": o.subject_type, "hash": app.hasher.hash(&s)})
+                }
+                (SubjectView::Hashed, None) => json!({"type": o.subject_type}),
+                (SubjectView::Clear, _) => json!({"type": o.subject_type, "id": o.subject_id}),
             };
             json!({
                 "objection_id": o.objection_id, "record_id": o.record_id, "item": o.item,

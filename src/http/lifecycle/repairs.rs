@@ -5,13 +5,13 @@ use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::input::{body_id, opt_text, parse_body, record_field, stored_subject, subject, text};
-use super::objections::ApplicationRequest;
+use super::input::{opt_text, parse_body, record_field, stored_subject};
+use super::objections::Filing;
 use crate::audit::now_rfc3339;
 use crate::http::{ApiError, App, AuditDraft, Reply};
 use crate::policy::Organisation;
 use crate::policy::lifecycle::format_date;
-use crate::store::{Application, Step};
+use crate::store::Step;
 
 pub(in crate::http) async fn apply_repair(
     app: &App,
@@ -19,22 +19,16 @@ pub(in crate::http) async fn apply_repair(
     body: &Bytes,
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
-    let req: ApplicationRequest = parse_body(app, body, draft)?;
-    let subject = subject(&req.subject, draft)?;
-    let record_id = body_id("record_id", req.record_id)?;
-    let grounds = text("grounds", &req.grounds)?;
+    let filing = Filing::parse(app, body, draft)?;
+    let record_id = filing.record_id;
+    let intent = app.intend_provisional(draft, StatusCode::CREATED).await?;
     let (id, terms) = app
         .store
         .apply_repair(
-            Application {
-                subject: &subject,
-                record_id,
-                by: org.code.as_str(),
-                grounds,
-                request_id: &draft.request_id,
-            },
+            filing.application(org, &draft.request_id),
             &app.policy,
             app.today(),
+            &intent,
         )
         .await?
         .map_err(ApiError::from)?;
@@ -75,18 +69,21 @@ pub(in crate::http) async fn decide_repair(
     let note = opt_text("note", req.note.as_deref())?;
     let today = app.today();
     let now = now_rfc3339();
+    let intent = app.intend_provisional(draft, StatusCode::OK).await?;
     let t = app
         .store
         .decide_repair(
             Step {
                 id,
-                org: org.code.as_str(),
+                org,
                 note,
                 request_id: &draft.request_id,
                 now: &now,
                 today,
             },
             approve,
+            &app.policy,
+            &intent,
         )
         .await?
         .map_err(ApiError::from)?;

@@ -1,9 +1,13 @@
-//! Red/black/focus lists (红黑名单) and the catalog items derived from them.
+//! Red/black/focus lists (红黑名单): who may add and exit entries, the
+//! black-excludes-red rule, and the catalog items derived from the lists.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use time::Date;
 
+use super::steps::LifecycleRefusal;
 use crate::ids::SubjectType;
-use crate::policy::Policy;
+use crate::policy::{Organisation, Policy};
 
 /// Which list a list entry belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -47,6 +51,23 @@ impl Policy {
             .map(|(_, f)| f.as_slice())
     }
 
+    /// The fields of the list-derived `item` when the subject has entries
+    /// in force on the lists `in_force`; `None` if `item` is not
+    /// list-derived.
+    pub fn list_item_values(
+        &self,
+        item: &str,
+        in_force: &[ListKind],
+    ) -> Option<Map<String, Value>> {
+        let fields = self.list_item_fields(item)?;
+        Some(
+            fields
+                .iter()
+                .map(|(name, kind)| (name.clone(), Value::Bool(in_force.contains(kind))))
+                .collect(),
+        )
+    }
+
     /// Items derived from the list tables for subjects of `subject` type.
     pub fn list_items_for(&self, subject: SubjectType) -> Vec<&str> {
         self.lifecycle
@@ -55,5 +76,122 @@ impl Policy {
             .filter(|(i, _)| self.items[*i].subject == subject)
             .map(|(i, _)| self.items[*i].id.as_str())
             .collect()
+    }
+}
+
+/// A list entry of the subject as the store holds it (not yet exited, or
+/// exited: see `exited`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListEntryFacts<'a> {
+    /// Entry id.
+    pub id: i64,
+    /// Which list.
+    pub list: ListKind,
+    /// Issuing department.
+    pub issuer: &'a str,
+    /// First day in force.
+    pub effective_from: Date,
+    /// First day no longer in force, if planned.
+    pub effective_to: Option<Date>,
+    /// Exited (移出) already.
+    pub exited: bool,
+}
+
+impl ListEntryFacts<'_> {
+    /// Not exited and not past its end on `today`: in force, or scheduled
+    /// to take effect.
+    pub fn current(&self, today: Date) -> bool {
+        !self.exited && self.effective_to.is_none_or(|to| to > today)
+    }
+
+    /// Current and already in effect on `today`: the entry counts for
+    /// checks and for the list-derived catalog items.
+    pub fn in_force(&self, today: Date) -> bool {
+        self.current(today) && self.effective_from <= today
+    }
+}
+
+/// Permission to add one list entry, from [`Policy::list_addition`]: the
+/// red entries to exit in the same transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListAddition {
+    exit_red: Vec<i64>,
+}
+
+impl ListAddition {
+    /// Red entries to exit (reason `black_listed`), in id order.
+    pub fn exit_red(&self) -> &[i64] {
+        &self.exit_red
+    }
+}
+
+/// Permission for the issuer to exit one entry, from [`Policy::list_exit`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListExit {
+    _minted: (),
+}
+
+impl Policy {
+    /// Whether `issuer` may put the subject on `list` on `today`, given all
+    /// the subject's entries (SPEC §2.9): a current black entry (in force
+    /// or scheduled) blocks a red listing; a black listing exits every
+    /// current red entry, whoever issued it; an issuer lists a subject on
+    /// one list at most once at a time.
+    pub fn list_addition(
+        &self,
+        list: ListKind,
+        issuer: &str,
+        entries: &[ListEntryFacts<'_>],
+        today: Date,
+    ) -> Result<ListAddition, LifecycleRefusal> {
+        let current = |kind: ListKind| {
+            let mut ids: Vec<i64> = entries
+                .iter()
+                .filter(|e| e.list == kind && e.current(today))
+                .map(|e| e.id)
+                .collect();
+            ids.sort_unstable();
+            ids
+        };
+        if list == ListKind::Red {
+            let black = current(ListKind::Black);
+            if !black.is_empty() {
+                return Err(LifecycleRefusal::BlackListed(black));
+            }
+        }
+        if let Some(dup) = entries
+            .iter()
+            .filter(|e| e.list == list && e.issuer == issuer && e.current(today))
+            .map(|e| e.id)
+            .min()
+        {
+            return Err(LifecycleRefusal::AlreadyListed(dup));
+        }
+        let exit_red = if list == ListKind::Black {
+            current(ListKind::Red)
+        } else {
+            Vec::new()
+        };
+        Ok(ListAddition { exit_red })
+    }
+
+    /// Whether `org` may exit `entry` on `on`: only its issuer, only once,
+    /// not before it took effect.
+    pub fn list_exit(
+        &self,
+        org: &Organisation,
+        entry: &ListEntryFacts<'_>,
+        on: Date,
+    ) -> Result<ListExit, LifecycleRefusal> {
+        if entry.issuer != org.code.as_str() {
+            return Err(LifecycleRefusal::NotIssuer);
+        }
+        if entry.exited {
+            return Err(LifecycleRefusal::AlreadyExited);
+        }
+        if on < entry.effective_from {
+            return Err(LifecycleRefusal::ExitBeforeEffective(entry.effective_from));
+        }
+        Ok(ListExit { _minted: () })
     }
 }

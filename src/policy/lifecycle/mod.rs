@@ -27,9 +27,10 @@
 //! | `dates.rs` | calendar arithmetic and the strict `YYYY-MM-DD` format |
 //! | `disclosure.rs` | tiers, disclosure periods, terms of a record, submitted terms |
 //! | `state.rs` | record states, precedence and per-role sharing |
-//! | `objections.rs` | the answer deadline |
-//! | `repairs.rs` | repair eligibility |
-//! | `lists.rs` | red/black/focus lists and list-derived items |
+//! | `steps.rs` | refusals of lifecycle steps; report scopes |
+//! | `objections.rs` | who may file and answer objections; the answer deadline |
+//! | `repairs.rs` | repair eligibility; who may apply and decide |
+//! | `lists.rs` | red/black/focus lists: adding (black excludes red), exiting; list-derived items |
 //! | `views.rs` | views and their summaries |
 //!
 //! The catalog tables are compiled by `policy::load::lifecycle`; nothing
@@ -41,18 +42,22 @@ mod lists;
 mod objections;
 mod repairs;
 mod state;
+mod steps;
 mod views;
 
+#[cfg(test)]
+mod steps_tests;
 #[cfg(test)]
 mod tests;
 
 pub use dates::{add_months, date_format, format_date, parse_date};
 pub use disclosure::{ItemRules, RecordTerms, Terms, TermsError, Tier, TierRule};
-pub use lists::ListKind;
-pub use objections::OBJECTION_ANSWER_DAYS;
-pub use repairs::RepairRefusal;
+pub use lists::{ListAddition, ListEntryFacts, ListExit, ListKind};
+pub use objections::{OBJECTION_ANSWER_DAYS, ObjectionAnswer, ObjectionFiling};
+pub use repairs::{RepairApplication, RepairDecision, RepairRefusal};
 pub use state::{RecordFacts, RecordState, RecordStatus, Sharing, StoredState};
-pub use views::{SummaryDef, SummaryRule, ViewDef};
+pub use steps::{Case, LifecycleRefusal, OverdueScope, SubjectView};
+pub use views::{SummaryDef, SummaryRule, ViewDef, ViewRefusal};
 
 /// Compiled lifecycle rules (part of [`Policy`]).
 #[derive(Clone, Debug, Default)]

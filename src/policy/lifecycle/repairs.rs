@@ -1,11 +1,13 @@
-//! Credit repair (信用修复): when an application may be made.
+//! Credit repair (信用修复): when an application may be made, and who may
+//! decide it.
 
 use time::Date;
 
 use super::dates::add_months;
 use super::disclosure::Terms;
-use super::state::RecordFacts;
-use crate::policy::Policy;
+use super::state::{RecordFacts, RecordState, StoredState};
+use super::steps::{Case, LifecycleRefusal};
+use crate::policy::{Organisation, Policy};
 
 /// Why a repair application cannot be accepted now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,5 +41,75 @@ impl Policy {
             return Err(RepairRefusal::TooEarly(opens));
         }
         Ok(terms)
+    }
+}
+
+/// Permission to apply for the repair of one record, from
+/// [`Policy::repair_application`]: carries the record's terms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RepairApplication {
+    terms: Terms,
+}
+
+impl RepairApplication {
+    /// The record's disclosure terms.
+    pub fn terms(&self) -> Terms {
+        self.terms
+    }
+}
+
+/// Permission for a provider to decide one pending application, from
+/// [`Policy::repair_decision`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RepairDecision {
+    _minted: (),
+}
+
+impl Policy {
+    /// Whether a repair of the record `facts` describes may be applied for
+    /// on `today`; `pending` is an application already pending on it. The
+    /// record must not be repaired, withdrawn or superseded, must be
+    /// eligible ([`Policy::repair_eligibility`]) and have no pending
+    /// application.
+    pub fn repair_application(
+        &self,
+        facts: &RecordFacts<'_>,
+        pending: Option<i64>,
+        today: Date,
+    ) -> Result<RepairApplication, LifecycleRefusal> {
+        if let s @ (RecordState::Repaired | RecordState::Withdrawn | RecordState::Superseded) =
+            self.record_state(facts, today)
+        {
+            return Err(LifecycleRefusal::RecordState(s));
+        }
+        let terms = self
+            .repair_eligibility(facts, today)
+            .map_err(LifecycleRefusal::RepairIneligible)?;
+        if let Some(id) = pending {
+            return Err(LifecycleRefusal::RepairPending(id));
+        }
+        Ok(RepairApplication { terms })
+    }
+
+    /// Whether `org` may decide the application `case` describes, on a
+    /// record in `stored` state: only the record's provider, only while
+    /// the application is pending and the record still current.
+    pub fn repair_decision(
+        &self,
+        org: &Organisation,
+        case: &Case<'_>,
+        stored: StoredState,
+    ) -> Result<RepairDecision, LifecycleRefusal> {
+        if case.provider != org.code.as_str() {
+            return Err(LifecycleRefusal::NotProvider);
+        }
+        if case.status != "pending" {
+            return Err(LifecycleRefusal::RepairClosed(case.status.to_owned()));
+        }
+        match stored {
+            StoredState::Active => Ok(RepairDecision { _minted: () }),
+            StoredState::Withdrawn => Err(LifecycleRefusal::RecordState(RecordState::Withdrawn)),
+            StoredState::Superseded => Err(LifecycleRefusal::RecordState(RecordState::Superseded)),
+        }
     }
 }

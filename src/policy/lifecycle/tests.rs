@@ -334,6 +334,32 @@ fn views_and_list_items() {
     assert_eq!(p.list_items_for(SubjectType::LegalPerson), ["list_status"]);
     let lf = p.list_item_fields("list_status").unwrap();
     assert!(lf.contains(&("black_listed".to_owned(), ListKind::Black)));
+    let values = p
+        .list_item_values("list_status", &[ListKind::Black])
+        .unwrap();
+    assert_eq!(values["black_listed"], true);
+    assert_eq!(values["red_listed"], false);
+    assert!(p.list_item_values("admin_penalty", &[]).is_none());
+    assert_eq!(
+        p.view_for("financing_profile", SubjectType::LegalPerson, "financing")
+            .map(|v| v.id.as_str()),
+        Ok("financing_profile")
+    );
+    assert!(matches!(
+        p.view_for("financing_profile", SubjectType::NaturalPerson, "financing"),
+        Err(ViewRefusal::SubjectMismatch { .. })
+    ));
+    assert!(matches!(
+        p.view_for("financing_profile", SubjectType::LegalPerson, "employment"),
+        Err(ViewRefusal::PurposeMismatch { .. })
+    ));
+    assert_eq!(
+        p.view_for("gossip", SubjectType::LegalPerson, "financing")
+            .map(|v| v.id.as_str()),
+        Err(ViewRefusal::Unknown {
+            known: vec!["financing_profile".to_owned()]
+        })
+    );
     assert!(p.item_rules("list_status").is_none());
 }
 

@@ -6,6 +6,33 @@ use super::state::RecordStatus;
 use crate::ids::SubjectType;
 use crate::policy::Policy;
 
+/// Why a view cannot be used for a query.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ViewRefusal {
+    /// No such view (the known ones).
+    #[error("view is not in the catalog")]
+    Unknown {
+        /// Ids of the catalog's views.
+        known: Vec<String>,
+    },
+    /// The view describes another subject type.
+    #[error("view '{view}' describes a {}", .describes.as_str())]
+    SubjectMismatch {
+        /// View id.
+        view: String,
+        /// What it describes.
+        describes: SubjectType,
+    },
+    /// The view is for another purpose.
+    #[error("view '{view}' is for purpose '{purpose}'")]
+    PurposeMismatch {
+        /// View id.
+        view: String,
+        /// Its purpose.
+        purpose: String,
+    },
+}
+
 /// A named bundle of catalog items (e.g. the 信易贷 financing profile), so a
 /// caller can ask for a standard view instead of listing fields; the fields
 /// still go through the ordinary per-field decision.
@@ -113,6 +140,35 @@ impl Policy {
     /// A view by id.
     pub fn view(&self, id: &str) -> Option<&ViewDef> {
         self.lifecycle.views.iter().find(|v| v.id == id)
+    }
+
+    /// The view `name` for a query about a subject of type `subject` for
+    /// `purpose`: it must exist, describe that subject type and be meant
+    /// for that purpose.
+    pub fn view_for(
+        &self,
+        name: &str,
+        subject: SubjectType,
+        purpose: &str,
+    ) -> Result<&ViewDef, ViewRefusal> {
+        let Some(v) = self.view(name) else {
+            return Err(ViewRefusal::Unknown {
+                known: self.views().iter().map(|v| v.id.clone()).collect(),
+            });
+        };
+        if v.subject != subject {
+            return Err(ViewRefusal::SubjectMismatch {
+                view: v.id.clone(),
+                describes: v.subject,
+            });
+        }
+        if v.purpose != purpose {
+            return Err(ViewRefusal::PurposeMismatch {
+                view: v.id.clone(),
+                purpose: v.purpose.clone(),
+            });
+        }
+        Ok(v)
     }
 
     /// All views.

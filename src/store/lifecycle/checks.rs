@@ -10,7 +10,9 @@ use super::lists::ListEntryView;
 use super::{RecordRow, Refusal};
 use crate::ids::SubjectId;
 use crate::policy::Policy;
+use crate::policy::lifecycle::LifecycleRefusal;
 use crate::policy::lifecycle::{ListKind, RecordState, Terms, format_date};
+use crate::policy::measures::FeedbackPermit;
 use crate::store::{Backend, Store, StoreError};
 
 /// A record of the subject with its state (no field values).
@@ -73,9 +75,7 @@ impl Store {
             let facts = row.facts(&data);
             let state = policy.record_state(&facts, today);
             states.insert(row.id, (state, row.superseded_by));
-            if let Some(terms) = policy.terms(&facts)
-                && !matches!(state, RecordState::Withdrawn | RecordState::Superseded)
-            {
+            if let Some(terms) = policy.check_record_terms(&facts, state) {
                 negative.push(SubjectRecord {
                     record_id: row.id,
                     item: row.item.clone(),
@@ -129,10 +129,12 @@ impl Store {
         matter: &str,
         today: Date,
         result: &Value,
-        request_id: &str,
+        intent: &crate::store::AuditIntent,
     ) -> Result<i64, StoreError> {
+        let request_id = intent.request_id();
         dispatch!(self, p => {
-            Ok(sqlx::query_scalar(
+            let mut tx = p.begin().await?;
+            let id: i64 = sqlx::query_scalar(
                 "INSERT INTO checks (org, subject_type, subject_id, matter, checked_on, result, request_id) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
             )
@@ -143,8 +145,11 @@ impl Store {
             .bind(format_date(today))
             .bind(result.to_string())
             .bind(request_id)
-            .fetch_one(p)
-            .await?)
+            .fetch_one(&mut *tx)
+            .await?;
+            crate::store::outbox::write_intent!(&mut *tx, intent);
+            tx.commit().await?;
+            Ok(id)
         })
     }
 
@@ -170,36 +175,44 @@ impl Store {
         }))
     }
 
-    /// Record a department's feedback on its check, once.
+    /// Record a check's feedback, once, as [`Policy::check_feedback`]
+    /// permitted it. The update is conditional on no feedback being
+    /// recorded yet, so of two racing reports one is stored; the other gets
+    /// the refusal the permit would have been refused with.
     pub async fn check_feedback(
         &self,
-        id: i64,
-        org: &str,
+        permit: &FeedbackPermit,
         feedback: &Value,
-        request_id: &str,
+        intent: &crate::store::AuditIntent,
         now: &str,
     ) -> Result<Result<(), Refusal>, StoreError> {
+        let id = permit.check_id();
+        let request_id = intent.request_id();
         let n = dispatch!(self, p => {
-            sqlx::query(
+            let mut tx = p.begin().await?;
+            let n = sqlx::query(
                 "UPDATE checks SET feedback = $1, feedback_at = $2, feedback_request = $3 \
-                 WHERE id = $4 AND org = $5 AND feedback IS NULL",
+                 WHERE id = $4 AND feedback IS NULL",
             )
             .bind(feedback.to_string())
             .bind(now)
             .bind(request_id)
             .bind(id)
-            .bind(org)
-            .execute(p)
+            .execute(&mut *tx)
             .await?
-            .rows_affected()
+            .rows_affected();
+            if n == 1 {
+                crate::store::outbox::write_intent!(&mut *tx, intent);
+            }
+            tx.commit().await?;
+            n
         });
         if n == 1 {
             return Ok(Ok(()));
         }
         Ok(Err(match self.check(id).await? {
             None => Refusal::CheckNotFound,
-            Some(c) if c.org != org => Refusal::NotCheckOwner,
-            Some(_) => Refusal::FeedbackRecorded,
+            Some(_) => LifecycleRefusal::FeedbackRecorded.into(),
         }))
     }
 }

@@ -5,7 +5,8 @@ use time::Date;
 
 use super::Refusal;
 use crate::ids::SubjectId;
-use crate::policy::lifecycle::{ListKind, RecordState, format_date, parse_date};
+use crate::policy::lifecycle::{ListEntryFacts, ListKind, RecordState, format_date, parse_date};
+use crate::policy::{Organisation, Policy};
 use crate::store::{Backend, Store, StoreError};
 
 /// A new list entry.
@@ -75,37 +76,45 @@ pub(super) type ListRow = (
 );
 
 impl Store {
-    /// List entries of `subject` in force on `today`.
+    /// List entries of `subject` in force on `today`
+    /// ([`ListEntryFacts::in_force`]), in id order.
     pub(super) async fn lists_in_force(
         &self,
         subject: &SubjectId,
         today: Date,
     ) -> Result<Vec<ListRow>, StoreError> {
-        let today = format_date(today);
-        Ok(dispatch!(self, p => {
+        let rows: Vec<ListRow> = dispatch!(self, p => {
             sqlx::query_as(
                 "SELECT id, list, issuer, basis, basis_record_id, effective_from, effective_to \
                  FROM list_entries WHERE subject_id = $1 AND subject_type = $2 \
-                 AND exited_on IS NULL AND effective_from <= $3 \
-                 AND (effective_to IS NULL OR effective_to > $3) ORDER BY id",
+                 AND exited_on IS NULL ORDER BY id",
             )
             .bind(subject.id())
             .bind(subject.kind().as_str())
-            .bind(&today)
             .fetch_all(p)
             .await?
-        }))
+        });
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            if entry_facts(r.0, &r.1, &r.2, &r.5, r.6.as_deref())?.in_force(today) {
+                out.push(r);
+            }
+        }
+        Ok(out)
     }
 
-    /// Add a list entry. Black listing exits the subject's red entries in the
-    /// same transaction; red listing a subject with a black entry in force
-    /// (or scheduled) is refused (SPEC §2.9).
+    /// Add a list entry, as far as [`Policy::list_addition`] permits
+    /// (black excludes red, SPEC §2.9): the red entries the permit names are
+    /// exited in the same transaction, under the subject lock, so a black
+    /// listing racing a red listing cannot both pass.
     pub async fn add_list_entry(
         &self,
         e: &NewListEntry<'_>,
+        policy: &Policy,
         today: Date,
+        intent: &crate::store::AuditIntent,
     ) -> Result<Result<ListAdded, Refusal>, StoreError> {
-        let today = format_date(today);
+        let day = format_date(today);
         let (kind, id) = (e.subject.kind().as_str(), e.subject.id());
         dispatch!(self, p => {
             let mut tx = p.begin().await?;
@@ -123,48 +132,35 @@ impl Store {
                     return Ok(Err(Refusal::BasisNotFound));
                 }
             }
-            // Entries not exited and not past their end: in force or scheduled.
-            let current = "SELECT id FROM list_entries WHERE subject_id = $1 AND subject_type = $2 \
-                 AND list = $3 AND exited_on IS NULL AND (effective_to IS NULL OR effective_to > $4)";
-            if e.list == ListKind::Red {
-                let black: Vec<i64> = sqlx::query_scalar(current)
-                    .bind(id)
-                    .bind(kind)
-                    .bind("black")
-                    .bind(&today)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                if !black.is_empty() {
-                    return Ok(Err(Refusal::BlackListed(black)));
-                }
-            }
-            let mine: Option<i64> = sqlx::query_scalar(&format!("{current} AND issuer = $5"))
-                .bind(id)
-                .bind(kind)
-                .bind(e.list.as_str())
-                .bind(&today)
-                .bind(e.issuer)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(dup) = mine {
-                return Ok(Err(Refusal::AlreadyListed(dup)));
-            }
-            let mut removed_red = Vec::new();
-            if e.list == ListKind::Black {
-                removed_red = sqlx::query_scalar(
+            let rows: Vec<EntryRow> = sqlx::query_as(
+                "SELECT id, list, issuer, effective_from, effective_to FROM list_entries \
+                 WHERE subject_id = $1 AND subject_type = $2 AND exited_on IS NULL ORDER BY id",
+            )
+            .bind(id)
+            .bind(kind)
+            .fetch_all(&mut *tx)
+            .await?;
+            let entries = rows
+                .iter()
+                .map(|r| entry_facts(r.0, &r.1, &r.2, &r.3, r.4.as_deref()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let permit = match policy.list_addition(e.list, e.issuer, &entries, today) {
+                Ok(p) => p,
+                Err(r) => return Ok(Err(r.into())),
+            };
+            for red in permit.exit_red() {
+                sqlx::query(
                     "UPDATE list_entries SET exited_on = $1, exit_reason = 'black_listed', exited_by = $2, exit_request = $3 \
-                     WHERE subject_id = $4 AND subject_type = $5 AND list = 'red' AND exited_on IS NULL \
-                     AND (effective_to IS NULL OR effective_to > $1) RETURNING id",
+                     WHERE id = $4",
                 )
-                .bind(&today)
+                .bind(&day)
                 .bind(e.issuer)
                 .bind(e.request_id)
-                .bind(id)
-                .bind(kind)
-                .fetch_all(&mut *tx)
+                .bind(red)
+                .execute(&mut *tx)
                 .await?;
-                removed_red.sort_unstable();
             }
+            let removed_red = permit.exit_red().to_vec();
             let entry_id: i64 = sqlx::query_scalar(
                 "INSERT INTO list_entries (list, subject_type, subject_id, issuer, basis, basis_record_id, \
                  effective_from, effective_to, listed_at, listed_request) \
@@ -182,24 +178,36 @@ impl Store {
             .bind(e.request_id)
             .fetch_one(&mut *tx)
             .await?;
+            crate::store::outbox::write_intent!(&mut *tx, intent);
             tx.commit().await?;
             self.invalidate();
             Ok(Ok(ListAdded { entry_id, removed_red }))
         })
     }
 
-    /// Exit (移出) a list entry on `exit_on` (only its issuer may). Returns
-    /// the entry's list and subject.
+    /// Exit (移出) a list entry on `exit_on`, as far as
+    /// [`Policy::list_exit`] permits. Returns the entry's list and subject.
     pub async fn exit_list_entry(
         &self,
         entry_id: i64,
-        org: &str,
+        org: &Organisation,
         reason: &str,
         exit_on: Date,
-        request_id: &str,
+        policy: &Policy,
+        intent: &crate::store::AuditIntent,
     ) -> Result<Result<(ListKind, String, String), Refusal>, StoreError> {
-        type Row = (String, String, String, String, String, Option<String>);
-        let sql = "SELECT list, subject_type, subject_id, issuer, effective_from, exited_on FROM list_entries WHERE id = $1";
+        let request_id = intent.request_id();
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+        );
+        let sql = "SELECT list, subject_type, subject_id, issuer, effective_from, effective_to, exited_on \
+                   FROM list_entries WHERE id = $1";
         let first: Option<Row> = dispatch!(self, p => {
             sqlx::query_as(sql).bind(entry_id).fetch_optional(p).await?
         });
@@ -210,27 +218,26 @@ impl Store {
         dispatch!(self, p => {
             let mut tx = p.begin().await?;
             lock_subject!(tx, first.1.as_str(), first.2.as_str());
-            let (list, st, sid, issuer, from, exited): Row =
+            let (list, st, sid, issuer, from, to, exited): Row =
                 sqlx::query_as(sql).bind(entry_id).fetch_one(&mut *tx).await?;
-            if issuer != org {
-                return Ok(Err(Refusal::NotIssuer));
-            }
-            if exited.is_some() {
-                return Ok(Err(Refusal::AlreadyExited));
-            }
-            if exit_day < from {
-                return Ok(Err(Refusal::ExitBeforeEffective(parse_date(&from).unwrap_or(Date::MIN))));
+            let facts = ListEntryFacts {
+                exited: exited.is_some(),
+                ..entry_facts(entry_id, &list, &issuer, &from, to.as_deref())?
+            };
+            if let Err(r) = policy.list_exit(org, &facts, exit_on) {
+                return Ok(Err(r.into()));
             }
             sqlx::query(
                 "UPDATE list_entries SET exited_on = $1, exit_reason = $2, exited_by = $3, exit_request = $4 WHERE id = $5",
             )
             .bind(&exit_day)
             .bind(reason)
-            .bind(org)
+            .bind(org.code.as_str())
             .bind(request_id)
             .bind(entry_id)
             .execute(&mut *tx)
             .await?;
+            crate::store::outbox::write_intent!(&mut *tx, intent);
             tx.commit().await?;
             self.invalidate();
             let list = ListKind::parse(&list)
@@ -238,4 +245,29 @@ impl Store {
             Ok(Ok((list, st, sid)))
         })
     }
+}
+
+/// A stored list entry: id, list, issuer, effective from, effective to.
+type EntryRow = (i64, String, String, String, Option<String>);
+
+/// The facts the policy decides on, from a stored entry (not exited).
+fn entry_facts<'a>(
+    id: i64,
+    list: &str,
+    issuer: &'a str,
+    from: &str,
+    to: Option<&str>,
+) -> Result<ListEntryFacts<'a>, StoreError> {
+    let corrupt = || StoreError::Corrupt(format!("list entry {id}"));
+    Ok(ListEntryFacts {
+        id,
+        list: ListKind::parse(list).ok_or_else(corrupt)?,
+        issuer,
+        effective_from: parse_date(from).ok_or_else(corrupt)?,
+        effective_to: match to {
+            Some(d) => Some(parse_date(d).ok_or_else(corrupt)?),
+            None => None,
+        },
+        exited: false,
+    })
 }

@@ -2,17 +2,20 @@
 //! repair, red/black/focus lists and 应查必查 checks.
 //!
 //! Same rules as the rest of the store: one SQL text for SQLite and
-//! PostgreSQL through [`dispatch!`], no decision made here — every state and
-//! visibility question goes to the pure policy (`policy::lifecycle`), with
-//! "today" passed in by the caller.
+//! PostgreSQL through [`dispatch!`], no decision made here — every state,
+//! visibility and permission question goes to the pure policy
+//! (`policy::lifecycle`), with "today" passed in by the caller.
 //!
 //! Every mutation runs in one transaction that first upserts the subject's
 //! row in `subject_locks`: on PostgreSQL the row lock serialises concurrent
 //! changes to one subject (a black listing racing a red listing cannot both
 //! pass their checks); on SQLite that first write takes the database lock
-//! before anything is read. Domain refusals come back as [`Refusal`] (the
-//! transaction is rolled back by dropping it); database failures as
-//! [`StoreError`].
+//! before anything is read. Inside it the store reads the facts, hands them
+//! to the policy and executes the permit it gets back (the dates of an
+//! objection, the terms of a repair application, the red entries a black
+//! listing exits). Refusals come back as [`Refusal`]: "not found", or
+//! `Denied` with the policy's reason (the transaction is rolled back by
+//! dropping it); database failures as [`StoreError`].
 //!
 //! | file | what |
 //! |---|---|
@@ -33,55 +36,38 @@ use time::Date;
 
 use super::{Backend, Store, StoreError};
 use crate::ids::SubjectId;
+use crate::policy::Organisation;
 use crate::policy::lifecycle::{
-    RecordFacts, RecordState, RepairRefusal, StoredState, Tier, parse_date,
+    Case, LifecycleRefusal, RecordFacts, StoredState, Tier, parse_date,
 };
 
-/// A domain refusal of a lifecycle change (mapped to 404/403/409 by the
-/// HTTP layer).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a lifecycle change did not happen: something it names does not
+/// exist, or the policy refused the step (mapped to 404/403/409 in
+/// `http/error.rs`). The store never refuses on its own judgement.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refusal {
     /// No such record for this subject.
+    #[error("no such record for this subject")]
     RecordNotFound,
-    /// The caller did not provide the record.
-    NotProvider,
-    /// The record is in a state that does not allow this step.
-    RecordState(RecordState),
-    /// An objection on the record is already open.
-    ObjectionOpen(i64),
     /// No such objection.
+    #[error("no such objection")]
     ObjectionNotFound,
-    /// The objection was already resolved (status).
-    ObjectionClosed(String),
-    /// A repair application is already pending.
-    RepairPending(i64),
     /// No such repair application.
+    #[error("no such repair application")]
     RepairNotFound,
-    /// The application was already decided (status).
-    RepairClosed(String),
-    /// The record cannot be repaired now.
-    RepairIneligible(RepairRefusal),
-    /// Red listing refused: the subject is on a black list (entry ids).
-    BlackListed(Vec<i64>),
-    /// The issuer already has this subject on this list (entry id).
-    AlreadyListed(i64),
     /// The basis record is not a record of this subject.
+    #[error("the basis record is not a record of this subject")]
     BasisNotFound,
     /// No such list entry.
+    #[error("no such list entry")]
     EntryNotFound,
-    /// Only the issuing department may exit an entry.
-    NotIssuer,
-    /// The entry was already exited.
-    AlreadyExited,
-    /// The exit date is before the entry took effect.
-    ExitBeforeEffective(Date),
     /// No such check.
+    #[error("no such check")]
     CheckNotFound,
-    /// Only the department that ran a check gives its feedback.
-    NotCheckOwner,
-    /// Feedback was already recorded.
-    FeedbackRecorded,
+    /// The policy refused the step.
+    #[error(transparent)]
+    Denied(#[from] LifecycleRefusal),
 }
 
 /// What an objection or repair concerns, read before validating a step.
@@ -101,6 +87,16 @@ pub struct ObjectionTarget {
     pub subject_id: String,
     /// Objection or repair status.
     pub status: String,
+}
+
+impl ObjectionTarget {
+    /// The facts the policy decides a provider's step on.
+    pub fn case(&self) -> Case<'_> {
+        Case {
+            provider: &self.provider,
+            status: &self.status,
+        }
+    }
 }
 
 /// An objection or repair application from the portal.
@@ -124,7 +120,7 @@ pub struct Step<'a> {
     /// Objection or repair id.
     pub id: i64,
     /// The deciding organisation.
-    pub org: &'a str,
+    pub org: &'a Organisation,
     /// Optional note, free text.
     pub note: Option<&'a str>,
     /// Request id.

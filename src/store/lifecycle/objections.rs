@@ -6,7 +6,7 @@ use time::Date;
 
 use super::{Application, ObjectionTarget, RecordRow, Refusal, Step};
 use crate::policy::Policy;
-use crate::policy::lifecycle::{RecordState, RecordTerms, format_date};
+use crate::policy::lifecycle::{Case, RecordTerms, format_date};
 use crate::store::{Backend, Store, StoreError};
 
 /// How a provider answers an objection.
@@ -65,9 +65,8 @@ impl Store {
         a: Application<'_>,
         policy: &Policy,
         today: Date,
+        intent: &crate::store::AuditIntent,
     ) -> Result<Result<ObjectionRow, Refusal>, StoreError> {
-        let filed_on = format_date(today);
-        let due_on = format_date(Policy::objection_due(today));
         dispatch!(self, p => {
             let mut tx = p.begin().await?;
             lock_subject!(tx, a.subject.kind().as_str(), a.subject.id());
@@ -81,18 +80,12 @@ impl Store {
             .await?;
             let Some(row) = row else { return Ok(Err(Refusal::RecordNotFound)) };
             let data = row.data()?;
-            match policy.record_state(&row.facts(&data), today) {
-                RecordState::Disputed => {
-                    return Ok(Err(Refusal::ObjectionOpen(row.objection.unwrap_or_default())));
-                }
-                s @ (RecordState::Expired | RecordState::Withdrawn | RecordState::Superseded) => {
-                    return Ok(Err(Refusal::RecordState(s)));
-                }
-                RecordState::Active | RecordState::Repaired => {}
-            }
-            if let Some(open) = row.objection {
-                return Ok(Err(Refusal::ObjectionOpen(open)));
-            }
+            let permit = match policy.objection_filing(&row.facts(&data), row.objection, today) {
+                Ok(p) => p,
+                Err(e) => return Ok(Err(e.into())),
+            };
+            let filed_on = format_date(permit.filed_on());
+            let due_on = format_date(permit.due_on());
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO objections (record_id, subject_type, subject_id, filed_by, grounds, filed_on, due_on, status, filed_request) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8) RETURNING id",
@@ -107,6 +100,7 @@ impl Store {
             .bind(a.request_id)
             .fetch_one(&mut *tx)
             .await?;
+            crate::store::outbox::write_intent!(&mut *tx, intent);
             tx.commit().await?;
             self.invalidate();
             Ok(Ok(ObjectionRow {
@@ -132,7 +126,8 @@ impl Store {
         .await
     }
 
-    /// Answer an open objection (only the record's provider may). A
+    /// Answer an open objection, as far as [`Policy::objection_answer`]
+    /// permits. A
     /// correction stores a new version that supersedes the old one (kept,
     /// never shared again); a withdrawal stops sharing the record.
     /// Returns the new version's id for a correction.
@@ -140,6 +135,8 @@ impl Store {
         &self,
         step: Step<'_>,
         resolution: &Resolution,
+        policy: &Policy,
+        intent: &crate::store::AuditIntent,
     ) -> Result<Result<Option<i64>, Refusal>, StoreError> {
         let Step {
             id: objection_id,
@@ -160,11 +157,9 @@ impl Store {
                 .bind(objection_id)
                 .fetch_one(&mut *tx)
                 .await?;
-            if t.provider != org {
-                return Ok(Err(Refusal::NotProvider));
-            }
-            if status != "open" {
-                return Ok(Err(Refusal::ObjectionClosed(status)));
+            let case = Case { provider: &t.provider, status: &status };
+            if let Err(e) = policy.objection_answer(org, &case) {
+                return Ok(Err(e.into()));
             }
             let mut new_id = None;
             match resolution {
@@ -214,7 +209,7 @@ impl Store {
                  new_record_id = $5, resolved_request = $6 WHERE id = $7",
             )
             .bind(resolution.as_str())
-            .bind(org)
+            .bind(org.code.as_str())
             .bind(&today)
             .bind(note)
             .bind(new_id)
@@ -222,6 +217,7 @@ impl Store {
             .bind(objection_id)
             .execute(&mut *tx)
             .await?;
+            crate::store::outbox::write_intent!(&mut *tx, intent);
             tx.commit().await?;
             self.invalidate();
             Ok(Ok(new_id))

@@ -7,7 +7,7 @@ use time::Date;
 
 use super::CachedRow;
 use crate::ids::SubjectId;
-use crate::policy::lifecycle::{RecordStatus, Sharing, Terms};
+use crate::policy::lifecycle::{ListKind, RecordStatus, Sharing, Terms};
 use crate::policy::{Organisation, Permit, Policy, Reason};
 use crate::store::{Store, StoreError};
 
@@ -107,21 +107,19 @@ impl Store {
             }
         }
         for item in policy.list_items_for(subject.kind()) {
-            let Some(list_fields) = policy.list_item_fields(item) else {
-                continue;
-            };
             // Cheap test first: does the permit touch this item at all?
             if permit.release(policy, item, &Map::new()).is_none() {
                 continue;
             }
-            let lists = self.lists_in_force(subject, today).await?;
-            let mut map = Map::new();
-            for (name, kind) in list_fields {
-                map.insert(
-                    name.clone(),
-                    Value::Bool(lists.iter().any(|l| l.1 == kind.as_str())),
-                );
-            }
+            let kinds: Vec<ListKind> = self
+                .lists_in_force(subject, today)
+                .await?
+                .iter()
+                .filter_map(|l| ListKind::parse(&l.1))
+                .collect();
+            let Some(map) = policy.list_item_values(item, &kinds) else {
+                continue;
+            };
             if let Some(fields) = permit.release(policy, item, &map) {
                 out.records.push(SharedRecord {
                     record_id: None,

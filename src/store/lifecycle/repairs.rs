@@ -4,7 +4,7 @@ use time::Date;
 
 use super::{Application, ObjectionTarget, RecordRow, Refusal, Step};
 use crate::policy::Policy;
-use crate::policy::lifecycle::{RecordState, StoredState, Terms, format_date};
+use crate::policy::lifecycle::{Case, StoredState, Terms, format_date};
 use crate::store::{Backend, Store, StoreError};
 
 impl Store {
@@ -14,6 +14,7 @@ impl Store {
         a: Application<'_>,
         policy: &Policy,
         today: Date,
+        intent: &crate::store::AuditIntent,
     ) -> Result<Result<(i64, Terms), Refusal>, StoreError> {
         let applied_on = format_date(today);
         dispatch!(self, p => {
@@ -29,26 +30,15 @@ impl Store {
             .await?;
             let Some(row) = row else { return Ok(Err(Refusal::RecordNotFound)) };
             let data = row.data()?;
-            let facts = row.facts(&data);
-            match policy.record_state(&facts, today) {
-                RecordState::Repaired => return Ok(Err(Refusal::RecordState(RecordState::Repaired))),
-                s @ (RecordState::Withdrawn | RecordState::Superseded) => {
-                    return Ok(Err(Refusal::RecordState(s)));
-                }
-                _ => {}
-            }
-            let terms = match policy.repair_eligibility(&facts, today) {
-                Ok(t) => t,
-                Err(e) => return Ok(Err(Refusal::RepairIneligible(e))),
-            };
             let pending: Option<i64> =
                 sqlx::query_scalar("SELECT id FROM repairs WHERE record_id = $1 AND status = 'pending'")
                     .bind(a.record_id)
                     .fetch_optional(&mut *tx)
                     .await?;
-            if let Some(id) = pending {
-                return Ok(Err(Refusal::RepairPending(id)));
-            }
+            let terms = match policy.repair_application(&row.facts(&data), pending, today) {
+                Ok(permit) => permit.terms(),
+                Err(e) => return Ok(Err(e.into())),
+            };
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO repairs (record_id, subject_type, subject_id, applied_by, grounds, applied_on, status, applied_request) \
                  VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7) RETURNING id",
@@ -62,6 +52,7 @@ impl Store {
             .bind(a.request_id)
             .fetch_one(&mut *tx)
             .await?;
+            crate::store::outbox::write_intent!(&mut *tx, intent);
             tx.commit().await?;
             self.invalidate();
             Ok(Ok((id, terms)))
@@ -78,12 +69,14 @@ impl Store {
         .await
     }
 
-    /// Decide a pending repair application (only the record's provider
-    /// may). Approval marks the record repaired as of `today`.
+    /// Decide a pending repair application, as far as
+    /// [`Policy::repair_decision`] permits. Approval marks the record repaired as of `today`.
     pub async fn decide_repair(
         &self,
         step: Step<'_>,
         approve: bool,
+        policy: &Policy,
+        intent: &crate::store::AuditIntent,
     ) -> Result<Result<ObjectionTarget, Refusal>, StoreError> {
         let Step {
             id: repair_id,
@@ -106,16 +99,9 @@ impl Store {
             .bind(repair_id)
             .fetch_one(&mut *tx)
             .await?;
-            if t.provider != org {
-                return Ok(Err(Refusal::NotProvider));
-            }
-            if status != "pending" {
-                return Ok(Err(Refusal::RepairClosed(status)));
-            }
-            match StoredState::from_db(&state) {
-                StoredState::Active => {}
-                StoredState::Withdrawn => return Ok(Err(Refusal::RecordState(RecordState::Withdrawn))),
-                StoredState::Superseded => return Ok(Err(Refusal::RecordState(RecordState::Superseded))),
+            let case = Case { provider: &t.provider, status: &status };
+            if let Err(e) = policy.repair_decision(org, &case, StoredState::from_db(&state)) {
+                return Ok(Err(e.into()));
             }
             if approve {
                 sqlx::query("UPDATE records SET repaired_on = $1 WHERE id = $2")
@@ -128,13 +114,14 @@ impl Store {
                 "UPDATE repairs SET status = $1, decided_by = $2, decided_on = $3, decision_note = $4, decided_request = $5 WHERE id = $6",
             )
             .bind(if approve { "approved" } else { "rejected" })
-            .bind(org)
+            .bind(org.code.as_str())
             .bind(&day)
             .bind(note)
             .bind(request_id)
             .bind(repair_id)
             .execute(&mut *tx)
             .await?;
+            crate::store::outbox::write_intent!(&mut *tx, intent);
             tx.commit().await?;
             self.invalidate();
             Ok(Ok(t.clone()))

@@ -1,0 +1,144 @@
+//! Who may take which lifecycle step, and why a step is refused.
+//!
+//! Every step on the write path (file or answer an objection, apply for or
+//! decide a repair, add or exit a list entry, report a check's feedback)
+//! is decided by a `Policy` function that takes the facts the store read —
+//! inside the step's transaction, under the subject lock — and returns
+//! either a [`LifecycleRefusal`] or a permit that only `policy` can mint
+//! (its fields are private). The store executes the permit and decides
+//! nothing; the HTTP layer maps the refusal (`http/error.rs`).
+
+use time::Date;
+
+use super::repairs::RepairRefusal;
+use super::state::RecordState;
+use crate::policy::{Organisation, Policy, Role};
+
+/// Why the policy refuses a lifecycle step.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LifecycleRefusal {
+    /// Only the department that provided the record may do this.
+    #[error("only the department that provided the record may do this")]
+    NotProvider,
+    /// The record is in a state that does not allow this step.
+    #[error("the record is {}", .0.as_str())]
+    RecordState(RecordState),
+    /// An objection on the record is already open (its id).
+    #[error("an objection on this record is already open")]
+    ObjectionOpen(i64),
+    /// The objection was already resolved (its status).
+    #[error("the objection was already resolved")]
+    ObjectionClosed(String),
+    /// A repair application is already pending (its id).
+    #[error("a repair application for this record is already pending")]
+    RepairPending(i64),
+    /// The application was already decided (its status).
+    #[error("the application was already decided")]
+    RepairClosed(String),
+    /// The record cannot be repaired now.
+    #[error("the record cannot be repaired now: {0:?}")]
+    RepairIneligible(RepairRefusal),
+    /// Red listing refused: the subject is on a black list (entry ids).
+    #[error("the subject is on a black list and cannot be red-listed")]
+    BlackListed(Vec<i64>),
+    /// The issuer already has this subject on this list (entry id).
+    #[error("the issuer already has this subject on this list")]
+    AlreadyListed(i64),
+    /// Only the issuing department may exit an entry.
+    #[error("only the issuing department may exit a list entry")]
+    NotIssuer,
+    /// The entry was already exited.
+    #[error("the entry was already exited")]
+    AlreadyExited,
+    /// The exit date is before the entry took effect (on this date).
+    #[error("the exit date is before the entry took effect")]
+    ExitBeforeEffective(Date),
+    /// Only the department that ran a check gives its feedback.
+    #[error("only the department that ran the check reports its feedback")]
+    NotCheckOwner,
+    /// Feedback was already recorded.
+    #[error("feedback for this check was already recorded")]
+    FeedbackRecorded,
+    /// A measure named in feedback is not a measure of the check (name,
+    /// truncated).
+    #[error("'{0}' is not a measure of this check")]
+    UnknownMeasure(String),
+    /// A measure is named twice in feedback (name, truncated).
+    #[error("measure '{0}' is named twice")]
+    MeasureNamedTwice(String),
+    /// Feedback reports a measure as applied that does not apply.
+    #[error("measure '{measure}' is {status} and must not be applied")]
+    MeasureNotApplicable {
+        /// Measure id (truncated).
+        measure: String,
+        /// Its status in the check.
+        status: String,
+    },
+    /// Feedback leaves applicable measures unreported (their ids).
+    #[error("report every applicable measure as applied or not_applied")]
+    FeedbackIncomplete(Vec<String>),
+}
+
+/// What the store knows about an objection or repair application when a
+/// provider answers it.
+#[derive(Clone, Copy, Debug)]
+pub struct Case<'a> {
+    /// Provider of the record concerned.
+    pub provider: &'a str,
+    /// Status of the objection or application (`open`, `pending`, …).
+    pub status: &'a str,
+}
+
+/// How subjects are shown to a caller in lifecycle reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubjectView {
+    /// The subject id in clear.
+    Clear,
+    /// Only the keyed hash, as in the audit log (auditors).
+    Hashed,
+}
+
+/// Whose objections the overdue report covers, and how subjects are shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverdueScope<'a> {
+    /// Only records of this provider; `None`: every provider.
+    pub provider: Option<&'a str>,
+    /// How subjects are shown.
+    pub subjects: SubjectView,
+}
+
+impl Policy {
+    /// Whether `org` may read a record's history, and how the subject is
+    /// shown: auditors see every record with the subject hashed; otherwise
+    /// only the record's provider, in clear.
+    pub fn history_view(
+        &self,
+        org: &Organisation,
+        provider: &str,
+    ) -> Result<SubjectView, LifecycleRefusal> {
+        if org.has_role(Role::Auditor) {
+            Ok(SubjectView::Hashed)
+        } else if org.code.as_str() == provider {
+            Ok(SubjectView::Clear)
+        } else {
+            Err(LifecycleRefusal::NotProvider)
+        }
+    }
+
+    /// The overdue-objection report `org` gets: auditors oversee every
+    /// provider and see subjects only hashed; a department sees the
+    /// objections on its own records.
+    pub fn overdue_scope<'o>(&self, org: &'o Organisation) -> OverdueScope<'o> {
+        if org.has_role(Role::Auditor) {
+            OverdueScope {
+                provider: None,
+                subjects: SubjectView::Hashed,
+            }
+        } else {
+            OverdueScope {
+                provider: Some(org.code.as_str()),
+                subjects: SubjectView::Clear,
+            }
+        }
+    }
+}
