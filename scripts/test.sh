@@ -15,10 +15,10 @@ step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy -D warnings"
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "tests on SQLite (unit, property, integration)"
-env -u CREDGATE_TEST_DATABASE_URL cargo test --all-targets
+env -u CREDGATE_TEST_DATABASE_URL cargo test --workspace --all-targets
 
 step "integration tests on PostgreSQL"
 CREDGATE_TEST_DATABASE_URL="$pg_url" cargo test --tests

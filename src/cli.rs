@@ -91,6 +91,13 @@ pub enum AuditCommand {
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
         format: String,
     },
+    /// Rebuild the search index from the log (searches, reports and
+    /// anomaly counts read the index; the log is the record).
+    Reindex {
+        /// Gateway configuration (for the store URL and log directory).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 /// `credgate audit verify`: the report to print, or why verification failed.
@@ -104,7 +111,7 @@ pub fn audit_verify(file: &Path, key: &str, previous: Option<&Path>) -> Result<S
 pub async fn audit_export(config: &Path, out: &Path, format: &str) -> Result<String, CliError> {
     use crate::audit::export::{ExportFormat, export_to_file};
     let cfg = Config::load(config).map_err(|e| CliError(e.to_string()))?;
-    let store = Store::connect(&cfg.store.url, 2)
+    let store = Store::connect_config(&cfg)
         .await
         .map_err(|e| CliError(e.to_string()))?;
     let format = if format == "csv" {
@@ -122,6 +129,17 @@ pub async fn audit_export(config: &Path, out: &Path, format: &str) -> Result<Str
         plan.tree_size,
         out.display()
     ))
+}
+
+/// `credgate audit reindex`.
+pub async fn audit_reindex(config: &Path) -> Result<String, CliError> {
+    let cfg = Config::load(config).map_err(|e| CliError(e.to_string()))?;
+    let store = Store::connect_config(&cfg)
+        .await
+        .map_err(|e| CliError(e.to_string()))?;
+    let n = store.reindex().await.map_err(|e| CliError(e.to_string()));
+    store.close().await;
+    Ok(format!("indexed {} audit entries\n", n?))
 }
 
 /// Options of `quickstart`.
@@ -737,7 +755,7 @@ pub fn synthetic_code(n: u32) -> CreditCode {
 
 /// `credgate seed`: synthetic subjects in batches of 1,000 records.
 pub async fn seed_synthetic(cfg: &Config, subjects: u32) -> Result<u32, CliError> {
-    let store = Store::connect(&cfg.store.url, 2)
+    let store = Store::connect_config(cfg)
         .await
         .map_err(|e| CliError(e.to_string()))?;
     let now = crate::audit::now_rfc3339();

@@ -186,6 +186,11 @@ pub struct AuditConfig {
     /// Largest group-commit batch.
     #[serde(default = "default_batch")]
     pub max_batch: usize,
+    /// Directory of the audit log's tiles (SQLite stores only; PostgreSQL
+    /// keeps them in the database). Default: `<database file>.tlog` beside
+    /// the SQLite file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_dir: Option<PathBuf>,
 }
 
 fn default_checkpoint_secs() -> u64 {
@@ -237,6 +242,7 @@ impl Config {
         self.policy.extra_consent_issuers.iter_mut().for_each(fix);
         fix(&mut self.audit.subject_key_file);
         fix(&mut self.audit.checkpoint_key_file);
+        self.audit.log_dir.iter_mut().for_each(fix);
         if let Some(rest) = self.store.url.strip_prefix("sqlite://") {
             let p = Path::new(rest.split('?').next().unwrap_or(rest));
             if p.is_relative() && !rest.starts_with(":memory:") {
@@ -299,6 +305,12 @@ impl Config {
         }
         if !(1..=10_000).contains(&a.max_batch) {
             return Err("audit.max_batch must be between 1 and 10000".into());
+        }
+        if a.log_dir.is_some() && !self.store.url.starts_with("sqlite:") {
+            return Err(
+                "audit.log_dir is for SQLite stores; PostgreSQL keeps the log in the database"
+                    .into(),
+            );
         }
         for (what, p) in [
             ("tls.ca", &self.tls.ca),

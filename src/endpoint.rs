@@ -131,6 +131,10 @@ endpoints! {
     AuditReport = "audit_report", Post "/v1/audit/report", Json;
     /// Entries with proofs, as JSON Lines or CSV.
     AuditExport = "audit_export", Post "/v1/audit/export", Json;
+    /// The log's latest signed checkpoint, C2SP tlog-tiles (`text/plain`).
+    AuditLogCheckpoint = "audit_log_checkpoint", Get "/v1/audit/log/checkpoint", None;
+    /// A hash tile or entry bundle, C2SP tlog-tiles.
+    AuditLogTile = "audit_log_tile", Get "/v1/audit/log/tile/{*path}", None;
 }
 
 /// One row of [`TABLE`].

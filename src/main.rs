@@ -82,6 +82,9 @@ fn main() -> ExitCode {
             }) => cli::audit_export(&config, &out, &format)
                 .await
                 .map(|s| print!("{s}")),
+            Command::Audit(AuditCommand::Reindex { config }) => {
+                cli::audit_reindex(&config).await.map(|s| print!("{s}"))
+            }
             Command::Consent(c) => cli::consent(c),
         }
     });

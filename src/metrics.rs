@@ -165,6 +165,27 @@ impl Metrics {
             "Audit entries that failed to commit.",
             audit.failed.load(Ordering::Relaxed).into(),
         );
+        g(
+            &mut out,
+            "credgate_audit_indexed_entries",
+            "gauge",
+            "Log entries the audit search index covers.",
+            audit.indexed.load(Ordering::Relaxed).into(),
+        );
+        g(
+            &mut out,
+            "credgate_audit_index_lag_entries",
+            "gauge",
+            "Durable log entries not yet in the search index (readiness fails above the limit).",
+            audit.index_lag.load(Ordering::Relaxed).into(),
+        );
+        g(
+            &mut out,
+            "credgate_audit_index_failures_total",
+            "counter",
+            "Search index batches that failed.",
+            audit.index_failures.load(Ordering::Relaxed).into(),
+        );
         self.render_anomalies(&mut out);
         out
     }

@@ -137,7 +137,7 @@ impl Gateway {
             Some(db) => Some(DataDirLock::acquire(&db)?),
             None => None,
         };
-        let store = Store::connect(&cfg.store.url, cfg.store.max_connections).await?;
+        let store = Store::connect_config(cfg).await?;
         let (audit_log, audit_task) = AuditLog::start(store.clone(), cfg.audit.max_batch).await?;
         let node_id = cfg
             .server

@@ -11,6 +11,7 @@ mod common;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
@@ -576,7 +577,9 @@ async fn proofs_verify_against_signed_checkpoints() {
 #[tokio::test]
 async fn an_operator_rewriting_the_database_is_caught() {
     let gw = TestGateway::start().await;
-    for _ in 0..9 {
+    // Enough entries that seq 4 lies in a full entry bundle, the immutable
+    // kind an operator could edit at rest.
+    for _ in 0..260 {
         bank_query(&gw, "bank", "legal_person", ids::CERAMICS).await;
     }
     let (size, note) = checkpoint_now(&gw).await;
@@ -592,26 +595,35 @@ async fn an_operator_rewriting_the_database_is_caught() {
     let (ok, out) = verify_cli(&f, &gw.verifier_key, None);
     assert!(ok, "{out}");
 
-    // The operator hides who made query 4 (the stored leaf hash and tree
-    // nodes are left alone; rewriting those too changes the root, see the
-    // consistency tests).
-    let sql = match gw.store.kind() {
-        "sqlite" => format!(
-            "UPDATE audit_log SET entry = CAST(replace(CAST(entry AS TEXT), '{b}', '{o}') AS BLOB) WHERE seq = 4",
-            b = ids::BANK,
-            o = ids::BANK2
-        ),
-        _ => format!(
-            "UPDATE audit_log SET entry = convert_to(replace(convert_from(entry, 'UTF8'), '{b}', '{o}'), 'UTF8') WHERE seq = 4",
-            b = ids::BANK,
-            o = ids::BANK2
-        ),
-    };
-    assert_eq!(gw.store.execute_raw(&sql).await.unwrap(), 1);
+    // The operator hides who made query 4: they rewrite entry 4 inside the
+    // stored bundle (a file of the log directory, or its PostgreSQL row) and
+    // leave the hash tiles alone (rewriting those too changes the root, see
+    // the consistency tests).
+    let bundle = gw.store.read_bundle(0).await.unwrap().unwrap();
+    let mut entries: Vec<Vec<u8>> = credlog::tiles::decode_bundle(&bundle)
+        .unwrap()
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
+    assert_eq!(entries.len(), 256, "bundle 0 is full");
+    let text = String::from_utf8(entries[4].clone()).unwrap();
+    assert!(text.contains(ids::BANK));
+    entries[4] = text.replace(ids::BANK, ids::BANK2).into_bytes();
+    let forged = credlog::tiles::encode_bundle(&entries).unwrap();
+    match gw.store.log_dir() {
+        Some(dir) => std::fs::write(dir.join("tile/entries/000"), &forged).unwrap(),
+        None => {
+            let sql = format!(
+                "UPDATE tlog_bundles SET data = '\\x{}' WHERE idx = 0",
+                hex::encode(&forged)
+            );
+            assert_eq!(gw.store.execute_raw(&sql).await.unwrap(), 1);
+        }
+    }
     let rewritten = audit_entries(&gw.store).await;
     assert_eq!(rewritten[4].org.as_deref(), Some(ids::BANK2));
 
-    for seq in 0..size {
+    for seq in 0..size.min(16) {
         let v = post(
             &gw,
             "auditor",
@@ -1401,4 +1413,163 @@ async fn acknowledged_queries_survive_kill_9() {
             .await;
         admin.close().await;
     }
+}
+
+// ------------------------------------------------------------ log v2: index, checkpoints
+
+/// Every search an auditor can make in this test, and the report.
+async fn all_views(gw: &TestGateway) -> Vec<Value> {
+    let a = gw.client("auditor");
+    let mut out = Vec::new();
+    for body in [
+        json!({}),
+        json!({"org": ids::BANK}),
+        json!({"org": ids::BANK2, "limit": 3}),
+        json!({"subject": {"type": "legal_person", "id": ids::CERAMICS}}),
+        json!({"subject": {"type": "legal_person", "id": ids::CHEM}}),
+        json!({"action": "query", "decision": "withheld"}),
+        json!({"denied": true}),
+        json!({"outcome": "not_found"}),
+        json!({"after": 5, "limit": 7}),
+    ] {
+        let r = a.post("/v1/audit/search", &body).await;
+        assert_eq!(r.status, 200, "{body}: {:?}", r.body);
+        out.push(r.body["entries"].clone());
+    }
+    let r = a.post("/v1/audit/report", &json!({})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    out.push(r.body["volume"].clone());
+    out.push(r.body["denied"].clone());
+    out.push(r.body["top_subjects"].clone());
+    out
+}
+
+#[tokio::test]
+async fn reindex_rebuilds_an_index_with_identical_results() {
+    let gw = TestGateway::start().await;
+    for i in 0..40 {
+        let (who, id) = match i % 4 {
+            0 => ("bank", ids::CERAMICS),
+            1 => ("bank2", ids::CHEM),
+            2 => ("bank", "91370300MA3XXX999X"),
+            _ => ("agency", ids::CERAMICS),
+        };
+        bank_query(&gw, who, "legal_person", id).await;
+    }
+    // Search results are entries read back from the log.
+    let before = all_views(&gw).await;
+    let found = before[0].as_array().unwrap();
+    assert!(found.len() >= 40);
+    let log = audit_entries(&gw.store).await;
+    for e in found {
+        let seq = e["seq"].as_u64().unwrap() as usize;
+        let entry: AuditEntry = serde_json::from_value(e["entry"].clone()).unwrap();
+        assert_eq!(entry, log[seq]);
+    }
+
+    // A damaged index gives other answers ...
+    let n = gw
+        .store
+        .execute_raw("DELETE FROM audit_index WHERE seq % 3 = 1")
+        .await
+        .unwrap();
+    assert!(n > 10);
+    let damaged = all_views(&gw).await;
+    assert_ne!(damaged[..3], before[..3]);
+
+    // ... and `credgate audit reindex`, run beside the serving gateway,
+    // restores exactly the same ones.
+    let cfg = write_config_file(&gw.config, &gw.dir.0.join("reindex.toml"));
+    let out = Command::new(bin())
+        .args(["audit", "reindex", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("indexed "), "{text}");
+    let after = all_views(&gw).await;
+    // The searches themselves were appended meanwhile: compare the views
+    // over the entries that existed before (the first page of every
+    // search is bounded by seq, so only unbounded searches can grow).
+    for (i, (a, b)) in before.iter().zip(&after).enumerate() {
+        if let (Some(a), Some(b)) = (a.as_array(), b.as_array())
+            && i < 9
+        {
+            assert_eq!(&b[..a.len().min(b.len())], &a[..], "search {i}");
+        } else if i >= 9 {
+            // Report rows: the counts of the searches' own entries differ
+            // only in the auditor's row.
+            let strip = |v: &Value| -> Vec<Value> {
+                v.as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|r| !r.to_string().contains("113703000043000036"))
+                    .cloned()
+                    .collect()
+            };
+            assert_eq!(strip(a), strip(b), "report part {i}");
+        }
+    }
+    // And directly: rebuilding twice changes nothing.
+    let n1 = gw.store.reindex().await.unwrap();
+    let rows1 = gw
+        .store
+        .count_raw("SELECT COUNT(*) FROM audit_index")
+        .await
+        .unwrap();
+    assert_eq!(rows1 as u64, n1);
+    assert_eq!(n1, gw.store.log_head().await.unwrap().0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_checkpoint_and_the_index_follow_the_first_entry_promptly() {
+    // The default interval (10 s): the first checkpoint must not wait for it.
+    let gw = TestGateway::start_with(|c| c.audit.checkpoint_interval_secs = 10, true).await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        bank_query(&gw, "bank", "legal_person", ids::CERAMICS)
+            .await
+            .status,
+        200
+    );
+    let auditor = gw.client("auditor");
+    loop {
+        let r = auditor.get("/v1/audit/log/checkpoint").await;
+        if r.status == 200 {
+            let note = String::from_utf8(r.bytes.to_vec()).unwrap();
+            let cp = CheckpointVerifier::from_verifier_key(&gw.verifier_key)
+                .unwrap()
+                .verify(&note)
+                .unwrap();
+            assert!(cp.size >= 1);
+            break;
+        }
+        assert_eq!(r.body["error"]["code"], "no_checkpoint");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "no checkpoint {:?} after the first entry",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The indexer catches up off the request path and says so in /metrics.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, m) = gw.admin_get("/metrics").await;
+        let lag = metric(&m, "credgate_audit_index_lag_entries");
+        let indexed = metric(&m, "credgate_audit_indexed_entries").unwrap_or(0);
+        if lag == Some(0) && indexed >= 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "index lag: {m}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(gw.admin_get("/readyz").await.0, 200);
+    gw.stop().await;
 }

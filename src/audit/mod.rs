@@ -22,104 +22,22 @@
 //!   while it grows, and once more at shutdown.
 
 pub mod anomaly;
-pub mod checkpoint;
 pub mod export;
-pub mod merkle;
-pub mod verify;
+pub use credlog::{checkpoint, merkle, verify};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ring::hmac;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::ids::SubjectId;
-use crate::store::{AuditRow, Store, StoreError};
+use crate::store::{Store, StoreError, Writer};
 use checkpoint::{Checkpoint, CheckpointSigner};
 
-/// Current canonical format version.
-pub const ENTRY_VERSION: u32 = 1;
-
-/// One field's outcome as logged.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditField {
-    /// Catalog field name, `prohibited:<category>` for a prohibited name, or
-    /// the (truncated) requested name for a non-catalog one.
-    pub field: String,
-    /// `returned`, `masked`, `withheld`, or for submissions `accepted`/`refused`.
-    pub decision: String,
-    /// Stable reason code.
-    pub reason: String,
-    /// Sub-reason (e.g. consent `expired`).
-    pub detail: Option<String>,
-}
-
-/// One audit entry. Field order is the canonical order: do not reorder, add
-/// new fields only with a new [`ENTRY_VERSION`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditEntry {
-    /// Format version.
-    pub v: u32,
-    /// RFC 3339 UTC timestamp with milliseconds.
-    pub ts: String,
-    /// Request id, also returned to the caller in `x-request-id`.
-    pub request_id: String,
-    /// Gateway node that served it.
-    pub gateway: String,
-    /// Caller org code, if the certificate carried one.
-    pub org: Option<String>,
-    /// SHA-256 fingerprint of the caller's certificate.
-    pub cert_fp: Option<String>,
-    /// What was asked: `query`, `submit_records`, `audit_search`, … or
-    /// `unknown` for unrouted paths.
-    pub action: String,
-    /// Subject type, when a subject was named.
-    pub subject_type: Option<String>,
-    /// Keyed hash of the subject id.
-    pub subject: Option<String>,
-    /// Purpose named.
-    pub purpose: Option<String>,
-    /// Consent token id (`jti`) used, if any.
-    pub consent: Option<String>,
-    /// Per-field decisions.
-    pub fields: Vec<AuditField>,
-    /// Records stored or released.
-    pub records: u32,
-    /// HTTP status sent.
-    pub status: u16,
-    /// `ok` or the stable error code.
-    pub outcome: String,
-}
-
-impl AuditEntry {
-    /// The canonical bytes: compact JSON in declaration order. Frozen by a
-    /// golden test; an auditor's verifier recomputes leaf hashes from it.
-    pub fn canonical(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("audit entries always serialise")
-    }
-
-    /// Parse canonical bytes (strict: unknown keys refused).
-    pub fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
-    }
-
-    fn row(&self) -> AuditRow {
-        AuditRow {
-            ts: self.ts.clone(),
-            org: self.org.clone(),
-            subject: self.subject.clone(),
-            purpose: self.purpose.clone(),
-            outcome: self.outcome.clone(),
-            action: self.action.clone(),
-            decisions: crate::store::decision_mask(&self.fields),
-            entry: self.canonical(),
-        }
-    }
-}
+pub use credlog::entry::{AuditEntry, AuditField, ENTRY_VERSION};
 
 /// Keyed hash of subject ids, so the log holds no clear ids while an auditor
 /// presenting an id can still find its entries.
@@ -165,9 +83,13 @@ pub enum AuditError {
 }
 
 struct Job {
-    row: AuditRow,
+    entry: Vec<u8>,
     done: oneshot::Sender<Result<u64, AuditError>>,
 }
+
+/// How far the search index may fall behind the log before `/readyz`
+/// reports the node not ready.
+pub const INDEX_LAG_LIMIT: u64 = 200_000;
 
 /// Shared health and counters of the audit pipeline.
 #[derive(Debug, Default)]
@@ -180,20 +102,32 @@ pub struct AuditHealth {
     pub batches: AtomicU64,
     /// Entries that failed to commit.
     pub failed: AtomicU64,
+    /// Log entries the search index covers (as last seen by this node).
+    pub indexed: AtomicU64,
+    /// Durable log entries not yet in the search index.
+    pub index_lag: AtomicU64,
+    /// Index batches that failed.
+    pub index_failures: AtomicU64,
 }
 
 impl AuditHealth {
-    /// `Err(reason)` while the last commit failed.
+    /// `Err(reason)` while the last commit failed, or while the search
+    /// index lags the log by more than [`INDEX_LAG_LIMIT`] entries.
     pub fn status(&self) -> Result<(), String> {
         if self.failing.load(Ordering::Acquire) {
-            Err(self
+            return Err(self
                 .last_error
                 .lock()
                 .map(|e| e.clone().unwrap_or_default())
-                .unwrap_or_default())
-        } else {
-            Ok(())
+                .unwrap_or_default());
         }
+        let lag = self.index_lag.load(Ordering::Acquire);
+        if lag > INDEX_LAG_LIMIT {
+            return Err(format!(
+                "audit search index lags the log by {lag} entries (limit {INDEX_LAG_LIMIT})"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -206,26 +140,45 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Load the tree frontier and start the sequencer.
+    /// Open the log's writer (recovering the log after a crash) and start
+    /// the sequencer and the search indexer.
     pub async fn start(
         store: Store,
         max_batch: usize,
     ) -> Result<(AuditLog, JoinHandle<()>), StoreError> {
-        let frontier = store.load_frontier().await?;
+        let s = store.clone();
+        let writer = tokio::task::spawn_blocking(move || s.log_writer())
+            .await
+            .map_err(|e| StoreError::Log(e.to_string()))??;
+        store.notify_durable(writer.size());
         let (tx, rx) = mpsc::channel(max_batch * 8);
         let health = Arc::new(AuditHealth::default());
-        let task = tokio::spawn(sequencer(store, rx, frontier, max_batch, health.clone()));
+        let indexer = spawn_indexer(store.clone(), health.clone());
+        let h = health.clone();
+        let task = tokio::spawn(async move {
+            sequencer(store, rx, writer, max_batch, h).await;
+            // The last batch is durable: let the indexer catch up and stop.
+            indexer.stop().await;
+        });
         Ok((AuditLog { tx, health }, task))
     }
 
-    /// Append `entry`; resolves once it is committed, with its sequence number.
+    /// Append `entry`; resolves once it is durable, with its sequence number.
+    ///
+    /// An entry longer than a bundle can hold
+    /// ([`credlog::tiles::MAX_ENTRY_LEN`], 65,535 bytes) is refused here,
+    /// alone: its request fails closed (503) without failing the batch it
+    /// would have joined.
     pub async fn append(&self, entry: &AuditEntry) -> Result<u64, AuditError> {
+        let bytes = entry.canonical();
+        if bytes.len() > credlog::tiles::MAX_ENTRY_LEN {
+            tracing::error!(len = bytes.len(), action = %entry.action, "audit entry too large for the log");
+            self.health.failed.fetch_add(1, Ordering::Relaxed);
+            return Err(AuditError::WriteFailed);
+        }
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Job {
-                row: entry.row(),
-                done,
-            })
+            .send(Job { entry: bytes, done })
             .await
             .map_err(|_| AuditError::Closed)?;
         wait.await.map_err(|_| AuditError::Closed)?
@@ -237,27 +190,48 @@ impl AuditLog {
     }
 }
 
-/// How often a failing sequencer probes the database while idle.
+/// How often a failing sequencer probes the log's storage while idle.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Run one batch on a blocking thread: the writer does file or database
+/// I/O synchronously.
+async fn commit(
+    mut writer: Box<Writer>,
+    entries: Vec<Vec<u8>>,
+) -> (Box<Writer>, Vec<Vec<u8>>, Result<u64, String>) {
+    match tokio::task::spawn_blocking(move || {
+        let r = writer.append(&entries).map_err(|e| e.to_string());
+        (writer, entries, r)
+    })
+    .await
+    {
+        Ok(x) => x,
+        // The blocking task panicked: nothing sane is left to write with.
+        Err(e) => panic!("audit writer thread failed: {e}"),
+    }
+}
 
 async fn sequencer(
     store: Store,
     mut rx: mpsc::Receiver<Job>,
-    mut frontier: merkle::Frontier,
+    writer: Writer,
     max_batch: usize,
     health: Arc<AuditHealth>,
 ) {
+    let mut writer = Box::new(writer);
     let mut jobs = Vec::with_capacity(max_batch);
-    let mut rows = Vec::with_capacity(max_batch);
+    let mut entries: Vec<Vec<u8>> = Vec::with_capacity(max_batch);
     loop {
-        // While failing, probe the database with an empty commit when no
+        // While failing, probe the storage with an empty commit when no
         // entry arrives: readiness must recover without traffic, since a
         // load balancer sends none to a node that is not ready.
         let first = if health.failing.load(Ordering::Acquire) {
             match tokio::time::timeout(PROBE_INTERVAL, rx.recv()).await {
                 Ok(job) => job,
                 Err(_) => {
-                    if store.append_audit(&[], &mut frontier).await.is_ok() {
+                    let (w, e, r) = commit(writer, std::mem::take(&mut entries)).await;
+                    (writer, entries) = (w, e);
+                    if r.is_ok() {
                         tracing::info!("audit log writable again");
                         health.failing.store(false, Ordering::Release);
                     }
@@ -275,12 +249,12 @@ async fn sequencer(
                 Err(_) => break,
             }
         }
-        rows.extend(
-            jobs.iter_mut()
-                .map(|j| std::mem::replace(&mut j.row, empty_row())),
-        );
+        entries.extend(jobs.iter_mut().map(|j| std::mem::take(&mut j.entry)));
         let n = jobs.len() as u64;
-        match store.append_audit(&rows, &mut frontier).await {
+        let (w, e, r) = commit(writer, std::mem::take(&mut entries)).await;
+        (writer, entries) = (w, e);
+        entries.clear();
+        match r {
             Ok(first_seq) => {
                 health.failing.store(false, Ordering::Release);
                 health.committed.fetch_add(n, Ordering::Relaxed);
@@ -288,6 +262,7 @@ async fn sequencer(
                 for (i, j) in jobs.drain(..).enumerate() {
                     let _ = j.done.send(Ok(first_seq + i as u64));
                 }
+                store.notify_durable(writer.size());
             }
             Err(e) => {
                 tracing::error!(error = %e, entries = n, "audit commit failed; failing closed");
@@ -299,25 +274,78 @@ async fn sequencer(
                 for j in jobs.drain(..) {
                     let _ = j.done.send(Err(AuditError::WriteFailed));
                 }
-                // Do not spin on a broken database.
+                // Do not spin on broken storage.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        rows.clear();
     }
 }
 
-fn empty_row() -> AuditRow {
-    AuditRow {
-        ts: String::new(),
-        org: None,
-        subject: None,
-        purpose: None,
-        outcome: String::new(),
-        action: String::new(),
-        decisions: 0,
-        entry: Vec::new(),
+/// How long the indexer lets new entries accumulate before indexing them
+/// (larger batches: one index transaction for many entries).
+pub const INDEX_DELAY: Duration = Duration::from_millis(100);
+
+struct Indexer {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl Indexer {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
     }
+}
+
+/// The search indexer: after the log grows (this node's batches, or every
+/// second for other nodes' on PostgreSQL), waits [`INDEX_DELAY`] and
+/// indexes everything new in batches of [`crate::store::INDEX_BATCH`].
+fn spawn_indexer(store: Store, health: Arc<AuditHealth>) -> Indexer {
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    let mut durable = store.subscribe_durable();
+    let task = tokio::spawn(async move {
+        let mut last_round = false;
+        loop {
+            if !last_round {
+                tokio::select! {
+                    _ = durable.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = &mut stopped => last_round = true,
+                }
+            }
+            if !last_round {
+                tokio::time::sleep(INDEX_DELAY).await;
+            }
+            loop {
+                match store.index_pending(crate::store::INDEX_BATCH).await {
+                    Ok((done, size)) => {
+                        health.indexed.store(done, Ordering::Relaxed);
+                        health
+                            .index_lag
+                            .store(size.saturating_sub(done), Ordering::Release);
+                        if done >= size {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "audit index batch failed");
+                        health.index_failures.fetch_add(1, Ordering::Relaxed);
+                        if let Ok((size, _)) = store.log_head().await {
+                            health.index_lag.store(
+                                size.saturating_sub(store.indexed_size()),
+                                Ordering::Release,
+                            );
+                        }
+                        break;
+                    }
+                }
+            }
+            if last_round {
+                break;
+            }
+        }
+    });
+    Indexer { stop, task }
 }
 
 /// Sign the stored tree head if it grew since the last checkpoint.
@@ -348,7 +376,10 @@ pub async fn checkpoint_once(
     Ok(Some(size))
 }
 
-/// Run [`checkpoint_once`] every `interval` until `shutdown` flips, then once more.
+/// Sign checkpoints until `shutdown` flips: promptly after the log grows
+/// (so a checkpoint exists from the first batch on), at most once per
+/// `interval` while it keeps growing, and also every `interval` when idle
+/// (other nodes' entries on PostgreSQL).
 pub fn spawn_checkpointer(
     store: Store,
     signer: Arc<CheckpointSigner>,
@@ -357,15 +388,24 @@ pub fn spawn_checkpointer(
     mut shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut durable = store.subscribe_durable();
+        let mut last_signed: Option<tokio::time::Instant> = None;
         loop {
+            match checkpoint_once(&store, &signer, &origin).await {
+                Ok(Some(_)) => last_signed = Some(tokio::time::Instant::now()),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+            }
             tokio::select! {
-                _ = tick.tick() => {}
+                r = durable.changed() => if r.is_err() { break },
+                _ = tokio::time::sleep(interval) => {}
                 _ = shutdown.changed() => break,
             }
-            if let Err(e) = checkpoint_once(&store, &signer, &origin).await {
-                tracing::warn!(error = %e, "checkpoint failed");
+            if let Some(t) = last_signed {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(t + interval) => {}
+                    _ = shutdown.changed() => break,
+                }
             }
         }
     })
@@ -390,53 +430,6 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sample() -> AuditEntry {
-        AuditEntry {
-            v: ENTRY_VERSION,
-            ts: "2026-11-23T02:30:00.123Z".into(),
-            request_id: "r-0001".into(),
-            gateway: "credgate-dev".into(),
-            org: Some("91370300164100001A".into()),
-            cert_fp: Some("ab".repeat(32)),
-            action: "query".into(),
-            subject_type: Some("legal_person".into()),
-            subject: Some("cd".repeat(32)),
-            purpose: Some("financing".into()),
-            consent: None,
-            fields: vec![AuditField {
-                field: "enterprise_name".into(),
-                decision: "returned".into(),
-                reason: "authorised".into(),
-                detail: None,
-            }],
-            records: 1,
-            status: 200,
-            outcome: "ok".into(),
-        }
-    }
-
-    /// The canonical form is a public format: auditors' verifiers recompute
-    /// leaf hashes from it. This golden string must never change for v1.
-    #[test]
-    fn canonical_form_is_frozen() {
-        let golden = concat!(
-            r#"{"v":1,"ts":"2026-11-23T02:30:00.123Z","request_id":"r-0001","gateway":"credgate-dev","#,
-            r#""org":"91370300164100001A","cert_fp":"abababababababababababababababababababababababababababababababab","#,
-            r#""action":"query","subject_type":"legal_person","#,
-            r#""subject":"cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd","#,
-            r#""purpose":"financing","consent":null,"#,
-            r#""fields":[{"field":"enterprise_name","decision":"returned","reason":"authorised","detail":null}],"#,
-            r#""records":1,"status":200,"outcome":"ok"}"#
-        );
-        let e = sample();
-        assert_eq!(String::from_utf8(e.canonical()).unwrap(), golden);
-        assert_eq!(AuditEntry::parse(golden.as_bytes()).unwrap(), e);
-        assert_eq!(
-            hex::encode(merkle::leaf_hash(golden.as_bytes())),
-            hex::encode(merkle::leaf_hash(&e.canonical()))
-        );
-    }
 
     #[test]
     fn subject_hash_is_keyed() {

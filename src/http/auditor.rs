@@ -16,7 +16,7 @@
 //! identifiers never appear in URLs (and so in proxy or browser logs) — and
 //! are parsed strictly: unknown keys, wrong types, malformed identifiers or
 //! timestamps and impossible ranges are 400s with stable codes, before any
-//! database work. The only `GET` takes no parameters.
+//! database work. The `GET`s take no parameters.
 //!
 //! | method, path | action | body → answer |
 //! |---|---|---|
@@ -25,6 +25,7 @@
 //! | `POST /v1/audit/proof/consistency` | `audit_consistency_proof` | `{old_size, new_size?}` (default: latest checkpoint) → `{old_size, new_size, proof, old_root, new_root, old_checkpoint, new_checkpoint}` |
 //! | `GET /v1/audit/checkpoint` | `audit_checkpoint` | → `{checkpoint, tree_size, verifier_key}` (`checkpoint` null before the first one) |
 //! | `POST /v1/audit/report` | `audit_report` | `{from?, to?, top?}` (default: the last 24 h, top 10) → volume per organisation, denied attempts, most-queried subjects, anomalies |
+//! | `GET /v1/audit/log/checkpoint`, `GET /v1/audit/log/tile/…` | `audit_log_checkpoint`, `audit_log_tile` | the log as C2SP tlog-tiles ([`super::tiles`]) |
 //! | `POST /v1/audit/export` | `audit_export` | `{format?: "jsonl"/"csv", from_seq?, to_seq?, from?, to?, tree_size?, consistency_from?}` → the export file ([`crate::audit::export`]) |
 //! | `POST /v1/portal/access-history` | `access_history` | `{subject:{type,id}, after?, limit?}` → who accessed that subject's data |
 //!

@@ -19,6 +19,7 @@ pub mod dto;
 pub mod error;
 mod lifecycle;
 pub mod strict_json;
+mod tiles;
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -555,7 +556,7 @@ impl App {
             endpoint::Body::Json => self.body(req).await?,
             endpoint::Body::None => Bytes::new(),
         };
-        self.dispatch(org, &routed, &body, draft).await
+        self.dispatch(org, &routed, &path, &body, draft).await
     }
 
     /// The handler of each endpoint. Exhaustive: an endpoint added to the
@@ -564,6 +565,7 @@ impl App {
         &self,
         org: &Arc<Organisation>,
         r: &Routed<'_>,
+        path: &str,
         body: &Bytes,
         draft: &mut AuditDraft,
     ) -> Result<Reply, ApiError> {
@@ -603,6 +605,7 @@ impl App {
             Endpoint::AuditCheckpoint => auditor::checkpoint(self).await,
             Endpoint::AuditReport => auditor::report(self, auditor::parse(body)?).await,
             Endpoint::AuditExport => auditor::export(self, auditor::parse(body)?).await,
+            Endpoint::AuditLogCheckpoint | Endpoint::AuditLogTile => tiles::serve(self, path).await,
         }
     }
 
@@ -691,6 +694,7 @@ fn respond_raw(
     let mut resp = respond(status, &Value::Null, request_id, Some(seq));
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    tiles::cache_control(ctype, resp.headers_mut());
     *resp.body_mut() = Full::new(bytes);
     resp
 }

@@ -1,8 +1,14 @@
-//! Read side of the audit log for auditors, the portal and exports.
+//! The audit search index and the queries auditors, the portal and reports
+//! run on it.
 //!
-//! Kept apart from the write path in the parent module: nothing here takes
-//! the tree-head lock or writes, and every query is the same SQL text on
-//! SQLite and PostgreSQL (through the `dispatch!` macro). Timestamps are compared as
+//! The index (`audit_index`) is derived from the log: the indexer
+//! ([`Store::index_pending`]) reads newly durable entries back from the
+//! tiles and writes their search columns in large batches, off the request
+//! path. Every query first brings the index up to the log's current head
+//! ([`Store::ensure_indexed`]), so a search never misses an entry that was
+//! durable when it started; every search result is the entry read back from
+//! the log by its sequence number, never a copy kept in SQL. Every query is
+//! the same SQL text on SQLite and PostgreSQL (through the `dispatch!` macro). Timestamps are compared as
 //! text, which is sound because every stored `ts` has the one fixed layout
 //! `YYYY-MM-DDTHH:MM:SS.mmmZ` (callers normalise their bounds to it).
 
@@ -10,9 +16,9 @@ use std::collections::HashMap;
 
 use sqlx::QueryBuilder;
 
-use super::{Backend, Store, StoreError, StoredAudit, to_hash};
-use crate::audit::AuditField;
+use super::{Backend, Store, StoreError, StoredAudit};
 use crate::audit::merkle::{Hash, NodeId};
+use crate::audit::{AuditEntry, AuditField};
 
 /// Bit in the `decisions` column: some field was `returned`.
 pub const DECISION_RETURNED: i32 = 1;
@@ -43,6 +49,9 @@ pub fn decision_mask(fields: &[AuditField]) -> i32 {
         }
     })
 }
+
+/// Entries indexed per transaction.
+pub const INDEX_BATCH: u64 = 20_000;
 
 /// Length of the subject-hash prefix the `audit_subject` index covers
 /// (the `12` in its migration).
@@ -139,69 +148,113 @@ pub struct OrgHour {
 }
 
 impl Store {
-    /// Fetch perfect-subtree nodes with one query per 200 ids (proofs need
-    /// at most ~130, so one query in practice). Missing nodes are simply
-    /// absent; [`crate::audit::merkle::assemble`] reports them.
-    pub async fn audit_nodes(&self, ids: &[NodeId]) -> Result<Vec<(NodeId, Hash)>, StoreError> {
-        let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(200) {
-            let rows: Vec<(i32, i64, Vec<u8>)> = dispatch!(self, p => {
-                let mut qb = QueryBuilder::new("SELECT level, idx, hash FROM merkle_nodes WHERE ");
-                for (i, id) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        qb.push(" OR ");
-                    }
-                    qb.push("(level = ")
-                        .push_bind(i32::from(id.level))
-                        .push(" AND idx = ")
-                        .push_bind(id.index as i64)
-                        .push(")");
+    /// Index the entries after the index head, at most `max` of them, in
+    /// one transaction under the index-head lock (so several nodes never
+    /// index an entry twice). Returns (indexed size, log size).
+    pub async fn index_pending(&self, max: u64) -> Result<(u64, u64), StoreError> {
+        let (size, _) = self.log_head().await?;
+        let done = dispatch!(self, p => {
+            let mut tx = p.begin().await?;
+            let indexed: i64 = match &self.backend {
+                Backend::Postgres(_) => {
+                    sqlx::query_scalar("SELECT size FROM audit_index_head WHERE id = 1 FOR UPDATE")
+                        .fetch_one(&mut *tx)
+                        .await?
                 }
-                qb.build_query_as().fetch_all(p).await?
-            });
-            for (level, idx, hash) in rows {
-                let id = NodeId {
-                    level: u8::try_from(level)
-                        .map_err(|_| StoreError::Corrupt(format!("node level {level}")))?,
-                    index: idx as u64,
-                };
-                out.push((id, to_hash(&hash)?));
+                Backend::Sqlite(_) => {
+                    sqlx::query_scalar("UPDATE audit_index_head SET size = size WHERE id = 1 RETURNING size")
+                        .fetch_one(&mut *tx)
+                        .await?
+                }
+            };
+            let from = indexed as u64;
+            let to = size.min(from.saturating_add(max));
+            if to > from {
+                let entries = self.audit_range(from, to).await?;
+                if entries.len() as u64 != to - from {
+                    return Err(StoreError::Corrupt(format!("log lacks entries in [{from}, {to})")));
+                }
+                let mut rows = Vec::with_capacity(entries.len());
+                for e in &entries {
+                    let parsed = AuditEntry::parse(&e.entry).map_err(|err| {
+                        StoreError::Corrupt(format!("entry {} does not parse: {err}", e.seq))
+                    })?;
+                    rows.push((e.seq, parsed));
+                }
+                for chunk in rows.chunks(500) {
+                    let mut qb = QueryBuilder::new(
+                        "INSERT INTO audit_index (seq, ts, org, subject, purpose, outcome, action, decisions, request_id) ",
+                    );
+                    qb.push_values(chunk, |mut b, (seq, e)| {
+                        b.push_bind(*seq as i64)
+                            .push_bind(e.ts.as_str())
+                            .push_bind(e.org.as_deref())
+                            .push_bind(e.subject.as_deref())
+                            .push_bind(e.purpose.as_deref())
+                            .push_bind(e.outcome.as_str())
+                            .push_bind(e.action.as_str())
+                            .push_bind(decision_mask(&e.fields))
+                            .push_bind(e.request_id.as_str());
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                sqlx::query("UPDATE audit_index_head SET size = $1 WHERE id = 1")
+                    .bind(to as i64)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            to.max(from)
+        });
+        self.audit
+            .indexed
+            .fetch_max(done, std::sync::atomic::Ordering::AcqRel);
+        Ok((done, size))
+    }
+
+    /// Bring the index up to the log's current head.
+    pub async fn ensure_indexed(&self) -> Result<(), StoreError> {
+        let (size, _) = self.log_head().await?;
+        while self
+            .audit
+            .indexed
+            .load(std::sync::atomic::Ordering::Acquire)
+            < size
+        {
+            let (done, _) = self.index_pending(INDEX_BATCH).await?;
+            if done >= size {
+                break;
             }
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// The stored entry at `seq`, if any.
-    pub async fn audit_entry(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let seq = i64::try_from(seq).unwrap_or(i64::MAX);
-        Ok(dispatch!(self, p => {
-            sqlx::query_scalar("SELECT entry FROM audit_log WHERE seq = $1")
-                .bind(seq)
-                .fetch_optional(p)
-                .await?
-        }))
-    }
-
-    /// Entries and stored leaf hashes in `[from, to)`, in order.
-    pub async fn audit_leaves(&self, from: u64, to: u64) -> Result<Vec<StoredLeaf>, StoreError> {
-        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = dispatch!(self, p => {
-            sqlx::query_as(
-                "SELECT seq, entry, leaf FROM audit_log WHERE seq >= $1 AND seq < $2 ORDER BY seq",
-            )
-            .bind(clamp(from))
-            .bind(clamp(to))
-            .fetch_all(p)
-            .await?
+    /// Drop the index and rebuild it from the log (`credgate audit reindex`).
+    /// Returns the number of entries indexed.
+    pub async fn reindex(&self) -> Result<u64, StoreError> {
+        dispatch!(self, p => {
+            let mut tx = p.begin().await?;
+            sqlx::query("UPDATE audit_index_head SET size = 0 WHERE id = 1").execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM audit_index").execute(&mut *tx).await?;
+            tx.commit().await?;
         });
-        Ok(rows
-            .into_iter()
-            .map(|(seq, entry, leaf)| StoredLeaf {
-                seq: seq as u64,
-                entry,
-                leaf,
-            })
-            .collect())
+        self.audit
+            .indexed
+            .store(0, std::sync::atomic::Ordering::Release);
+        let (size, _) = self.log_head().await?;
+        loop {
+            let (done, _) = self.index_pending(INDEX_BATCH).await?;
+            if done >= size {
+                return Ok(done);
+            }
+        }
+    }
+
+    /// Entries the index covers, as this process last saw it.
+    pub fn indexed_size(&self) -> u64 {
+        self.audit
+            .indexed
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The sequence span `[first, last + 1)` of entries with `from <= ts < to`
@@ -212,10 +265,11 @@ impl Store {
         to: &str,
         size: u64,
     ) -> Result<Option<(u64, u64)>, StoreError> {
+        self.ensure_indexed().await?;
         let size = i64::try_from(size).unwrap_or(i64::MAX);
         let (lo, hi): (Option<i64>, Option<i64>) = dispatch!(self, p => {
             sqlx::query_as(
-                "SELECT MIN(seq), MAX(seq) FROM audit_log WHERE ts >= $1 AND ts < $2 AND seq < $3",
+                "SELECT MIN(seq), MAX(seq) FROM audit_index WHERE ts >= $1 AND ts < $2 AND seq < $3",
             )
             .bind(from)
             .bind(to)
@@ -231,14 +285,15 @@ impl Store {
 
     /// Search by the index columns, in seq order after the cursor.
     pub async fn audit_query(&self, q: &AuditQuery) -> Result<Vec<StoredAudit>, StoreError> {
-        let rows: Vec<(i64, Vec<u8>)> = dispatch!(self, p => {
+        self.ensure_indexed().await?;
+        let rows: Vec<i64> = dispatch!(self, p => {
             // SQLite: with a subject filter, `+` keeps the planner off the
             // rowid range (which would scan the log) and stops it from
             // propagating `subject = ?` into the indexed expression, so the
             // `audit_subject` prefix index is used. PostgreSQL needs neither.
             let sqlite = matches!(self.backend, Backend::Sqlite(_));
             let plus = if sqlite && q.subject.is_some() { "+" } else { "" };
-            let mut qb = QueryBuilder::new(format!("SELECT seq, entry FROM audit_log WHERE {plus}seq >= "));
+            let mut qb = QueryBuilder::new(format!("SELECT seq FROM audit_index WHERE {plus}seq >= "));
             // A cursor beyond any stored seq selects nothing (seqs fit in i64).
             qb.push_bind(q.after.map_or(0, |a| i64::try_from(a).map_or(i64::MAX, |a| a.saturating_add(1))));
             if let Some(v) = &q.org { qb.push(" AND org = ").push_bind(v.as_str()); }
@@ -269,24 +324,20 @@ impl Store {
                 qb.push(")");
             }
             qb.push(" ORDER BY seq LIMIT ").push_bind(i64::from(q.limit.clamp(1, 10_000)));
-            qb.build_query_as().fetch_all(p).await?
+            qb.build_query_scalar().fetch_all(p).await?
         });
-        Ok(rows
-            .into_iter()
-            .map(|(seq, entry)| StoredAudit {
-                seq: seq as u64,
-                entry,
-            })
-            .collect())
+        let seqs: Vec<u64> = rows.into_iter().map(|s| s as u64).collect();
+        self.audit_entries_at(&seqs).await
     }
 
     /// Requests per organisation with `from <= ts < to`.
     pub async fn audit_volume(&self, from: &str, to: &str) -> Result<Vec<OrgVolume>, StoreError> {
+        self.ensure_indexed().await?;
         let sql = format!(
             "SELECT org, COUNT(*), \
              COALESCE(SUM(CASE WHEN outcome = 'ok' THEN 1 ELSE 0 END), 0), \
              COALESCE(SUM(CASE WHEN {DENIED} THEN 1 ELSE 0 END), 0) \
-             FROM audit_log WHERE ts >= $1 AND ts < $2 GROUP BY org ORDER BY org"
+             FROM audit_index WHERE ts >= $1 AND ts < $2 GROUP BY org ORDER BY org"
         );
         let rows: Vec<(Option<String>, i64, i64, i64)> = dispatch!(self, p => {
             sqlx::query_as(&sql).bind(from).bind(to).fetch_all(p).await?
@@ -304,10 +355,11 @@ impl Store {
 
     /// Denied attempts per organisation and outcome with `from <= ts < to`.
     pub async fn audit_denied(&self, from: &str, to: &str) -> Result<Vec<DeniedCount>, StoreError> {
+        self.ensure_indexed().await?;
         let sql = format!(
             "SELECT org, outcome, COUNT(*), \
              COALESCE(SUM(CASE WHEN (decisions & 4) <> 0 THEN 1 ELSE 0 END), 0) \
-             FROM audit_log WHERE ts >= $1 AND ts < $2 AND {DENIED} \
+             FROM audit_index WHERE ts >= $1 AND ts < $2 AND {DENIED} \
              GROUP BY org, outcome ORDER BY org, outcome"
         );
         let rows: Vec<(Option<String>, String, i64, i64)> = dispatch!(self, p => {
@@ -331,9 +383,10 @@ impl Store {
         to: &str,
         top: u32,
     ) -> Result<Vec<SubjectCount>, StoreError> {
+        self.ensure_indexed().await?;
         let rows: Vec<(String, i64, i64)> = dispatch!(self, p => {
             sqlx::query_as(
-                "SELECT subject, COUNT(*), COUNT(DISTINCT org) FROM audit_log \
+                "SELECT subject, COUNT(*), COUNT(DISTINCT org) FROM audit_index \
                  WHERE ts >= $1 AND ts < $2 AND subject IS NOT NULL AND action = 'query' \
                  GROUP BY subject ORDER BY 2 DESC, 1 LIMIT $3",
             )
@@ -356,12 +409,13 @@ impl Store {
     /// Per organisation and UTC clock hour: distinct subjects queried and
     /// denied attempts, for anomaly reports across all gateway nodes.
     pub async fn audit_org_hours(&self, from: &str, to: &str) -> Result<Vec<OrgHour>, StoreError> {
+        self.ensure_indexed().await?;
         let sql = format!(
             "SELECT org, substr(ts, 1, 13), \
              COUNT(DISTINCT CASE WHEN action = 'query' AND outcome <> 'quota_exceeded' THEN subject END), \
              COALESCE(SUM(CASE WHEN {DENIED} THEN 1 ELSE 0 END), 0), \
              COALESCE(SUM(CASE WHEN outcome = 'quota_exceeded' THEN 1 ELSE 0 END), 0) \
-             FROM audit_log WHERE ts >= $1 AND ts < $2 AND org IS NOT NULL \
+             FROM audit_index WHERE ts >= $1 AND ts < $2 AND org IS NOT NULL \
              GROUP BY org, substr(ts, 1, 13) ORDER BY 1, 2"
         );
         let rows: Vec<(String, String, i64, i64, i64)> = dispatch!(self, p => {

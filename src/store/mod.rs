@@ -20,7 +20,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::audit::merkle::{self, Frontier, Hash, NodeId};
+use crate::audit::merkle::Hash;
 use crate::ids::SubjectId;
 use crate::policy::{Permit, Policy};
 
@@ -40,6 +40,9 @@ pub enum StoreError {
     /// Unsupported URL.
     #[error("unsupported database url (use sqlite:… or postgres://…)")]
     Url,
+    /// The audit log's storage failed (e.g. its directory refuses writes).
+    #[error("audit log: {0}")]
+    Log(String),
 }
 
 #[derive(Clone, Debug)]
@@ -52,6 +55,11 @@ enum Backend {
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
+    /// The audit log's tiles (files or rows, see `tlog.rs`).
+    log: tlog::Log,
+    /// Shared between clones: the indexer's progress and the sequencer's
+    /// durable size.
+    audit: Arc<AuditShared>,
     /// Per-subject cache of record rows; SQLite only (see [`SubjectCache`]).
     cache: Option<Arc<SubjectCache>>,
 }
@@ -160,6 +168,19 @@ pub use lifecycle::{
 // After the macro, so the read-side queries can use it.
 mod audit_queries;
 pub use audit_queries::*;
+mod tlog;
+pub(crate) use tlog::Writer;
+pub use tlog::default_log_dir;
+
+/// Audit state shared by all clones of a [`Store`].
+#[derive(Debug)]
+pub(crate) struct AuditShared {
+    /// Log size the search index is known to cover (this process's view;
+    /// another node may have indexed further).
+    pub(crate) indexed: std::sync::atomic::AtomicU64,
+    /// Log size after this process's last durable batch.
+    pub(crate) durable: tokio::sync::watch::Sender<u64>,
+}
 
 /// A record to insert (already validated against the catalog).
 #[derive(Debug, Clone)]
@@ -191,27 +212,6 @@ pub struct ReleasedRecord {
     pub fields: Map<String, Value>,
 }
 
-/// One audit entry ready to append, with the columns auditors search by.
-#[derive(Debug, Clone)]
-pub struct AuditRow {
-    /// Timestamp (RFC 3339 UTC).
-    pub ts: String,
-    /// Caller's org code.
-    pub org: Option<String>,
-    /// Keyed hash of the subject id.
-    pub subject: Option<String>,
-    /// Purpose named.
-    pub purpose: Option<String>,
-    /// Outcome code (`ok` or an error code).
-    pub outcome: String,
-    /// Action name (`query`, `audit_search`, …).
-    pub action: String,
-    /// Which field decisions occur ([`decision_mask`]).
-    pub decisions: i32,
-    /// Canonical entry bytes (Merkle leaf data).
-    pub entry: Vec<u8>,
-}
-
 /// A stored audit entry.
 #[derive(Debug, Clone)]
 pub struct StoredAudit {
@@ -233,6 +233,34 @@ impl Store {
     /// and its write lock would block every other writer
     /// (`tests/drills.rs`, storage outage drill).
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        Self::connect_with_log(url, max_connections, None).await
+    }
+
+    /// Connect as configured: `store.url`, `store.max_connections`,
+    /// `audit.log_dir`.
+    pub async fn connect_config(cfg: &crate::config::Config) -> Result<Store, StoreError> {
+        Self::connect_with_log(
+            &cfg.store.url,
+            cfg.store.max_connections,
+            cfg.audit.log_dir.as_deref(),
+        )
+        .await
+    }
+
+    /// [`Store::connect`] with the audit log directory of a SQLite store
+    /// (`audit.log_dir`; default [`default_log_dir`] of the database file).
+    /// PostgreSQL keeps the log in the database and takes no directory.
+    ///
+    /// Opening the directory recovers the log if this process can take its
+    /// writer lock (a torn last batch is cut off); otherwise the store sees
+    /// the log as it was when opened (read-only tools beside a running
+    /// gateway).
+    pub async fn connect_with_log(
+        url: &str,
+        max_connections: u32,
+        log_dir: Option<&std::path::Path>,
+    ) -> Result<Store, StoreError> {
+        let mut log = tlog::Log::Postgres;
         let backend = if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)?
                 .create_if_missing(true)
@@ -243,9 +271,24 @@ impl Store {
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
                 .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
-                .connect_with(opts)
+                .connect_with(opts.clone())
                 .await?;
             sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            let dir = match log_dir {
+                Some(d) => d.to_owned(),
+                None if opts.get_filename() == std::path::Path::new(":memory:") => {
+                    return Err(StoreError::Log(
+                        "an in-memory database needs audit.log_dir".into(),
+                    ));
+                }
+                None => default_log_dir(opts.get_filename()),
+            };
+            let dir2 = dir.clone();
+            let fs_log = tokio::task::spawn_blocking(move || credlog::fs::FsLog::open(&dir2))
+                .await
+                .map_err(|e| StoreError::Log(e.to_string()))?
+                .map_err(|e| StoreError::Log(format!("{}: {e}", dir.display())))?;
+            log = tlog::Log::Files(fs_log);
             Backend::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?;
@@ -256,12 +299,41 @@ impl Store {
                 .connect_with(opts)
                 .await?;
             sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            if log_dir.is_some() {
+                return Err(StoreError::Log(
+                    "audit.log_dir is for SQLite; PostgreSQL keeps the log in the database".into(),
+                ));
+            }
             Backend::Postgres(pool)
         } else {
             return Err(StoreError::Url);
         };
         let cache = matches!(backend, Backend::Sqlite(_)).then(Arc::default);
-        Ok(Store { backend, cache })
+        let store = Store {
+            backend,
+            log,
+            audit: Arc::new(AuditShared {
+                indexed: Default::default(),
+                durable: tokio::sync::watch::channel(0).0,
+            }),
+            cache,
+        };
+        // Checkpoints are signed heads of the log: one beyond the log means
+        // the log's storage lost entries (or belongs to another database).
+        let (size, _) = store.log_head().await?;
+        if let Some((cp, _)) = store.checkpoint(None).await?
+            && cp > size
+        {
+            return Err(StoreError::Corrupt(format!(
+                "a checkpoint signs {cp} entries but the audit log holds {size}{}",
+                store
+                    .log_dir()
+                    .map(|d| format!(" (log directory {})", d.display()))
+                    .unwrap_or_default()
+            )));
+        }
+        store.audit.durable.send_replace(size);
+        Ok(store)
     }
 
     /// Forget cached record rows; called after every commit that changes
@@ -282,6 +354,11 @@ impl Store {
             .await?;
         Ok(Store {
             backend: Backend::Postgres(pool),
+            log: tlog::Log::Postgres,
+            audit: Arc::new(AuditShared {
+                indexed: Default::default(),
+                durable: tokio::sync::watch::channel(0).0,
+            }),
             cache: None,
         })
     }
@@ -411,161 +488,6 @@ impl Store {
 
     // ------------------------------------------------------------------ audit
 
-    /// Load the tree frontier for the stored head.
-    pub async fn load_frontier(&self) -> Result<Frontier, StoreError> {
-        dispatch!(self, p => {
-            let mut conn = p.acquire().await?;
-            let size: i64 = sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1")
-                .fetch_one(&mut *conn)
-                .await?;
-            let ids = merkle::range_nodes(0, size as u64);
-            let mut hashes = Vec::with_capacity(ids.len());
-            for id in ids {
-                let h: Vec<u8> = sqlx::query_scalar("SELECT hash FROM merkle_nodes WHERE level = $1 AND idx = $2")
-                    .bind(i32::from(id.level))
-                    .bind(id.index as i64)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .ok_or_else(|| StoreError::Corrupt(format!("missing node {id:?}")))?;
-                hashes.push(to_hash(&h)?);
-            }
-            Frontier::from_nodes(size as u64, &hashes).map_err(|e| StoreError::Corrupt(e.to_string()))
-        })
-    }
-
-    /// Append a batch in one transaction under the tree-head lock.
-    ///
-    /// If another node advanced the head since `frontier` was loaded, the
-    /// frontier is reloaded inside the transaction first, so several gateway
-    /// processes on one PostgreSQL share one totally ordered log. Returns the
-    /// sequence number of the first entry. On error `frontier` is unchanged.
-    pub async fn append_audit(
-        &self,
-        rows: &[AuditRow],
-        frontier: &mut Frontier,
-    ) -> Result<u64, StoreError> {
-        let mut work = frontier.clone();
-        let first = dispatch!(self, p => {
-            let mut tx = p.begin().await?;
-            let size: i64 = match &self.backend {
-                Backend::Postgres(_) => {
-                    sqlx::query_scalar("SELECT size FROM log_head WHERE id = 1 FOR UPDATE")
-                        .fetch_one(&mut *tx)
-                        .await?
-                }
-                // SQLite: a write takes the database lock before we read.
-                Backend::Sqlite(_) => {
-                    sqlx::query_scalar("UPDATE log_head SET size = size WHERE id = 1 RETURNING size")
-                        .fetch_one(&mut *tx)
-                        .await?
-                }
-            };
-            if size as u64 != work.size() {
-                let ids = merkle::range_nodes(0, size as u64);
-                let mut hashes = Vec::with_capacity(ids.len());
-                for id in ids {
-                    let h: Vec<u8> = sqlx::query_scalar("SELECT hash FROM merkle_nodes WHERE level = $1 AND idx = $2")
-                        .bind(i32::from(id.level))
-                        .bind(id.index as i64)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    hashes.push(to_hash(&h)?);
-                }
-                work = Frontier::from_nodes(size as u64, &hashes)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            }
-            let first = work.size();
-            let mut nodes: Vec<(NodeId, Hash)> = Vec::with_capacity(rows.len() * 2);
-            for chunk in rows.chunks(256) {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "INSERT INTO audit_log (seq, ts, org, subject, purpose, outcome, action, decisions, entry, leaf) ",
-                );
-                let base = work.size();
-                let mut leaves = Vec::with_capacity(chunk.len());
-                for r in chunk {
-                    let leaf = merkle::leaf_hash(&r.entry);
-                    nodes.extend(work.push(leaf).map_err(|e| StoreError::Corrupt(e.to_string()))?);
-                    leaves.push(leaf);
-                }
-                qb.push_values(chunk.iter().zip(leaves).enumerate(), |mut b, (i, (r, leaf))| {
-                    b.push_bind((base + i as u64) as i64)
-                        .push_bind(r.ts.as_str())
-                        .push_bind(r.org.as_deref())
-                        .push_bind(r.subject.as_deref())
-                        .push_bind(r.purpose.as_deref())
-                        .push_bind(r.outcome.as_str())
-                        .push_bind(r.action.as_str())
-                        .push_bind(r.decisions)
-                        .push_bind(r.entry.as_slice())
-                        .push_bind(leaf.to_vec());
-                });
-                qb.build().execute(&mut *tx).await?;
-            }
-            for chunk in nodes.chunks(512) {
-                let mut qb = sqlx::QueryBuilder::new("INSERT INTO merkle_nodes (level, idx, hash) ");
-                qb.push_values(chunk, |mut b, (id, h)| {
-                    b.push_bind(i32::from(id.level)).push_bind(id.index as i64).push_bind(h.to_vec());
-                });
-                qb.build().execute(&mut *tx).await?;
-            }
-            sqlx::query("UPDATE log_head SET size = $1, root = $2 WHERE id = 1")
-                .bind(work.size() as i64)
-                .bind(work.root().to_vec())
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            first
-        });
-        *frontier = work;
-        Ok(first)
-    }
-
-    /// The stored tree head (size, root).
-    pub async fn log_head(&self) -> Result<(u64, Hash), StoreError> {
-        let (size, root): (i64, Vec<u8>) = dispatch!(self, p => {
-            sqlx::query_as("SELECT size, root FROM log_head WHERE id = 1").fetch_one(p).await?
-        });
-        Ok((size as u64, to_hash(&root)?))
-    }
-
-    /// Fetch perfect-subtree nodes by id (for proofs).
-    pub async fn merkle_nodes(&self, ids: &[NodeId]) -> Result<Vec<(NodeId, Hash)>, StoreError> {
-        let mut out = Vec::with_capacity(ids.len());
-        dispatch!(self, p => {
-            let mut conn = p.acquire().await?;
-            for id in ids {
-                let h: Option<Vec<u8>> =
-                    sqlx::query_scalar("SELECT hash FROM merkle_nodes WHERE level = $1 AND idx = $2")
-                        .bind(i32::from(id.level))
-                        .bind(id.index as i64)
-                        .fetch_optional(&mut *conn)
-                        .await?;
-                if let Some(h) = h {
-                    out.push((*id, to_hash(&h)?));
-                }
-            }
-        });
-        Ok(out)
-    }
-
-    /// Audit entries in `[from, to)` by sequence number.
-    pub async fn audit_range(&self, from: u64, to: u64) -> Result<Vec<StoredAudit>, StoreError> {
-        let rows: Vec<(i64, Vec<u8>)> = dispatch!(self, p => {
-            sqlx::query_as("SELECT seq, entry FROM audit_log WHERE seq >= $1 AND seq < $2 ORDER BY seq")
-                .bind(from as i64)
-                .bind(to as i64)
-                .fetch_all(p)
-                .await?
-        });
-        Ok(rows
-            .into_iter()
-            .map(|(seq, entry)| StoredAudit {
-                seq: seq as u64,
-                entry,
-            })
-            .collect())
-    }
-
     /// Store a signed checkpoint.
     pub async fn put_checkpoint(
         &self,
@@ -586,6 +508,12 @@ impl Store {
             .execute(p)
             .await?;
         });
+        if let tlog::Log::Files(f) = &self.log {
+            let (f, note) = (f.clone(), note.to_owned());
+            tokio::task::spawn_blocking(move || f.put_checkpoint(&note))
+                .await
+                .map_err(|e| StoreError::Log(e.to_string()))??;
+        }
         Ok(())
     }
 

@@ -124,6 +124,7 @@ pub fn config(dir: &Path, db_url: &str) -> Config {
             origin: "credgate.test/audit".into(),
             checkpoint_interval_secs: 1,
             max_batch: 512,
+            log_dir: None,
         },
     }
 }

@@ -26,7 +26,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use ring::digest;
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
 
-use super::merkle::Hash;
+use crate::merkle::Hash;
 
 /// Largest signed note accepted, in bytes; bounds parsing work on untrusted input.
 ///
@@ -447,7 +447,7 @@ mod tests {
         Checkpoint {
             origin: "credgate.example/audit".to_owned(),
             size: 20852163,
-            root: crate::audit::merkle::leaf_hash(b"sample"),
+            root: crate::merkle::leaf_hash(b"sample"),
         }
     }
 
@@ -546,7 +546,7 @@ mod tests {
             sample(),
             Checkpoint {
                 size: 0,
-                root: crate::audit::merkle::EMPTY_ROOT,
+                root: crate::merkle::EMPTY_ROOT,
                 ..sample()
             },
             Checkpoint {
@@ -588,7 +588,7 @@ mod tests {
         let cp = sample();
         let note = signer.sign(&cp).unwrap();
         let root_b64 = B64.encode(cp.root);
-        let other_root = B64.encode(crate::audit::merkle::leaf_hash(b"other"));
+        let other_root = B64.encode(crate::merkle::leaf_hash(b"other"));
         let tampered = [
             note.replace("20852163", "20852164"),
             note.replace(&root_b64, &other_root),

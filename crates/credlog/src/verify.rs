@@ -26,13 +26,13 @@
 use std::fmt;
 use std::io::BufRead;
 
-use super::AuditEntry;
-use super::checkpoint::{Checkpoint, CheckpointVerifier};
-use super::export::{
+use crate::checkpoint::{Checkpoint, CheckpointVerifier};
+use crate::entry::AuditEntry;
+use crate::export::{
     CSV_COLUMNS, EXPORT_FORMAT, EXPORT_VERSION, ExportHeader, ExportLine, csv_columns_of,
     decode_hash, encode_hash, parse_csv_line, root_from_range,
 };
-use super::merkle::{self, Hash};
+use crate::merkle::{self, Hash};
 
 /// Why an export did not verify, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -441,8 +441,8 @@ pub fn verify_file(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::export::ExportFormat;
-    use crate::audit::export::tests::{entry, export_of, fixed_signer};
+    use crate::export::ExportFormat;
+    use crate::export::tests::{entry, export_of, fixed_signer};
 
     fn verify(text: &str, prev: Option<&str>) -> Result<VerifyReport, VerifyError> {
         let key = fixed_signer(7).verifier();

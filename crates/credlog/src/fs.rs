@@ -1,0 +1,896 @@
+//! The embedded backend: the log as files in one directory, one `fdatasync`
+//! per batch.
+//!
+//! ```text
+//! <dir>/wal                    batches since the last snapshot (append-only)
+//! <dir>/state                  snapshot: size, partial edge tiles, partial bundle
+//! <dir>/tile/<L>/<N>           full hash tiles, written once, never changed
+//! <dir>/tile/entries/<N>       full entry bundles, written once, never changed
+//! <dir>/checkpoint             the latest signed checkpoint
+//! <dir>/lock                   held (flock) by the one writing process
+//! ```
+//!
+//! # Why a write-ahead file
+//!
+//! A batch must be durable with one fsync. Writing its tiles and bundles in
+//! place (as Tessera's POSIX driver does) costs one fsync per file plus the
+//! directories, about 4–6 per batch. Instead each batch is appended to `wal`
+//! as one record and `fdatasync`ed once; that record *is* the commit. Full
+//! tiles and bundles the batch completed are then written to their final
+//! paths (temp file + rename, so readers never see a torn file) without an
+//! fsync of their own: after a crash the WAL replay writes them again. The
+//! partial tiles and the partial bundle live in memory (served from there)
+//! and in the snapshot.
+//!
+//! When `wal` exceeds [`WAL_LIMIT`] bytes, a *snapshot* is taken: the files
+//! written since the previous one are fsynced, `state` is replaced atomically
+//! (temp, fsync, rename, fsync of the directory) and `wal` is emptied. A
+//! restart therefore replays at most [`WAL_LIMIT`] bytes. Per entry the
+//! durable cost is one share of one fsync plus 1/256 of a file write; the
+//! snapshot's fsyncs are amortised over [`WAL_LIMIT`] bytes of entries.
+//!
+//! # Record format
+//!
+//! ```text
+//! u32 LE   length of the rest of the record
+//! u64 LE   sequence number of the first entry
+//! u32 LE   number of entries
+//! …        the entries, each uint16 BE length + bytes (bundle encoding)
+//! [32]     the tree root after the batch
+//! ```
+//!
+//! The root is the checksum: replay recomputes it from the entries. A record
+//! that is short, or whose root does not match, at the *end* of the file is
+//! a torn write of a batch that was never acknowledged and is cut off. A bad
+//! record followed by more data is corruption and refuses to load.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use ring::digest;
+
+use crate::merkle::Hash;
+use crate::sequencer::{Batch, LogStorage, StorageError, TileReader, TreeState};
+use crate::tiles::{self, TILE_WIDTH, TileId, bundle_path, tile_path};
+
+/// Size of `wal` beyond which a snapshot is taken.
+pub const WAL_LIMIT: u64 = 64 * 1024 * 1024;
+
+const STATE_MAGIC: &[u8] = b"credlog-state v1\n";
+/// `wal` starts with this magic and the log size at its snapshot (its
+/// generation: a reader that sees another one reloads).
+const WAL_MAGIC: &[u8; 8] = b"credwal1";
+const WAL_HEADER: u64 = 16;
+
+/// What readers see: the durable right edge, already encoded.
+#[derive(Debug, Default)]
+struct Shared {
+    /// The state as of `wal_seen` bytes of the WAL of generation `base`.
+    state: TreeState,
+    base: u64,
+    wal_seen: u64,
+    /// Encoded partial edge tiles.
+    edge: HashMap<TileId, Vec<u8>>,
+    /// (index, encoded partial bundle).
+    bundle: Option<(u64, Vec<u8>)>,
+    /// Full tiles and bundles not (yet) readable from their files.
+    pending_tiles: HashMap<TileId, Vec<u8>>,
+    pending_bundles: HashMap<u64, Vec<u8>>,
+}
+
+impl Shared {
+    fn publish(&mut self, state: TreeState) -> Result<(), StorageError> {
+        self.edge = state
+            .edge_tiles()
+            .map(|(id, hs)| (id, tiles::encode_tile(hs)))
+            .collect();
+        self.bundle = if state.partial_bundle().is_empty() {
+            None
+        } else {
+            Some((state.bundle_index(), state.partial_bundle().to_vec()))
+        };
+        self.state = state;
+        Ok(())
+    }
+}
+
+/// A log directory: the reading side, cheap to clone. [`FsLog::writer`]
+/// gives this process's writer.
+///
+/// Several processes may open the same directory (two gateways on one
+/// SQLite file, or a CLI tool beside a gateway): each batch is written
+/// under an exclusive `flock` on `lock`, and a writer that finds the WAL
+/// advanced by someone else first reads those records in (like SQLite's own
+/// locking). Readers pick up other processes' batches when they look at the
+/// head.
+#[derive(Clone, Debug)]
+pub struct FsLog {
+    dir: PathBuf,
+    shared: Arc<RwLock<Shared>>,
+    lock: Arc<File>,
+    has_writer: Arc<AtomicBool>,
+    /// Serialises refreshes of this view.
+    refresh: Arc<Mutex<()>>,
+}
+
+impl FsLog {
+    /// Open (creating) the directory and recover the log under the lock:
+    /// a torn last batch is cut off, tiles a crash lost are written again.
+    pub fn open(dir: &Path) -> Result<Self, StorageError> {
+        fs::create_dir_all(dir)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))?;
+        let log = Self {
+            dir: dir.to_owned(),
+            shared: Arc::default(),
+            lock: Arc::new(lock),
+            has_writer: Arc::default(),
+            refresh: Arc::default(),
+        };
+        log.lock.lock()?;
+        let r = log.sync_view(true);
+        let _ = log.lock.unlock();
+        r?;
+        Ok(log)
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Durable size and root, including other processes' batches.
+    pub fn head(&self) -> Result<(u64, Hash), StorageError> {
+        self.sync_view(false)?;
+        let s = self.shared.read().unwrap_or_else(|e| e.into_inner());
+        Ok((s.state.size(), s.state.root()))
+    }
+
+    /// This process's writer (at most one per process).
+    pub fn writer(&self) -> Result<FsWriter, StorageError> {
+        if self.has_writer.swap(true, Ordering::AcqRel) {
+            return Err(StorageError::Locked);
+        }
+        Ok(FsWriter {
+            log: self.clone(),
+            wal: None,
+            locked: false,
+            broken: true,
+            unsynced: Vec::new(),
+            buf: Vec::new(),
+            known_dirs: Default::default(),
+        })
+    }
+
+    /// Replace `checkpoint` atomically with `note` (fsynced), unless the
+    /// stored one is for a larger tree (checkpointers of several processes
+    /// may race).
+    pub fn put_checkpoint(&self, note: &str) -> Result<(), StorageError> {
+        let size_of = |n: &str| n.lines().nth(1).and_then(|l| l.parse::<u64>().ok());
+        let _one = self.refresh.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = self.checkpoint()?
+            && size_of(&old) > size_of(note)
+        {
+            return Ok(());
+        }
+        write_atomic(&self.dir, "checkpoint", note.as_bytes(), true)
+    }
+
+    /// The stored `checkpoint` file, if any.
+    pub fn checkpoint(&self) -> Result<Option<String>, StorageError> {
+        match fs::read_to_string(self.dir.join("checkpoint")) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Bring this view up to the files: read records appended since it
+    /// last looked (all of them after a snapshot changed the WAL's
+    /// generation). With `repair` (only under the lock) a torn tail is cut
+    /// off and lost full tiles are written again; without, a torn tail is
+    /// simply not read yet.
+    fn sync_view(&self, repair: bool) -> Result<(), StorageError> {
+        let _one = self.refresh.lock().unwrap_or_else(|e| e.into_inner());
+        self.sync_view_locked(repair)
+    }
+
+    fn sync_view_locked(&self, repair: bool) -> Result<(), StorageError> {
+        let wal_path = self.dir.join("wal");
+        let mut file = match File::open(&wal_path) {
+            Ok(f) => Some(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
+        };
+        let len = match &file {
+            Some(f) => f.metadata()?.len(),
+            None => 0,
+        };
+        let mut header = [0u8; WAL_HEADER as usize];
+        let base = match file.as_mut() {
+            Some(f) if len >= WAL_HEADER => {
+                f.read_exact(&mut header)?;
+                (&header[..8] == WAL_MAGIC)
+                    .then(|| u64::from_le_bytes(header[8..16].try_into().unwrap_or_default()))
+            }
+            _ => None,
+        };
+        // Without a valid header (empty, or torn while being created) the
+        // WAL holds no records.
+        let body_start = if base.is_some() { WAL_HEADER } else { len };
+        let base = base.unwrap_or(0);
+        let (mut state, start) = {
+            let s = self.shared.read().unwrap_or_else(|e| e.into_inner());
+            if s.base == base && s.wal_seen >= body_start && s.wal_seen <= len {
+                if s.wal_seen == len
+                    && !repair
+                    && s.pending_tiles.is_empty()
+                    && s.pending_bundles.is_empty()
+                {
+                    return Ok(());
+                }
+                (s.state.clone(), s.wal_seen)
+            } else {
+                (read_state(&self.dir)?, body_start)
+            }
+        };
+        let mut data = Vec::new();
+        if let Some(f) = file.as_mut()
+            && start < len
+        {
+            f.seek(SeekFrom::Start(start))?;
+            f.take(len - start).read_to_end(&mut data)?;
+        }
+        let start = start as usize;
+        if state.size() < base {
+            return Err(StorageError::Corrupt(format!(
+                "wal continues a snapshot of {base} entries, state holds {}",
+                state.size()
+            )));
+        }
+        let mut done_tiles = HashMap::new();
+        let mut done_bundles = HashMap::new();
+        let mut torn = false;
+        let mut pos = 0usize;
+        while pos < data.len() {
+            let Some((len, first, entries, root)) = parse_record(&data[pos..]) else {
+                torn = true;
+                break;
+            };
+            let end = first + entries.len() as u64;
+            if end > state.size() || entries.is_empty() {
+                if first != state.size() {
+                    return Err(StorageError::Corrupt(format!(
+                        "wal record at byte {} starts at {first}, log has {}",
+                        start + pos,
+                        state.size()
+                    )));
+                }
+                let mut next = state.clone();
+                let done = next.integrate(&entries)?;
+                if next.root() != root {
+                    if pos + len == data.len() {
+                        torn = true;
+                        break;
+                    }
+                    return Err(StorageError::Corrupt(format!(
+                        "wal record at byte {} does not match its root",
+                        start + pos
+                    )));
+                }
+                state = next;
+                for (id, hs) in done.full_tiles {
+                    done_tiles.insert(id, tiles::encode_tile(&hs));
+                }
+                done_bundles.extend(done.full_bundles);
+            }
+            pos += len;
+        }
+        if repair {
+            if torn {
+                let f = OpenOptions::new().write(true).open(&wal_path)?;
+                f.set_len((start + pos) as u64)?;
+                f.sync_all()?;
+            }
+            let mut dirs = Default::default();
+            for (id, bytes) in done_tiles.drain() {
+                write_file(&self.dir, &tile_path(id, TILE_WIDTH), &bytes, &mut dirs)?;
+            }
+            for (i, bytes) in done_bundles.drain() {
+                write_file(&self.dir, &bundle_path(i, TILE_WIDTH), &bytes, &mut dirs)?;
+            }
+        }
+        let mut s = self.shared.write().unwrap_or_else(|e| e.into_inner());
+        s.base = base;
+        s.wal_seen = (start + pos) as u64;
+        s.pending_tiles.extend(done_tiles);
+        s.pending_bundles.extend(done_bundles);
+        // Another process's full files, once it has written them, are read
+        // from disk like all others.
+        let dir = &self.dir;
+        s.pending_tiles
+            .retain(|id, _| !dir.join(tile_path(*id, TILE_WIDTH)).exists());
+        s.pending_bundles
+            .retain(|i, _| !dir.join(bundle_path(*i, TILE_WIDTH)).exists());
+        s.publish(state)
+    }
+
+    fn read_full(&self, rel: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        match fs::read(self.dir.join(rel)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl TileReader for FsLog {
+    fn read_tile(&self, id: TileId) -> Result<Option<Vec<u8>>, StorageError> {
+        let s = self.shared.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = s.edge.get(&id).or_else(|| s.pending_tiles.get(&id)) {
+            return Ok(Some(b.clone()));
+        }
+        if tiles::tile_width(id, s.state.size()) < TILE_WIDTH {
+            return Ok(None);
+        }
+        drop(s);
+        self.read_full(&tile_path(id, TILE_WIDTH))
+    }
+
+    fn read_bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        let s = self.shared.read().unwrap_or_else(|e| e.into_inner());
+        if let Some((i, b)) = &s.bundle
+            && *i == index
+        {
+            return Ok(Some(b.clone()));
+        }
+        if let Some(b) = s.pending_bundles.get(&index) {
+            return Ok(Some(b.clone()));
+        }
+        if tiles::bundle_width(index, s.state.size()) < TILE_WIDTH {
+            return Ok(None);
+        }
+        drop(s);
+        self.read_full(&bundle_path(index, TILE_WIDTH))
+    }
+}
+
+/// This process's writer of a log directory.
+#[derive(Debug)]
+pub struct FsWriter {
+    log: FsLog,
+    wal: Option<File>,
+    locked: bool,
+    /// The file may hold bytes past what is durable (a failed write or
+    /// fsync): cut them off and re-sync before the next record.
+    broken: bool,
+    /// Full files written since the last snapshot, not yet fsynced.
+    unsynced: Vec<PathBuf>,
+    buf: Vec<u8>,
+    known_dirs: std::collections::HashSet<PathBuf>,
+}
+
+impl Drop for FsWriter {
+    fn drop(&mut self) {
+        self.unlock();
+        self.log.has_writer.store(false, Ordering::Release);
+    }
+}
+
+impl FsWriter {
+    /// The reading side.
+    pub fn log(&self) -> &FsLog {
+        &self.log
+    }
+
+    fn unlock(&mut self) {
+        if self.locked {
+            let _ = self.log.lock.unlock();
+            self.locked = false;
+        }
+    }
+
+    fn wal_seen(&self) -> (u64, u64) {
+        let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
+        (s.base, s.wal_seen)
+    }
+
+    /// The WAL positioned at the end of what is durable, with a header.
+    fn wal_file(&mut self) -> Result<&mut File, StorageError> {
+        if self.broken || self.wal.is_none() {
+            self.wal = None;
+            let (base, seen) = self.wal_seen();
+            let mut f = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(self.log.dir.join("wal"))?;
+            if seen < WAL_HEADER {
+                f.set_len(0)?;
+                f.write_all(WAL_MAGIC)?;
+                f.write_all(&base.to_le_bytes())?;
+                f.sync_all()?;
+                self.log
+                    .shared
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .wal_seen = WAL_HEADER;
+            } else {
+                f.set_len(seen)?;
+                f.sync_all()?;
+            }
+            self.wal = Some(f);
+            self.broken = false;
+        }
+        let (_, seen) = self.wal_seen();
+        let f = self
+            .wal
+            .as_mut()
+            .ok_or_else(|| StorageError::Backend("wal not open".into()))?;
+        f.seek(SeekFrom::Start(seen))?;
+        Ok(f)
+    }
+
+    /// Fsync everything written since the last snapshot, replace `state`,
+    /// start a new WAL generation. Under the lock.
+    fn snapshot(&mut self) -> Result<(), StorageError> {
+        self.flush_pending()?;
+        for p in self.unsynced.drain(..) {
+            File::open(&p)?.sync_all()?;
+        }
+        for d in &self.known_dirs {
+            File::open(d)?.sync_all()?;
+        }
+        let state = self
+            .log
+            .shared
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .state
+            .clone();
+        write_atomic(&self.log.dir, "state", &encode_state(&state)?, true)?;
+        let mut header = WAL_MAGIC.to_vec();
+        header.extend_from_slice(&state.size().to_le_bytes());
+        write_atomic(&self.log.dir, "wal", &header, true)?;
+        {
+            let mut s = self.log.shared.write().unwrap_or_else(|e| e.into_inner());
+            s.base = state.size();
+            s.wal_seen = WAL_HEADER;
+        }
+        self.wal = None; // the old file was replaced
+        Ok(())
+    }
+
+    /// Write pending full files (left over from an earlier failure).
+    fn flush_pending(&mut self) -> Result<(), StorageError> {
+        let (tiles_p, bundles_p) = {
+            let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
+            (s.pending_tiles.clone(), s.pending_bundles.clone())
+        };
+        for (id, bytes) in tiles_p {
+            let p = write_file(
+                &self.log.dir,
+                &tile_path(id, TILE_WIDTH),
+                &bytes,
+                &mut self.known_dirs,
+            )?;
+            self.unsynced.push(p);
+            let mut s = self.log.shared.write().unwrap_or_else(|e| e.into_inner());
+            s.pending_tiles.remove(&id);
+        }
+        for (i, bytes) in bundles_p {
+            let p = write_file(
+                &self.log.dir,
+                &bundle_path(i, TILE_WIDTH),
+                &bytes,
+                &mut self.known_dirs,
+            )?;
+            self.unsynced.push(p);
+            let mut s = self.log.shared.write().unwrap_or_else(|e| e.into_inner());
+            s.pending_bundles.remove(&i);
+        }
+        Ok(())
+    }
+}
+
+impl LogStorage for FsWriter {
+    fn load(&mut self) -> Result<TreeState, StorageError> {
+        self.log.lock.lock()?;
+        self.locked = true;
+        let r = self.log.sync_view(true);
+        self.unlock();
+        r?;
+        self.broken = true;
+        Ok(self
+            .log
+            .shared
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .state
+            .clone())
+    }
+
+    fn begin(&mut self, known_size: u64) -> Result<Option<TreeState>, StorageError> {
+        self.log.lock.lock()?;
+        self.locked = true;
+        let (base, seen) = self.wal_seen();
+        if let Err(e) = self.log.sync_view(true) {
+            self.unlock();
+            return Err(e);
+        }
+        if self.wal_seen() != (base, seen) {
+            // Another process wrote: our file handle may be stale.
+            self.broken = true;
+        }
+        let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
+        Ok((s.state.size() != known_size).then(|| s.state.clone()))
+    }
+
+    fn commit<E: AsRef<[u8]>>(&mut self, batch: &Batch<'_, E>) -> Result<(), StorageError> {
+        let r = self.commit_locked(batch);
+        self.unlock();
+        r
+    }
+
+    fn abort(&mut self) {
+        self.unlock();
+    }
+}
+
+impl FsWriter {
+    fn commit_locked<E: AsRef<[u8]>>(&mut self, batch: &Batch<'_, E>) -> Result<(), StorageError> {
+        // Readers of this view must not replay our record between the
+        // fsync and the publish below.
+        let refresh = self.log.refresh.clone();
+        let _view = refresh.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.extend_from_slice(&[0; 4]);
+        buf.extend_from_slice(&batch.first.to_le_bytes());
+        buf.extend_from_slice(&(batch.entries.len() as u32).to_le_bytes());
+        for e in batch.entries {
+            tiles::push_bundle_entry(&mut buf, e.as_ref())?;
+        }
+        buf.extend_from_slice(&batch.after.root());
+        let len = (buf.len() - 4) as u32;
+        buf[..4].copy_from_slice(&len.to_le_bytes());
+        let res = (|| {
+            let f = self.wal_file()?;
+            f.write_all(&buf)?;
+            f.sync_data()?;
+            Ok::<(), StorageError>(())
+        })();
+        let n = buf.len() as u64;
+        self.buf = buf;
+        if let Err(e) = res {
+            self.broken = true;
+            return Err(e);
+        }
+        // Durable from here on: nothing below may fail the batch.
+        let mut pending = (HashMap::new(), HashMap::new());
+        for (id, hs) in &batch.integrated.full_tiles {
+            let bytes = tiles::encode_tile(hs);
+            match write_file(
+                &self.log.dir,
+                &tile_path(*id, TILE_WIDTH),
+                &bytes,
+                &mut self.known_dirs,
+            ) {
+                Ok(p) => self.unsynced.push(p),
+                Err(_) => {
+                    pending.0.insert(*id, bytes);
+                }
+            }
+        }
+        for (i, bytes) in &batch.integrated.full_bundles {
+            match write_file(
+                &self.log.dir,
+                &bundle_path(*i, TILE_WIDTH),
+                bytes,
+                &mut self.known_dirs,
+            ) {
+                Ok(p) => self.unsynced.push(p),
+                Err(_) => {
+                    pending.1.insert(*i, bytes.clone());
+                }
+            }
+        }
+        let seen = {
+            let mut s = self.log.shared.write().unwrap_or_else(|e| e.into_inner());
+            s.wal_seen += n;
+            s.pending_tiles.extend(pending.0);
+            s.pending_bundles.extend(pending.1);
+            s.publish(batch.after.clone())?;
+            s.wal_seen
+        };
+        if seen > WAL_LIMIT {
+            // A failed snapshot is retried after the next batch; the WAL
+            // still holds everything.
+            let _ = self.snapshot();
+        }
+        Ok(())
+    }
+}
+
+fn parse_record(d: &[u8]) -> Option<(usize, u64, Vec<&[u8]>, Hash)> {
+    let len = u32::from_le_bytes(d.get(..4)?.try_into().ok()?) as usize;
+    let body = d.get(4..4 + len)?;
+    if body.len() < 12 + 32 {
+        return None;
+    }
+    let first = u64::from_le_bytes(body[..8].try_into().ok()?);
+    let count = u32::from_le_bytes(body[8..12].try_into().ok()?) as usize;
+    let (entries_bytes, root) = body[12..].split_at(body.len() - 12 - 32);
+    let entries = tiles::decode_bundle_unbounded(entries_bytes)?;
+    if entries.len() != count {
+        return None;
+    }
+    Some((4 + len, first, entries, root.try_into().ok()?))
+}
+
+fn encode_state(state: &TreeState) -> Result<Vec<u8>, StorageError> {
+    let mut out = STATE_MAGIC.to_vec();
+    out.extend_from_slice(&state.size().to_le_bytes());
+    let levels: Vec<&[Hash]> = (0..=tiles::MAX_TILE_LEVEL)
+        .map(|l| state.edge_tile(l))
+        .collect();
+    out.push(levels.len() as u8);
+    for hs in levels {
+        out.extend_from_slice(&(hs.len() as u16).to_le_bytes());
+        out.extend_from_slice(&tiles::encode_tile(hs));
+    }
+    let bundle = state.partial_bundle();
+    out.extend_from_slice(&(bundle.len() as u32).to_le_bytes());
+    out.extend_from_slice(bundle);
+    out.extend_from_slice(&state.root());
+    let sum = digest::digest(&digest::SHA256, &out);
+    out.extend_from_slice(sum.as_ref());
+    Ok(out)
+}
+
+fn read_state(dir: &Path) -> Result<TreeState, StorageError> {
+    let mut f = match File::open(dir.join("state")) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(TreeState::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let mut d = Vec::new();
+    f.read_to_end(&mut d)?;
+    decode_state(&d).ok_or_else(|| StorageError::Corrupt("state file does not parse".into()))?
+}
+
+fn decode_state(d: &[u8]) -> Option<Result<TreeState, StorageError>> {
+    let (body, sum) = d.split_at(d.len().checked_sub(32)?);
+    if digest::digest(&digest::SHA256, body).as_ref() != sum {
+        return None;
+    }
+    let mut r = body.strip_prefix(STATE_MAGIC)?;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (a, b) = r.split_at_checked(n)?;
+        r = b;
+        Some(a)
+    };
+    let size = u64::from_le_bytes(take(8)?.try_into().ok()?);
+    let levels = take(1)?[0];
+    let mut edge = Vec::new();
+    for _ in 0..levels {
+        let n = u16::from_le_bytes(take(2)?.try_into().ok()?) as usize;
+        edge.push(tiles::decode_tile(take(n * 32)?).ok()?);
+    }
+    let blen = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+    let bundle = tiles::decode_bundle(take(blen)?)
+        .ok()?
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
+    let root: Hash = take(32)?.try_into().ok()?;
+    Some(TreeState::from_edge(size, edge, bundle).and_then(|s| {
+        if s.root() == root {
+            Ok(s)
+        } else {
+            Err(StorageError::Corrupt("state root does not match".into()))
+        }
+    }))
+}
+
+/// A temp file name beside `path`, unique across threads and processes.
+fn temp_name(path: &Path) -> PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(
+        ".tmp.{}.{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    path.with_file_name(name)
+}
+
+/// Write `dir/rel` via a temp file and rename (no fsync: the WAL covers it).
+fn write_file(
+    dir: &Path,
+    rel: &str,
+    bytes: &[u8],
+    dirs: &mut std::collections::HashSet<PathBuf>,
+) -> Result<PathBuf, StorageError> {
+    let path = dir.join(rel);
+    let parent = path
+        .parent()
+        .ok_or_else(|| StorageError::Backend("path without parent".into()))?
+        .to_owned();
+    if !dirs.contains(&parent) {
+        fs::create_dir_all(&parent)?;
+        dirs.insert(parent);
+    }
+    let tmp = temp_name(&path);
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    drop(f);
+    fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+/// Replace `dir/name` atomically; with `sync`, durably.
+fn write_atomic(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> Result<(), StorageError> {
+    let tmp = temp_name(&dir.join(name));
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    if sync {
+        f.sync_all()?;
+    }
+    drop(f);
+    fs::rename(&tmp, dir.join(name))?;
+    if sync {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merkle;
+    use crate::sequencer::{Sequencer, entries_from, nodes_from};
+
+    struct Tmp(PathBuf);
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+    fn tmp(name: &str) -> Tmp {
+        let p = std::env::temp_dir().join(format!("credlog-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&p);
+        Tmp(p)
+    }
+
+    fn entries(n: u32) -> Vec<Vec<u8>> {
+        (0..n).map(|i| format!("entry {i}").into_bytes()).collect()
+    }
+
+    #[test]
+    fn batches_survive_reopen_and_torn_tails_are_cut() {
+        let d = tmp("reopen");
+        let all = entries(1000);
+        let leaves: Vec<Hash> = all.iter().map(|e| merkle::leaf_hash(e)).collect();
+        {
+            let log = FsLog::open(&d.0).unwrap();
+            let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
+            assert_eq!(s.append(&all[..300]).unwrap(), 0);
+            assert_eq!(s.append(&all[300..301]).unwrap(), 300);
+            assert_eq!(s.append(&all[301..700]).unwrap(), 301);
+            assert_eq!(log.head().unwrap(), (700, merkle::root_of(&leaves[..700])));
+            assert!(d.0.join("tile/entries/001").exists());
+            assert!(d.0.join("tile/0/001").exists());
+            assert!(!d.0.join("tile/0/002").exists());
+            // Only one writer per view.
+            assert!(log.writer().is_err());
+            let view = FsLog::open(&d.0).unwrap();
+            assert_eq!(view.head().unwrap().0, 700);
+            assert_eq!(
+                entries_from(&view, 650, 700).unwrap(),
+                all[650..700].to_vec()
+            );
+        }
+        // A torn record at the end: half of a batch written, never synced.
+        let wal = d.0.join("wal");
+        let good = fs::metadata(&wal).unwrap().len();
+        {
+            let mut f = OpenOptions::new().append(true).open(&wal).unwrap();
+            let mut rec = Vec::new();
+            rec.extend_from_slice(&100u32.to_le_bytes());
+            rec.extend_from_slice(&700u64.to_le_bytes());
+            rec.extend_from_slice(&[7; 20]);
+            f.write_all(&rec).unwrap();
+        }
+        // And a lost full tile (written, not synced, gone in the crash).
+        fs::remove_file(d.0.join("tile/entries/001")).unwrap();
+        {
+            let log = FsLog::open(&d.0).unwrap();
+            assert_eq!(fs::metadata(&wal).unwrap().len(), good, "torn tail cut");
+            assert!(d.0.join("tile/entries/001").exists(), "lost tile rewritten");
+            let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
+            assert_eq!(s.state().size(), 700);
+            assert_eq!(s.append(&all[700..]).unwrap(), 700);
+            assert_eq!(log.head().unwrap().1, merkle::root_of(&leaves));
+            let ids = merkle::nodes_for(&[(0, 1000)]);
+            let nodes = nodes_from(&log, &ids).unwrap();
+            let root = merkle::assemble(&[(0, 1000)], |id| nodes.get(&id).copied()).unwrap();
+            assert_eq!(root[0], merkle::root_of(&leaves));
+        }
+    }
+
+    #[test]
+    fn a_bad_record_in_the_middle_is_corruption() {
+        let d = tmp("corrupt");
+        let all = entries(10);
+        {
+            let log = FsLog::open(&d.0).unwrap();
+            let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
+            s.append(&all[..5]).unwrap();
+            s.append(&all[5..]).unwrap();
+        }
+        let wal = d.0.join("wal");
+        let mut bytes = fs::read(&wal).unwrap();
+        bytes[20] ^= 1; // inside the first record's entries
+        fs::write(&wal, &bytes).unwrap();
+        assert!(matches!(FsLog::open(&d.0), Err(StorageError::Corrupt(_))));
+    }
+
+    #[test]
+    fn snapshots_start_a_new_wal_generation_and_reload() {
+        let d = tmp("snapshot");
+        let all = entries(600);
+        let leaves: Vec<Hash> = all.iter().map(|e| merkle::leaf_hash(e)).collect();
+        {
+            let log = FsLog::open(&d.0).unwrap();
+            let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
+            s.append(&all[..333]).unwrap();
+            let view = FsLog::open(&d.0).unwrap();
+            assert_eq!(view.head().unwrap().0, 333);
+            drop(s);
+            let mut w = log.writer().unwrap();
+            w.load().unwrap();
+            w.snapshot().unwrap();
+            assert_eq!(fs::metadata(d.0.join("wal")).unwrap().len(), WAL_HEADER);
+            let mut s = Sequencer::open(w).unwrap();
+            s.append(&all[333..400]).unwrap();
+            // The other view notices the new generation.
+            assert_eq!(view.head().unwrap(), (400, merkle::root_of(&leaves[..400])));
+        }
+        let log = FsLog::open(&d.0).unwrap();
+        let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
+        assert_eq!(s.state().size(), 400);
+        s.append(&all[400..]).unwrap();
+        assert_eq!(s.state().root(), merkle::root_of(&leaves));
+        assert_eq!(entries_from(&log, 0, 600).unwrap(), all);
+    }
+
+    #[test]
+    fn two_writers_on_one_directory_share_one_log() {
+        let d = tmp("two");
+        let all = entries(900);
+        let leaves: Vec<Hash> = all.iter().map(|e| merkle::leaf_hash(e)).collect();
+        let a = FsLog::open(&d.0).unwrap();
+        let b = FsLog::open(&d.0).unwrap();
+        let mut sa = Sequencer::open(a.writer().unwrap()).unwrap();
+        let mut sb = Sequencer::open(b.writer().unwrap()).unwrap();
+        let mut next = 0usize;
+        for (i, n) in [5usize, 300, 1, 250, 44, 300].into_iter().enumerate() {
+            let s = if i % 2 == 0 { &mut sa } else { &mut sb };
+            assert_eq!(s.append(&all[next..next + n]).unwrap(), next as u64);
+            next += n;
+        }
+        assert_eq!(next, 900);
+        assert_eq!(a.head().unwrap(), (900, merkle::root_of(&leaves)));
+        assert_eq!(b.head().unwrap().1, merkle::root_of(&leaves));
+        assert_eq!(entries_from(&a, 0, 900).unwrap(), all);
+    }
+}

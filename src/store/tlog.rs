@@ -1,0 +1,452 @@
+//! The audit log's storage: C2SP tlog-tiles through the [`credlog`] traits.
+//!
+//! * SQLite (one node): [`credlog::fs`] files in `audit.log_dir` beside the
+//!   database, one `fdatasync` per batch.
+//! * PostgreSQL (several nodes): tiles and bundles as rows ([`PgStorage`]),
+//!   each batch one transaction under the tree-head lock
+//!   (`SELECT … FOR UPDATE` on `tlog_head`), like Tessera's MySQL driver.
+//!   When another node advanced the head since this node's last batch, the
+//!   right edge is reloaded inside that transaction first, so sequence
+//!   numbers stay contiguous across nodes (invariant 10).
+//!
+//! Everything here reads the log back through tiles: entries from bundles,
+//! leaf hashes from level-0 tiles, proof nodes from hash tiles.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use credlog::fs::FsLog;
+use credlog::merkle::{Hash, NodeId};
+use credlog::sequencer::{Batch, LogStorage, Sequencer, StorageError, TileReader, TreeState};
+use credlog::tiles::{self, TILE_WIDTH, TileId};
+use sqlx::{PgPool, Postgres, Transaction};
+
+use super::{Backend, Store, StoreError, StoredAudit, StoredLeaf};
+
+/// Where the log lives.
+#[derive(Clone, Debug)]
+pub(crate) enum Log {
+    /// Files in a directory (SQLite deployments).
+    Files(FsLog),
+    /// Rows in the PostgreSQL database.
+    Postgres,
+}
+
+/// Default log directory of a SQLite database file: `<file>.tlog` beside it.
+pub fn default_log_dir(db_file: &Path) -> PathBuf {
+    let mut name = db_file.file_name().unwrap_or_default().to_os_string();
+    name.push(".tlog");
+    db_file.with_file_name(name)
+}
+
+impl From<StorageError> for StoreError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Corrupt(m) => StoreError::Corrupt(m),
+            other => StoreError::Log(other.to_string()),
+        }
+    }
+}
+
+/// The sequencer's writer, per backend.
+pub(crate) enum Writer {
+    Files(Sequencer<credlog::fs::FsWriter>),
+    Postgres(Sequencer<PgStorage>),
+}
+
+impl Writer {
+    /// Append a batch; the first entry's sequence number once durable.
+    pub(crate) fn append(&mut self, entries: &[Vec<u8>]) -> Result<u64, StorageError> {
+        match self {
+            Writer::Files(s) => s.append(entries),
+            Writer::Postgres(s) => s.append(entries),
+        }
+    }
+
+    /// Size after the last batch this writer committed.
+    pub(crate) fn size(&self) -> u64 {
+        match self {
+            Writer::Files(s) => s.state().size(),
+            Writer::Postgres(s) => s.state().size(),
+        }
+    }
+}
+
+impl Store {
+    /// The log directory (file backend only).
+    pub fn log_dir(&self) -> Option<&Path> {
+        match &self.log {
+            Log::Files(f) => Some(f.dir()),
+            Log::Postgres => None,
+        }
+    }
+
+    /// The single writer of this process. Blocking I/O: call it (and use
+    /// the writer) off the async threads.
+    pub(crate) fn log_writer(&self) -> Result<Writer, StoreError> {
+        Ok(match (&self.log, &self.backend) {
+            (Log::Files(f), _) => Writer::Files(Sequencer::open(f.writer()?)?),
+            (Log::Postgres, Backend::Postgres(pool)) => {
+                Writer::Postgres(Sequencer::open(PgStorage {
+                    pool: pool.clone(),
+                    rt: tokio::runtime::Handle::current(),
+                    tx: None,
+                })?)
+            }
+            (Log::Postgres, Backend::Sqlite(_)) => {
+                return Err(StoreError::Corrupt("no log for this backend".into()));
+            }
+        })
+    }
+
+    /// The durable tree head (size, root).
+    pub async fn log_head(&self) -> Result<(u64, Hash), StoreError> {
+        match (&self.log, &self.backend) {
+            (Log::Files(f), _) => {
+                let f = f.clone();
+                Ok(tokio::task::spawn_blocking(move || f.head())
+                    .await
+                    .map_err(|e| StoreError::Log(e.to_string()))??)
+            }
+            (_, Backend::Postgres(p)) => {
+                let (size, root): (i64, Vec<u8>) =
+                    sqlx::query_as("SELECT size, root FROM tlog_head WHERE id = 1")
+                        .fetch_one(p)
+                        .await?;
+                Ok((size as u64, super::to_hash(&root)?))
+            }
+            _ => Err(StoreError::Corrupt("no log".into())),
+        }
+    }
+
+    /// The widest stored version of hash tile `id`.
+    pub async fn read_tile(&self, id: TileId) -> Result<Option<Vec<u8>>, StoreError> {
+        match (&self.log, &self.backend) {
+            (Log::Files(f), _) => Ok(f.read_tile(id)?),
+            (_, Backend::Postgres(p)) => Ok(sqlx::query_scalar(
+                "SELECT data FROM tlog_tiles WHERE level = $1 AND idx = $2",
+            )
+            .bind(i16::from(id.level))
+            .bind(id.index as i64)
+            .fetch_optional(p)
+            .await?),
+            _ => Ok(None),
+        }
+    }
+
+    /// The widest stored version of entry bundle `index`.
+    pub async fn read_bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        match (&self.log, &self.backend) {
+            (Log::Files(f), _) => Ok(f.read_bundle(index)?),
+            (_, Backend::Postgres(p)) => Ok(sqlx::query_scalar(
+                "SELECT data FROM tlog_bundles WHERE idx = $1",
+            )
+            .bind(index as i64)
+            .fetch_optional(p)
+            .await?),
+            _ => Ok(None),
+        }
+    }
+
+    /// Fetch perfect-subtree nodes from the hash tiles, one read per tile.
+    /// Missing nodes are simply absent; [`credlog::merkle::assemble`]
+    /// reports them.
+    pub async fn audit_nodes(&self, ids: &[NodeId]) -> Result<Vec<(NodeId, Hash)>, StoreError> {
+        let mut fetched = HashMap::new();
+        for t in tiles::tiles_for(ids) {
+            if let Some(b) = self.read_tile(t).await? {
+                let hs = tiles::decode_tile(&b).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                fetched.insert(t, hs);
+            }
+        }
+        let lookup = tiles::lookup_in(&fetched);
+        Ok(ids
+            .iter()
+            .filter_map(|&id| lookup(id).map(|h| (id, h)))
+            .collect())
+    }
+
+    /// Entries of `[from, to)` (clamped to the log) with the leaf hashes of
+    /// the level-0 tiles, in order.
+    pub async fn audit_leaves(&self, from: u64, to: u64) -> Result<Vec<StoredLeaf>, StoreError> {
+        let (size, _) = self.log_head().await?;
+        let to = to.min(size);
+        let mut out = Vec::new();
+        let mut seq = from;
+        while seq < to {
+            let index = seq / TILE_WIDTH;
+            let end = to.min((index + 1) * TILE_WIDTH);
+            let bundle = self
+                .read_bundle(index)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("missing entry bundle {index}")))?;
+            let entries =
+                tiles::decode_bundle(&bundle).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let tile = self
+                .read_tile(TileId { level: 0, index })
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("missing hash tile 0/{index}")))?;
+            for s in seq..end {
+                let i = (s - index * TILE_WIDTH) as usize;
+                let entry = entries.get(i).ok_or_else(|| {
+                    StoreError::Corrupt(format!("bundle {index} lacks entry {s}"))
+                })?;
+                let leaf = tile
+                    .get(i * 32..i * 32 + 32)
+                    .ok_or_else(|| StoreError::Corrupt(format!("tile 0/{index} lacks leaf {s}")))?;
+                out.push(StoredLeaf {
+                    seq: s,
+                    entry: entry.to_vec(),
+                    leaf: leaf.to_vec(),
+                });
+            }
+            seq = end;
+        }
+        Ok(out)
+    }
+
+    /// Audit entries in `[from, to)` by sequence number (clamped to the log).
+    pub async fn audit_range(&self, from: u64, to: u64) -> Result<Vec<StoredAudit>, StoreError> {
+        let (size, _) = self.log_head().await?;
+        let to = to.min(size);
+        let mut out = Vec::new();
+        let mut seq = from;
+        while seq < to {
+            let index = seq / TILE_WIDTH;
+            let end = to.min((index + 1) * TILE_WIDTH);
+            let bundle = self
+                .read_bundle(index)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt(format!("missing entry bundle {index}")))?;
+            let entries =
+                tiles::decode_bundle(&bundle).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            for s in seq..end {
+                let entry = entries
+                    .get((s - index * TILE_WIDTH) as usize)
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("bundle {index} lacks entry {s}"))
+                    })?;
+                out.push(StoredAudit {
+                    seq: s,
+                    entry: entry.to_vec(),
+                });
+            }
+            seq = end;
+        }
+        Ok(out)
+    }
+
+    /// The entries at `seqs` (sorted ascending), each read back from the log.
+    pub async fn audit_entries_at(&self, seqs: &[u64]) -> Result<Vec<StoredAudit>, StoreError> {
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut cached: Option<(u64, Vec<u8>)> = None;
+        for &seq in seqs {
+            let index = seq / TILE_WIDTH;
+            if cached.as_ref().is_none_or(|(i, _)| *i != index) {
+                let b = self
+                    .read_bundle(index)
+                    .await?
+                    .ok_or_else(|| StoreError::Corrupt(format!("missing entry bundle {index}")))?;
+                cached = Some((index, b));
+            }
+            let (_, b) = cached
+                .as_ref()
+                .ok_or_else(|| StoreError::Corrupt("bundle".into()))?;
+            let entries =
+                tiles::decode_bundle(b).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let entry = entries.get((seq % TILE_WIDTH) as usize).ok_or_else(|| {
+                StoreError::Corrupt(format!("index names seq {seq}, not in the log"))
+            })?;
+            out.push(StoredAudit {
+                seq,
+                entry: entry.to_vec(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The stored entry at `seq`, if any.
+    pub async fn audit_entry(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .audit_range(seq, seq.saturating_add(1))
+            .await?
+            .pop()
+            .map(|s| s.entry))
+    }
+}
+
+/// PostgreSQL rows behind [`LogStorage`]. Runs on a blocking thread and
+/// drives sqlx with the runtime handle it was created on.
+pub(crate) struct PgStorage {
+    pool: PgPool,
+    rt: tokio::runtime::Handle,
+    tx: Option<Transaction<'static, Postgres>>,
+}
+
+fn db(e: sqlx::Error) -> StorageError {
+    StorageError::Backend(format!("database: {e}"))
+}
+
+async fn load_edge(
+    tx: &mut Transaction<'static, Postgres>,
+    size: u64,
+) -> Result<TreeState, StorageError> {
+    let mut edge = vec![Vec::new(); usize::from(tiles::MAX_TILE_LEVEL) + 1];
+    for (id, width) in tiles::edge_tiles(size) {
+        let data: Vec<u8> =
+            sqlx::query_scalar("SELECT data FROM tlog_tiles WHERE level = $1 AND idx = $2")
+                .bind(i16::from(id.level))
+                .bind(id.index as i64)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(db)?
+                .ok_or_else(|| StorageError::Corrupt(format!("missing edge tile {id:?}")))?;
+        let hs = tiles::decode_tile(&data).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let w = width as usize;
+        if hs.len() < w {
+            return Err(StorageError::Corrupt(format!(
+                "edge tile {id:?} too narrow"
+            )));
+        }
+        edge[usize::from(id.level)] = hs[..w].to_vec();
+    }
+    let mut bundle = Vec::new();
+    let w = (size % TILE_WIDTH) as usize;
+    if w > 0 {
+        let data: Vec<u8> = sqlx::query_scalar("SELECT data FROM tlog_bundles WHERE idx = $1")
+            .bind((size / TILE_WIDTH) as i64)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| StorageError::Corrupt("missing partial bundle".into()))?;
+        let entries =
+            tiles::decode_bundle(&data).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        if entries.len() < w {
+            return Err(StorageError::Corrupt("partial bundle too short".into()));
+        }
+        bundle = entries[..w].iter().map(|e| e.to_vec()).collect();
+    }
+    let state = TreeState::from_edge(size, edge, bundle)?;
+    let root: Vec<u8> = sqlx::query_scalar("SELECT root FROM tlog_head WHERE id = 1")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)?;
+    if root != state.root() {
+        return Err(StorageError::Corrupt(
+            "stored root does not match the tiles".into(),
+        ));
+    }
+    Ok(state)
+}
+
+async fn lock_head(tx: &mut Transaction<'static, Postgres>) -> Result<u64, StorageError> {
+    let size: i64 = sqlx::query_scalar("SELECT size FROM tlog_head WHERE id = 1 FOR UPDATE")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(size as u64)
+}
+
+impl LogStorage for PgStorage {
+    fn load(&mut self) -> Result<TreeState, StorageError> {
+        let pool = self.pool.clone();
+        self.rt.block_on(async move {
+            let mut tx = pool.begin().await.map_err(db)?;
+            let size = lock_head(&mut tx).await?;
+            let state = load_edge(&mut tx, size).await?;
+            tx.rollback().await.map_err(db)?;
+            Ok(state)
+        })
+    }
+
+    fn begin(&mut self, known_size: u64) -> Result<Option<TreeState>, StorageError> {
+        let pool = self.pool.clone();
+        let (tx, fresh) = self.rt.block_on(async move {
+            let mut tx = pool.begin().await.map_err(db)?;
+            let size = lock_head(&mut tx).await?;
+            let fresh = if size == known_size {
+                None
+            } else {
+                Some(load_edge(&mut tx, size).await?)
+            };
+            Ok::<_, StorageError>((tx, fresh))
+        })?;
+        self.tx = Some(tx);
+        Ok(fresh)
+    }
+
+    fn commit<E: AsRef<[u8]>>(&mut self, batch: &Batch<'_, E>) -> Result<(), StorageError> {
+        let mut tx = self
+            .tx
+            .take()
+            .ok_or_else(|| StorageError::Backend("commit without begin".into()))?;
+        let mut tile_rows: Vec<(TileId, Vec<u8>)> = batch
+            .integrated
+            .full_tiles
+            .iter()
+            .map(|(id, hs)| (*id, tiles::encode_tile(hs)))
+            .collect();
+        let mut bundle_rows: Vec<(u64, Vec<u8>)> = batch.integrated.full_bundles.clone();
+        if !batch.entries.is_empty() {
+            tile_rows.extend(
+                batch
+                    .after
+                    .edge_tiles()
+                    .map(|(id, hs)| (id, tiles::encode_tile(hs))),
+            );
+            if !batch.after.partial_bundle().is_empty() {
+                bundle_rows.push((
+                    batch.after.bundle_index(),
+                    batch.after.partial_bundle().to_vec(),
+                ));
+            }
+        }
+        let size = batch.after.size() as i64;
+        let root = batch.after.root().to_vec();
+        self.rt.block_on(async move {
+            for chunk in tile_rows.chunks(200) {
+                let mut qb = sqlx::QueryBuilder::new("INSERT INTO tlog_tiles (level, idx, data) ");
+                qb.push_values(chunk, |mut b, (id, data)| {
+                    b.push_bind(i16::from(id.level))
+                        .push_bind(id.index as i64)
+                        .push_bind(data.as_slice());
+                });
+                qb.push(" ON CONFLICT (level, idx) DO UPDATE SET data = EXCLUDED.data");
+                qb.build().execute(&mut *tx).await.map_err(db)?;
+            }
+            for chunk in bundle_rows.chunks(100) {
+                let mut qb = sqlx::QueryBuilder::new("INSERT INTO tlog_bundles (idx, data) ");
+                qb.push_values(chunk, |mut b, (idx, data)| {
+                    b.push_bind(*idx as i64).push_bind(data.as_slice());
+                });
+                qb.push(" ON CONFLICT (idx) DO UPDATE SET data = EXCLUDED.data");
+                qb.build().execute(&mut *tx).await.map_err(db)?;
+            }
+            sqlx::query("UPDATE tlog_head SET size = $1, root = $2 WHERE id = 1")
+                .bind(size)
+                .bind(root)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            tx.commit().await.map_err(db)
+        })
+    }
+
+    fn abort(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = self.rt.block_on(tx.rollback());
+        }
+    }
+}
+
+impl Store {
+    /// Watch the log size after this process's durable batches.
+    pub fn subscribe_durable(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.audit.durable.subscribe()
+    }
+
+    /// Called by the sequencer after each durable batch.
+    pub(crate) fn notify_durable(&self, size: u64) {
+        self.audit.durable.send_replace(size);
+    }
+}
