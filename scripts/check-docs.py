@@ -29,7 +29,7 @@ DOCS = ["README.md", "ARCHITECTURE.md"] + sorted(
 # its files are generated (only certs/README.md is committed).
 PREFIXES = (
     "src/", "tests/", "policies/", "migrations/", "scripts/", "packaging/",
-    "docs/", "bench/", "benches/", "fuzz/", ".ci/",
+    "docs/", "bench/", "benches/", "fuzz/", ".ci/", "crates/",
 )
 TICKED = re.compile(r"`([^`\n]+)`")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
