@@ -14,6 +14,9 @@ scripts/ensure-postgres.sh "$pg_url"
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "documentation cites only what exists (paths, tests, links)"
+python3 scripts/check-docs.py
+
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 

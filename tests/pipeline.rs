@@ -593,9 +593,13 @@ async fn hang_ups_after_the_body_never_leave_records_without_entries() {
 }
 
 #[tokio::test]
-#[ignore = "long drill: cargo test --test pipeline -- --ignored"]
+#[ignore = "long drill: cargo test --test pipeline -- --ignored (DRILL_HANGUPS=3000 for more)"]
 async fn hang_up_drill_long() {
-    hang_up_drill(3_000, 200).await;
+    let attempts = std::env::var("DRILL_HANGUPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(900);
+    hang_up_drill(attempts, 200).await;
 }
 
 #[tokio::test]
