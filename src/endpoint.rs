@@ -101,10 +101,14 @@ endpoints! {
     ObjectionOverdue = "objection_overdue", Get "/v1/objections/overdue", None;
     /// The providing department resolves an objection.
     ObjectionResolve = "objection_resolve", Post "/v1/objections/{id}/resolution", Json;
+    /// The portal reads an objection's status and answer, for its subject.
+    ObjectionStatus = "objection_status", Post "/v1/objections/{id}/status", Json;
     /// The portal applies for credit repair (信用修复).
     RepairApply = "repair_apply", Post "/v1/repairs", Json;
     /// The providing department decides a repair application.
     RepairDecide = "repair_decide", Post "/v1/repairs/{id}/decision", Json;
+    /// The portal reads a repair application's status, for its subject.
+    RepairStatus = "repair_status", Post "/v1/repairs/{id}/status", Json;
     /// A department adds a subject to a red, black or focus list.
     ListAdd = "list_add", Post "/v1/lists/{list=red|black|focus}", Json;
     /// The issuing department takes a list entry off its list.

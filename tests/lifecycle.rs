@@ -1305,3 +1305,176 @@ async fn corrections_are_validated_like_submissions_and_feedback_must_be_complet
     assert_eq!(r.status, 200, "{}", r.body);
     gw.stop().await;
 }
+
+/// The objector gets the answer (征信业管理条例 第二十五条): the portal
+/// reads an objection's status, outcome, note, dates and deadline, and a
+/// repair application's decision (a rejection too), bound to the subject
+/// named in the body; another subject's id is the same 404 as a missing one.
+#[tokio::test]
+async fn the_portal_reads_answers_to_objections_and_repairs_for_their_subject_only() {
+    let (s, other) = (code(60), code(61));
+    let (gw, clock) = start(date!(2026 - 11 - 23)).await;
+    let ids = submit(
+        &gw,
+        "department",
+        vec![
+            penalty(&s, "general", "2026-10-01", "罚款人民币5000元"),
+            penalty(&s, "minor", "2026-11-01", "警告"),
+            penalty(&other, "general", "2026-10-01", "罚款"),
+        ],
+    )
+    .await;
+    let (p1, p2, p3) = (ids[0], ids[1], ids[2]);
+    let portal = gw.client("portal");
+    let file = |subject: &str, record: i64| {
+        let c = portal.clone();
+        let body = json!({"subject": lp(subject), "record_id": record, "grounds": "处罚决定有误"});
+        async move { c.post("/v1/objections", &body).await }
+    };
+    let o1 = file(&s, p1).await.body["objection_id"].as_i64().unwrap();
+    let o2 = file(&s, p2).await.body["objection_id"].as_i64().unwrap();
+    let o3 = file(&other, p3).await.body["objection_id"]
+        .as_i64()
+        .unwrap();
+    let status = |path: String, subject: String| {
+        let c = gw.client("portal");
+        async move { c.post(&path, &json!({"subject": lp(&subject)})).await }
+    };
+    let r = status(format!("/v1/objections/{o1}/status"), s.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (
+            &r.body["status"],
+            &r.body["outcome"],
+            &r.body["due_on"],
+            &r.body["overdue"]
+        ),
+        (
+            &json!("open"),
+            &Value::Null,
+            &json!("2026-12-13"),
+            &json!(false)
+        )
+    );
+    assert_eq!(r.body["record_id"], p1);
+    assert_eq!(r.body["provider"], ids::DEPARTMENT);
+    assert_eq!(r.body["subject"], lp(&s));
+
+    // Another subject's objection and a missing id: the same 404, body for body.
+    let theirs = status(format!("/v1/objections/{o3}/status"), s.clone()).await;
+    let missing = status("/v1/objections/424242/status".into(), s.clone()).await;
+    assert_eq!(theirs.status, 404, "{}", theirs.body);
+    assert_eq!(theirs.body, missing.body);
+    assert_eq!(theirs.body["error"]["code"], "objection_not_found");
+    assert!(!theirs.body.to_string().contains(&other));
+    let r = gw
+        .client("department")
+        .post(
+            &format!("/v1/objections/{o1}/status"),
+            &json!({"subject": lp(&s)}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (403, Some("role_not_permitted"))
+    );
+    let r = portal
+        .post(&format!("/v1/objections/{o1}/status"), &json!({}))
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+
+    // Answered: the outcome and the provider's note reach the objector.
+    let r = gw
+        .client("department")
+        .post(
+            &format!("/v1/objections/{o1}/resolution"),
+            &json!({"outcome": "upheld", "note": "经复核，处罚决定有效"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = status(format!("/v1/objections/{o1}/status"), s.clone()).await;
+    assert_eq!(
+        (
+            r.body["status"].as_str(),
+            r.body["outcome"].as_str(),
+            r.body["note"].as_str(),
+            r.body["resolved_on"].as_str()
+        ),
+        (
+            Some("upheld"),
+            Some("upheld"),
+            Some("经复核，处罚决定有效"),
+            Some("2026-11-23")
+        )
+    );
+    // Past its deadline, an unanswered objection says so.
+    clock.set(date!(2026 - 12 - 14));
+    let r = status(format!("/v1/objections/{o2}/status"), s.clone()).await;
+    assert_eq!(
+        (&r.body["status"], &r.body["overdue"]),
+        (&json!("open"), &json!(true))
+    );
+
+    // A rejected repair application is visible to its subject with the note.
+    clock.set(date!(2027 - 01 - 01));
+    let r = portal
+        .post(
+            "/v1/repairs",
+            &json!({"subject": lp(&s), "record_id": p1, "grounds": "已履行并作出信用承诺"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let rid = r.body["repair_id"].as_i64().unwrap();
+    let r = status(format!("/v1/repairs/{rid}/status"), s.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (&r.body["status"], &r.body["decided_on"]),
+        (&json!("pending"), &Value::Null)
+    );
+    let r = gw
+        .client("department")
+        .post(
+            &format!("/v1/repairs/{rid}/decision"),
+            &json!({"decision": "reject", "note": "未提交履行证明"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = status(format!("/v1/repairs/{rid}/status"), s.clone()).await;
+    assert_eq!(
+        (
+            r.body["status"].as_str(),
+            r.body["note"].as_str(),
+            r.body["decided_on"].as_str(),
+            r.body["applied_on"].as_str()
+        ),
+        (
+            Some("rejected"),
+            Some("未提交履行证明"),
+            Some("2027-01-01"),
+            Some("2027-01-01")
+        )
+    );
+    assert_eq!(r.body["repaired_on"], Value::Null);
+    let theirs = status(format!("/v1/repairs/{rid}/status"), other.clone()).await;
+    let missing = status("/v1/repairs/424242/status".into(), other.clone()).await;
+    assert_eq!(theirs.status, 404, "{}", theirs.body);
+    assert_eq!(theirs.body, missing.body);
+    assert_eq!(theirs.body["error"]["code"], "repair_not_found");
+
+    // Each read is one entry about the subject.
+    let reads = audited(&gw, "objection_status").await;
+    assert_eq!(reads.len(), 7);
+    assert!(
+        reads
+            .iter()
+            .filter(|e| e.status != 403 && e.status != 400)
+            .all(|e| e.subject.is_some())
+    );
+    assert!(reads.iter().any(|e| e.outcome == "ok"
+        && has_field(e, &format!("record:{p1}"), "status", "upheld")));
+    assert_eq!(audited(&gw, "repair_status").await.len(), 4);
+    gw.stop().await;
+}

@@ -13,7 +13,7 @@ use crate::audit::AuditError;
 use crate::audit::anomaly::QuotaExceeded;
 use crate::ids::IdError;
 use crate::policy::lifecycle::{
-    LifecycleRefusal, RepairRefusal, TermsError, ViewRefusal, format_date,
+    LifecycleRefusal, Noun, RepairRefusal, TermsError, ViewRefusal, format_date,
 };
 use crate::policy::submission::SubmissionRefusal;
 use crate::store::{Refusal, StoreError};
@@ -216,6 +216,17 @@ pub fn json_error(e: &serde_json::Error) -> ApiError {
     }
 }
 
+/// The 404 for a record, objection or repair application that does not
+/// exist — and, identically, for one the caller may not see
+/// ([`LifecycleRefusal::NotVisible`]): no existence oracle.
+pub(crate) fn not_found(noun: Noun) -> ApiError {
+    match noun {
+        Noun::Record => ApiError::not_found("record_not_found", "no such record"),
+        Noun::Objection => ApiError::not_found("objection_not_found", "no such objection"),
+        Noun::Repair => ApiError::not_found("repair_not_found", "no such repair application"),
+    }
+}
+
 /// Lifecycle changes that did not happen: something named does not exist.
 impl From<Refusal> for ApiError {
     fn from(r: Refusal) -> Self {
@@ -223,12 +234,8 @@ impl From<Refusal> for ApiError {
             Refusal::RecordNotFound => {
                 ApiError::not_found("record_not_found", "no such record for this subject")
             }
-            Refusal::ObjectionNotFound => {
-                ApiError::not_found("objection_not_found", "no such objection")
-            }
-            Refusal::RepairNotFound => {
-                ApiError::not_found("repair_not_found", "no such repair application")
-            }
+            Refusal::ObjectionNotFound => not_found(Noun::Objection),
+            Refusal::RepairNotFound => not_found(Noun::Repair),
             Refusal::BasisNotFound => ApiError::unprocessable(
                 "unknown_basis_record",
                 "basis_record_id is not a record of this subject",
@@ -251,6 +258,7 @@ impl From<LifecycleRefusal> for ApiError {
                 "not_provider",
                 "only the department that provided the record may do this",
             ),
+            LifecycleRefusal::NotVisible(noun) => not_found(noun),
             LifecycleRefusal::RecordState(s) => {
                 let code = match s {
                     S::Expired => "record_expired",

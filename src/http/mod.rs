@@ -576,8 +576,12 @@ impl App {
             Endpoint::ObjectionResolve => {
                 objections::resolve_objection(self, org, id()?, body, draft).await
             }
+            Endpoint::ObjectionStatus => {
+                objections::objection_status(self, org, id()?, body, draft).await
+            }
             Endpoint::RepairApply => repairs::apply_repair(self, org, body, draft).await,
             Endpoint::RepairDecide => repairs::decide_repair(self, org, id()?, body, draft).await,
+            Endpoint::RepairStatus => repairs::repair_status(self, org, id()?, body, draft).await,
             Endpoint::ListAdd => {
                 let list = ListKind::parse(r.param("list"))
                     .ok_or_else(|| ApiError::not_found("not_found", "no such list"))?;

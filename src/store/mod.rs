@@ -162,8 +162,8 @@ pub use outbox::{AuditIntent, PendingEntry};
 mod lifecycle;
 pub use lifecycle::{
     Application, CheckInputs, CheckRow, History, ListAdded, ListEntryView, NewListEntry,
-    ObjectionRow, ObjectionTarget, Refusal, Resolution, SharedRead, SharedRecord, Step,
-    SubjectRecord, WithheldRecord,
+    ObjectionRow, ObjectionStatus, ObjectionTarget, Refusal, RepairStatus, Resolution, SharedRead,
+    SharedRecord, Step, SubjectRecord, WithheldRecord,
 };
 // After the macro, so the read-side queries can use it.
 mod audit_queries;

@@ -7,9 +7,11 @@
 //! |---|---|
 //! | `POST /v1/objections` | portal |
 //! | `POST /v1/objections/{id}/resolution` | department (the record's provider) |
+//! | `POST /v1/objections/{id}/status` | portal (for the objection's subject) |
 //! | `GET /v1/objections/overdue` | department (own records), auditor (all) |
 //! | `POST /v1/repairs` | portal |
 //! | `POST /v1/repairs/{id}/decision` | department (the record's provider) |
+//! | `POST /v1/repairs/{id}/status` | portal (for the application's subject) |
 //! | `POST /v1/lists/{red,black,focus}` | department |
 //! | `POST /v1/lists/entries/{id}/exit` | department (the issuer) |
 //! | `POST /v1/checks` | department |

@@ -27,6 +27,50 @@ struct ApplicationRequest {
     grounds: String,
 }
 
+/// Body of a status read: the subject the portal acts for.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusRequest {
+    subject: SubjectDto,
+}
+
+/// The subject of a status read (to the audit draft too).
+pub(super) fn status_subject(
+    app: &App,
+    body: &Bytes,
+    draft: &mut AuditDraft,
+) -> Result<SubjectId, ApiError> {
+    let req: StatusRequest = parse_body(app, body, draft)?;
+    subject(&req.subject, draft)
+}
+
+/// `POST /v1/objections/{id}/status`: the objection and its answer, for
+/// the subject it is about; 404 `objection_not_found` otherwise, whether
+/// or not the id exists.
+pub(in crate::http) async fn objection_status(
+    app: &App,
+    org: &Organisation,
+    id: i64,
+    body: &Bytes,
+    draft: &mut AuditDraft,
+) -> Result<Reply, ApiError> {
+    let asked = status_subject(app, body, draft)?;
+    let o = app
+        .store
+        .objection_status(id, &asked, org, &app.policy, app.today())
+        .await?
+        .map_err(ApiError::from)?;
+    draft.field(
+        record_field(o.record_id),
+        "status",
+        &o.status,
+        Some(&o.item),
+    );
+    let mut body = serde_json::to_value(&o).map_err(|_| ApiError::internal())?;
+    body["subject"] = json!({"type": asked.kind().as_str(), "id": asked.id()});
+    Ok(Reply::ok(body))
+}
+
 /// A validated objection or repair application from the portal.
 pub(super) struct Filing {
     subject: SubjectId,

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::input::{opt_text, parse_body, record_field, stored_subject};
-use super::objections::Filing;
+use super::objections::{Filing, status_subject};
 use crate::audit::now_rfc3339;
 use crate::http::{ApiError, App, AuditDraft, Reply};
 use crate::policy::Organisation;
@@ -98,5 +98,32 @@ pub(in crate::http) async fn decide_repair(
     if approve {
         body["repaired_on"] = json!(format_date(today));
     }
+    Ok(Reply::ok(body))
+}
+
+/// `POST /v1/repairs/{id}/status`: the application and its decision (a
+/// rejection too), for the subject it is about; 404 `repair_not_found`
+/// otherwise, whether or not the id exists.
+pub(in crate::http) async fn repair_status(
+    app: &App,
+    org: &Organisation,
+    id: i64,
+    body: &Bytes,
+    draft: &mut AuditDraft,
+) -> Result<Reply, ApiError> {
+    let asked = status_subject(app, body, draft)?;
+    let r = app
+        .store
+        .repair_status(id, &asked, org, &app.policy)
+        .await?
+        .map_err(ApiError::from)?;
+    draft.field(
+        record_field(r.record_id),
+        "status",
+        &r.status,
+        Some(&r.item),
+    );
+    let mut body = serde_json::to_value(&r).map_err(|_| ApiError::internal())?;
+    body["subject"] = json!({"type": asked.kind().as_str(), "id": asked.id()});
     Ok(Reply::ok(body))
 }

@@ -56,7 +56,7 @@ pub use lists::{ListAddition, ListEntryFacts, ListExit, ListKind};
 pub use objections::{OBJECTION_ANSWER_DAYS, ObjectionAnswer, ObjectionFiling};
 pub use repairs::{RepairApplication, RepairDecision, RepairRefusal};
 pub use state::{RecordFacts, RecordState, RecordStatus, Sharing, StoredState};
-pub use steps::{Case, LifecycleRefusal, OverdueScope, SubjectView};
+pub use steps::{Case, CaseRead, CaseSubject, LifecycleRefusal, Noun, OverdueScope, SubjectView};
 pub use views::{SummaryDef, SummaryRule, ViewDef, ViewRefusal};
 
 /// Compiled lifecycle rules (part of [`Policy`]).

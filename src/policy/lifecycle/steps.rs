@@ -12,6 +12,7 @@ use time::Date;
 
 use super::repairs::RepairRefusal;
 use super::state::RecordState;
+use crate::ids::SubjectId;
 use crate::policy::{Organisation, Policy, Role};
 
 /// Why the policy refuses a lifecycle step.
@@ -20,6 +21,10 @@ pub enum LifecycleRefusal {
     /// Only the department that provided the record may do this.
     #[error("only the department that provided the record may do this")]
     NotProvider,
+    /// The caller may not see this record, objection or application: it is
+    /// answered exactly like one that does not exist (no existence oracle).
+    #[error("no such {}", .0.as_str())]
+    NotVisible(Noun),
     /// The record is in a state that does not allow this step.
     #[error("the record is {}", .0.as_str())]
     RecordState(RecordState),
@@ -79,6 +84,44 @@ pub enum LifecycleRefusal {
     FeedbackIncomplete(Vec<String>),
 }
 
+/// What a [`LifecycleRefusal::NotVisible`] hides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Noun {
+    /// A record.
+    Record,
+    /// An objection.
+    Objection,
+    /// A repair application.
+    Repair,
+}
+
+impl Noun {
+    /// Its name in messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Noun::Record => "record",
+            Noun::Objection => "objection",
+            Noun::Repair => "repair application",
+        }
+    }
+}
+
+/// Whom a stored objection or repair application is about.
+#[derive(Clone, Copy, Debug)]
+pub struct CaseSubject<'a> {
+    /// Subject type, as stored.
+    pub subject_type: &'a str,
+    /// Subject id, as stored.
+    pub subject_id: &'a str,
+}
+
+/// Permission to read one objection or repair application, from
+/// [`Policy::case_read`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaseRead {
+    _minted: (),
+}
+
 /// What the store knows about an objection or repair application when a
 /// provider answers it.
 #[derive(Clone, Copy, Debug)]
@@ -108,6 +151,33 @@ pub struct OverdueScope<'a> {
 }
 
 impl Policy {
+    /// Whether `org` may read the objection or repair application (`noun`)
+    /// about `stored`, asking for `asked`: only the portal, acting for the
+    /// subject it names, and only if that is the subject the case is about.
+    /// Anything else is [`LifecycleRefusal::NotVisible`], answered like an
+    /// id that does not exist, so neither another subject's cases nor the
+    /// existence of an id can be learnt.
+    pub fn case_read(
+        &self,
+        org: &Organisation,
+        noun: Noun,
+        stored: CaseSubject<'_>,
+        asked: &SubjectId,
+    ) -> Result<CaseRead, LifecycleRefusal> {
+        let own = stored.subject_type == asked.kind().as_str() && stored.subject_id == asked.id();
+        if org.has_role(Role::Portal) && own {
+            Ok(CaseRead { _minted: () })
+        } else {
+            Err(LifecycleRefusal::NotVisible(noun))
+        }
+    }
+
+    /// Whether an open objection due on `due_on` is past its deadline on
+    /// `today` (the provider had until the end of `due_on`).
+    pub fn objection_overdue(&self, open: bool, due_on: Date, today: Date) -> bool {
+        open && today > due_on
+    }
+
     /// Whether `org` may read a record's history, and how the subject is
     /// shown: auditors see every record with the subject hashed; otherwise
     /// only the record's provider, in clear.

@@ -406,3 +406,46 @@ fn auditors_see_every_history_hashed_departments_only_their_own() {
         }
     );
 }
+
+/// Only the portal reads an objection or application, and only for the
+/// subject it is about; everything else is the same `NotVisible`.
+#[test]
+fn only_the_portal_reads_a_case_and_only_for_its_subject() {
+    let p = sample();
+    let other = format!(
+        "91370300MA3L00001{}",
+        crate::ids::CreditCode::check_char("91370300MA3L00001").unwrap()
+    );
+    let a = crate::ids::SubjectId::parse("legal_person", "91370300MA3CXQ001R").unwrap();
+    let b = crate::ids::SubjectId::parse("legal_person", &other).unwrap();
+    let stored = CaseSubject {
+        subject_type: "legal_person",
+        subject_id: a.id(),
+    };
+    let portal = org(&p, PORTAL);
+    assert!(p.case_read(&portal, Noun::Objection, stored, &a).is_ok());
+    for noun in [Noun::Objection, Noun::Repair] {
+        assert_eq!(
+            p.case_read(&portal, noun, stored, &b),
+            Err(LifecycleRefusal::NotVisible(noun))
+        );
+        let wrong_type = CaseSubject {
+            subject_type: "natural_person",
+            subject_id: a.id(),
+        };
+        assert_eq!(
+            p.case_read(&portal, noun, wrong_type, &a),
+            Err(LifecycleRefusal::NotVisible(noun))
+        );
+        for code in [DEPT, TAX, AUDITOR] {
+            assert_eq!(
+                p.case_read(&org(&p, code), noun, stored, &a),
+                Err(LifecycleRefusal::NotVisible(noun)),
+                "{code}"
+            );
+        }
+    }
+    assert!(!p.objection_overdue(true, day(20), day(20)));
+    assert!(p.objection_overdue(true, day(20), day(21)));
+    assert!(!p.objection_overdue(false, day(20), day(21)));
+}

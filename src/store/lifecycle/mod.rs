@@ -224,8 +224,9 @@ mod repairs;
 pub use checks::{CheckInputs, CheckRow, SubjectRecord};
 pub use history::History;
 pub use lists::{ListAdded, ListEntryView, NewListEntry};
-pub use objections::{ObjectionRow, Resolution};
+pub use objections::{ObjectionRow, ObjectionStatus, Resolution};
 pub use read::{SharedRead, SharedRecord, WithheldRecord};
+pub use repairs::RepairStatus;
 
 impl Store {
     /// A subject's record rows, parsed; from the [`SubjectCache`](super::SubjectCache)

@@ -5,8 +5,9 @@ use serde_json::{Map, Value};
 use time::Date;
 
 use super::{Application, ObjectionTarget, RecordRow, Refusal, Step};
-use crate::policy::Policy;
-use crate::policy::lifecycle::{Case, RecordTerms, format_date};
+use crate::ids::SubjectId;
+use crate::policy::lifecycle::{Case, CaseSubject, Noun, RecordTerms, format_date, parse_date};
+use crate::policy::{Organisation, Policy};
 use crate::store::{Backend, Store, StoreError};
 
 /// How a provider answers an objection.
@@ -57,7 +58,105 @@ pub struct ObjectionRow {
     pub due_on: String,
 }
 
+/// An objection as its subject sees it (`POST /v1/objections/{id}/status`):
+/// the answer owed to the objector (征信业管理条例 第二十五条).
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectionStatus {
+    /// Objection id.
+    pub objection_id: i64,
+    /// Disputed record.
+    pub record_id: i64,
+    /// Its item.
+    pub item: String,
+    /// The department that answers.
+    pub provider: String,
+    /// `open`, or the outcome once answered.
+    pub status: String,
+    /// `corrected`, `upheld` or `withdrawn`; `None` while open.
+    pub outcome: Option<String>,
+    /// The grounds as filed.
+    pub grounds: String,
+    /// Filing date.
+    pub filed_on: String,
+    /// Last day for the provider to answer.
+    pub due_on: String,
+    /// Open past its deadline.
+    pub overdue: bool,
+    /// Date of the answer.
+    pub resolved_on: Option<String>,
+    /// The provider's note.
+    pub note: Option<String>,
+    /// The corrected version, for `corrected`.
+    pub new_record_id: Option<i64>,
+}
+
 impl Store {
+    /// One objection for its subject, as far as [`Policy::case_read`]
+    /// lets `org` see it: an objection about another subject is
+    /// [`Refusal::Denied`] with `NotVisible`, answered like a missing one.
+    pub async fn objection_status(
+        &self,
+        id: i64,
+        asked: &SubjectId,
+        org: &Organisation,
+        policy: &Policy,
+        today: Date,
+    ) -> Result<Result<ObjectionStatus, Refusal>, StoreError> {
+        type Row = (
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
+        );
+        let row: Option<Row> = dispatch!(self, p => {
+            sqlx::query_as(
+                "SELECT o.id, o.record_id, r.item, r.provider, o.subject_type, o.subject_id, o.status, \
+                 o.grounds, o.filed_on, o.due_on, o.resolved_on, o.resolution_note, o.new_record_id \
+                 FROM objections o JOIN records r ON r.id = o.record_id WHERE o.id = $1",
+            )
+            .bind(id)
+            .fetch_optional(p)
+            .await?
+        });
+        let Some(r) = row else {
+            return Ok(Err(Refusal::ObjectionNotFound));
+        };
+        let stored = CaseSubject {
+            subject_type: &r.4,
+            subject_id: &r.5,
+        };
+        if let Err(e) = policy.case_read(org, Noun::Objection, stored, asked) {
+            return Ok(Err(e.into()));
+        }
+        let open = r.6 == "open";
+        let overdue =
+            parse_date(&r.9).is_some_and(|due| policy.objection_overdue(open, due, today));
+        Ok(Ok(ObjectionStatus {
+            objection_id: r.0,
+            record_id: r.1,
+            item: r.2,
+            provider: r.3,
+            outcome: (!open).then(|| r.6.clone()),
+            status: r.6,
+            grounds: r.7,
+            filed_on: r.8,
+            due_on: r.9,
+            overdue,
+            resolved_on: r.10,
+            note: r.11,
+            new_record_id: r.12,
+        }))
+    }
+
     /// File an objection on one of the subject's records: it is flagged
     /// `disputed` from now on, with an answer due in 20 days.
     pub async fn file_objection(

@@ -1,10 +1,38 @@
 //! Credit repair (信用修复): applications and the provider's decision.
 
+use serde::Serialize;
 use time::Date;
 
 use super::{Application, ObjectionTarget, RecordRow, Refusal, Step};
-use crate::policy::Policy;
-use crate::policy::lifecycle::{Case, StoredState, Terms, format_date};
+use crate::ids::SubjectId;
+use crate::policy::lifecycle::{Case, CaseSubject, Noun, StoredState, Terms, format_date};
+use crate::policy::{Organisation, Policy};
+
+/// A repair application as its subject sees it
+/// (`POST /v1/repairs/{id}/status`), a rejection included.
+#[derive(Debug, Clone, Serialize)]
+pub struct RepairStatus {
+    /// Application id.
+    pub repair_id: i64,
+    /// The record.
+    pub record_id: i64,
+    /// Its item.
+    pub item: String,
+    /// The department that decides.
+    pub provider: String,
+    /// `pending`, `approved` or `rejected`.
+    pub status: String,
+    /// The grounds as filed.
+    pub grounds: String,
+    /// Application date.
+    pub applied_on: String,
+    /// Decision date.
+    pub decided_on: Option<String>,
+    /// The provider's note.
+    pub note: Option<String>,
+    /// Date the repair took effect (approved only).
+    pub repaired_on: Option<String>,
+}
 use crate::store::{Backend, Store, StoreError};
 
 impl Store {
@@ -57,6 +85,64 @@ impl Store {
             self.invalidate();
             Ok(Ok((id, terms)))
         })
+    }
+
+    /// One repair application for its subject, as far as
+    /// [`Policy::case_read`] lets `org` see it (like
+    /// [`Store::objection_status`]).
+    pub async fn repair_status(
+        &self,
+        id: i64,
+        asked: &SubjectId,
+        org: &Organisation,
+        policy: &Policy,
+    ) -> Result<Result<RepairStatus, Refusal>, StoreError> {
+        type Row = (
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+        );
+        let row: Option<Row> = dispatch!(self, p => {
+            sqlx::query_as(
+                "SELECT a.id, a.record_id, r.item, r.provider, a.subject_type, a.subject_id, a.status, \
+                 a.grounds, a.applied_on, a.decided_on, a.decision_note \
+                 FROM repairs a JOIN records r ON r.id = a.record_id WHERE a.id = $1",
+            )
+            .bind(id)
+            .fetch_optional(p)
+            .await?
+        });
+        let Some(r) = row else {
+            return Ok(Err(Refusal::RepairNotFound));
+        };
+        let stored = CaseSubject {
+            subject_type: &r.4,
+            subject_id: &r.5,
+        };
+        if let Err(e) = policy.case_read(org, Noun::Repair, stored, asked) {
+            return Ok(Err(e.into()));
+        }
+        let repaired_on = (r.6 == "approved").then(|| r.9.clone()).flatten();
+        Ok(Ok(RepairStatus {
+            repair_id: r.0,
+            record_id: r.1,
+            item: r.2,
+            provider: r.3,
+            status: r.6,
+            grounds: r.7,
+            applied_on: r.8,
+            decided_on: r.9,
+            note: r.10,
+            repaired_on,
+        }))
     }
 
     /// What a repair application concerns.
