@@ -231,13 +231,13 @@ async fn every_tier_expires_exactly_at_its_boundary() {
             !h.body.to_string().contains("秘密"),
             "a field value reached the auditor"
         );
-        // Another department is not the provider.
+        // Another department: as if the record did not exist.
         assert_eq!(
             gw.client("tax")
                 .get(&format!("/v1/records/{id}/history"))
                 .await
                 .body["error"]["code"],
-            "not_provider"
+            "record_not_found"
         );
     }
     // The responses never revealed an expired record: no "expired" anywhere.
@@ -395,7 +395,7 @@ async fn objections_dispute_suspend_and_resolve_with_every_step_audited() {
         .await;
     assert_eq!(
         (r.status, r.body["error"]["code"].as_str()),
-        (403, Some("not_provider"))
+        (404, Some("objection_not_found"))
     );
     let r = dept
         .post(
@@ -528,7 +528,7 @@ async fn objections_dispute_suspend_and_resolve_with_every_step_audited() {
     assert!(
         resolved
             .iter()
-            .any(|e| e.outcome == "not_provider" && e.status == 403)
+            .any(|e| e.outcome == "objection_not_found" && e.status == 404)
     );
     assert!(!audited(&gw, "objection_overdue").await.is_empty());
     let checks = audited(&gw, "check").await;
@@ -768,7 +768,7 @@ async fn repair_hides_the_record_from_agencies_and_the_auditor_sees_it() {
     let r = decide("tax", rid, "approve").await;
     assert_eq!(
         (r.status, r.body["error"]["code"].as_str()),
-        (403, Some("not_provider"))
+        (404, Some("repair_not_found"))
     );
     let r = decide("department", rid, "approve").await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -1054,7 +1054,7 @@ async fn hostile_input_to_every_new_endpoint_is_a_clear_4xx_stores_nothing_and_i
         // history
         ("department", "GET", "/v1/records/abc/history", vec![], 400, "invalid_id"),
         ("department", "GET", "/v1/records/987654/history", vec![], 404, "record_not_found"),
-        ("tax", "GET", &hist_path, vec![], 403, "not_provider"),
+        ("tax", "GET", &hist_path, vec![], 404, "record_not_found"),
         ("bank", "GET", &hist_path, vec![], 403, "role_not_permitted"),
         ("department", "DELETE", &hist_path, vec![], 405, "method_not_allowed"),
         // submissions and queries
@@ -1183,7 +1183,7 @@ async fn corrections_are_validated_like_submissions_and_feedback_must_be_complet
     .await;
     assert_eq!(
         (r.status, r.body["error"]["code"].as_str()),
-        (403, Some("not_provider"))
+        (404, Some("objection_not_found"))
     );
     let r = resolve(
         "department",
@@ -1476,5 +1476,117 @@ async fn the_portal_reads_answers_to_objections_and_repairs_for_their_subject_on
     assert!(reads.iter().any(|e| e.outcome == "ok"
         && has_field(e, &format!("record:{p1}"), "status", "upheld")));
     assert_eq!(audited(&gw, "repair_status").await.len(), 4);
+    gw.stop().await;
+}
+
+/// No existence oracle: a department that may not see a record, objection
+/// or repair application gets exactly the 404 an id that does not exist
+/// gets (`GET /v1/records/{id}/history`, objection resolution, repair
+/// decision), while the provider still gets its answers.
+#[tokio::test]
+async fn ids_the_caller_may_not_see_are_answered_like_ids_that_do_not_exist() {
+    let s = code(70);
+    let (gw, clock) = start(date!(2026 - 11 - 23)).await;
+    let p = submit(
+        &gw,
+        "department",
+        vec![penalty(&s, "general", "2026-10-01", "罚款人民币2000元")],
+    )
+    .await[0];
+    let portal = gw.client("portal");
+    let body = json!({"subject": lp(&s), "record_id": p, "grounds": "金额有误"});
+    let o = portal.post("/v1/objections", &body).await.body["objection_id"]
+        .as_i64()
+        .unwrap();
+    let r = gw
+        .client("department")
+        .post(
+            &format!("/v1/objections/{o}/resolution"),
+            &json!({"outcome": "upheld"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    clock.set(date!(2027 - 01 - 01));
+    let r = portal.post("/v1/repairs", &body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let rid = r.body["repair_id"].as_i64().unwrap();
+    let o2 = portal.post("/v1/objections", &body).await.body["objection_id"]
+        .as_i64()
+        .unwrap();
+
+    let tax = gw.client("tax");
+    let missing = 424242;
+    let pairs = [
+        (
+            "GET",
+            format!("/v1/records/{p}/history"),
+            format!("/v1/records/{missing}/history"),
+            json!(null),
+            "record_not_found",
+        ),
+        (
+            "POST",
+            format!("/v1/objections/{o2}/resolution"),
+            format!("/v1/objections/{missing}/resolution"),
+            json!({"outcome": "upheld"}),
+            "objection_not_found",
+        ),
+        // Closed already: still not a 409 to a stranger.
+        (
+            "POST",
+            format!("/v1/objections/{o}/resolution"),
+            format!("/v1/objections/{missing}/resolution"),
+            json!({"outcome": "withdrawn"}),
+            "objection_not_found",
+        ),
+        (
+            "POST",
+            format!("/v1/repairs/{rid}/decision"),
+            format!("/v1/repairs/{missing}/decision"),
+            json!({"decision": "approve"}),
+            "repair_not_found",
+        ),
+    ];
+    for (method, existing, absent, body, code) in pairs {
+        let send = |path: String| {
+            let (c, body) = (tax.clone(), body.clone());
+            async move {
+                match method {
+                    "GET" => c.get(&path).await,
+                    _ => c.post(&path, &body).await,
+                }
+            }
+        };
+        let (a, b) = (send(existing.clone()).await, send(absent).await);
+        assert_eq!(
+            (a.status, a.body["error"]["code"].as_str()),
+            (404, Some(code)),
+            "{existing}: {}",
+            a.body
+        );
+        assert_eq!(a.body, b.body, "{existing}");
+        assert_eq!(a.headers.get("allow"), b.headers.get("allow"));
+    }
+    // Nothing changed; the provider and the auditor still get their answers.
+    let h = gw
+        .client("department")
+        .get(&format!("/v1/records/{p}/history"))
+        .await;
+    assert_eq!(h.status, 200, "{}", h.body);
+    assert_eq!(h.body["repairs"][0]["status"], "pending");
+    assert_eq!(h.body["objections"][1]["status"], "open");
+    let h = gw
+        .client("auditor")
+        .get(&format!("/v1/records/{p}/history"))
+        .await;
+    assert_eq!(h.status, 200, "{}", h.body);
+    let r = gw
+        .client("department")
+        .post(
+            &format!("/v1/repairs/{rid}/decision"),
+            &json!({"decision": "approve"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     gw.stop().await;
 }

@@ -254,10 +254,6 @@ impl From<LifecycleRefusal> for ApiError {
     fn from(r: LifecycleRefusal) -> Self {
         use crate::policy::lifecycle::RecordState as S;
         match r {
-            LifecycleRefusal::NotProvider => ApiError::forbidden(
-                "not_provider",
-                "only the department that provided the record may do this",
-            ),
             LifecycleRefusal::NotVisible(noun) => not_found(noun),
             LifecycleRefusal::RecordState(s) => {
                 let code = match s {

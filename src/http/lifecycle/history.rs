@@ -1,11 +1,13 @@
-//! `GET /v1/records/{id}/history`.
+//! `GET /v1/records/{id}/history`. A record the caller may not see is the
+//! same 404 `record_not_found` as one that does not exist.
 
 use serde_json::json;
 
 use super::input::{record_field, stored_subject};
+use crate::http::error::not_found;
 use crate::http::{ApiError, App, AuditDraft, Reply};
 use crate::policy::Organisation;
-use crate::policy::lifecycle::SubjectView;
+use crate::policy::lifecycle::{Noun, SubjectView};
 
 pub(in crate::http) async fn history(
     app: &App,
@@ -17,7 +19,7 @@ pub(in crate::http) async fn history(
         .store
         .record_history(id, &app.policy, app.today())
         .await?
-        .ok_or_else(|| ApiError::not_found("record_not_found", "no such record"))?;
+        .ok_or_else(|| not_found(Noun::Record))?;
     let subject = stored_subject(&h.subject_type, &h.subject_id);
     draft.subject = subject.clone();
     let view = app.policy.history_view(org, &h.provided_by)?;

@@ -4,7 +4,7 @@
 use time::Date;
 
 use super::state::{RecordFacts, RecordState};
-use super::steps::{Case, LifecycleRefusal};
+use super::steps::{Case, LifecycleRefusal, Noun};
 use crate::policy::{Organisation, Policy};
 
 /// Days a providing department has to answer an objection
@@ -77,14 +77,16 @@ impl Policy {
     }
 
     /// Whether `org` may answer the objection `case` describes: only the
-    /// record's provider, only while the objection is open.
+    /// record's provider, only while the objection is open. To anyone else
+    /// the objection is [`LifecycleRefusal::NotVisible`], answered like one
+    /// that does not exist.
     pub fn objection_answer(
         &self,
         org: &Organisation,
         case: &Case<'_>,
     ) -> Result<ObjectionAnswer, LifecycleRefusal> {
         if case.provider != org.code.as_str() {
-            return Err(LifecycleRefusal::NotProvider);
+            return Err(LifecycleRefusal::NotVisible(Noun::Objection));
         }
         if case.status != "open" {
             return Err(LifecycleRefusal::ObjectionClosed(case.status.to_owned()));

@@ -6,7 +6,7 @@ use time::Date;
 use super::dates::add_months;
 use super::disclosure::Terms;
 use super::state::{RecordFacts, RecordState, StoredState};
-use super::steps::{Case, LifecycleRefusal};
+use super::steps::{Case, LifecycleRefusal, Noun};
 use crate::policy::{Organisation, Policy};
 
 /// Why a repair application cannot be accepted now.
@@ -93,7 +93,8 @@ impl Policy {
 
     /// Whether `org` may decide the application `case` describes, on a
     /// record in `stored` state: only the record's provider, only while
-    /// the application is pending and the record still current.
+    /// the application is pending and the record still current; to anyone
+    /// else the application is [`LifecycleRefusal::NotVisible`].
     pub fn repair_decision(
         &self,
         org: &Organisation,
@@ -101,7 +102,7 @@ impl Policy {
         stored: StoredState,
     ) -> Result<RepairDecision, LifecycleRefusal> {
         if case.provider != org.code.as_str() {
-            return Err(LifecycleRefusal::NotProvider);
+            return Err(LifecycleRefusal::NotVisible(Noun::Repair));
         }
         if case.status != "pending" {
             return Err(LifecycleRefusal::RepairClosed(case.status.to_owned()));

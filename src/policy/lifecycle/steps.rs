@@ -18,9 +18,6 @@ use crate::policy::{Organisation, Policy, Role};
 /// Why the policy refuses a lifecycle step.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LifecycleRefusal {
-    /// Only the department that provided the record may do this.
-    #[error("only the department that provided the record may do this")]
-    NotProvider,
     /// The caller may not see this record, objection or application: it is
     /// answered exactly like one that does not exist (no existence oracle).
     #[error("no such {}", .0.as_str())]
@@ -180,7 +177,9 @@ impl Policy {
 
     /// Whether `org` may read a record's history, and how the subject is
     /// shown: auditors see every record with the subject hashed; otherwise
-    /// only the record's provider, in clear.
+    /// only the record's provider, in clear. Anyone else gets
+    /// [`LifecycleRefusal::NotVisible`], answered like a record that does
+    /// not exist.
     pub fn history_view(
         &self,
         org: &Organisation,
@@ -191,7 +190,7 @@ impl Policy {
         } else if org.code.as_str() == provider {
             Ok(SubjectView::Clear)
         } else {
-            Err(LifecycleRefusal::NotProvider)
+            Err(LifecycleRefusal::NotVisible(Noun::Record))
         }
     }
 

@@ -359,8 +359,8 @@ proptest! {
         let answer = p.objection_answer(&by, &case).map(|_| ());
         let decide = p.repair_decision(&by, &case, stored).map(|_| ());
         if !is_provider {
-            prop_assert_eq!(answer, Err(LifecycleRefusal::NotProvider));
-            prop_assert_eq!(decide, Err(LifecycleRefusal::NotProvider));
+            prop_assert_eq!(answer, Err(LifecycleRefusal::NotVisible(Noun::Objection)));
+            prop_assert_eq!(decide, Err(LifecycleRefusal::NotVisible(Noun::Repair)));
         } else {
             prop_assert_eq!(
                 answer,
@@ -384,12 +384,12 @@ fn auditors_see_every_history_hashed_departments_only_their_own() {
     assert_eq!(p.history_view(&dept, DEPT), Ok(SubjectView::Clear));
     assert_eq!(
         p.history_view(&tax, DEPT),
-        Err(LifecycleRefusal::NotProvider)
+        Err(LifecycleRefusal::NotVisible(Noun::Record))
     );
     assert_eq!(p.history_view(&auditor, DEPT), Ok(SubjectView::Hashed));
     assert_eq!(
         p.history_view(&org(&p, PORTAL), DEPT),
-        Err(LifecycleRefusal::NotProvider)
+        Err(LifecycleRefusal::NotVisible(Noun::Record))
     );
     assert_eq!(
         p.overdue_scope(&auditor),
