@@ -1590,3 +1590,153 @@ async fn ids_the_caller_may_not_see_are_answered_like_ids_that_do_not_exist() {
     assert_eq!(r.status, 200, "{}", r.body);
     gw.stop().await;
 }
+
+/// The sample policies set per-role quotas (`[role_quota]` in
+/// `policies/organisations.toml`), so a credit agency sweeping subjects is
+/// stopped; denied attempts are refusals only, never the lifecycle
+/// withholdings of an ordinary review; the report's categories are
+/// disjoint and add up to the total.
+#[tokio::test]
+async fn sample_quotas_apply_and_only_refusals_count_as_denied_attempts() {
+    let s = code(80);
+    let (gw, clock) = start(date!(2025 - 12 - 01)).await;
+    let p = submit(
+        &gw,
+        "department",
+        vec![penalty(&s, "minor", "2025-11-30", "警告")],
+    )
+    .await[0];
+    clock.set(date!(2026 - 03 - 01));
+    for _ in 0..5 {
+        let recs = records(&gw, "bank", "financing", &s, &["penalty_content"]).await;
+        assert!(ids_of(&recs).is_empty(), "expired: {recs:?}");
+    }
+    let last = audited(&gw, "query").await.pop().unwrap();
+    assert!(
+        has_field(&last, &format!("record:{p}"), "withheld", "expired"),
+        "{last:?}"
+    );
+    // A field the bank may not have for this purpose, and a bad identifier.
+    let bank = gw.client("bank");
+    let r = bank
+        .post(
+            "/v1/query",
+            &query("legal_person", &s, "credit_report", &["enterprise_name"]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(
+        decisions(&r.body).contains(&(
+            "enterprise_name".into(),
+            "withheld".into(),
+            "not_authorised".into()
+        )),
+        "{}",
+        r.body
+    );
+    let r = bank
+        .post(
+            "/v1/query",
+            &query(
+                "legal_person",
+                "91370300MA3CXQ001T",
+                "financing",
+                &["enterprise_name"],
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+
+    let r = gw
+        .client("auditor")
+        .post("/v1/audit/report", &json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    for v in r.body["volume"].as_array().unwrap() {
+        let n = |k: &str| v[k].as_i64().unwrap();
+        assert_eq!(
+            n("ok") + n("partly_refused") + n("refused"),
+            n("total"),
+            "{v}"
+        );
+    }
+    let vol = r.body["volume"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["org"] == ids::BANK)
+        .unwrap();
+    assert_eq!(
+        (
+            &vol["total"],
+            &vol["ok"],
+            &vol["partly_refused"],
+            &vol["refused"]
+        ),
+        (&json!(7), &json!(5), &json!(1), &json!(1)),
+        "{vol}"
+    );
+    let node = r.body["anomalies"]["this_node"].as_array().unwrap();
+    let b = node.iter().find(|o| o["org"] == ids::BANK).unwrap();
+    assert_eq!(b["denied"], 2, "{b}");
+    assert_eq!(b["quota"], 300, "the bank role's sample quota");
+    let refused: Vec<&Value> = r.body["denied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["org"] == ids::BANK)
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    let search = gw
+        .client("auditor")
+        .post(
+            "/v1/audit/search",
+            &json!({"org": ids::BANK, "denied": true}),
+        )
+        .await;
+    assert_eq!(
+        search.body["entries"].as_array().unwrap().len(),
+        2,
+        "{}",
+        search.body
+    );
+
+    // A credit agency gets 100 distinct subjects an hour, then 429.
+    let agency = gw.client("agency");
+    for n in 0..100 {
+        let r = agency
+            .post(
+                "/v1/query",
+                &query(
+                    "legal_person",
+                    &code(1000 + n),
+                    "credit_report",
+                    &["enterprise_name"],
+                ),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{n}: {}", r.body);
+    }
+    let r = agency
+        .post(
+            "/v1/query",
+            &query(
+                "legal_person",
+                &code(1100),
+                "credit_report",
+                &["enterprise_name"],
+            ),
+        )
+        .await;
+    assert_eq!(
+        (
+            r.status,
+            r.body["error"]["code"].as_str(),
+            &r.body["error"]["details"]["limit"]
+        ),
+        (429, Some("quota_exceeded"), &json!(100)),
+        "{}",
+        r.body
+    );
+    gw.stop().await;
+}

@@ -20,7 +20,7 @@
 //!
 //! | method, path | action | body → answer |
 //! |---|---|---|
-//! | `POST /v1/audit/search` | `audit_search` | filters (all optional): `org`, `subject` `{type,id}` *or* `subject_hash`, `purpose`, `action`, `outcome`, `decision` (`returned`/`masked`/`withheld`/`accepted`/`refused`), `denied` (bool: failed or a field withheld), `from`/`to` (RFC 3339, `from` inclusive, `to` exclusive), `after` (seq cursor), `limit` (1–1000, default 100) → `{entries:[{seq, entry}], next_after}` |
+//! | `POST /v1/audit/search` | `audit_search` | filters (all optional): `org`, `subject` `{type,id}` *or* `subject_hash`, `purpose`, `action`, `outcome`, `decision` (`returned`/`masked`/`withheld`/`accepted`/`refused`), `denied` (bool: failed, or a field refused as `not_authorised`, `consent_invalid` or `prohibited`; lifecycle withholdings do not count), `from`/`to` (RFC 3339, `from` inclusive, `to` exclusive), `after` (seq cursor), `limit` (1–1000, default 100) → `{entries:[{seq, entry}], next_after}` |
 //! | `POST /v1/audit/proof/inclusion` | `audit_inclusion_proof` | `{seq, tree_size?}` (default: latest checkpoint) → `{seq, tree_size, entry, proof, root, checkpoint}` |
 //! | `POST /v1/audit/proof/consistency` | `audit_consistency_proof` | `{old_size, new_size?}` (default: latest checkpoint) → `{old_size, new_size, proof, old_root, new_root, old_checkpoint, new_checkpoint}` |
 //! | `GET /v1/audit/checkpoint` | `audit_checkpoint` | → `{checkpoint, tree_size, verifier_key}` (`checkpoint` null before the first one) |
@@ -439,13 +439,14 @@ pub(super) async fn report(app: &App, r: ReportRequest) -> Result<Reply, ApiErro
     let volume: Vec<Value> = volume
         .iter()
         .map(|v| {
-            json!({"org": v.org, "name": name(&v.org), "total": v.total, "ok": v.ok, "denied": v.denied})
+            json!({"org": v.org, "name": name(&v.org), "total": v.total, "ok": v.ok,
+                "partly_refused": v.partly_refused, "refused": v.refused})
         })
         .collect();
     let denied: Vec<Value> = denied
         .iter()
         .map(|d| {
-            json!({"org": d.org, "name": name(&d.org), "outcome": d.outcome, "count": d.count, "withheld": d.withheld})
+            json!({"org": d.org, "name": name(&d.org), "outcome": d.outcome, "count": d.count, "refused_fields": d.refused_fields})
         })
         .collect();
     let subjects: Vec<Value> = subjects

@@ -418,8 +418,13 @@ impl App {
     fn count(&self, entry: &AuditEntry) {
         self.metrics.request_action(&entry.action, entry.status);
         if let Some(org) = &entry.org {
-            let denied =
-                entry.outcome != "ok" || entry.fields.iter().any(|f| f.decision == "withheld");
+            let denied = crate::policy::is_denied_attempt(
+                &entry.outcome,
+                entry
+                    .fields
+                    .iter()
+                    .map(|f| (f.decision.as_str(), f.reason.as_str())),
+            );
             self.metrics.anomalies.record(org, denied);
         }
     }

@@ -257,6 +257,34 @@ pub enum Reason {
     Disputed,
 }
 
+/// Field reasons that make an answered request a *refusal* for the anomaly
+/// counters and reports: the caller asked for what it may not have. The
+/// lifecycle withholdings (`expired`, `repaired`, `withdrawn`,
+/// `superseded`), `consent_required` (a view without the optional consent)
+/// and `not_in_catalog` are ordinary answers and never count.
+pub const REFUSAL_REASONS: [Reason; 3] = [
+    Reason::NotAuthorised,
+    Reason::ConsentInvalid,
+    Reason::Prohibited,
+];
+
+/// Whether a field decision, as written in an audit entry (`decision`,
+/// `reason`), is a refusal ([`REFUSAL_REASONS`], withheld or refused).
+pub fn is_refused_field(decision: &str, reason: &str) -> bool {
+    matches!(decision, "withheld" | "refused")
+        && REFUSAL_REASONS.iter().any(|r| r.as_str() == reason)
+}
+
+/// Whether a finished request counts as a denied attempt: it failed (any
+/// outcome but `ok`, errors included), or it was answered with a refused
+/// field ([`is_refused_field`]).
+pub fn is_denied_attempt<'a>(
+    outcome: &str,
+    mut fields: impl Iterator<Item = (&'a str, &'a str)>,
+) -> bool {
+    outcome != "ok" || fields.any(|(d, r)| is_refused_field(d, r))
+}
+
 impl Reason {
     /// The wire code.
     pub fn as_str(self) -> &'static str {

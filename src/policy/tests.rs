@@ -200,3 +200,35 @@ proptest! {
         }
     }
 }
+
+/// Denied attempts are refusals only: any failed outcome, or a field
+/// refused as not_authorised, consent_invalid or prohibited; the lifecycle
+/// withholdings and a missing optional consent are ordinary answers.
+#[test]
+fn denied_attempts_are_refusals_only() {
+    use crate::policy::{is_denied_attempt, is_refused_field};
+    for reason in ["not_authorised", "consent_invalid", "prohibited"] {
+        assert!(is_refused_field("withheld", reason), "{reason}");
+        assert!(is_refused_field("refused", reason), "{reason}");
+        assert!(!is_refused_field("returned", reason), "{reason}");
+        assert!(is_denied_attempt("ok", [("withheld", reason)].into_iter()));
+    }
+    for reason in [
+        "expired",
+        "repaired",
+        "withdrawn",
+        "superseded",
+        "disputed",
+        "consent_required",
+        "not_in_catalog",
+    ] {
+        assert!(!is_refused_field("withheld", reason), "{reason}");
+        assert!(!is_denied_attempt(
+            "ok",
+            [("withheld", reason), ("returned", "authorised")].into_iter()
+        ));
+    }
+    assert!(is_denied_attempt("quota_exceeded", std::iter::empty()));
+    assert!(is_denied_attempt("internal_error", std::iter::empty()));
+    assert!(!is_denied_attempt("ok", std::iter::empty()));
+}

@@ -31,22 +31,35 @@ pub const DECISION_ACCEPTED: i32 = 8;
 /// Bit: some submitted field was `refused`.
 pub const DECISION_REFUSED: i32 = 16;
 
-/// SQL predicate for a *denied attempt*: the request failed, or at least one
-/// field was withheld. Used by reports and anomaly counts alike.
-const DENIED: &str = "(outcome <> 'ok' OR (decisions & 4) <> 0)";
+/// Bit: some field was withheld or refused for a refusal reason
+/// ([`crate::policy::is_refused_field`]: `not_authorised`,
+/// `consent_invalid`, `prohibited`). Entries indexed before this bit
+/// existed lack it until `credgate audit reindex`.
+pub const DECISION_REFUSAL: i32 = 32;
+
+/// SQL predicate for a *denied attempt* ([`crate::policy::is_denied_attempt`]):
+/// the request failed, or a field was refused. Used by searches, reports
+/// and anomaly counts alike.
+const DENIED: &str = "(outcome <> 'ok' OR (decisions & 32) <> 0)";
 
 /// The `decisions` column value for an entry's fields: one bit per decision
 /// kind present, so searches and reports by decision need no JSON parsing.
 pub fn decision_mask(fields: &[AuditField]) -> i32 {
     fields.iter().fold(0, |m, f| {
-        m | match f.decision.as_str() {
-            "returned" => DECISION_RETURNED,
-            "masked" => DECISION_MASKED,
-            "withheld" => DECISION_WITHHELD,
-            "accepted" => DECISION_ACCEPTED,
-            "refused" => DECISION_REFUSED,
-            _ => 0,
-        }
+        let refusal = if crate::policy::is_refused_field(&f.decision, &f.reason) {
+            DECISION_REFUSAL
+        } else {
+            0
+        };
+        m | refusal
+            | match f.decision.as_str() {
+                "returned" => DECISION_RETURNED,
+                "masked" => DECISION_MASKED,
+                "withheld" => DECISION_WITHHELD,
+                "accepted" => DECISION_ACCEPTED,
+                "refused" => DECISION_REFUSED,
+                _ => 0,
+            }
     })
 }
 
@@ -95,17 +108,22 @@ pub struct StoredLeaf {
     pub leaf: Vec<u8>,
 }
 
-/// Requests per organisation over a time range.
+/// Requests per organisation over a time range, in disjoint categories:
+/// `total = ok + partly_refused + refused`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrgVolume {
     /// Org code (`None`: callers without a usable certificate identity).
     pub org: Option<String>,
     /// All requests.
     pub total: i64,
-    /// Requests with outcome `ok`.
+    /// Answered (`ok`) with no field refused (lifecycle withholdings and
+    /// missing optional consent are ordinary answers).
     pub ok: i64,
-    /// Denied attempts (failed, or with a withheld field).
-    pub denied: i64,
+    /// Answered (`ok`) with at least one field refused
+    /// ([`DECISION_REFUSAL`]).
+    pub partly_refused: i64,
+    /// Not answered: any outcome but `ok` (refusals and errors).
+    pub refused: i64,
 }
 
 /// Denied attempts of one organisation with one outcome.
@@ -113,12 +131,12 @@ pub struct OrgVolume {
 pub struct DeniedCount {
     /// Org code.
     pub org: Option<String>,
-    /// Outcome code (`ok` here means: succeeded but withheld fields).
+    /// Outcome code (`ok` here means: answered with a refused field).
     pub outcome: String,
     /// Number of entries.
     pub count: i64,
-    /// Of those, entries with at least one withheld field.
-    pub withheld: i64,
+    /// Of those, entries with at least one refused field.
+    pub refused_fields: i64,
 }
 
 /// A subject (by keyed hash) and how often it was queried.
@@ -335,20 +353,22 @@ impl Store {
         self.ensure_indexed().await?;
         let sql = format!(
             "SELECT org, COUNT(*), \
-             COALESCE(SUM(CASE WHEN outcome = 'ok' THEN 1 ELSE 0 END), 0), \
-             COALESCE(SUM(CASE WHEN {DENIED} THEN 1 ELSE 0 END), 0) \
+             COALESCE(SUM(CASE WHEN NOT {DENIED} THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN outcome = 'ok' AND {DENIED} THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN outcome <> 'ok' THEN 1 ELSE 0 END), 0) \
              FROM audit_index WHERE ts >= $1 AND ts < $2 GROUP BY org ORDER BY org"
         );
-        let rows: Vec<(Option<String>, i64, i64, i64)> = dispatch!(self, p => {
+        let rows: Vec<(Option<String>, i64, i64, i64, i64)> = dispatch!(self, p => {
             sqlx::query_as(&sql).bind(from).bind(to).fetch_all(p).await?
         });
         Ok(rows
             .into_iter()
-            .map(|(org, total, ok, denied)| OrgVolume {
+            .map(|(org, total, ok, partly_refused, refused)| OrgVolume {
                 org,
                 total,
                 ok,
-                denied,
+                partly_refused,
+                refused,
             })
             .collect())
     }
@@ -358,7 +378,7 @@ impl Store {
         self.ensure_indexed().await?;
         let sql = format!(
             "SELECT org, outcome, COUNT(*), \
-             COALESCE(SUM(CASE WHEN (decisions & 4) <> 0 THEN 1 ELSE 0 END), 0) \
+             COALESCE(SUM(CASE WHEN (decisions & 32) <> 0 THEN 1 ELSE 0 END), 0) \
              FROM audit_index WHERE ts >= $1 AND ts < $2 AND {DENIED} \
              GROUP BY org, outcome ORDER BY org, outcome"
         );
@@ -367,11 +387,11 @@ impl Store {
         });
         Ok(rows
             .into_iter()
-            .map(|(org, outcome, count, withheld)| DeniedCount {
+            .map(|(org, outcome, count, refused_fields)| DeniedCount {
                 org,
                 outcome,
                 count,
-                withheld,
+                refused_fields,
             })
             .collect())
     }

@@ -144,6 +144,10 @@ impl Source {
 struct OrgFile {
     #[serde(default)]
     organisation: Vec<OrgToml>,
+    /// Role → quota of distinct subjects per hour, for organisations that
+    /// set none of their own.
+    #[serde(default)]
+    role_quota: std::collections::BTreeMap<String, Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -301,6 +305,25 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
     // Organisations.
     let src = Source::read(dir, "organisations.toml")?;
     let of: OrgFile = src.parse()?;
+    let quota_of = |q: &Spanned<i64>| match u32::try_from(*q.get_ref()) {
+        Ok(n) if n > 0 => Ok(n),
+        _ => src.err(
+            q.span(),
+            "quota_distinct_subjects_per_hour must be between 1 and 4294967295",
+        ),
+    };
+    let mut role_quota: HashMap<Role, u32> = HashMap::new();
+    for (name, q) in &of.role_quota {
+        let Some(r) = role(name) else {
+            return src.err(
+                q.span(),
+                format!(
+                    "role_quota: unknown role '{name}' (known: department, bank, credit_agency, auditor, portal)"
+                ),
+            );
+        };
+        role_quota.insert(r, quota_of(q)?);
+    }
     let mut orgs = HashMap::new();
     for o in of.organisation {
         let code = CreditCode::parse(o.code.get_ref()).or_else(|e| {
@@ -336,17 +359,13 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
                 format!("organisation '{code}' declared twice"),
             );
         }
+        // Its own quota, else the strictest of its roles' quotas.
         let quota = match &o.quota_distinct_subjects_per_hour {
-            None => None,
-            Some(q) => match u32::try_from(*q.get_ref()) {
-                Ok(n) if n > 0 => Some(n),
-                _ => {
-                    return src.err(
-                        q.span(),
-                        "quota_distinct_subjects_per_hour must be between 1 and 4294967295",
-                    );
-                }
-            },
+            Some(q) => Some(quota_of(q)?),
+            None => roles
+                .iter()
+                .filter_map(|r| role_quota.get(r).copied())
+                .min(),
         };
         orgs.insert(
             code.clone(),
