@@ -1740,3 +1740,114 @@ async fn sample_quotas_apply_and_only_refusals_count_as_denied_attempts() {
     );
     gw.stop().await;
 }
+
+/// The subject's access history shows every access to its data
+/// (个人信息保护法 第四十四、四十五条): queries, submissions, checks and their
+/// feedback, record history reads, list changes, objections and repairs.
+#[tokio::test]
+async fn the_access_history_shows_every_access_to_the_subjects_data() {
+    let s = code(90);
+    let (gw, clock) = start(date!(2026 - 11 - 23)).await;
+    let dept = gw.client("department");
+    let p = submit(
+        &gw,
+        "department",
+        vec![penalty(&s, "general", "2026-08-01", "罚款人民币1000元")],
+    )
+    .await[0];
+    records(&gw, "bank", "financing", &s, &["penalty_content"]).await;
+    assert_eq!(
+        dept.get(&format!("/v1/records/{p}/history")).await.status,
+        200
+    );
+    let c = check(&gw, "department", &s, "franchise").await;
+    let id = c["check_id"].as_i64().unwrap();
+    let r = dept
+        .post(
+            &format!("/v1/checks/{id}/feedback"),
+            &json!({"not_applied": []}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = dept
+        .post(
+            "/v1/lists/focus",
+            &json!({"subject": lp(&s), "basis": "重点监管"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let entry = r.body["entry_id"].as_i64().unwrap();
+    let r = dept
+        .post(
+            &format!("/v1/lists/entries/{entry}/exit"),
+            &json!({"reason": "整改完成"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let portal = gw.client("portal");
+    let filing = json!({"subject": lp(&s), "record_id": p, "grounds": "金额有误"});
+    let o = portal.post("/v1/objections", &filing).await.body["objection_id"]
+        .as_i64()
+        .unwrap();
+    let r = dept
+        .post(
+            &format!("/v1/objections/{o}/resolution"),
+            &json!({"outcome": "upheld"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    clock.set(date!(2026 - 11 - 30));
+    let r = portal.post("/v1/repairs", &filing).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let rid = r.body["repair_id"].as_i64().unwrap();
+    let r = dept
+        .post(
+            &format!("/v1/repairs/{rid}/decision"),
+            &json!({"decision": "reject"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    let r = portal
+        .post("/v1/portal/access-history", &json!({"subject": lp(&s)}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen: std::collections::BTreeSet<String> = r.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    for action in [
+        "submit_records",
+        "query",
+        "record_history",
+        "check",
+        "check_feedback",
+        "list_add",
+        "list_exit",
+        "objection_file",
+        "objection_resolve",
+        "repair_apply",
+        "repair_decide",
+    ] {
+        assert!(seen.contains(action), "{action} missing from {seen:?}");
+    }
+    let orgs: Vec<&str> = r.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "record_history")
+        .map(|e| e["org"].as_str().unwrap())
+        .collect();
+    assert_eq!(orgs, [ids::DEPARTMENT]);
+    // Another subject's history holds none of it.
+    let r = portal
+        .post(
+            "/v1/portal/access-history",
+            &json!({"subject": lp(&code(91))}),
+        )
+        .await;
+    assert_eq!(r.body["entries"], json!([]));
+    gw.stop().await;
+}

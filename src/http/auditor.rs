@@ -54,6 +54,7 @@ use super::{ApiError, App, AuditDraft, Reply};
 use crate::audit::AuditEntry;
 use crate::audit::export::{self, ExportFormat, ExportPlan, encode_hash};
 use crate::audit::merkle::{self, Hash};
+use crate::endpoint::Endpoint;
 use crate::ids::{CreditCode, SubjectId};
 use crate::policy::Organisation;
 use crate::store::{
@@ -72,10 +73,29 @@ const DEFAULT_PAGE: u32 = 100;
 pub const MAX_EXPORT_ENTRIES: u64 = 20_000;
 /// Most subjects in the report's top list.
 const MAX_TOP: u32 = 100;
-/// Actions that touch a subject's credit data, shown in its access history.
-/// Auditors' and the portal's own reads of the log are not accesses to the
-/// subject's data and are left out.
-const SUBJECT_VISIBLE_ACTIONS: [&str; 2] = ["query", "submit_records"];
+/// Actions that touch a subject's credit data, shown in its access history
+/// (个人信息保护法 第四十四、四十五条): reads (queries, record history,
+/// 应查必查 checks and their feedback), submissions, list changes, and
+/// objections and repairs about it, from filing to answer and the status
+/// reads. Consent handling, the overdue report (no subject) and auditors'
+/// and the portal's own reads of the log are not accesses to the subject's
+/// data and are left out. A submission batch naming several subjects has no
+/// single subject in its entry and is not shown (the entry format is frozen).
+const SUBJECT_VISIBLE_ACTIONS: [Endpoint; 13] = [
+    Endpoint::Query,
+    Endpoint::SubmitRecords,
+    Endpoint::RecordHistory,
+    Endpoint::Check,
+    Endpoint::CheckFeedback,
+    Endpoint::ListAdd,
+    Endpoint::ListExit,
+    Endpoint::ObjectionFile,
+    Endpoint::ObjectionResolve,
+    Endpoint::ObjectionStatus,
+    Endpoint::RepairApply,
+    Endpoint::RepairDecide,
+    Endpoint::RepairStatus,
+];
 
 /// Parse a typed request body (already strict JSON: see `http::strict_json`).
 pub(super) fn parse<'a, T: Deserialize<'a>>(body: &'a Bytes) -> Result<T, ApiError> {
@@ -590,7 +610,7 @@ pub(super) async fn access_history(
         subject: Some(app.hasher.hash(&subject)),
         actions: SUBJECT_VISIBLE_ACTIONS
             .iter()
-            .map(|a| a.to_string())
+            .map(|a| a.action().to_owned())
             .collect(),
         after: r.after,
         limit,

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::MAX_FEEDBACK_ITEMS;
-use super::input::{opt_text, parse_body, subject, text};
+use super::input::{opt_text, parse_body, stored_subject, subject, text};
 use crate::audit::now_rfc3339;
 use crate::http::dto::SubjectDto;
 use crate::http::{ApiError, App, AuditDraft, Reply};
@@ -162,6 +162,8 @@ pub(in crate::http) async fn check_feedback(
         .check(id)
         .await?
         .ok_or_else(|| ApiError::from(Refusal::CheckNotFound))?;
+    // Feedback on a check is about its subject (their access history).
+    draft.subject = stored_subject(&check.subject_type, &check.subject_id);
     let measures: Vec<(&str, &str)> = check.result["measures"]
         .as_array()
         .into_iter()

@@ -45,6 +45,10 @@ pub struct CheckInputs {
 pub struct CheckRow {
     /// Department that ran it.
     pub org: String,
+    /// Subject type of the subject checked.
+    pub subject_type: String,
+    /// Subject id of the subject checked.
+    pub subject_id: String,
     /// Its result JSON.
     pub result: Value,
     /// Feedback JSON, once given.
@@ -155,13 +159,13 @@ impl Store {
 
     /// A stored check.
     pub async fn check(&self, id: i64) -> Result<Option<CheckRow>, StoreError> {
-        let row: Option<(String, String, Option<String>)> = dispatch!(self, p => {
-            sqlx::query_as("SELECT org, result, feedback FROM checks WHERE id = $1")
+        let row: Option<(String, String, String, String, Option<String>)> = dispatch!(self, p => {
+            sqlx::query_as("SELECT org, subject_type, subject_id, result, feedback FROM checks WHERE id = $1")
                 .bind(id)
                 .fetch_optional(p)
                 .await?
         });
-        let Some((org, result, feedback)) = row else {
+        let Some((org, subject_type, subject_id, result, feedback)) = row else {
             return Ok(None);
         };
         let parse = |s: &str| {
@@ -170,6 +174,8 @@ impl Store {
         };
         Ok(Some(CheckRow {
             org,
+            subject_type,
+            subject_id,
             result: parse(&result)?,
             feedback: feedback.as_deref().map(parse).transpose()?,
         }))
