@@ -1240,7 +1240,7 @@ async fn corrections_are_validated_like_submissions_and_feedback_must_be_complet
         (
             400,
             "invalid_value".into(),
-            "record 1: field 'licence_no' must be a string".into(),
+            "record 1: field 'licence_no' must be a string without control characters".into(),
             json!({"record": 1, "field": "licence_no", "expected": "string"})
         )
     );
@@ -1849,5 +1849,130 @@ async fn the_access_history_shows_every_access_to_the_subjects_data() {
         )
         .await;
     assert_eq!(r.body["entries"], json!([]));
+    gw.stop().await;
+}
+
+/// Values never change on the way in: a NUL in text is refused naming the
+/// field; an amount too long for a float is refused as a JSON number and
+/// stored exactly as a decimal string.
+#[tokio::test]
+async fn values_are_stored_exactly_or_refused_naming_the_field() {
+    let s = code(95);
+    let (gw, _clock) = start(date!(2026 - 11 - 23)).await;
+    let arrears = |amount: &str| {
+        format!(
+            r#"{{"records": [{{"subject": {{"type": "legal_person", "id": "{s}"}}, "item": "arrears", "tier": "general",
+                "decision_date": "2026-08-31", "fields": {{"tax_arrears_amount": {amount}, "arrears_as_of": "2026-08-31"}}}}]}}"#
+        )
+    };
+    let send = |who: &'static str, path: &'static str, body: String| {
+        let c = gw.client(who);
+        async move {
+            c.send("POST", path, Bytes::from(body), Some("application/json"))
+                .await
+                .unwrap()
+        }
+    };
+    let before = gw.store.lifecycle_row_count().await.unwrap();
+    let r = send(
+        "tax",
+        "/v1/records",
+        arrears("123456789012345678901234567890"),
+    )
+    .await;
+    assert_eq!(
+        (
+            r.status,
+            r.body["error"]["code"].as_str(),
+            &r.body["error"]["details"]
+        ),
+        (
+            400,
+            Some("invalid_value"),
+            &json!({"record": 0, "field": "tax_arrears_amount", "expected": "decimal"})
+        ),
+        "{}",
+        r.body
+    );
+    let r = send("tax", "/v1/records", arrears("1200.5")).await;
+    assert_eq!(
+        r.body["error"]["details"]["field"], "tax_arrears_amount",
+        "{}",
+        r.body
+    );
+    let mut nul = penalty(&s, "general", "2026-10-01", "x");
+    nul["fields"]["penalty_content"] = json!("罚款\u{0}人民币");
+    let r = gw
+        .client("department")
+        .post("/v1/records", &json!({"records": [nul]}))
+        .await;
+    assert_eq!(
+        (
+            r.status,
+            r.body["error"]["code"].as_str(),
+            r.body["error"]["details"]["field"].as_str()
+        ),
+        (400, Some("invalid_value"), Some("penalty_content")),
+        "{}",
+        r.body
+    );
+    assert_eq!(gw.store.lifecycle_row_count().await.unwrap(), before);
+
+    // As a decimal string it is stored and returned exactly.
+    let r = send(
+        "tax",
+        "/v1/records",
+        arrears(r#""123456789012345678901234567890.25""#),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let recs = records(&gw, "bank", "financing", &s, &["tax_arrears_amount"]).await;
+    assert_eq!(
+        recs[0]["fields"]["tax_arrears_amount"],
+        "123456789012345678901234567890.25"
+    );
+    let r = gw
+        .client("bank")
+        .post(
+            "/v1/query",
+            &json!({"subject": lp(&s), "purpose": "financing", "view": "financing_profile"}),
+        )
+        .await;
+    assert_eq!(r.body["summary"]["arrears"], true, "{}", r.body);
+
+    // A correction is held to the same rules.
+    let p = submit(
+        &gw,
+        "department",
+        vec![penalty(&s, "general", "2026-10-01", "罚款")],
+    )
+    .await[0];
+    let o = gw
+        .client("portal")
+        .post(
+            "/v1/objections",
+            &json!({"subject": lp(&s), "record_id": p, "grounds": "有误"}),
+        )
+        .await
+        .body["objection_id"]
+        .as_i64()
+        .unwrap();
+    let r = gw
+        .client("department")
+        .post(
+            &format!("/v1/objections/{o}/resolution"),
+            &json!({"outcome": "corrected", "fields": {"penalty_content": "\u{0}"}}),
+        )
+        .await;
+    assert_eq!(
+        (
+            r.status,
+            r.body["error"]["code"].as_str(),
+            r.body["error"]["details"]["field"].as_str()
+        ),
+        (400, Some("invalid_value"), Some("penalty_content")),
+        "{}",
+        r.body
+    );
     gw.stop().await;
 }

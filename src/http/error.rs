@@ -428,7 +428,7 @@ pub fn submission_refused(e: &SubmissionRefusal, record: Option<usize>) -> ApiEr
         .with(details(obj(json!({"field": field})))),
         SubmissionRefusal::InvalidValue { field, expected } => ApiError::bad_request(
             "invalid_value",
-            at(format!("field '{field}' must be a {}", expected.as_str())),
+            at(format!("field '{field}' must be a {}", expected.describe())),
         )
         .with(details(obj(json!({"field": field, "expected": expected})))),
         SubmissionRefusal::ConsentRequired(field) => ApiError::unprocessable(

@@ -130,8 +130,11 @@ pub struct Classification {
 pub enum ValueType {
     /// JSON string.
     String,
-    /// JSON number.
+    /// JSON number that JSON carries exactly (see [`ValueType::accepts`]).
     Number,
+    /// An exact decimal (amounts of money): a string such as `"1234.56"`,
+    /// or a JSON integer. Stored as sent, never through a float.
+    Decimal,
     /// `YYYY-MM-DD` string.
     Date,
     /// JSON boolean.

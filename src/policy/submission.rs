@@ -17,13 +17,76 @@ use crate::ids::SubjectType;
 /// Longest name of an unknown item or field repeated back to a client.
 pub const SHOWN_NAME: usize = 64;
 
+/// Most significant digits of a fractional JSON number: any decimal of at
+/// most 15 significant digits survives the trip through an `f64` exactly.
+const EXACT_FLOAT_DIGITS: usize = 15;
+/// Most integer and fraction digits of a [`ValueType::Decimal`] (as
+/// PostgreSQL `NUMERIC(38, 8)` would hold them).
+const DECIMAL_INT_DIGITS: usize = 30;
+const DECIMAL_FRACTION_DIGITS: usize = 8;
+
+/// Whether a JSON number is carried exactly: an integer serde_json holds as
+/// one (`i64`/`u64`), or a finite float of at most
+/// [`EXACT_FLOAT_DIGITS`] significant digits. A larger integer such as
+/// `123456789012345678901234567890` arrives as an `f64` with 17 digits and
+/// is refused, never stored rounded.
+fn exact_number(v: &Value) -> bool {
+    let Some(n) = v.as_number() else {
+        return false;
+    };
+    if n.is_i64() || n.is_u64() {
+        return true;
+    }
+    let Some(f) = n.as_f64().filter(|f| f.is_finite()) else {
+        return false;
+    };
+    // Shortest round-trip form, e.g. "1.2345678901234568e29".
+    let s = format!("{f:e}");
+    let mantissa = s.split('e').next().unwrap_or("");
+    let digits = mantissa.bytes().filter(u8::is_ascii_digit).count();
+    digits <= EXACT_FLOAT_DIGITS
+}
+
+/// Whether `s` is an exact decimal: optional `-`, 1–30 integer digits
+/// without leading zeros, optionally `.` and 1–8 fraction digits.
+pub fn is_decimal(s: &str) -> bool {
+    let body = s.strip_prefix('-').unwrap_or(s);
+    let (int, frac) = match body.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (body, None),
+    };
+    let int_ok = !int.is_empty()
+        && int.len() <= DECIMAL_INT_DIGITS
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && (int == "0" || !int.starts_with('0'));
+    let frac_ok = frac.is_none_or(|f| {
+        !f.is_empty() && f.len() <= DECIMAL_FRACTION_DIGITS && f.bytes().all(|b| b.is_ascii_digit())
+    });
+    int_ok && frac_ok
+}
+
+/// Text values hold no control characters but tab, newline and carriage
+/// return (a NUL in particular is never stored).
+fn clean_text(s: &str) -> bool {
+    !s.chars()
+        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+}
+
 impl ValueType {
-    /// Whether `v` is a value of this type. Dates are exactly `YYYY-MM-DD`
+    /// Whether `v` is a value of this type. Strings hold no control
+    /// characters but tab, newline and carriage return; numbers must be
+    /// carried exactly ([`exact_number`]); decimals are strings matching
+    /// [`is_decimal`] or JSON integers; dates are exactly `YYYY-MM-DD`
     /// ([`parse_date`]).
     pub fn accepts(self, v: &Value) -> bool {
         match self {
-            ValueType::String => v.is_string(),
-            ValueType::Number => v.is_number(),
+            ValueType::String => v.as_str().is_some_and(clean_text),
+            ValueType::Number => exact_number(v),
+            ValueType::Decimal => match v {
+                Value::String(s) => is_decimal(s),
+                Value::Number(n) => n.is_i64() || n.is_u64(),
+                _ => false,
+            },
             ValueType::Bool => v.is_boolean(),
             // Strict, like decision dates: stored dates compare as text, so
             // no signs and no other widths.
@@ -36,6 +99,22 @@ impl ValueType {
         match self {
             ValueType::String => "string",
             ValueType::Number => "number",
+            ValueType::Decimal => "decimal",
+            ValueType::Bool => "bool",
+            ValueType::Date => "date",
+        }
+    }
+
+    /// What a value of this type must look like, for error messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ValueType::String => "string without control characters",
+            ValueType::Number => {
+                "number carried exactly (an integer, or at most 15 significant digits)"
+            }
+            ValueType::Decimal => {
+                "decimal: a string such as \"1234.56\" (at most 30 integer and 8 fraction digits) or an integer"
+            }
             ValueType::Bool => "bool",
             ValueType::Date => "date",
         }
@@ -281,6 +360,60 @@ mod tests {
             assert!(!ValueType::Date.accepts(&json!(bad)), "{bad}");
         }
         assert!(!ValueType::Date.accepts(&json!(20260101)));
+    }
+
+    /// Values never change on the way in: no NUL in text, no number that
+    /// would be rounded, decimals exactly as sent.
+    #[test]
+    fn text_numbers_and_decimals_are_exact() {
+        use ValueType::{Decimal, Number, String as Text};
+        assert!(Text.accepts(&json!("罚款\n第二行\t")));
+        for bad in ["a\u{0}b", "\u{0}", "x\u{1b}[31m", "\u{7f}"] {
+            assert!(!Text.accepts(&json!(bad)), "{bad:?}");
+        }
+        let big: Value = serde_json::from_str("123456789012345678901234567890").unwrap();
+        assert!(!Number.accepts(&big), "{big}");
+        assert!(!Decimal.accepts(&big));
+        let long_fraction: Value = serde_json::from_str("0.12345678901234567").unwrap();
+        assert!(!Number.accepts(&long_fraction));
+        for ok in [
+            "0",
+            "-5",
+            "18446744073709551615",
+            "12.5",
+            "1e20",
+            "0.000001",
+        ] {
+            let v: Value = serde_json::from_str(ok).unwrap();
+            assert!(Number.accepts(&v), "{ok}");
+        }
+        for ok in [
+            "123456789012345678901234567890",
+            "0",
+            "-0.5",
+            "1234.56",
+            "1.12345678",
+        ] {
+            assert!(Decimal.accepts(&json!(ok)), "{ok}");
+        }
+        assert!(Decimal.accepts(&json!(1200)));
+        assert!(!Decimal.accepts(&json!(12.5)), "a float is not exact");
+        for bad in [
+            "",
+            "-",
+            "01",
+            "1.",
+            ".5",
+            "1.123456789",
+            "1e3",
+            "+1",
+            " 1",
+            "1,000",
+            "١٢",
+        ] {
+            assert!(!Decimal.accepts(&json!(bad)), "{bad:?}");
+        }
+        assert!(!Decimal.accepts(&json!("1".repeat(31))));
     }
 
     #[test]

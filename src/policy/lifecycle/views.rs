@@ -114,7 +114,16 @@ impl ViewDef {
                 SummaryRule::Any(item) if touched(item) => Value::Bool(!live(item).is_empty()),
                 SummaryRule::AnyPositive(item) if touched(item) => {
                     Value::Bool(live(item).iter().any(|f| {
-                        let nums: Vec<f64> = f.values().filter_map(Value::as_f64).collect();
+                        // Numbers, and exact decimals sent as strings.
+                        let nums: Vec<f64> = f
+                            .values()
+                            .filter_map(|v| match v {
+                                Value::String(s) if crate::policy::submission::is_decimal(s) => {
+                                    s.parse().ok()
+                                }
+                                v => v.as_f64(),
+                            })
+                            .collect();
                         nums.is_empty() || nums.iter().any(|n| *n > 0.0)
                     }))
                 }

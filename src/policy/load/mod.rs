@@ -505,13 +505,14 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
             let ty = match f.ty.as_ref().map(|t| t.get_ref().as_str()) {
                 None | Some("string") => ValueType::String,
                 Some("number") => ValueType::Number,
+                Some("decimal") => ValueType::Decimal,
                 Some("date") => ValueType::Date,
                 Some("bool") => ValueType::Bool,
                 Some(other) => {
                     let span = f.ty.as_ref().map(|t| t.span()).unwrap_or(f.name.span());
                     return src.err(
                         span,
-                        format!("unknown type '{other}' (string, number, date, bool)"),
+                        format!("unknown type '{other}' (string, number, decimal, date, bool)"),
                     );
                 }
             };
