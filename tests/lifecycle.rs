@@ -451,11 +451,15 @@ async fn objections_dispute_suspend_and_resolve_with_every_step_audited() {
         has_field(&last, &format!("record:{p1}"), "withheld", "withdrawn"),
         "{last:?}"
     );
+    // The listing based on it was exited with it: no black measure at all.
     let c = check(&gw, "tax", &s, "government_procurement").await;
-    let m = measure(&c, "black_public_resource_restriction");
-    assert_eq!(
-        (m["status"].as_str(), m["reason"].as_str()),
-        (Some("lapsed"), Some("withdrawn"))
+    assert_eq!(c["lists"]["black"], json!([]), "{c}");
+    assert!(
+        !c["measures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "black_public_resource_restriction")
     );
     let r = portal
         .post(
@@ -798,12 +802,16 @@ async fn repair_hides_the_record_from_agencies_and_the_auditor_sees_it() {
     assert_eq!(status_of(&recs, p).as_deref(), Some("repaired"));
     let recs = records(&gw, "portal", "self_inquiry", &s, &f).await;
     assert_eq!(status_of(&recs, p).as_deref(), Some("repaired"));
-    // It no longer triggers the check: the black listing based on it lapses.
+    // It no longer triggers the check: the black listing based on it was
+    // exited with the repair.
     let c = check(&gw, "tax", &s, "franchise").await;
-    let m = measure(&c, "black_franchise_restriction");
-    assert_eq!(
-        (m["status"].as_str(), m["reason"].as_str()),
-        (Some("lapsed"), Some("repaired"))
+    assert_eq!(c["lists"]["black"], json!([]), "{c}");
+    assert!(
+        !c["measures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == "black_franchise_restriction")
     );
     assert_eq!(c["punishment_suspended"], false);
     let r = apply(p).await;
@@ -1973,6 +1981,167 @@ async fn values_are_stored_exactly_or_refused_naming_the_field() {
         (400, Some("invalid_value"), Some("penalty_content")),
         "{}",
         r.body
+    );
+    gw.stop().await;
+}
+
+/// A list entry lapses with its basis record: repaired or withdrawn, the
+/// entries based on it are exited in the same transaction (audited);
+/// expired, they stop counting at once (the query's entry says why). The
+/// list status banks see and the 应查必查 check always agree.
+#[tokio::test]
+async fn list_entries_lapse_with_their_basis_and_list_status_agrees_with_checks() {
+    let (s, s2, s3) = (code(100), code(101), code(102));
+    let (gw, clock) = start(date!(2026 - 11 - 23)).await;
+    let dept = gw.client("department");
+    let ids = submit(
+        &gw,
+        "department",
+        vec![
+            penalty(&s, "general", "2026-08-01", "罚款人民币9000元"),
+            penalty(&s2, "minor", "2026-11-01", "警告"),
+            penalty(&s3, "general", "2026-10-01", "罚款"),
+        ],
+    )
+    .await;
+    let (p, p2, p3) = (ids[0], ids[1], ids[2]);
+    let list = |who: &'static str, kind: &'static str, body: Value| {
+        let c = gw.client(who);
+        async move {
+            let r = c.post(&format!("/v1/lists/{kind}"), &body).await;
+            assert_eq!(r.status, 201, "{}", r.body);
+            r.body["entry_id"].as_i64().unwrap()
+        }
+    };
+    let b1 = list(
+        "department",
+        "black",
+        json!({"subject": lp(&s), "basis": "严重失信", "basis_record_id": p}),
+    )
+    .await;
+    let b2 = list(
+        "tax",
+        "black",
+        json!({"subject": lp(&s), "basis": "联合惩戒", "basis_record_id": p}),
+    )
+    .await;
+    list(
+        "department",
+        "focus",
+        json!({"subject": lp(&s), "basis": "重点监管"}),
+    )
+    .await;
+    let e2 = list(
+        "department",
+        "black",
+        json!({"subject": lp(&s2), "basis": "严重失信", "basis_record_id": p2}),
+    )
+    .await;
+    let e3 = list(
+        "department",
+        "black",
+        json!({"subject": lp(&s3), "basis": "严重失信", "basis_record_id": p3}),
+    )
+    .await;
+    let flags = ["black_listed", "focus_listed"];
+    let status = |subject: String| {
+        let gw = &gw;
+        async move {
+            let recs = records(gw, "bank", "financing", &subject, &flags).await;
+            recs.iter().find(|r| r["derived_from"] == "lists").unwrap()["fields"].clone()
+        }
+    };
+    assert_eq!(status(s.clone()).await["black_listed"], true);
+
+    // Repaired: both black entries on it exit at once, the focus entry stays.
+    let r = gw
+        .client("portal")
+        .post(
+            "/v1/repairs",
+            &json!({"subject": lp(&s), "record_id": p, "grounds": "已整改"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let rid = r.body["repair_id"].as_i64().unwrap();
+    let r = dept
+        .post(
+            &format!("/v1/repairs/{rid}/decision"),
+            &json!({"decision": "approve"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["exited_list_entries"], json!([b1, b2]));
+    assert_eq!(
+        status(s.clone()).await,
+        json!({"black_listed": false, "focus_listed": true})
+    );
+    let c = check(&gw, "tax", &s, "government_procurement").await;
+    assert_eq!(c["lists"]["black"], json!([]), "{c}");
+    let h = dept.get(&format!("/v1/records/{p}/history")).await;
+    assert!(
+        h.body["list_entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["exit_reason"] == "basis_repaired" && e["exited_on"] == "2026-11-23"),
+        "{}",
+        h.body
+    );
+    let decided = audited(&gw, "repair_decide").await.pop().unwrap();
+    for e in [b1, b2] {
+        assert!(
+            has_field(
+                &decided,
+                &format!("list_entry:{e}"),
+                "exited",
+                "basis_repaired"
+            ),
+            "{decided:?}"
+        );
+    }
+
+    // Withdrawn after an objection: the entry exits with it.
+    let r = gw
+        .client("portal")
+        .post(
+            "/v1/objections",
+            &json!({"subject": lp(&s3), "record_id": p3, "grounds": "处罚已撤销"}),
+        )
+        .await;
+    let o = r.body["objection_id"].as_i64().unwrap();
+    let r = dept
+        .post(
+            &format!("/v1/objections/{o}/resolution"),
+            &json!({"outcome": "withdrawn"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["exited_list_entries"], json!([e3]));
+    assert_eq!(status(s3.clone()).await["black_listed"], false);
+    let resolved = audited(&gw, "objection_resolve").await.pop().unwrap();
+    assert!(has_field(
+        &resolved,
+        &format!("list_entry:{e3}"),
+        "exited",
+        "basis_withdrawn"
+    ));
+
+    // Expired (minor: 3 months): no write happens, but the entry stops
+    // counting the same day for banks and checks alike.
+    clock.set(date!(2027 - 01 - 31));
+    assert_eq!(status(s2.clone()).await["black_listed"], true);
+    clock.set(date!(2027 - 02 - 01));
+    assert_eq!(status(s2.clone()).await["black_listed"], false);
+    let q = audited(&gw, "query").await.pop().unwrap();
+    assert!(
+        has_field(&q, &format!("list_entry:{e2}"), "lapsed", "expired"),
+        "{q:?}"
+    );
+    let c = check(&gw, "tax", &s2, "government_procurement").await;
+    let m = measure(&c, "black_public_resource_restriction");
+    assert_eq!(
+        (m["status"].as_str(), m["reason"].as_str()),
+        (Some("lapsed"), Some("expired"))
     );
     gw.stop().await;
 }

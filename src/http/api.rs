@@ -93,6 +93,15 @@ pub(super) async fn query(
         .read_shared(&subject, &permit, &app.policy, org, app.today())
         .await?;
     lifecycle::audit_withheld(draft, &shared.withheld);
+    // List entries that lapsed with their basis: the query's entry says so.
+    for (entry, reason) in &shared.lapsed_entries {
+        draft.field(
+            format!("list_entry:{entry}"),
+            "lapsed",
+            reason.as_str(),
+            None,
+        );
+    }
     draft.records = shared.records.len() as u32;
     let reply = QueryReply {
         subject: SubjectOut {

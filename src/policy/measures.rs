@@ -314,11 +314,11 @@ fn entry_status(
     disputed_negative: bool,
 ) -> (MeasureStatus, Option<Reason>) {
     let suspendable = kind != MeasureKind::Incentive;
+    // One rule for checks and list status (`Policy::basis_lapse`).
+    if let Some(reason) = Policy::basis_lapse(basis) {
+        return (MeasureStatus::Lapsed, Some(reason));
+    }
     match basis {
-        Some(RecordState::Repaired) => (MeasureStatus::Lapsed, Some(Reason::Repaired)),
-        Some(RecordState::Expired) => (MeasureStatus::Lapsed, Some(Reason::Expired)),
-        Some(RecordState::Withdrawn) => (MeasureStatus::Lapsed, Some(Reason::Withdrawn)),
-        Some(RecordState::Superseded) => (MeasureStatus::Lapsed, Some(Reason::Superseded)),
         Some(RecordState::Disputed) if suspendable => {
             (MeasureStatus::Suspended, Some(Reason::Disputed))
         }

@@ -201,7 +201,7 @@ pub(in crate::http) async fn resolve_objection(
     };
     let now = now_rfc3339();
     let intent = app.intend_provisional(draft, StatusCode::OK).await?;
-    let new_id = app
+    let (new_id, lapsed) = app
         .store
         .resolve_objection(
             Step {
@@ -233,10 +233,16 @@ pub(in crate::http) async fn resolve_objection(
         draft.field(record_field(n), "accepted", "correction", Some(&t.item));
         draft.records = 1;
     }
+    for e in &lapsed {
+        draft.field(format!("list_entry:{e}"), "exited", "basis_withdrawn", None);
+    }
     let mut body =
         json!({"objection_id": id, "record_id": t.record_id, "status": resolution.as_str()});
     if let Some(n) = new_id {
         body["new_record_id"] = json!(n);
+    }
+    if !lapsed.is_empty() {
+        body["exited_list_entries"] = json!(lapsed);
     }
     Ok(Reply::ok(body))
 }

@@ -70,7 +70,7 @@ pub(in crate::http) async fn decide_repair(
     let today = app.today();
     let now = now_rfc3339();
     let intent = app.intend_provisional(draft, StatusCode::OK).await?;
-    let t = app
+    let (t, lapsed) = app
         .store
         .decide_repair(
             Step {
@@ -94,9 +94,15 @@ pub(in crate::http) async fn decide_repair(
         ("rejected", "repair_rejected")
     };
     draft.field(record_field(t.record_id), status, reason, Some(&t.item));
+    for e in &lapsed {
+        draft.field(format!("list_entry:{e}"), "exited", "basis_repaired", None);
+    }
     let mut body = json!({"repair_id": id, "record_id": t.record_id, "status": status});
     if approve {
         body["repaired_on"] = json!(format_date(today));
+    }
+    if !lapsed.is_empty() {
+        body["exited_list_entries"] = json!(lapsed);
     }
     Ok(Reply::ok(body))
 }

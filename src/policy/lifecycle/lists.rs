@@ -5,9 +5,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::Date;
 
+use super::state::RecordState;
 use super::steps::LifecycleRefusal;
 use crate::ids::SubjectType;
-use crate::policy::{Organisation, Policy};
+use crate::policy::{Organisation, Policy, Reason};
 
 /// Which list a list entry belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -41,6 +42,23 @@ impl ListKind {
 }
 
 impl Policy {
+    /// Whether a list entry in force has lapsed with its basis: `basis` is
+    /// the state of its basis record's latest version (following
+    /// corrections), `None` for an entry without a basis record. An entry
+    /// whose basis is repaired, expired, withdrawn or superseded (with no
+    /// corrected version) no longer counts — not for 应查必查 checks, not
+    /// for the list-derived catalog items — so the two always agree. A
+    /// disputed basis still counts (checks suspend punishment instead).
+    pub fn basis_lapse(basis: Option<RecordState>) -> Option<Reason> {
+        match basis? {
+            RecordState::Repaired => Some(Reason::Repaired),
+            RecordState::Expired => Some(Reason::Expired),
+            RecordState::Withdrawn => Some(Reason::Withdrawn),
+            RecordState::Superseded => Some(Reason::Superseded),
+            RecordState::Active | RecordState::Disputed => None,
+        }
+    }
+
     /// Whether `item` is derived from the list tables (never submitted).
     pub fn list_item_fields(&self, item: &str) -> Option<&[(String, ListKind)]> {
         let (i, _) = self.item(item)?;

@@ -449,3 +449,23 @@ fn only_the_portal_reads_a_case_and_only_for_its_subject() {
     assert!(p.objection_overdue(true, day(20), day(21)));
     assert!(!p.objection_overdue(false, day(20), day(21)));
 }
+
+/// One lapse rule for checks and list status: an entry lapses with a
+/// repaired, expired, withdrawn or superseded basis, never with an active
+/// or disputed one, nor without a basis record.
+#[test]
+fn list_entries_lapse_with_their_basis() {
+    use crate::policy::Reason;
+    let cases = [
+        (Some(RecordState::Repaired), Some(Reason::Repaired)),
+        (Some(RecordState::Expired), Some(Reason::Expired)),
+        (Some(RecordState::Withdrawn), Some(Reason::Withdrawn)),
+        (Some(RecordState::Superseded), Some(Reason::Superseded)),
+        (Some(RecordState::Active), None),
+        (Some(RecordState::Disputed), None),
+        (None, None),
+    ];
+    for (basis, want) in cases {
+        assert_eq!(crate::policy::Policy::basis_lapse(basis), want, "{basis:?}");
+    }
+}

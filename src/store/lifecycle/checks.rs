@@ -89,15 +89,7 @@ impl Store {
                 });
             }
         }
-        let latest = |mut id: i64| {
-            for _ in 0..32 {
-                match states.get(&id) {
-                    Some((RecordState::Superseded, Some(next))) => id = *next,
-                    _ => break,
-                }
-            }
-            (id, states.get(&id).map(|s| s.0))
-        };
+        let latest = |id: i64| super::latest_version(&states, id);
         let entries = self
             .lists_in_force(subject, today)
             .await?

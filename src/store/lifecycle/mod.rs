@@ -213,6 +213,47 @@ macro_rules! lock_subject {
     };
 }
 
+/// Exit (移出) the current list entries whose basis is record `$record` or
+/// an earlier version it corrects, because the basis lapsed for `$reason`
+/// ([`crate::policy::Policy::basis_lapse`]); inside the step's transaction.
+/// Evaluates to the exited entry ids, in id order.
+macro_rules! lapse_entries {
+    ($tx:expr, $record:expr, $reason:expr, $by:expr, $day:expr, $request:expr) => {{
+        let mut chain: Vec<i64> = vec![$record];
+        for _ in 0..32 {
+            let prev: Option<i64> =
+                sqlx::query_scalar("SELECT supersedes FROM records WHERE id = $1")
+                    .bind(*chain.last().unwrap_or(&0))
+                    .fetch_optional(&mut *$tx)
+                    .await?
+                    .flatten();
+            match prev {
+                Some(p) if !chain.contains(&p) => chain.push(p),
+                _ => break,
+            }
+        }
+        let exit_reason = format!("basis_{}", $reason.as_str());
+        let mut exited: Vec<i64> = Vec::new();
+        for basis in chain {
+            let ids: Vec<i64> = sqlx::query_scalar(
+                "UPDATE list_entries SET exited_on = $1, exit_reason = $2, exited_by = $3, exit_request = $4 \
+                 WHERE basis_record_id = $5 AND exited_on IS NULL \
+                 AND (effective_to IS NULL OR effective_to > $1) RETURNING id",
+            )
+            .bind($day)
+            .bind(&exit_reason)
+            .bind($by)
+            .bind($request)
+            .bind(basis)
+            .fetch_all(&mut *$tx)
+            .await?;
+            exited.extend(ids);
+        }
+        exited.sort_unstable();
+        exited
+    }};
+}
+
 // After the macros: macro_rules scoping is textual.
 mod checks;
 mod history;
@@ -286,6 +327,22 @@ impl Store {
         .fetch_one(p)
         .await?))
     }
+}
+
+/// The latest version of record `id` (following corrections) and its
+/// state, from `states` (record id → state and the version superseding it).
+pub(super) fn latest_version(
+    states: &std::collections::HashMap<i64, (crate::policy::lifecycle::RecordState, Option<i64>)>,
+    mut id: i64,
+) -> (i64, Option<crate::policy::lifecycle::RecordState>) {
+    use crate::policy::lifecycle::RecordState;
+    for _ in 0..32 {
+        match states.get(&id) {
+            Some((RecordState::Superseded, Some(next))) => id = *next,
+            _ => break,
+        }
+    }
+    (id, states.get(&id).map(|s| s.0))
 }
 
 fn target(r: (i64, i64, String, String, String, String, String)) -> ObjectionTarget {

@@ -6,7 +6,9 @@ use time::Date;
 
 use super::{Application, ObjectionTarget, RecordRow, Refusal, Step};
 use crate::ids::SubjectId;
-use crate::policy::lifecycle::{Case, CaseSubject, Noun, RecordTerms, format_date, parse_date};
+use crate::policy::lifecycle::{
+    Case, CaseSubject, Noun, RecordState, RecordTerms, format_date, parse_date,
+};
 use crate::policy::{Organisation, Policy};
 use crate::store::{Backend, Store, StoreError};
 
@@ -236,7 +238,7 @@ impl Store {
         resolution: &Resolution,
         policy: &Policy,
         intent: &crate::store::AuditIntent,
-    ) -> Result<Result<Option<i64>, Refusal>, StoreError> {
+    ) -> Result<Result<(Option<i64>, Vec<i64>), Refusal>, StoreError> {
         let Step {
             id: objection_id,
             org,
@@ -261,6 +263,7 @@ impl Store {
                 return Ok(Err(e.into()));
             }
             let mut new_id = None;
+            let mut lapsed = Vec::new();
             match resolution {
                 Resolution::Upheld => {}
                 Resolution::Withdrawn => {
@@ -268,6 +271,9 @@ impl Store {
                         .bind(t.record_id)
                         .execute(&mut *tx)
                         .await?;
+                    if let Some(reason) = Policy::basis_lapse(Some(RecordState::Withdrawn)) {
+                        lapsed = lapse_entries!(tx, t.record_id, reason, org.code.as_str(), &today, request_id);
+                    }
                 }
                 Resolution::Corrected { data, terms } => {
                     let old: (Option<String>, Option<String>) =
@@ -319,7 +325,7 @@ impl Store {
             crate::store::outbox::write_intent!(&mut *tx, intent);
             tx.commit().await?;
             self.invalidate();
-            Ok(Ok(new_id))
+            Ok(Ok((new_id, lapsed)))
         })
     }
 

@@ -59,6 +59,9 @@ pub struct SharedRead {
     pub records: Vec<SharedRecord>,
     /// Withheld by the lifecycle rules.
     pub withheld: Vec<WithheldRecord>,
+    /// List entries in force that lapsed with their basis record
+    /// ([`Policy::basis_lapse`]): entry id and why. For the audit entry.
+    pub lapsed_entries: Vec<(i64, Reason)>,
 }
 
 impl Store {
@@ -78,12 +81,17 @@ impl Store {
             return Ok(out);
         }
         let rows = self.subject_rows(subject).await?;
+        let mut states = std::collections::HashMap::new();
+        for CachedRow { row, data } in rows.iter() {
+            let state = policy.record_state(&row.facts(data), today);
+            states.insert(row.id, (state, row.superseded_by));
+        }
         for CachedRow { row, data } in rows.iter() {
             let Some(fields) = permit.release(policy, &row.item, data) else {
                 continue;
             };
             let facts = row.facts(data);
-            let state = policy.record_state(&facts, today);
+            let state = states[&row.id].0;
             match policy.sharing(org, &row.item, state) {
                 Sharing::Shared(status) => {
                     let terms = policy.terms(&facts);
@@ -111,12 +119,15 @@ impl Store {
             if permit.release(policy, item, &Map::new()).is_none() {
                 continue;
             }
-            let kinds: Vec<ListKind> = self
-                .lists_in_force(subject, today)
-                .await?
-                .iter()
-                .filter_map(|l| ListKind::parse(&l.1))
-                .collect();
+            let mut kinds: Vec<ListKind> = Vec::new();
+            out.lapsed_entries.clear();
+            for l in self.lists_in_force(subject, today).await? {
+                let basis = l.4.map(|id| super::latest_version(&states, id).1);
+                match Policy::basis_lapse(basis.flatten()) {
+                    Some(reason) => out.lapsed_entries.push((l.0, reason)),
+                    None => kinds.extend(ListKind::parse(&l.1)),
+                }
+            }
             let Some(map) = policy.list_item_values(item, &kinds) else {
                 continue;
             };

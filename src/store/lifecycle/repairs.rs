@@ -5,7 +5,9 @@ use time::Date;
 
 use super::{Application, ObjectionTarget, RecordRow, Refusal, Step};
 use crate::ids::SubjectId;
-use crate::policy::lifecycle::{Case, CaseSubject, Noun, StoredState, Terms, format_date};
+use crate::policy::lifecycle::{
+    Case, CaseSubject, Noun, RecordState, StoredState, Terms, format_date,
+};
 use crate::policy::{Organisation, Policy};
 
 /// A repair application as its subject sees it
@@ -163,7 +165,7 @@ impl Store {
         approve: bool,
         policy: &Policy,
         intent: &crate::store::AuditIntent,
-    ) -> Result<Result<ObjectionTarget, Refusal>, StoreError> {
+    ) -> Result<Result<(ObjectionTarget, Vec<i64>), Refusal>, StoreError> {
         let Step {
             id: repair_id,
             org,
@@ -189,12 +191,16 @@ impl Store {
             if let Err(e) = policy.repair_decision(org, &case, StoredState::from_db(&state)) {
                 return Ok(Err(e.into()));
             }
+            let mut lapsed = Vec::new();
             if approve {
                 sqlx::query("UPDATE records SET repaired_on = $1 WHERE id = $2")
                     .bind(&day)
                     .bind(t.record_id)
                     .execute(&mut *tx)
                     .await?;
+                if let Some(reason) = Policy::basis_lapse(Some(RecordState::Repaired)) {
+                    lapsed = lapse_entries!(tx, t.record_id, reason, org.code.as_str(), &day, request_id);
+                }
             }
             sqlx::query(
                 "UPDATE repairs SET status = $1, decided_by = $2, decided_on = $3, decision_note = $4, decided_request = $5 WHERE id = $6",
@@ -210,7 +216,7 @@ impl Store {
             crate::store::outbox::write_intent!(&mut *tx, intent);
             tx.commit().await?;
             self.invalidate();
-            Ok(Ok(t.clone()))
+            Ok(Ok((t.clone(), lapsed)))
         })
     }
 }
