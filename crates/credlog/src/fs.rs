@@ -29,6 +29,17 @@
 //! durable cost is one share of one fsync plus 1/256 of a file write; the
 //! snapshot's fsyncs are amortised over [`WAL_LIMIT`] bytes of entries.
 //!
+//! # Why files, and not SQLite blobs
+//!
+//! Measured (`benches/audit.rs`, `bench/RESULTS.md`): a SQLite transaction
+//! per batch holding the bundle and tile blobs commits about as fast as, or
+//! faster than, this backend on its own. Files were kept because in the
+//! gateway SQLite also carries every other write and the search index
+//! behind one write lock, which is what made the v1 log slow; because a
+//! log directory is the published layout (servable and mirrorable by any
+//! static tool); and because recovery is simple enough to test exhaustively
+//! here. The cost is that entries are written twice (WAL, then bundle).
+//!
 //! # Record format
 //!
 //! ```text
