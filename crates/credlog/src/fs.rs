@@ -22,12 +22,20 @@
 //! partial tiles and the partial bundle live in memory (served from there)
 //! and in the snapshot.
 //!
-//! When `wal` exceeds [`WAL_LIMIT`] bytes, a *snapshot* is taken: the files
-//! written since the previous one are fsynced, `state` is replaced atomically
-//! (temp, fsync, rename, fsync of the directory) and `wal` is emptied. A
-//! restart therefore replays at most [`WAL_LIMIT`] bytes. Per entry the
-//! durable cost is one share of one fsync plus 1/256 of a file write; the
-//! snapshot's fsyncs are amortised over [`WAL_LIMIT`] bytes of entries.
+//! When `wal` exceeds [`WAL_LIMIT`] bytes, a *snapshot* starts: a background
+//! thread fsyncs the full tiles and bundles completed since the WAL's
+//! generation began; the next commit after that replaces `state`
+//! atomically (temp, fsync, rename, fsync of the directory) and starts a new
+//! WAL generation holding only the records after the snapshot. A restart
+//! therefore replays little more than [`WAL_LIMIT`] bytes. Per entry the
+//! durable cost is one share of one `fdatasync` plus 1/256 of a file write;
+//! the snapshot's fsyncs are amortised over [`WAL_LIMIT`] bytes of entries
+//! and are off the commit path.
+//!
+//! Several processes may write one directory: each batch runs under an
+//! exclusive `flock` on `lock`; a writer that finds records it has not seen
+//! (or a new WAL generation, named in the WAL's header) reads them in first,
+//! so sequence numbers stay contiguous.
 //!
 //! # Why files, and not SQLite blobs
 //!
