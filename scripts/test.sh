@@ -14,6 +14,9 @@ scripts/ensure-postgres.sh "$pg_url"
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+step "documentation cites only what exists (paths, tests, links)"
+python3 scripts/check-docs.py
+
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
@@ -28,5 +31,8 @@ env -u CREDGATE_TEST_DATABASE_URL cargo test --tests -- --ignored
 
 step "TLS scan (sslyze; installs into target/sslyze-venv on first run)"
 CREDGATE_BIN=target/debug/credgate scripts/tls-scan.sh
+
+step "API contract (OpenAPI 3.1 validator, schemathesis per role; installs into target/schemathesis-venv on first run)"
+CREDGATE_BIN=target/debug/credgate scripts/schemathesis.sh
 
 step "all tests passed"

@@ -395,10 +395,13 @@ pub async fn serve(
     };
     let result = if h2 {
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        // No server PINGs: their ACKs would count as reads and keep an idle
+        // connection open forever. `Watched`'s idle deadline closes a
+        // connection with no stream in flight and nothing read, which also
+        // covers a dead peer.
         b.timer(TokioTimer::new())
             .max_concurrent_streams(limits.h2_max_streams)
-            .keep_alive_interval(Some(limits.idle / 2))
-            .keep_alive_timeout(Duration::from_secs(20));
+            .keep_alive_interval(None);
         watcher.watch(b.serve_connection(io, svc)).await
     } else {
         let mut b = hyper::server::conn::http1::Builder::new();

@@ -135,6 +135,8 @@ endpoints! {
     AuditLogCheckpoint = "audit_log_checkpoint", Get "/v1/audit/log/checkpoint", None;
     /// A hash tile or entry bundle, C2SP tlog-tiles.
     AuditLogTile = "audit_log_tile", Get "/v1/audit/log/tile/{*path}", None;
+    /// This API's OpenAPI 3.1 document (`docs/openapi.json`).
+    OpenApi = "openapi", Get "/v1/openapi.json", None;
 }
 
 /// One row of [`TABLE`].

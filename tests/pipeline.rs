@@ -593,9 +593,13 @@ async fn hang_ups_after_the_body_never_leave_records_without_entries() {
 }
 
 #[tokio::test]
-#[ignore = "long drill: cargo test --test pipeline -- --ignored"]
+#[ignore = "long drill: cargo test --test pipeline -- --ignored (DRILL_HANGUPS=3000 for more)"]
 async fn hang_up_drill_long() {
-    hang_up_drill(3_000, 200).await;
+    let attempts = std::env::var("DRILL_HANGUPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(900);
+    hang_up_drill(attempts, 200).await;
 }
 
 #[tokio::test]
@@ -800,5 +804,27 @@ async fn answered_submissions_leave_the_outbox_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(gw.store.outbox_pending().await.unwrap().is_empty());
+    gw.stop().await;
+}
+
+/// An idle HTTP/2 connection is closed by the idle deadline like an
+/// HTTP/1.1 one (the server sends no PINGs that would keep it alive).
+#[tokio::test]
+async fn idle_http2_connections_are_closed() {
+    let gw = TestGateway::start_with(|c| c.server.idle_timeout_ms = 400, true).await;
+    let s = connect(&gw, tls_config("bank", &[b"h2"])).await;
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::get("https://localhost/v1/openapi.json")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let _ = resp.into_body().collect().await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    assert!(closed.is_ok(), "the idle h2 connection stays open");
     gw.stop().await;
 }

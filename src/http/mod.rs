@@ -48,6 +48,11 @@ use crate::store::{AuditIntent, Store};
 pub use error::ApiError;
 pub use lifecycle::Clock;
 
+/// This API's OpenAPI 3.1 document, served at `GET /v1/openapi.json`
+/// exactly as kept in the repository (`tests/openapi.rs` checks it against
+/// the endpoint table and `policies/access.toml`).
+pub const OPENAPI_DOCUMENT: &str = include_str!("../../docs/openapi.json");
+
 /// Everything a request handler needs; shared by all connections.
 pub struct App {
     /// Compiled policy.
@@ -237,6 +242,23 @@ pub struct AuditDraft {
 }
 
 impl AuditDraft {
+    /// What the entry would say now (without the outbox bookkeeping).
+    fn snapshot(&self) -> AuditDraft {
+        AuditDraft {
+            request_id: self.request_id.clone(),
+            action: self.action,
+            subject: self.subject.clone(),
+            purpose: self.purpose.clone(),
+            consent: self.consent.clone(),
+            fields: self.fields.clone(),
+            records: self.records,
+            org: self.org.clone(),
+            cert_fp: self.cert_fp.clone(),
+            pending: None,
+            outbox: false,
+        }
+    }
+
     fn field(&mut self, field: String, decision: &str, reason: &str, detail: Option<&str>) {
         self.fields.push(AuditField {
             field,
@@ -413,20 +435,7 @@ impl App {
         status: StatusCode,
     ) -> Result<AuditIntent, ApiError> {
         let log_size = self.store.log_head().await?.0;
-        let snapshot = AuditDraft {
-            request_id: draft.request_id.clone(),
-            action: draft.action,
-            subject: draft.subject.clone(),
-            purpose: draft.purpose.clone(),
-            consent: draft.consent.clone(),
-            fields: draft.fields.clone(),
-            records: draft.records,
-            org: draft.org.clone(),
-            cert_fp: draft.cert_fp.clone(),
-            pending: None,
-            outbox: false,
-        };
-        let entry = self.entry(snapshot, status.as_u16(), "ok");
+        let entry = self.entry(draft.snapshot(), status.as_u16(), "ok");
         let intent = AuditIntent::new(&entry.request_id, log_size, entry.canonical());
         draft.pending = Some(entry);
         draft.outbox = true;
@@ -446,26 +455,13 @@ impl App {
         status: StatusCode,
     ) -> Result<AuditIntent, ApiError> {
         let log_size = self.store.log_head().await?.0;
-        let mut fields = draft.fields.clone();
-        fields.push(AuditField {
-            field: "audit_entry".into(),
-            decision: "recovered".into(),
-            reason: "entry_completed_at_restart".into(),
-            detail: None,
-        });
-        let snapshot = AuditDraft {
-            request_id: draft.request_id.clone(),
-            action: draft.action,
-            subject: draft.subject.clone(),
-            purpose: draft.purpose.clone(),
-            consent: draft.consent.clone(),
-            fields,
-            records: draft.records,
-            org: draft.org.clone(),
-            cert_fp: draft.cert_fp.clone(),
-            pending: None,
-            outbox: false,
-        };
+        let mut snapshot = draft.snapshot();
+        snapshot.field(
+            "audit_entry".into(),
+            "recovered",
+            "entry_completed_at_restart",
+            None,
+        );
         let entry = self.entry(snapshot, status.as_u16(), "ok");
         draft.outbox = true;
         Ok(AuditIntent::new(
@@ -606,6 +602,9 @@ impl App {
             Endpoint::AuditReport => auditor::report(self, auditor::parse(body)?).await,
             Endpoint::AuditExport => auditor::export(self, auditor::parse(body)?).await,
             Endpoint::AuditLogCheckpoint | Endpoint::AuditLogTile => tiles::serve(self, path).await,
+            Endpoint::OpenApi => Ok(Reply::json_bytes(Bytes::from_static(
+                OPENAPI_DOCUMENT.as_bytes(),
+            ))),
         }
     }
 

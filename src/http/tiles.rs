@@ -44,7 +44,7 @@ pub(super) fn cache_control(ctype: &str, headers: &mut HeaderMap) {
     headers.insert(CACHE_CONTROL, HeaderValue::from_static(value));
 }
 
-fn not_found(what: &str) -> ApiError {
+fn missing(what: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
@@ -64,7 +64,7 @@ fn raw(ctype: &'static str, bytes: Vec<u8>) -> Reply {
 /// role, the method and that there is no query string.
 pub(super) async fn serve(app: &App, path: &str) -> Result<Reply, ApiError> {
     let rel = path.strip_prefix(PREFIX).unwrap_or_default();
-    let res = Resource::parse(rel).map_err(|_| not_found("log resource"))?;
+    let res = Resource::parse(rel).map_err(|_| missing("log resource"))?;
     let ctype = if res.is_immutable() { FULL } else { PARTIAL };
     match res {
         Resource::Checkpoint => match app.store.checkpoint(None).await? {
@@ -82,18 +82,18 @@ pub(super) async fn serve(app: &App, path: &str) -> Result<Reply, ApiError> {
                     b.truncate(want);
                     Ok(raw(ctype, b))
                 }
-                _ => Err(not_found("tile")),
+                _ => Err(missing("tile")),
             }
         }
         Resource::Bundle { index, width } => {
             let Some(b) = app.store.read_bundle(index).await? else {
-                return Err(not_found("entry bundle"));
+                return Err(missing("entry bundle"));
             };
             let entries = tiles::decode_bundle(&b)
                 .map_err(|e| ApiError::from(crate::store::StoreError::Corrupt(e.to_string())))?;
             let w = usize::from(width);
             if entries.len() < w {
-                return Err(not_found("entry bundle"));
+                return Err(missing("entry bundle"));
             }
             let bytes = tiles::encode_bundle(&entries[..w])
                 .map_err(|e| ApiError::from(crate::store::StoreError::Corrupt(e.to_string())))?;
