@@ -578,7 +578,7 @@ const DEV_DATA: &[&str] = &[
     "checkpoint.key",
     "consent-issuer.key",
     "consent-issuers.toml",
-    "log",
+    "credgate.db.tlog",
 ];
 
 fn reset_data_dir(dir: &Path) -> Result<(), CliError> {
