@@ -1,6 +1,9 @@
-//! `/metrics` scraped from a live gateway and parsed with an independent
-//! Prometheus text-format parser (`prometheus-parse`): the histograms exist,
-//! count exactly the requests made, and agree with the counters.
+//! Observability from the outside: `/metrics` scraped from a live gateway
+//! and parsed with an independent Prometheus text-format parser
+//! (`prometheus-parse`): the histograms exist, count exactly the requests
+//! made, and agree with the counters. And the real binary's
+//! `--log-format json`: one JSON object per line, the per-request line
+//! carrying the request id and audit sequence number the client was sent.
 
 mod common;
 
@@ -166,4 +169,68 @@ async fn histograms_count_the_requests_made() {
     ));
     assert!(s.docs.contains_key("credgate_request_duration_seconds"));
     gw.stop().await;
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_id_and_audit_seq() {
+    let dir = TempDir::new("jsonlog");
+    let (url, pg_db) = test_database(&dir.0).await;
+    if pg_db.is_some() {
+        // The binary would need the database dropped afterwards; the
+        // SQLite run covers the log format.
+        return;
+    }
+    let mut cfg = config(&dir.0, &url);
+    cfg.server.listen = free_addr();
+    cfg.server.admin_listen = free_addr();
+    let path = write_config_file(&cfg, &dir.0.join("credgate.toml"));
+    let log = dir.0.join("stderr.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_credgate"))
+        .args(["--log-format", "json", "serve", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info,credgate::request=debug")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(cfg.server.listen)
+        .await
+        .is_err()
+    {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("never served: {}", std::fs::read_to_string(&log).unwrap());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let r = Client::new(cfg.server.listen, Some("bank"))
+        .get("/v1/openapi.json")
+        .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(r.status, 200);
+    let rid = r.headers["x-request-id"].to_str().unwrap().to_owned();
+    let seq: u64 = r.headers["x-audit-seq"].to_str().unwrap().parse().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "credgate serving" && l["level"] == "INFO"),
+        "{text}"
+    );
+    let req = lines
+        .iter()
+        .find(|l| l["message"] == "request")
+        .unwrap_or_else(|| panic!("no request line: {text}"));
+    assert_eq!(req["target"], "credgate::request", "{req}");
+    assert_eq!(req["request_id"], rid.as_str(), "{req}");
+    assert_eq!(req["seq"], seq, "{req}");
+    assert_eq!(req["action"], "openapi", "{req}");
+    assert_eq!(req["status"], 200, "{req}");
+    assert!(req["timestamp"].is_string(), "{req}");
 }
