@@ -472,4 +472,68 @@ mod tests {
             );
         }
     }
+
+    /// Every `credgate_…` name in `text`, with a histogram's `_bucket`,
+    /// `_sum` and `_count` suffix taken off.
+    fn series_named(text: &str, histograms: &[&str]) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut rest = text;
+        while let Some(i) = rest.find("credgate_") {
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+                .unwrap_or(tail.len());
+            let mut name = &tail[..end];
+            for suffix in ["_bucket", "_sum", "_count"] {
+                if let Some(base) = name.strip_suffix(suffix)
+                    && histograms.contains(&base)
+                {
+                    name = base;
+                }
+            }
+            out.push(name.to_owned());
+            rest = &tail[end..];
+        }
+        out
+    }
+
+    #[test]
+    fn dashboard_and_operator_guide_name_exactly_the_exposed_series() {
+        let m = Metrics::new(AnomalyLimits::default(), Arc::new(AuditHealth::default()));
+        m.rejection("uri_too_long");
+        let text = m.render();
+        let exposed: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let histograms: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" histogram"))
+            .collect();
+        assert!(exposed.len() > 20, "{text}");
+        let dashboard = include_str!("../../packaging/grafana-dashboard.json");
+        let guide = include_str!("../../docs/operator-guide.md");
+        let section = &guide[guide.find("\n## Metrics").expect("a Metrics section")..];
+        let section = &section[..section[1..].find("\n## ").map_or(section.len(), |i| i + 1)];
+        for (what, names) in [
+            ("dashboard", series_named(dashboard, &histograms)),
+            ("operator guide", series_named(guide, &histograms)),
+        ] {
+            assert!(names.len() > 10, "{what}: {names:?}");
+            for n in &names {
+                assert!(
+                    exposed.contains(&n.as_str()),
+                    "{what} names {n}, not exposed"
+                );
+            }
+        }
+        let documented = series_named(section, &histograms);
+        for n in &exposed {
+            assert!(
+                documented.iter().any(|d| d == n),
+                "{n} is not in the operator guide's Metrics section"
+            );
+        }
+    }
 }
