@@ -41,8 +41,10 @@ pub struct Histogram {
 struct Inner {
     /// Upper bounds, ascending, in the unit observations are made in.
     bounds: &'static [u64],
-    /// Multiplies an observation into the exposed unit (1e-6: µs → s).
-    scale: f64,
+    /// Observation units per exposed unit (1e6: µs → s). Divided, not
+    /// multiplied by its inverse, so that bounds come out as written
+    /// (`25_000 / 1e6` is `0.025`; `25_000 * 1e-6` is `0.024999999999999998`).
+    per_unit: f64,
     /// Per-bucket counts (not cumulative); the last one is `+Inf`.
     buckets: Box<[AtomicU64]>,
     /// Sum of observations, in the observation unit.
@@ -61,13 +63,13 @@ pub struct Snapshot {
 }
 
 impl Histogram {
-    /// A histogram over `bounds` (ascending), exposed multiplied by `scale`.
-    pub fn new(bounds: &'static [u64], scale: f64) -> Self {
+    /// A histogram over `bounds` (ascending), exposed divided by `per_unit`.
+    pub fn new(bounds: &'static [u64], per_unit: f64) -> Self {
         debug_assert!(bounds.windows(2).all(|w| w[0] < w[1]));
         Histogram {
             inner: Arc::new(Inner {
                 bounds,
-                scale,
+                per_unit,
                 buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
                 sum: AtomicU64::new(0),
             }),
@@ -76,7 +78,7 @@ impl Histogram {
 
     /// Durations, exposed in seconds ([`DURATION_BOUNDS_US`]).
     pub fn durations() -> Self {
-        Self::new(DURATION_BOUNDS_US, 1e-6)
+        Self::new(DURATION_BOUNDS_US, 1e6)
     }
 
     /// Counts such as batch sizes ([`BATCH_BOUNDS`]).
@@ -107,11 +109,11 @@ impl Histogram {
             let n = b.load(Relaxed);
             count += n;
             if let Some(&bound) = s.bounds.get(i) {
-                buckets.push((bound as f64 * s.scale, n));
+                buckets.push((bound as f64 / s.per_unit, n));
             }
         }
         Snapshot {
-            sum: s.sum.load(Relaxed) as f64 * s.scale,
+            sum: s.sum.load(Relaxed) as f64 / s.per_unit,
             count,
             buckets,
         }
@@ -207,6 +209,23 @@ mod tests {
         assert_eq!(s.buckets, vec![(1.0, 2), (10.0, 2)]);
         assert_eq!(s.count, 6);
         assert_eq!(s.sum, 1024.0);
+    }
+
+    #[test]
+    fn duration_bounds_are_exposed_as_written() {
+        let bounds: Vec<String> = Histogram::durations()
+            .snapshot()
+            .buckets
+            .iter()
+            .map(|(b, _)| b.to_string())
+            .collect();
+        assert_eq!(
+            bounds,
+            [
+                "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05",
+                "0.1", "0.25", "0.5", "1", "2.5", "5", "10"
+            ]
+        );
     }
 
     #[test]

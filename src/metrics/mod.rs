@@ -462,6 +462,8 @@ mod tests {
             "credgate_audit_index_lag_entries 0",
             "credgate_request_duration_seconds_bucket{action=\"query\",status_class=\"2xx\",le=\"0.0025\"} 1",
             "credgate_request_duration_seconds_count{action=\"query\",status_class=\"2xx\"} 1",
+            "credgate_request_duration_seconds_bucket{action=\"query\",status_class=\"2xx\",le=\"0.0001\"} 0",
+            "credgate_request_duration_seconds_bucket{action=\"query\",status_class=\"2xx\",le=\"0.025\"} 1",
             "credgate_handshake_duration_seconds_count{outcome=\"failed\"} 1",
             "credgate_audit_batch_entries_count 0",
             "# TYPE credgate_requests_total counter",
