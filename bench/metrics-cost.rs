@@ -130,5 +130,7 @@ fn main() {
         .into_iter()
         .map(|h| h.join().unwrap())
         .fold(0.0, f64::max);
-    println!("metrics per request, {threads} threads on the same series: {worst:.1} ns (slowest thread)");
+    println!(
+        "metrics per request, {threads} threads on the same series: {worst:.1} ns (slowest thread)"
+    );
 }
