@@ -231,3 +231,34 @@ async fn json_logs_carry_the_request_id_and_audit_seq() {
     assert_eq!(req["status"], 200, "{req}");
     assert!(req["timestamp"].is_string(), "{req}");
 }
+
+/// Text logs to a file (not a terminal) carry no colour codes.
+#[test]
+fn text_logs_to_a_file_are_not_coloured() {
+    let dir = TempDir::new("textlog");
+    let log = dir.0.join("stderr.log");
+    // `serve` warns about the test config's consent issuer pinned outside
+    // policies/, then fails to open a store in a missing directory.
+    let mut cfg = config(
+        &dir.0,
+        &format!("sqlite://{}/no/such/dir/db", dir.0.display()),
+    );
+    cfg.server.listen = free_addr();
+    cfg.server.admin_listen = free_addr();
+    let path = write_config_file(&cfg, &dir.0.join("credgate.toml"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_credgate"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("WARN"),
+        "nothing was logged ({:?}): {text}",
+        out.status
+    );
+    assert!(!text.contains('\x1b'), "colour codes in a file: {text:?}");
+}
