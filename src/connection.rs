@@ -49,6 +49,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 
 use crate::http::{App, Caller};
+use crate::metrics::Handshake;
 
 /// Deadlines and limits of one connection.
 #[derive(Debug, Clone, Copy)]
@@ -339,19 +340,19 @@ pub async fn serve(
     limits: ConnLimits,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
+    let started = Instant::now();
     let stream = match tokio::time::timeout(limits.handshake, tls.accept(tcp)).await {
-        Ok(Ok(s)) => s,
+        Ok(Ok(s)) => {
+            app.metrics.handshake(Handshake::Ok, started.elapsed());
+            s
+        }
         Ok(Err(e)) => {
-            app.metrics
-                .handshake_failures
-                .fetch_add(1, Ordering::Relaxed);
+            app.metrics.handshake(Handshake::Failed, started.elapsed());
             tracing::debug!(%peer, error = %e, "handshake failed");
             return;
         }
         Err(_) => {
-            app.metrics
-                .handshake_timeouts
-                .fetch_add(1, Ordering::Relaxed);
+            app.metrics.handshake(Handshake::Timeout, started.elapsed());
             tracing::debug!(%peer, "handshake timed out");
             return;
         }
