@@ -22,9 +22,24 @@ use crate::store::{NewRecord, Store};
 #[derive(Debug, Parser)]
 #[command(name = "credgate", version, about)]
 pub struct Cli {
+    /// Log line format on standard error: `text` (human-readable) or `json`
+    /// (one JSON object per line, fields at the top level, for a log
+    /// collector).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The format of log lines (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// `tracing`'s text lines.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `message`
+    /// and the event's fields (a request's `request_id` and `seq`).
+    Json,
 }
 
 /// Subcommands.
@@ -578,7 +593,7 @@ const DEV_DATA: &[&str] = &[
     "checkpoint.key",
     "consent-issuer.key",
     "consent-issuers.toml",
-    "log",
+    "credgate.db.tlog",
 ];
 
 fn reset_data_dir(dir: &Path) -> Result<(), CliError> {

@@ -49,6 +49,7 @@ use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 
 use crate::http::{App, Caller};
+use crate::metrics::Handshake;
 
 /// Deadlines and limits of one connection.
 #[derive(Debug, Clone, Copy)]
@@ -339,19 +340,19 @@ pub async fn serve(
     limits: ConnLimits,
     watcher: hyper_util::server::graceful::Watcher,
 ) {
+    let started = Instant::now();
     let stream = match tokio::time::timeout(limits.handshake, tls.accept(tcp)).await {
-        Ok(Ok(s)) => s,
+        Ok(Ok(s)) => {
+            app.metrics.handshake(Handshake::Ok, started.elapsed());
+            s
+        }
         Ok(Err(e)) => {
-            app.metrics
-                .handshake_failures
-                .fetch_add(1, Ordering::Relaxed);
+            app.metrics.handshake(Handshake::Failed, started.elapsed());
             tracing::debug!(%peer, error = %e, "handshake failed");
             return;
         }
         Err(_) => {
-            app.metrics
-                .handshake_timeouts
-                .fetch_add(1, Ordering::Relaxed);
+            app.metrics.handshake(Handshake::Timeout, started.elapsed());
             tracing::debug!(%peer, "handshake timed out");
             return;
         }
@@ -395,10 +396,13 @@ pub async fn serve(
     };
     let result = if h2 {
         let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        // No server PINGs: their ACKs would count as reads and keep an idle
+        // connection open forever. `Watched`'s idle deadline closes a
+        // connection with no stream in flight and nothing read, which also
+        // covers a dead peer.
         b.timer(TokioTimer::new())
             .max_concurrent_streams(limits.h2_max_streams)
-            .keep_alive_interval(Some(limits.idle / 2))
-            .keep_alive_timeout(Duration::from_secs(20));
+            .keep_alive_interval(None);
         watcher.watch(b.serve_connection(io, svc)).await
     } else {
         let mut b = hyper::server::conn::http1::Builder::new();

@@ -19,7 +19,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -150,12 +149,13 @@ impl Gateway {
             enforce_quota: cfg.server.quota_enforce,
             denied_per_hour: cfg.server.anomaly_denied_per_hour,
         };
+        let metrics = Arc::new(Metrics::new(limits, audit_log.health().clone()));
         let mut app = App::new(
             policy,
             store,
             audit_log,
             SubjectHasher::new(&subject_key),
-            Arc::new(Metrics::with_limits(limits)),
+            metrics,
             cfg.server
                 .node_id
                 .clone()
@@ -295,9 +295,7 @@ pub async fn run(
             _ = &mut shutdown => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            app.metrics
-                .connections_rejected
-                .fetch_add(1, Ordering::Relaxed);
+            app.metrics.connections_rejected.inc();
             drop(tcp);
             continue;
         };
@@ -307,9 +305,9 @@ pub async fn run(
         let watcher = graceful.watcher();
         conns.spawn(async move {
             let _slot = slot;
-            app.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+            app.metrics.connections_open.inc();
             connection::serve(app.clone(), tls, tcp, peer, limits, watcher).await;
-            app.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+            app.metrics.connections_open.dec();
         });
     }
     drop(listener);
@@ -389,8 +387,8 @@ async fn admin_response(app: &App, path: &str) -> Response<Full<Bytes>> {
         },
         "/metrics" => (
             StatusCode::OK,
-            "text/plain; version=0.0.4",
-            app.metrics.render(app.audit.health()),
+            crate::metrics::CONTENT_TYPE,
+            app.metrics.render(),
         ),
         _ => (
             StatusCode::NOT_FOUND,

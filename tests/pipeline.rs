@@ -806,3 +806,25 @@ async fn answered_submissions_leave_the_outbox_empty() {
     assert!(gw.store.outbox_pending().await.unwrap().is_empty());
     gw.stop().await;
 }
+
+/// An idle HTTP/2 connection is closed by the idle deadline like an
+/// HTTP/1.1 one (the server sends no PINGs that would keep it alive).
+#[tokio::test]
+async fn idle_http2_connections_are_closed() {
+    let gw = TestGateway::start_with(|c| c.server.idle_timeout_ms = 400, true).await;
+    let s = connect(&gw, tls_config("bank", &[b"h2"])).await;
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
+            .await
+            .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::get("https://localhost/v1/openapi.json")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let _ = resp.into_body().collect().await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    assert!(closed.is_ok(), "the idle h2 connection stays open");
+    gw.stop().await;
+}

@@ -27,13 +27,14 @@ pub use credlog::{checkpoint, merkle, verify};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ring::hmac;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::ids::SubjectId;
+use crate::metrics::Histogram;
 use crate::store::{Store, StoreError, Writer};
 use checkpoint::{Checkpoint, CheckpointSigner};
 
@@ -85,6 +86,8 @@ pub enum AuditError {
 struct Job {
     entry: Vec<u8>,
     done: oneshot::Sender<Result<u64, AuditError>>,
+    /// When the entry was handed to the sequencer.
+    queued: Instant,
 }
 
 /// How far the search index may fall behind the log before `/readyz`
@@ -92,7 +95,7 @@ struct Job {
 pub const INDEX_LAG_LIMIT: u64 = 200_000;
 
 /// Shared health and counters of the audit pipeline.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AuditHealth {
     failing: AtomicBool,
     last_error: std::sync::Mutex<Option<String>>,
@@ -108,6 +111,30 @@ pub struct AuditHealth {
     pub index_lag: AtomicU64,
     /// Index batches that failed.
     pub index_failures: AtomicU64,
+    /// From `append` handing an entry over to its batch being durable.
+    pub durable_latency: Histogram,
+    /// One group commit (the blocking write, fsync or transaction).
+    pub commit_duration: Histogram,
+    /// Entries per committed batch.
+    pub batch_size: Histogram,
+}
+
+impl Default for AuditHealth {
+    fn default() -> Self {
+        AuditHealth {
+            failing: AtomicBool::default(),
+            last_error: std::sync::Mutex::default(),
+            committed: AtomicU64::default(),
+            batches: AtomicU64::default(),
+            failed: AtomicU64::default(),
+            indexed: AtomicU64::default(),
+            index_lag: AtomicU64::default(),
+            index_failures: AtomicU64::default(),
+            durable_latency: Histogram::durations(),
+            commit_duration: Histogram::durations(),
+            batch_size: Histogram::sizes(),
+        }
+    }
 }
 
 impl AuditHealth {
@@ -178,7 +205,11 @@ impl AuditLog {
         }
         let (done, wait) = oneshot::channel();
         self.tx
-            .send(Job { entry: bytes, done })
+            .send(Job {
+                entry: bytes,
+                done,
+                queued: Instant::now(),
+            })
             .await
             .map_err(|_| AuditError::Closed)?;
         wait.await.map_err(|_| AuditError::Closed)?
@@ -251,11 +282,22 @@ async fn sequencer(
         }
         entries.extend(jobs.iter_mut().map(|j| std::mem::take(&mut j.entry)));
         let n = jobs.len() as u64;
+        let started = Instant::now();
         let (w, e, r) = commit(writer, std::mem::take(&mut entries)).await;
         (writer, entries) = (w, e);
         entries.clear();
         match r {
             Ok(first_seq) => {
+                let durable = Instant::now();
+                health
+                    .commit_duration
+                    .observe_duration(durable.duration_since(started));
+                health.batch_size.observe(n);
+                for j in &jobs {
+                    health
+                        .durable_latency
+                        .observe_duration(durable.saturating_duration_since(j.queued));
+                }
                 health.failing.store(false, Ordering::Release);
                 health.committed.fetch_add(n, Ordering::Relaxed);
                 health.batches.fetch_add(1, Ordering::Relaxed);

@@ -318,6 +318,7 @@ impl App {
         caller: &Caller,
         mut req: Request<Incoming>,
     ) -> Response<Full<Bytes>> {
+        let started = std::time::Instant::now();
         let request_id = self.request_id();
         let mut draft = AuditDraft {
             request_id: request_id.clone(),
@@ -335,7 +336,7 @@ impl App {
         {
             Ok(r) => r,
             Err(_) => {
-                self.metrics.handler_panics.fetch_add(1, Ordering::Relaxed);
+                self.metrics.handler_panics.inc();
                 tracing::error!(request_id = %request_id, action = draft.action, "handler panicked");
                 Err(ApiError::internal())
             }
@@ -372,6 +373,7 @@ impl App {
                 }
             });
         }
+        let seq = appended.as_ref().ok().copied();
         let mut resp = match appended {
             Ok(seq) => match raw {
                 Some((ctype, bytes)) => respond_raw(status, ctype, bytes, &request_id, seq),
@@ -390,6 +392,21 @@ impl App {
             resp.headers_mut()
                 .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
         }
+        let took = started.elapsed();
+        let sent = resp.status().as_u16();
+        self.metrics.request_latency(&entry.action, sent, took);
+        // The per-request log line; debug level, so off under the default
+        // `info` filter, where it costs one comparison (see docs/operator-guide.md).
+        tracing::debug!(
+            target: "credgate::request",
+            request_id = %request_id,
+            seq,
+            action = %entry.action,
+            status = sent,
+            outcome = %entry.outcome,
+            micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            "request"
+        );
         resp
     }
 
@@ -480,7 +497,7 @@ impl App {
     /// the client gets instead of its answer.
     async fn append(&self, entry: &AuditEntry) -> Result<u64, ApiError> {
         self.audit.append(entry).await.map_err(|e| {
-            self.metrics.audit_failures.fetch_add(1, Ordering::Relaxed);
+            self.metrics.audit_failures.inc();
             ApiError::from(e)
         })
     }

@@ -10,7 +10,8 @@
 //!   numbers stay contiguous across nodes (invariant 10).
 //!
 //! Everything here reads the log back through tiles: entries from bundles,
-//! leaf hashes from level-0 tiles, proof nodes from hash tiles.
+//! leaf hashes from level-0 tiles, proof nodes from hash tiles. File reads
+//! run on the blocking pool, off the async workers.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -122,7 +123,12 @@ impl Store {
     /// The widest stored version of hash tile `id`.
     pub async fn read_tile(&self, id: TileId) -> Result<Option<Vec<u8>>, StoreError> {
         match (&self.log, &self.backend) {
-            (Log::Files(f), _) => Ok(f.read_tile(id)?),
+            (Log::Files(f), _) => {
+                let f = f.clone();
+                Ok(tokio::task::spawn_blocking(move || f.read_tile(id))
+                    .await
+                    .map_err(|e| StoreError::Log(e.to_string()))??)
+            }
             (_, Backend::Postgres(p)) => Ok(sqlx::query_scalar(
                 "SELECT data FROM tlog_tiles WHERE level = $1 AND idx = $2",
             )
@@ -137,7 +143,12 @@ impl Store {
     /// The widest stored version of entry bundle `index`.
     pub async fn read_bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         match (&self.log, &self.backend) {
-            (Log::Files(f), _) => Ok(f.read_bundle(index)?),
+            (Log::Files(f), _) => {
+                let f = f.clone();
+                Ok(tokio::task::spawn_blocking(move || f.read_bundle(index))
+                    .await
+                    .map_err(|e| StoreError::Log(e.to_string()))??)
+            }
             (_, Backend::Postgres(p)) => Ok(sqlx::query_scalar(
                 "SELECT data FROM tlog_bundles WHERE idx = $1",
             )
