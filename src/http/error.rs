@@ -305,7 +305,7 @@ impl From<LifecycleRefusal> for ApiError {
             ),
             LifecycleRefusal::BlackListed(ids) => ApiError::conflict(
                 "conflict_black_listed",
-                "the subject is on a black list and cannot be red-listed (SPEC §2.9)",
+                "the subject is on a black list and cannot be red-listed (docs/compliance.md, rule 9)",
             )
             .with(json!({"black_entries": ids})),
             LifecycleRefusal::AlreadyListed(id) => ApiError::conflict(

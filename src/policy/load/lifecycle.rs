@@ -77,7 +77,7 @@ fn roles_of(src: &Source, list: &[Spanned<String>], what: &str) -> Result<Vec<Ro
             Role::CreditAgency => {
                 return src.err(
                     r.span(),
-                    format!("{what}: credit agencies never see repaired negative information (SPEC §2.8)"),
+                    format!("{what}: credit agencies never see repaired negative information (docs/compliance.md, rule 8)"),
                 );
             }
             Role::Auditor => {
