@@ -17,7 +17,7 @@
 //!
 //! # How a rejected request is told from an idle close
 //!
-//! [`Watched`] wraps the decrypted stream and counts the bytes hyper read.
+//! `Watched` wraps the decrypted stream and counts the bytes hyper read.
 //! When a request's task finishes, the count at that moment becomes the
 //! *boundary*. A connection that ends, with an error, holding bytes past the
 //! boundary while no request is in flight had an unanswered request head:

@@ -17,8 +17,8 @@ use std::collections::HashMap;
 use sqlx::QueryBuilder;
 
 use super::{Backend, Store, StoreError, StoredAudit};
-use crate::audit::merkle::{Hash, NodeId};
-use crate::audit::{AuditEntry, AuditField};
+use credlog::entry::{AuditEntry, AuditField};
+use credlog::merkle::{Hash, NodeId};
 
 /// Bit in the `decisions` column: some field was `returned`.
 pub const DECISION_RETURNED: i32 = 1;
@@ -467,7 +467,7 @@ impl Store {
     }
 }
 
-/// Index nodes by id for [`crate::audit::merkle::assemble`].
+/// Index nodes by id for [`credlog::merkle::assemble`].
 pub fn node_map(nodes: Vec<(NodeId, Hash)>) -> HashMap<NodeId, Hash> {
     nodes.into_iter().collect()
 }

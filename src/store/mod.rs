@@ -20,9 +20,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::audit::merkle::Hash;
 use crate::ids::SubjectId;
 use crate::policy::{Permit, Policy};
+use credlog::merkle::Hash;
 
 /// Store failures. Never shown to clients in detail.
 #[derive(Debug, thiserror::Error)]
