@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use sqlx::QueryBuilder;
 
 use super::{Backend, Store, StoreError, StoredAudit};
-use credlog::entry::{AuditEntry, AuditField};
+use credlog::entry::AuditField;
 use credlog::merkle::{Hash, NodeId};
 
 /// Bit in the `decisions` column: some field was `returned`.
@@ -45,22 +45,68 @@ const DENIED: &str = "(outcome <> 'ok' OR (decisions & 32) <> 0)";
 /// The `decisions` column value for an entry's fields: one bit per decision
 /// kind present, so searches and reports by decision need no JSON parsing.
 pub fn decision_mask(fields: &[AuditField]) -> i32 {
-    fields.iter().fold(0, |m, f| {
-        let refusal = if crate::policy::is_refused_field(&f.decision, &f.reason) {
-            DECISION_REFUSAL
-        } else {
-            0
-        };
-        m | refusal
-            | match f.decision.as_str() {
-                "returned" => DECISION_RETURNED,
-                "masked" => DECISION_MASKED,
-                "withheld" => DECISION_WITHHELD,
-                "accepted" => DECISION_ACCEPTED,
-                "refused" => DECISION_REFUSED,
-                _ => 0,
-            }
-    })
+    fields
+        .iter()
+        .fold(0, |m, f| m | decision_bits(&f.decision, &f.reason))
+}
+
+/// The `decisions` bits of one field's decision and reason.
+fn decision_bits(decision: &str, reason: &str) -> i32 {
+    let refusal = if crate::policy::is_refused_field(decision, reason) {
+        DECISION_REFUSAL
+    } else {
+        0
+    };
+    refusal
+        | match decision {
+            "returned" => DECISION_RETURNED,
+            "masked" => DECISION_MASKED,
+            "withheld" => DECISION_WITHHELD,
+            "accepted" => DECISION_ACCEPTED,
+            "refused" => DECISION_REFUSED,
+            _ => 0,
+        }
+}
+
+/// The indexed columns of an entry, borrowed from its bytes: the indexer
+/// reads thousands of entries per batch and needs neither the field names
+/// nor owned strings (the entry itself stays in the log; searches read it
+/// back from there). Fields it does not index are skipped, so any entry
+/// version with these keys indexes alike.
+#[derive(serde::Deserialize)]
+struct IndexedColumns<'a> {
+    #[serde(borrow)]
+    ts: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    org: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    subject: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    purpose: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    outcome: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    action: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    request_id: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    fields: Vec<IndexedDecision<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct IndexedDecision<'a> {
+    #[serde(borrow)]
+    decision: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    reason: std::borrow::Cow<'a, str>,
+}
+
+impl IndexedColumns<'_> {
+    fn decisions(&self) -> i32 {
+        self.fields
+            .iter()
+            .fold(0, |m, f| m | decision_bits(&f.decision, &f.reason))
+    }
 }
 
 /// Entries indexed per transaction.
@@ -194,7 +240,7 @@ impl Store {
                 }
                 let mut rows = Vec::with_capacity(entries.len());
                 for e in &entries {
-                    let parsed = AuditEntry::parse(&e.entry).map_err(|err| {
+                    let parsed: IndexedColumns<'_> = serde_json::from_slice(&e.entry).map_err(|err| {
                         StoreError::Corrupt(format!("entry {} does not parse: {err}", e.seq))
                     })?;
                     rows.push((e.seq, parsed));
@@ -205,14 +251,14 @@ impl Store {
                     );
                     qb.push_values(chunk, |mut b, (seq, e)| {
                         b.push_bind(*seq as i64)
-                            .push_bind(e.ts.as_str())
+                            .push_bind(e.ts.as_ref())
                             .push_bind(e.org.as_deref())
                             .push_bind(e.subject.as_deref())
                             .push_bind(e.purpose.as_deref())
-                            .push_bind(e.outcome.as_str())
-                            .push_bind(e.action.as_str())
-                            .push_bind(decision_mask(&e.fields))
-                            .push_bind(e.request_id.as_str());
+                            .push_bind(e.outcome.as_ref())
+                            .push_bind(e.action.as_ref())
+                            .push_bind(e.decisions())
+                            .push_bind(e.request_id.as_ref());
                     });
                     qb.build().execute(&mut *tx).await?;
                 }

@@ -360,16 +360,24 @@ pub fn width_of(id: TileId, size: u64) -> u64 {
 pub struct Sequencer<S> {
     storage: S,
     state: TreeState,
+    /// A commit failed after `state` integrated its batch: reload the
+    /// stored state before the next one.
+    stale: bool,
 }
 
 impl<S: LogStorage> Sequencer<S> {
     /// Load the stored state and start sequencing after it.
     pub fn open(mut storage: S) -> Result<Self, StorageError> {
         let state = storage.load()?;
-        Ok(Self { storage, state })
+        Ok(Self {
+            storage,
+            state,
+            stale: false,
+        })
     }
 
-    /// The current (durable) state.
+    /// The current state: durable, unless the last append failed (then
+    /// the next append reloads it from storage first).
     pub fn state(&self) -> &TreeState {
         &self.state
     }
@@ -383,13 +391,25 @@ impl<S: LogStorage> Sequencer<S> {
     /// the whole batch is durable. On error nothing was appended and the
     /// sequencer stays usable. An empty batch is a probe: backends commit
     /// nothing but check that they can.
+    ///
+    /// The batch is integrated into the state in place (the partial bundle
+    /// holds up to 255 entries: copying the state per batch was a large
+    /// share of the commit path). If the commit then fails, the stored state
+    /// is loaded again before the next batch.
     pub fn append<E: AsRef<[u8]>>(&mut self, entries: &[E]) -> Result<u64, StorageError> {
-        let fresh = self.storage.begin(self.state.size())?;
-        let mut next = fresh.unwrap_or_else(|| self.state.clone());
-        let first = next.size();
-        let integrated = match next.integrate(entries) {
+        if self.stale {
+            self.state = self.storage.load()?;
+            self.stale = false;
+        }
+        if let Some(fresh) = self.storage.begin(self.state.size())? {
+            self.state = fresh;
+        }
+        let first = self.state.size();
+        let integrated = match self.state.integrate(entries) {
             Ok(i) => i,
             Err(e) => {
+                // Refused before any change (`integrate` checks the whole
+                // batch first): the state is unchanged.
                 self.storage.abort();
                 return Err(e);
             }
@@ -397,14 +417,14 @@ impl<S: LogStorage> Sequencer<S> {
         let batch = Batch {
             first,
             entries,
-            after: &next,
+            after: &self.state,
             integrated: &integrated,
         };
         if let Err(e) = self.storage.commit(&batch) {
             self.storage.abort();
+            self.stale = true;
             return Err(e);
         }
-        self.state = next;
         Ok(first)
     }
 }
