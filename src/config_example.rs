@@ -125,7 +125,8 @@ mod tests {
             let l = l.strip_prefix('#').map(str::trim).unwrap_or(l);
             if let Some((k, _)) = l.split_once(" = ")
                 && !k.is_empty()
-                && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                && k.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             {
                 out.insert((section.clone(), k.to_owned()));
             }
@@ -208,7 +209,9 @@ mod tests {
 
     fn is_key_line(s: &str) -> bool {
         s.split_once(" = ").is_some_and(|(k, _)| {
-            !k.is_empty() && k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
         })
     }
 }
