@@ -537,8 +537,23 @@ async fn altered_or_foreign_backups_are_refused_with_nothing_restored() {
         .await;
     assert_eq!(r.status, 201);
     checkpoint_now(&gw).await;
+    // Through the real binary, beside the serving gateway.
     let file = work.0.join("b.credgate-backup");
-    backup::create(&gw.config, &file).await.unwrap();
+    let cfg_file = write_config_file(&gw.config, &work.0.join("credgate.toml"));
+    let out = Command::new(bin())
+        .args(["backup", "--config"])
+        .arg(&cfg_file)
+        .arg("--out")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("audit log of"), "{text}");
     // Never overwrites.
     let e = backup::create(&gw.config, &file).await.unwrap_err();
     assert!(e.to_string().contains("exists already"), "{e}");
@@ -950,4 +965,17 @@ async fn consent_tokens_under_both_pinned_keys_open_income_and_a_removed_key_doe
     let r = gw.client("bank").post("/v1/query", &ask(&t_new)).await;
     assert_eq!(income_decision(&r.body).0, "authorised", "{}", r.body);
     gw.stop().await;
+}
+
+#[test]
+fn config_example_prints_the_tested_example() {
+    let out = Command::new(bin())
+        .args(["config", "example"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        credgate::config_example::EXAMPLE
+    );
 }
