@@ -595,6 +595,27 @@ async fn altered_or_foreign_backups_are_refused_with_nothing_restored() {
         .unwrap_err();
     assert!(matches!(e, BackupError::Verify(_)), "{e}");
 
+    // A link among the members (it could point anywhere) is refused.
+    let linked = work.0.join("linked.credgate-backup");
+    let mut b = tar::Builder::new(std::fs::File::create(&linked).unwrap());
+    b.append_dir_all(".", &unpacked).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    b.append_link(&mut h, "credgate.db.tlog/tile/x", "/etc/passwd")
+        .unwrap();
+    b.finish().unwrap();
+    drop(b);
+    let to = work.0.join("to-linked");
+    let e = backup::restore(&opts(&linked, &to, &key, vec![]))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("neither a file nor a directory"),
+        "{e}"
+    );
+    assert!(!to.join("credgate.db").exists());
+
     // Not a tar file at all.
     let junk = work.0.join("junk");
     std::fs::write(&junk, b"not a backup").unwrap();

@@ -317,15 +317,25 @@ async fn finish(staging: &Path, out: &Path) -> Result<BackupReport, BackupError>
     .map_err(|e| BackupError::Log(e.to_string()))?;
     let _ = fs::remove_file(log_dir.join("lock"));
     let (schema_version, records, db_checkpoint) = db_facts(&staging.join(DB_NAME)).await?;
-    // The database's checkpoints and the log's file agree on the latest.
-    let checkpoint_size = note.as_deref().and_then(note_size);
-    if let Some((s, _)) = &db_checkpoint
-        && Some(*s) > checkpoint_size
-    {
-        return Err(BackupError::Log(format!(
-            "the database holds a checkpoint at tree size {s} but the log's checkpoint file is at {checkpoint_size:?}"
-        )));
-    }
+    // The checkpointer stores a checkpoint in the database, then in the
+    // log's file, without the log lock: the database snapshot may hold a
+    // newer one than the copied file. The store's latest (the database's)
+    // is the backup's; the staged file is brought up to it.
+    let file_size = note.as_deref().and_then(note_size);
+    let (checkpoint_size, note) = match db_checkpoint {
+        Some((s, n)) if Some(s) >= file_size => {
+            if Some(s) > file_size {
+                fs::write(log_dir.join("checkpoint"), &n).map_err(io(&log_dir))?;
+            }
+            (Some(s), Some(n))
+        }
+        Some(_) | None if file_size.is_some() => {
+            return Err(BackupError::Log(format!(
+                "the log's checkpoint file is at tree size {file_size:?}, beyond the database's latest checkpoint"
+            )));
+        }
+        _ => (None, None),
+    };
     if checkpoint_size.is_some_and(|s| s > size) {
         return Err(BackupError::Log(format!(
             "the checkpoint signs {checkpoint_size:?} entries but the log snapshot holds {size}"

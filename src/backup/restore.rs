@@ -185,10 +185,31 @@ fn unpack(from: &Path, staging: &Path) -> Result<Manifest, BackupError> {
     let mut ar = tar::Archive::new(f);
     ar.set_preserve_permissions(false);
     ar.set_overwrite(false);
-    // `unpack` refuses entries that would land outside `staging`.
-    ar.unpack(staging).map_err(|e| {
+    let bad = |e: std::io::Error| {
         BackupError::Invalid(format!("{}: not a readable tar file: {e}", from.display()))
-    })?;
+    };
+    fs::create_dir_all(staging).map_err(io(staging))?;
+    for entry in ar.entries().map_err(bad)? {
+        let mut entry = entry.map_err(bad)?;
+        let kind = entry.header().entry_type();
+        if !(kind.is_file() || kind.is_dir()) {
+            return Err(BackupError::Invalid(format!(
+                "{}: {} is neither a file nor a directory (links are never part of a backup)",
+                from.display(),
+                entry
+                    .path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            )));
+        }
+        // `unpack_in` refuses paths that would land outside `staging`.
+        if !entry.unpack_in(staging).map_err(bad)? {
+            return Err(BackupError::Invalid(format!(
+                "{}: a member's path leaves the backup",
+                from.display()
+            )));
+        }
+    }
     let text = fs::read_to_string(staging.join(MANIFEST))
         .map_err(|e| BackupError::Invalid(format!("{}: no manifest.json: {e}", from.display())))?;
     let m: Manifest = serde_json::from_str(&text)
