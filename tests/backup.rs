@@ -281,22 +281,27 @@ async fn a_backup_under_load_restores_to_a_gateway_with_the_same_log_and_state()
     let held_file = work.0.join("held.note");
     std::fs::write(&held_file, &held).unwrap();
 
-    // Load: 4 clients × 12 requests (submissions, consent queries, plain
-    // queries) over mTLS; the backup starts once 8 have been answered.
+    // Load over mTLS from 4 clients (submissions, consent queries, plain
+    // queries): the backup starts once 8 requests have been answered, and
+    // each client goes on until it has seen the backup finish and sent one
+    // more request (at least 12, at most 300 each).
     let answered = Arc::new(tokio::sync::Semaphore::new(0));
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut load = tokio::task::JoinSet::new();
     for w in 0..4u32 {
         let (dept, bank) = (gw.client("department"), gw.client("bank"));
-        let (answered, token) = (answered.clone(), token.clone());
+        let (answered, finished, token) = (answered.clone(), finished.clone(), token.clone());
         let q = income(&token);
         load.spawn(async move {
-            let mut statuses = Vec::new();
-            for i in 0..12u32 {
+            let (mut statuses, mut submitted) = (Vec::new(), 0usize);
+            for i in 0..300u32 {
+                let after = finished.load(Ordering::Acquire);
                 let r = match i % 3 {
                     0 => {
+                        submitted += 1;
                         dept.post(
                             "/v1/records",
-                            &licence(&subject(100 + w * 100 + i), w * 100 + i),
+                            &licence(&subject(1000 + w * 1000 + i), w * 1000 + i),
                         )
                         .await
                     }
@@ -316,23 +321,30 @@ async fn a_backup_under_load_restores_to_a_gateway_with_the_same_log_and_state()
                 };
                 statuses.push(r.status);
                 answered.add_permits(1);
+                if after && i >= 11 {
+                    break;
+                }
             }
-            statuses
+            (statuses, submitted)
         });
     }
     let _ = answered.acquire_many(8).await.unwrap();
     let under_load = work.0.join("under-load.credgate-backup");
     let report = backup::create(&gw.config, &under_load).await.unwrap();
+    finished.store(true, Ordering::Release);
     let m = report.manifest.clone();
+    let mut submitted = 0;
     while let Some(r) = load.join_next().await {
-        let statuses = r.unwrap();
+        let (statuses, n) = r.unwrap();
+        submitted += n;
         assert!(
             statuses.iter().all(|s| *s == 200 || *s == 201),
             "{statuses:?}"
         );
     }
     let (size_after, _) = gw.store.log_head().await.unwrap();
-    assert!(m.tree_size <= size_after && m.tree_size > 0, "{m:?}");
+    // Requests were answered after the snapshot: it is a strict prefix.
+    assert!(m.tree_size < size_after && m.tree_size > 0, "{m:?}");
     assert!(m.checkpoint_size.unwrap() >= credgate::backup::note_size(&held).unwrap());
     assert_eq!(m.schema_version, credgate::backup::known_schema_version());
 
@@ -372,7 +384,7 @@ async fn a_backup_under_load_restores_to_a_gateway_with_the_same_log_and_state()
     }
     assert_eq!(
         restored["records"].len(),
-        12 + 4 * 4 + 1,
+        12 + submitted + 1,
         "seeded, load and setup records"
     );
     assert!(!restored["consents"].is_empty() && !restored["objections"].is_empty());
@@ -399,6 +411,31 @@ async fn a_backup_under_load_restores_to_a_gateway_with_the_same_log_and_state()
             .iter()
             .all(|r| source["checkpoints"].contains(r))
     );
+    // The invariant the lock buys (before any recovery): every stored
+    // change has its entry in the backup's log or its row in the outbox.
+    let snap = Store::connect(&format!("sqlite://{}", db.display()), 2)
+        .await
+        .unwrap();
+    assert_eq!(snap.log_head().await.unwrap().0, m.tree_size);
+    let in_log: std::collections::HashSet<String> = audit_entries(&snap)
+        .await
+        .into_iter()
+        .map(|e| e.request_id)
+        .collect();
+    let pending: std::collections::HashSet<String> = snap
+        .outbox_pending()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.request_id)
+        .collect();
+    for (rid, _) in snap.records_per_request().await.unwrap() {
+        assert!(
+            rid == "quickstart-seed" || in_log.contains(&rid) || pending.contains(&rid),
+            "the backup holds records of {rid} with neither an entry nor an outbox row"
+        );
+    }
+    snap.close().await;
     let gw2 =
         TestGateway::start_config(config_on(&cfg, &db), TempDir::new("bk-gw2"), None, false).await;
     let entries = audit_entries(&gw2.store).await;
