@@ -653,6 +653,41 @@ async fn altered_or_foreign_backups_are_refused_with_nothing_restored() {
     );
     assert!(!to.join("credgate.db").exists());
 
+    // A manifest from a newer credgate, or with a duplicated key.
+    let manifest = std::fs::read_to_string(unpacked.join("manifest.json")).unwrap();
+    for (tag, text, want) in [
+        (
+            "newer",
+            manifest.replacen("\"version\": 1,", "\"version\": 99, \"new_field\": 1,", 1),
+            "version 99",
+        ),
+        (
+            "dup",
+            manifest.replacen("\"version\": 1,", "\"version\": 1, \"version\": 1,", 1),
+            "duplicate",
+        ),
+    ] {
+        assert_ne!(text, manifest);
+        let dir = work.0.join(format!("m-{tag}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("manifest.json"), text).unwrap();
+        let file = work.0.join(format!("{tag}.credgate-backup"));
+        let mut b = tar::Builder::new(std::fs::File::create(&file).unwrap());
+        b.append_dir_all(".", &dir).unwrap();
+        b.finish().unwrap();
+        drop(b);
+        let e = backup::restore(&opts(
+            &file,
+            &work.0.join(format!("to-{tag}")),
+            &key,
+            vec![],
+        ))
+        .await
+        .unwrap_err();
+        assert!(matches!(e, BackupError::Invalid(_)), "{e}");
+        assert!(e.to_string().to_lowercase().contains(want), "{e}");
+    }
+
     // Not a tar file at all.
     let junk = work.0.join("junk");
     std::fs::write(&junk, b"not a backup").unwrap();

@@ -212,16 +212,24 @@ fn unpack(from: &Path, staging: &Path) -> Result<Manifest, BackupError> {
     }
     let text = fs::read_to_string(staging.join(MANIFEST))
         .map_err(|e| BackupError::Invalid(format!("{}: no manifest.json: {e}", from.display())))?;
-    let m: Manifest = serde_json::from_str(&text)
+    // Format and version first, so a newer manifest (with fields this
+    // version does not know) is named as newer, not as malformed.
+    // Strict JSON: a duplicated key could make a reader see another value.
+    crate::http::strict_json::check(text.as_bytes())
         .map_err(|e| BackupError::Invalid(format!("{}: manifest.json: {e}", from.display())))?;
-    if m.format != BACKUP_FORMAT || m.version > BACKUP_VERSION {
+    let head: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| BackupError::Invalid(format!("{}: manifest.json: {e}", from.display())))?;
+    let (format, version) = (head["format"].as_str(), head["version"].as_u64());
+    if format != Some(BACKUP_FORMAT) || version.is_none_or(|v| v > u64::from(BACKUP_VERSION)) {
         return Err(BackupError::Invalid(format!(
             "{}: format {} version {}; this credgate reads {BACKUP_FORMAT} up to version {BACKUP_VERSION}",
             from.display(),
-            m.format,
-            m.version
+            format.unwrap_or("?"),
+            version.map(|v| v.to_string()).unwrap_or_else(|| "?".into())
         )));
     }
+    let m: Manifest = serde_json::from_value(head)
+        .map_err(|e| BackupError::Invalid(format!("{}: manifest.json: {e}", from.display())))?;
     let known = known_schema_version();
     if m.schema_version > known {
         return Err(BackupError::Unsupported(format!(
