@@ -264,6 +264,10 @@ impl Store {
     /// Connect and migrate. `sqlite:` URLs create the file if missing and use
     /// WAL with `synchronous=FULL`: an acknowledged commit survives a crash.
     ///
+    /// A store migrated by a newer credgate (`_sqlx_migrations` holds a
+    /// version beyond this binary's migrations) is refused before anything
+    /// is written: [`StoreError::SchemaTooNew`] names both versions.
+    ///
     /// A connection that sqlx still counts as inside a transaction when it
     /// is released (its COMMIT *and* the ROLLBACK on drop failed, e.g. on a
     /// disk I/O error) is closed instead of pooled: sqlx would turn the next
