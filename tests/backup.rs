@@ -688,6 +688,21 @@ async fn altered_or_foreign_backups_are_refused_with_nothing_restored() {
         assert!(e.to_string().to_lowercase().contains(want), "{e}");
     }
 
+    // A held checkpoint that is not signed by the key is not silently ignored.
+    let forged = work.0.join("forged.note");
+    std::fs::write(
+        &forged,
+        "credgate.test/audit\n1\nAAAA\n\n— credgate.test/audit AAAA\n",
+    )
+    .unwrap();
+    let to = work.0.join("to-forged");
+    let e = backup::restore(&opts(&file, &to, &key, vec![forged]))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, BackupError::Verify(_)), "{e}");
+    assert!(e.to_string().contains("held checkpoint"), "{e}");
+    assert!(!to.join("credgate.db").exists());
+
     // Not a tar file at all.
     let junk = work.0.join("junk");
     std::fs::write(&junk, b"not a backup").unwrap();
