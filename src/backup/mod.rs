@@ -228,8 +228,9 @@ async fn snapshot_into(db: &Path, log_dir: &Path, staging: &Path) -> Result<(), 
     // now without holding up the gateway.
     copy_tiles(log_dir, &to_log)?;
     let lock_path = log_dir.join("lock");
+    // Read-only is enough for an flock, and the backup writes nothing there.
     let lock = File::options()
-        .write(true)
+        .read(true)
         .open(&lock_path)
         .map_err(io(&lock_path))?;
     let lock = tokio::task::spawn_blocking(move || lock.lock().map(|()| lock))
