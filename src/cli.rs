@@ -77,6 +77,49 @@ pub enum Command {
     /// Audit log tooling: offline verification and exports.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Back up an embedded (SQLite) store while a gateway serves from it:
+    /// the database and the audit log, consistent with each other, in one
+    /// tar file with a manifest. PostgreSQL: use pg_dump / pg_basebackup.
+    Backup {
+        /// Gateway configuration (for the store URL and log directory).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Backup file to create (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup into a data directory and verify the restored audit
+    /// log; refuses a backup that would roll the log back past a checkpoint
+    /// an auditor may hold.
+    Restore {
+        /// Backup file (`credgate backup --out`).
+        #[arg(long)]
+        from: PathBuf,
+        /// Data directory to restore into (`credgate.db` and its log).
+        #[arg(long)]
+        to: PathBuf,
+        /// Checkpoint verifier key (`name+id+key`), or a file of them; repeat
+        /// it for the old keys after a rotation.
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
+        /// A signed checkpoint an auditor may hold (repeatable): the restored
+        /// log must extend it.
+        #[arg(long)]
+        not_before: Vec<PathBuf>,
+        /// Replace a store already in the directory (moved aside, not deleted).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Configuration tooling.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `config` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print a fully commented configuration file with every key.
+    Example,
 }
 
 /// `audit` subcommands.
@@ -90,9 +133,11 @@ pub enum AuditCommand {
         /// A checkpoint note saved earlier; the export must extend it.
         #[arg(long)]
         previous: Option<PathBuf>,
-        /// Checkpoint verifier key (`name+id+key`), or a file holding it.
-        #[arg(long)]
-        key: String,
+        /// Checkpoint verifier key (`name+id+key`), or a file holding one or
+        /// more (one per line). Repeat it to give a verifier list: after a
+        /// rotation of the checkpoint key, the new key and the old ones.
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
     },
     /// Export the whole log up to the latest checkpoint, from the store.
     Export {
@@ -116,8 +161,12 @@ pub enum AuditCommand {
 }
 
 /// `credgate audit verify`: the report to print, or why verification failed.
-pub fn audit_verify(file: &Path, key: &str, previous: Option<&Path>) -> Result<String, CliError> {
-    crate::audit::verify::verify_file(file, key, previous)
+pub fn audit_verify(
+    file: &Path,
+    keys: &[String],
+    previous: Option<&Path>,
+) -> Result<String, CliError> {
+    crate::audit::verify::verify_file_keys(file, keys, previous)
         .map(|r| r.to_string())
         .map_err(CliError)
 }
@@ -144,6 +193,23 @@ pub async fn audit_export(config: &Path, out: &Path, format: &str) -> Result<Str
         plan.tree_size,
         out.display()
     ))
+}
+
+/// `credgate backup`.
+pub async fn backup(config: &Path, out: &Path) -> Result<String, CliError> {
+    let cfg = Config::load(config).map_err(|e| CliError(e.to_string()))?;
+    crate::backup::create(&cfg, out)
+        .await
+        .map(|r| r.to_string())
+        .map_err(|e| CliError(e.to_string()))
+}
+
+/// `credgate restore`.
+pub async fn restore(opts: crate::backup::RestoreOptions) -> Result<String, CliError> {
+    crate::backup::restore(&opts)
+        .await
+        .map(|r| r.to_string())
+        .map_err(|e| CliError(e.to_string()))
 }
 
 /// `credgate audit reindex`.

@@ -5,8 +5,12 @@
 //! are the only writer. So a serving gateway holds an exclusive advisory
 //! lock on `<database>.lock` for its lifetime, with its pid written inside;
 //! a second `serve` or `quickstart` on the same store is refused at start,
-//! naming the holder. Read-only tools (`audit export`, `audit verify`) do not
-//! take the lock. PostgreSQL stores take none: several nodes are the point.
+//! naming the holder. Read-only tools (`audit export`, `audit verify`,
+//! `backup`) do not take the lock; `backup` instead holds the log
+//! directory's writer lock for the moment it copies (see `crate::backup`).
+//! `restore` takes this lock on its target, so it never writes under a
+//! serving gateway and no gateway starts on a half-restored store.
+//! PostgreSQL stores take none: several nodes are the point.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};

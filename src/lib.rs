@@ -9,8 +9,10 @@
 #![warn(missing_docs, rust_2018_idioms)]
 
 pub mod audit;
+pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod config_example;
 pub mod connection;
 pub mod consent;
 pub mod datadir;

@@ -86,8 +86,30 @@ fn main() -> ExitCode {
             Command::Audit(AuditCommand::Verify {
                 file,
                 previous,
-                key,
-            }) => cli::audit_verify(&file, &key, previous.as_deref()).map(|s| print!("{s}")),
+                keys,
+            }) => cli::audit_verify(&file, &keys, previous.as_deref()).map(|s| print!("{s}")),
+            Command::Backup { config, out } => {
+                cli::backup(&config, &out).await.map(|s| print!("{s}"))
+            }
+            Command::Restore {
+                from,
+                to,
+                keys,
+                not_before,
+                replace,
+            } => cli::restore(credgate::backup::RestoreOptions {
+                from,
+                to,
+                keys,
+                not_before,
+                replace,
+            })
+            .await
+            .map(|s| print!("{s}")),
+            Command::Config(cli::ConfigCommand::Example) => {
+                print!("{}", credgate::config_example::EXAMPLE);
+                Ok(())
+            }
             Command::Audit(AuditCommand::Export {
                 config,
                 out,

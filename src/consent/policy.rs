@@ -14,9 +14,21 @@
 //! ```
 //!
 //! Unknown keys, an unknown `alg`, a key of the wrong size for its `alg`, a
-//! duplicate `kid` (also across the two files), leeway above 30 s or a zero
-//! lifetime are load errors naming the file and line. The audience is not
-//! set here: it is this gateway's `server.gateway_id`.
+//! duplicate `kid` (also across the two files), a third key for one issuer,
+//! leeway above 30 s or a zero lifetime are load errors naming the file and
+//! line. The audience is not set here: it is this gateway's
+//! `server.gateway_id`.
+//!
+//! # Rotating an issuer's key: two keys, by `kid`, during an overlap
+//!
+//! An issuer may have at most [`MAX_KEYS_PER_ISSUER`] keys pinned at once:
+//! the one it signs new tokens with and the one before it, whose tokens are
+//! still valid. A token names its key by `kid`, and only that key can
+//! verify it. Once the last token signed with the old key has expired (at
+//! most `max_lifetime_secs` after the issuer switched), the old block is
+//! removed and its tokens are refused (`unknown_issuer`: the kid is not
+//! pinned). A third key means a retired one was never removed, so it is
+//! refused at load.
 
 use std::path::{Path, PathBuf};
 
@@ -32,6 +44,9 @@ use crate::policy::LoadError;
 
 /// File name inside the policy directory.
 pub const FILE: &str = "consent.toml";
+
+/// Keys one issuer may have pinned at once: the current and the previous one.
+pub const MAX_KEYS_PER_ISSUER: usize = 2;
 
 /// The loaded consent policy: the verifier plus what was pinned where, so
 /// startup can report keys pinned outside `policies/`.
@@ -158,6 +173,16 @@ fn issuers(
                 format!(
                     "kid '{}' is pinned twice; a kid must select exactly one key",
                     i.kid.get_ref()
+                ),
+            ));
+        }
+        let same = info.iter().filter(|k| &k.iss == i.iss.get_ref()).count();
+        if same >= MAX_KEYS_PER_ISSUER {
+            return Err(src.err(
+                i.kid.span(),
+                format!(
+                    "issuer '{}' already has {same} keys pinned; during a rotation an issuer has at most {MAX_KEYS_PER_ISSUER} (the current and the previous one): remove the retired key",
+                    i.iss.get_ref()
                 ),
             ));
         }
@@ -351,6 +376,74 @@ mod tests {
         assert_eq!(e.line, Some(10), "{e}");
         let e = err("none", head);
         assert!(e.message.contains("no consent issuer"), "{e}");
+    }
+
+    #[test]
+    fn an_issuer_rotates_with_two_keys_and_a_removed_key_no_longer_verifies() {
+        use crate::consent::token::{ConsentClaims, issue};
+        let (old, new) = (
+            generate_ed25519_pkcs8().unwrap(),
+            generate_ed25519_pkcs8().unwrap(),
+        );
+        let block = |kid: &str, pkcs8: &[u8]| {
+            issuer_block(
+                "I",
+                kid,
+                KeyAlg::EdDSA,
+                &ed25519_public_from_pkcs8(pkcs8).unwrap(),
+            )
+        };
+        let head = "leeway_secs = 30\nmax_lifetime_secs = 3600\n";
+        let now = crate::consent::now_unix();
+        let token = |kid: &str, pkcs8: &[u8]| {
+            let claims = ConsentClaims {
+                iss: "I".into(),
+                sub: "91370300MA3CXQ001R".into(),
+                aud: "gw".into(),
+                grantee: "91370300164100001A".into(),
+                purpose: "financing".into(),
+                scope: vec!["enterprise_tax".into()],
+                iat: now - 10,
+                nbf: now - 10,
+                exp: now + 600,
+                jti: format!("j-{kid}"),
+                max_uses: None,
+                written: None,
+                notice: None,
+            };
+            issue(kid, KeyAlg::EdDSA, pkcs8, &claims).unwrap()
+        };
+        let (t_old, t_new) = (token("k-2026", &old), token("k-2027", &new));
+        // Overlap: both keys pinned, tokens under either verify.
+        let d = dir(
+            "rot",
+            &format!("{head}{}{}", block("k-2026", &old), block("k-2027", &new)),
+        );
+        let p = load(&d.0, None, "gw").unwrap();
+        for t in [&t_old, &t_new] {
+            let c = p.verifier.verify(t, now).unwrap();
+            assert_eq!(c.iss, "I");
+        }
+        // The old key removed: its tokens are refused, the new ones verify.
+        std::fs::write(d.0.join(FILE), format!("{head}{}", block("k-2027", &new))).unwrap();
+        let p = load(&d.0, None, "gw").unwrap();
+        assert!(p.verifier.verify(&t_new, now).is_ok());
+        let e = p.verifier.verify(&t_old, now).unwrap_err();
+        assert_eq!(e.sub_reason(), "unknown_issuer", "{e}");
+        // A token claiming the new kid but signed with the old key fails too.
+        let forged = token("k-2027", &old);
+        assert!(p.verifier.verify(&forged, now).is_err());
+        // A third key for the same issuer is refused at load, on its line.
+        let third = generate_ed25519_pkcs8().unwrap();
+        let text = format!(
+            "{head}{}{}{}",
+            block("k-2026", &old),
+            block("k-2027", &new),
+            block("k-2028", &third)
+        );
+        let e = err("three", &text);
+        assert_eq!(e.line, Some(15), "{e}");
+        assert!(e.message.contains("at most 2"), "{e}");
     }
 
     #[test]

@@ -43,6 +43,45 @@ pub enum StoreError {
     /// The audit log's storage failed (e.g. its directory refuses writes).
     #[error("audit log: {0}")]
     Log(String),
+    /// The store was migrated by a newer credgate: this binary does not
+    /// know its latest schema version and must not run on it.
+    #[error(
+        "the store's schema is at version {store}, but this credgate ({binary}) knows schema versions up to {known}: it was migrated by a newer credgate. Run that version (or newer), or restore a backup taken before the upgrade; a downgrade in place is not supported"
+    )]
+    SchemaTooNew {
+        /// Highest version recorded in the store's `_sqlx_migrations`.
+        store: i64,
+        /// Highest version this binary's migrations reach.
+        known: i64,
+        /// This binary's package version.
+        binary: &'static str,
+    },
+}
+
+/// The SQLite schema this binary knows (`migrations/sqlite`).
+pub static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The PostgreSQL schema this binary knows (`migrations/postgres`).
+pub static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Highest migration version of `m`.
+pub fn latest_schema_version(m: &sqlx::migrate::Migrator) -> i64 {
+    m.iter().map(|x| x.version).max().unwrap_or(0)
+}
+
+/// Refuse a store whose recorded migrations go beyond `known` (see
+/// [`StoreError::SchemaTooNew`]); called before migrating, so nothing is
+/// written to a newer store. `applied` lists the versions in
+/// `_sqlx_migrations` (empty for a new store).
+fn check_schema(applied: &[i64], known: &sqlx::migrate::Migrator) -> Result<(), StoreError> {
+    let latest = latest_schema_version(known);
+    match applied.iter().copied().filter(|v| *v > latest).max() {
+        Some(store) => Err(StoreError::SchemaTooNew {
+            store,
+            known: latest,
+            binary: env!("CARGO_PKG_VERSION"),
+        }),
+        None => Ok(()),
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -225,6 +264,10 @@ impl Store {
     /// Connect and migrate. `sqlite:` URLs create the file if missing and use
     /// WAL with `synchronous=FULL`: an acknowledged commit survives a crash.
     ///
+    /// A store migrated by a newer credgate (`_sqlx_migrations` holds a
+    /// version beyond this binary's migrations) is refused before anything
+    /// is written: [`StoreError::SchemaTooNew`] names both versions.
+    ///
     /// A connection that sqlx still counts as inside a transaction when it
     /// is released (its COMMIT *and* the ROLLBACK on drop failed, e.g. on a
     /// disk I/O error) is closed instead of pooled: sqlx would turn the next
@@ -273,7 +316,20 @@ impl Store {
                 .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
                 .connect_with(opts.clone())
                 .await?;
-            sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+            let has: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            )
+            .fetch_one(&pool)
+            .await?;
+            let applied: Vec<i64> = if has > 0 {
+                sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+                    .fetch_all(&pool)
+                    .await?
+            } else {
+                Vec::new()
+            };
+            check_schema(&applied, &SQLITE_MIGRATIONS)?;
+            SQLITE_MIGRATIONS.run(&pool).await?;
             let dir = match log_dir {
                 Some(d) => d.to_owned(),
                 None if opts.get_filename() == std::path::Path::new(":memory:") => {
@@ -298,7 +354,19 @@ impl Store {
                 .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
                 .connect_with(opts)
                 .await?;
-            sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+            let has: bool =
+                sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                    .fetch_one(&pool)
+                    .await?;
+            let applied: Vec<i64> = if has {
+                sqlx::query_scalar("SELECT version FROM _sqlx_migrations")
+                    .fetch_all(&pool)
+                    .await?
+            } else {
+                Vec::new()
+            };
+            check_schema(&applied, &POSTGRES_MIGRATIONS)?;
+            POSTGRES_MIGRATIONS.run(&pool).await?;
             if log_dir.is_some() {
                 return Err(StoreError::Log(
                     "audit.log_dir is for SQLite; PostgreSQL keeps the log in the database".into(),
@@ -531,6 +599,16 @@ impl Store {
             }
         });
         Ok(row.map(|(s, n)| (s as u64, n)))
+    }
+
+    /// Highest schema version recorded in the store (`_sqlx_migrations`).
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        dispatch!(self, p => Ok(sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT MAX(version) FROM _sqlx_migrations",
+        )
+        .fetch_one(p)
+        .await?
+        .unwrap_or(0)))
     }
 
     /// Raw SQL access for tests that must tamper with or inspect storage.

@@ -346,6 +346,34 @@ impl CheckpointVerifier {
         &self.name
     }
 
+    /// The key id, as the 8 lowercase hex digits of the verifier key.
+    pub fn key_id_hex(&self) -> String {
+        self.key_id.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Verify `note` against a verifier list (a log whose signing key was
+    /// rotated: the old key for checkpoints before the rotation, the new one
+    /// after). The note is accepted when some key in `keys` signed it; a
+    /// signature line by a listed key that does not verify rejects the note
+    /// whatever the other keys say. Returns the checkpoint and the index of
+    /// the key that verified it.
+    pub fn verify_any(keys: &[Self], note: &str) -> Result<(Checkpoint, usize), CheckpointError> {
+        let mut found = None;
+        for (i, k) in keys.iter().enumerate() {
+            match k.verify_note(note) {
+                Ok(text) => {
+                    if found.is_none() {
+                        found = Some((text, i));
+                    }
+                }
+                Err(CheckpointError::NotSignedByKey) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let (text, i) = found.ok_or(CheckpointError::NotSignedByKey)?;
+        Ok((Checkpoint::parse(text)?, i))
+    }
+
     /// Verify a signed checkpoint and return its contents.
     ///
     /// The caller must still check that `origin` is the expected log and that

@@ -115,6 +115,21 @@ pub fn verify_export(
     key: &CheckpointVerifier,
     previous: Option<&str>,
 ) -> Result<VerifyReport, VerifyError> {
+    verify_export_keys(input, std::slice::from_ref(key), previous)
+}
+
+/// [`verify_export`] with a verifier list: each checkpoint (the export's
+/// and `previous`) must be signed by one of `keys`, not necessarily the same
+/// one, so an export verifies across a rotation of the checkpoint key when
+/// the list holds both keys (see [`CheckpointVerifier::verify_any`]).
+pub fn verify_export_keys(
+    input: impl BufRead,
+    keys: &[CheckpointVerifier],
+    previous: Option<&str>,
+) -> Result<VerifyReport, VerifyError> {
+    if keys.is_empty() {
+        return Err(fail(None, None, "no checkpoint verifier key given"));
+    }
     let mut lines = input.lines().enumerate().map(|(i, l)| {
         let n = i + 1;
         l.map(|s| (n, s.strip_suffix('\r').map(str::to_owned).unwrap_or(s)))
@@ -173,11 +188,14 @@ pub fn verify_export(
             format!("not a {EXPORT_FORMAT} version {EXPORT_VERSION} file"),
         ));
     }
-    let cp = key.verify(&header.checkpoint).map_err(|e| {
+    let (cp, _) = CheckpointVerifier::verify_any(keys, &header.checkpoint).map_err(|e| {
         fail(
             Some(header_no),
             None,
-            format!("the checkpoint does not verify with the given key: {e}"),
+            format!(
+                "the checkpoint does not verify with the given key{}: {e}",
+                plural(keys)
+            ),
         )
     })?;
     if cp.size != header.tree_size {
@@ -317,7 +335,7 @@ pub fn verify_export(
     // Consistency with an earlier checkpoint.
     let consistent_with = match previous {
         None => None,
-        Some(note) => Some(check_previous(note, key, &cp, &header, start, &leaves)?),
+        Some(note) => Some(check_previous(note, keys, &cp, &header, start, &leaves)?),
     };
     Ok(VerifyReport {
         checkpoint: cp,
@@ -338,17 +356,25 @@ fn parse_seq(s: &str) -> Option<u64> {
 
 fn check_previous(
     note: &str,
-    key: &CheckpointVerifier,
+    keys: &[CheckpointVerifier],
     cp: &Checkpoint,
     header: &ExportHeader,
     start: u64,
     leaves: &[Hash],
 ) -> Result<u64, VerifyError> {
-    let prev = key.verify(note).map_err(|e| {
+    let (prev, _) = CheckpointVerifier::verify_any(keys, note).map_err(|e| {
         fail(
             None,
             None,
-            format!("the previous checkpoint does not verify with the given key: {e}"),
+            format!(
+                "the previous checkpoint does not verify with the given key{}: {e}{}",
+                plural(keys),
+                if keys.len() == 1 {
+                    " (if the checkpoint key was rotated since, give the old verifier key too)"
+                } else {
+                    ""
+                }
+            ),
         )
     })?;
     if prev.origin != cp.origin {
@@ -411,6 +437,46 @@ fn check_previous(
     }
 }
 
+fn plural(keys: &[CheckpointVerifier]) -> &'static str {
+    if keys.len() == 1 { "" } else { "s" }
+}
+
+/// Parse verifier keys: each is the key itself (`name+id+key`) or a file
+/// holding one or more, one per line (blank lines and `#` comments
+/// skipped).
+pub fn parse_verifier_keys(keys: &[String]) -> Result<Vec<CheckpointVerifier>, String> {
+    let mut out = Vec::new();
+    for key in keys {
+        match CheckpointVerifier::from_verifier_key(key.trim()) {
+            Ok(v) => out.push(v),
+            Err(e) => match std::fs::read_to_string(key) {
+                Ok(text) => {
+                    let mut n = 0;
+                    for (i, line) in text.lines().enumerate() {
+                        let line = line.trim();
+                        if line.is_empty() || line.starts_with('#') {
+                            continue;
+                        }
+                        out.push(
+                            CheckpointVerifier::from_verifier_key(line)
+                                .map_err(|e| format!("--key {key}:{}: {e}", i + 1))?,
+                        );
+                        n += 1;
+                    }
+                    if n == 0 {
+                        return Err(format!("--key {key}: the file holds no verifier key"));
+                    }
+                }
+                Err(_) => return Err(format!("--key: {e} (and no file of that name)")),
+            },
+        }
+    }
+    if out.is_empty() {
+        return Err("--key: give at least one checkpoint verifier key".into());
+    }
+    Ok(out)
+}
+
 /// `credgate audit verify`: `key` is the verifier key itself or a file
 /// holding it; `previous` a file holding an earlier signed checkpoint.
 pub fn verify_file(
@@ -418,21 +484,24 @@ pub fn verify_file(
     key: &str,
     previous: Option<&std::path::Path>,
 ) -> Result<VerifyReport, String> {
-    let verifier = match CheckpointVerifier::from_verifier_key(key.trim()) {
-        Ok(v) => v,
-        Err(e) => match std::fs::read_to_string(key) {
-            Ok(text) => CheckpointVerifier::from_verifier_key(text.trim())
-                .map_err(|e| format!("--key {key}: {e}"))?,
-            Err(_) => return Err(format!("--key: {e} (and no file of that name)")),
-        },
-    };
+    verify_file_keys(file, &[key.to_owned()], previous)
+}
+
+/// [`verify_file`] with a verifier list (`--key` repeated, or a file of
+/// keys): across a rotation of the checkpoint key, the old and the new key.
+pub fn verify_file_keys(
+    file: &std::path::Path,
+    keys: &[String],
+    previous: Option<&std::path::Path>,
+) -> Result<VerifyReport, String> {
+    let verifiers = parse_verifier_keys(keys)?;
     let previous = previous
         .map(|p| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display())))
         .transpose()?;
     let input = std::fs::File::open(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    verify_export(
+    verify_export_keys(
         std::io::BufReader::new(input),
-        &verifier,
+        &verifiers,
         previous.as_deref(),
     )
     .map_err(|e| format!("{}: verification FAILED at {e}", file.display()))
@@ -554,6 +623,59 @@ mod tests {
             .unwrap()
             .note;
         assert!(verify(&full, Some(&alien_note)).is_err());
+    }
+
+    #[test]
+    fn a_verifier_list_verifies_across_a_key_rotation() {
+        let (old_key, new_key) = (fixed_signer(7), fixed_signer(8));
+        let entries: Vec<AuditEntry> = (0..11).map(entry).collect();
+        let before = export_of(&entries[..6], 0, 6, &old_key, ExportFormat::Jsonl, None);
+        let old_note = verify(&before, None).unwrap().note;
+        // After the rotation the log goes on; its checkpoints are signed by the new key.
+        let after = export_of(&entries, 0, 11, &new_key, ExportFormat::Jsonl, None);
+        let both = [new_key.verifier(), old_key.verifier()];
+        let r = verify_export_keys(after.as_bytes(), &both, Some(&old_note)).unwrap();
+        assert_eq!((r.checkpoint.size, r.consistent_with), (11, Some(6)));
+        // Without the old key the previous checkpoint cannot be checked...
+        let e = verify_export_keys(after.as_bytes(), &both[..1], Some(&old_note)).unwrap_err();
+        assert!(
+            e.message.contains("previous checkpoint does not verify"),
+            "{e}"
+        );
+        assert!(e.message.contains("rotated"), "{e}");
+        // ...and without the new one the export's own checkpoint is not trusted.
+        let e = verify_export_keys(after.as_bytes(), &both[1..], Some(&old_note)).unwrap_err();
+        assert!(e.message.contains("the checkpoint does not verify"), "{e}");
+        // A rewritten history stays a rewritten history under either key.
+        let mut rewritten = entries.clone();
+        rewritten[2].outcome = "forbidden".into();
+        let forged = export_of(&rewritten, 0, 11, &new_key, ExportFormat::Jsonl, None);
+        let e = verify_export_keys(forged.as_bytes(), &both, Some(&old_note)).unwrap_err();
+        assert!(e.message.contains("NOT consistent"), "{e}");
+        // An empty list is refused, not treated as "anything goes".
+        assert!(verify_export_keys(after.as_bytes(), &[], None).is_err());
+    }
+
+    #[test]
+    fn verify_any_rejects_a_bad_signature_by_a_listed_key() {
+        let (a, b) = (fixed_signer(7), fixed_signer(8));
+        let entries: Vec<AuditEntry> = (0..3).map(entry).collect();
+        let text = export_of(&entries, 0, 3, &a, ExportFormat::Jsonl, None);
+        let note = verify(&text, None).unwrap().note;
+        let keys = [b.verifier(), a.verifier()];
+        assert_eq!(CheckpointVerifier::verify_any(&keys, &note).unwrap().1, 1);
+        // Tamper with the signed size: a's signature no longer verifies.
+        let mut lines: Vec<&str> = note.split('\n').collect();
+        lines[1] = "4";
+        let bad = lines.join("\n");
+        assert_eq!(
+            CheckpointVerifier::verify_any(&keys, &bad).unwrap_err(),
+            crate::checkpoint::CheckpointError::BadSignature
+        );
+        assert_eq!(
+            CheckpointVerifier::verify_any(&keys[..1], &note).unwrap_err(),
+            crate::checkpoint::CheckpointError::NotSignedByKey
+        );
     }
 
     #[test]
