@@ -1,0 +1,549 @@
+//! The console's pages other than the reports: log search, one entry,
+//! overdue objections and the export.
+
+use std::fmt::Write as _;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::form::{Form, local_time};
+use super::html::{esc, hidden, input, label, page, row, select};
+use super::{DOWNLOAD_CSV, DOWNLOAD_JSONL, raw};
+use crate::audit::AuditEntry;
+use crate::audit::export::ExportFormat;
+use crate::endpoint::Endpoint;
+use crate::http::dto::{ExportRequest, SearchRequest, SubjectDto};
+use crate::http::{ApiError, App, AuditDraft, Reply, auditor};
+use crate::policy::Organisation;
+
+/// Entries per page of search results.
+pub const PAGE: u32 = 50;
+
+/// The search form's fields.
+pub const SEARCH_FIELDS: &[&str] = &[
+    "org",
+    "subject_type",
+    "subject_id",
+    "subject_hash",
+    "purpose",
+    "action",
+    "decision",
+    "outcome",
+    "from",
+    "to",
+    "after",
+];
+
+const DECISIONS: [(&str, &str, &str); 5] = [
+    ("returned", "已返回", "returned"),
+    ("masked", "已脱敏", "masked"),
+    ("withheld", "已扣留", "withheld"),
+    ("accepted", "已接受", "accepted"),
+    ("refused", "已拒绝", "refused"),
+];
+
+const SUBJECT_TYPES: [(&str, &str, &str); 2] = [
+    ("legal_person", "法人", "legal person"),
+    ("natural_person", "自然人", "natural person"),
+];
+
+/// The actions an entry can carry: every endpoint's and the pipeline's own.
+fn actions() -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut v: Vec<_> = Endpoint::ALL.iter().map(|e| (e.action(), "", "")).collect();
+    v.extend([
+        ("malformed_http", "", ""),
+        ("method_not_allowed", "", ""),
+        ("unknown", "", ""),
+    ]);
+    v
+}
+
+/// The search form, filled with `f`'s values (never the subject id).
+fn search_form(f: &Form) -> String {
+    let g = |n: &str| f.get(n);
+    let mut s = String::from(
+        "<form method=\"post\" action=\"/console/search\" class=\"search\" id=\"search\">\n",
+    );
+    s += &row(
+        "org",
+        "机构代码",
+        "Organisation code",
+        &input(
+            "org",
+            "text",
+            g("org").as_deref(),
+            " maxlength=\"18\" placeholder=\"91370300164100001A\"",
+        ),
+    );
+    s += &row(
+        "subject_type",
+        "主体类型",
+        "Subject type",
+        &select_required("subject_type", &SUBJECT_TYPES, g("subject_type").as_deref()),
+    );
+    s += &row(
+        "subject_id",
+        "主体标识（服务器端散列，不出现在网址中）",
+        "Subject id (hashed by the gateway, never in a URL)",
+        &input(
+            "subject_id",
+            "text",
+            None,
+            " maxlength=\"18\" autocomplete=\"off\"",
+        ),
+    );
+    s += &row(
+        "purpose",
+        "用途",
+        "Purpose",
+        &input(
+            "purpose",
+            "text",
+            g("purpose").as_deref(),
+            " maxlength=\"64\"",
+        ),
+    );
+    s += &row(
+        "action",
+        "操作",
+        "Action",
+        &select("action", &actions(), g("action").as_deref()),
+    );
+    s += &row(
+        "decision",
+        "字段决定",
+        "Field decision",
+        &select("decision", &DECISIONS, g("decision").as_deref()),
+    );
+    s += &row(
+        "outcome",
+        "结果",
+        "Outcome",
+        &input(
+            "outcome",
+            "text",
+            g("outcome").as_deref(),
+            " maxlength=\"64\" placeholder=\"ok / role_not_permitted\"",
+        ),
+    );
+    s += &row(
+        "from",
+        "起（北京时间）",
+        "From (China Standard Time)",
+        &input("from", "datetime-local", g("from").as_deref(), ""),
+    );
+    s += &row(
+        "to",
+        "止（不含）",
+        "To (exclusive)",
+        &input("to", "datetime-local", g("to").as_deref(), ""),
+    );
+    let _ = write!(
+        s,
+        "<div class=\"row\"><button type=\"submit\" id=\"search-submit\">{}</button></div>\n</form>\n",
+        label("检索", "Search")
+    );
+    s
+}
+
+/// A `<select>` without an "any" option.
+fn select_required(name: &str, options: &[(&str, &str, &str)], selected: Option<&str>) -> String {
+    let mut s = format!("<select name=\"{name}\" id=\"f-{name}\">");
+    for (value, zh, en) in options {
+        let sel = if Some(*value) == selected {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(s, "<option value=\"{value}\"{sel}>{zh} {en}</option>");
+    }
+    s + "</select>"
+}
+
+/// `GET /console/`: the search form.
+pub fn home() -> String {
+    let intro = format!(
+        "<p class=\"intro\">{}</p>\n",
+        label(
+            "按机构、主体、用途、操作、决定、结果和时间检索审计日志。",
+            "Search the audit log by organisation, subject, purpose, action, decision, outcome and time."
+        )
+    );
+    page(
+        ("日志检索", "Log search"),
+        "/console/",
+        &(intro + &search_form(&Form::default())),
+    )
+}
+
+/// `POST /console/search`: the results, through the auditor API's search.
+pub async fn search(app: &App, body: &Bytes, draft: &mut AuditDraft) -> Result<Reply, ApiError> {
+    let f = Form::parse(body, SEARCH_FIELDS)?;
+    f.choice("subject_type", &["legal_person", "natural_person"])?;
+    let subject = f.get("subject_id").map(|id| SubjectDto {
+        kind: f
+            .get("subject_type")
+            .unwrap_or_else(|| "legal_person".to_owned()),
+        id,
+    });
+    let req = SearchRequest {
+        org: f.get("org"),
+        subject,
+        subject_hash: f.get("subject_hash"),
+        purpose: f.get("purpose"),
+        action: f.get("action"),
+        outcome: f.get("outcome"),
+        decision: f.get("decision"),
+        denied: None,
+        from: local_time(f.get("from")),
+        to: local_time(f.get("to")),
+        after: f.number("after")?,
+        limit: Some(PAGE),
+    };
+    let reply = auditor::search(app, req, draft).await?;
+    // The subject as the next page names it: its hash, never the id.
+    let hash = match &draft.subject {
+        Some(s) => Some(app.hasher.hash(s)),
+        None => f.get("subject_hash"),
+    };
+    let entries = reply.body["entries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut main = search_form(&f);
+    let _ = writeln!(
+        main,
+        "<h2>{} <span class=\"count\" id=\"result-count\">{}</span></h2>",
+        label("结果", "Results"),
+        entries.len()
+    );
+    if let Some(h) = &hash {
+        let _ = writeln!(
+            main,
+            "<p>{} <code>{}</code></p>",
+            label("主体散列", "Subject hash"),
+            esc(h)
+        );
+    }
+    if entries.is_empty() {
+        let _ = writeln!(
+            main,
+            "<p class=\"empty\">{}</p>",
+            label("没有符合条件的记录。", "No entries match.")
+        );
+    } else {
+        main += &results_table(app, &entries);
+    }
+    if let Some(next) = reply.body["next_after"].as_u64() {
+        main += "<form method=\"post\" action=\"/console/search\" class=\"next\">";
+        for name in SEARCH_FIELDS {
+            if !matches!(
+                *name,
+                "subject_id" | "subject_type" | "subject_hash" | "after"
+            ) {
+                main += &hidden(name, f.get(name).as_deref());
+            }
+        }
+        main += &hidden("subject_hash", hash.as_deref());
+        main += &hidden("after", Some(&next.to_string()));
+        let _ = writeln!(
+            main,
+            "<button type=\"submit\" id=\"next-page\">{}</button></form>",
+            label("下一页", "Next page")
+        );
+    }
+    Ok(super::page(page(
+        ("日志检索", "Log search"),
+        "/console/",
+        &main,
+    )))
+}
+
+fn results_table(app: &App, entries: &[Value]) -> String {
+    let mut t = format!(
+        "<table class=\"results\" id=\"results\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>\n",
+        label("序号", "Seq"),
+        label("时间 (UTC)", "Time (UTC)"),
+        label("机构", "Organisation"),
+        label("操作", "Action"),
+        label("主体散列", "Subject hash"),
+        label("用途", "Purpose"),
+        label("字段决定", "Field decisions"),
+        label("状态 / 结果", "Status / outcome"),
+    );
+    for row in entries {
+        let seq = row["seq"].as_u64().unwrap_or(0);
+        let e = &row["entry"];
+        let s = |k: &str| e[k].as_str().unwrap_or("").to_owned();
+        let org = s("org");
+        let name = org_name(app, &org);
+        let subject = s("subject");
+        let short = subject.get(..12).unwrap_or(&subject);
+        let _ = writeln!(
+            t,
+            "<tr><td><a href=\"/console/entries/{seq}\" class=\"entry-link\">{seq}</a></td><td>{}</td><td>{}<br><small>{}</small></td><td>{}</td><td><code title=\"{}\">{}</code></td><td>{}</td><td>{}</td><td>{} {}</td></tr>",
+            esc(&s("ts")),
+            esc(&org),
+            esc(&name),
+            esc(&s("action")),
+            esc(&subject),
+            esc(short),
+            esc(&s("purpose")),
+            esc(&decision_summary(e)),
+            e["status"],
+            esc(&s("outcome")),
+        );
+    }
+    t + "</tbody></table>\n"
+}
+
+fn org_name(app: &App, code: &str) -> String {
+    crate::ids::CreditCode::parse(code)
+        .ok()
+        .and_then(|c| app.policy.organisation(&c).map(|o| o.name.clone()))
+        .unwrap_or_default()
+}
+
+/// "2 returned · 1 refused".
+fn decision_summary(e: &Value) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for f in e["fields"].as_array().into_iter().flatten() {
+        let d = f["decision"].as_str().unwrap_or("").to_owned();
+        match counts.iter_mut().find(|(k, _)| *k == d) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((d, 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(d, n)| format!("{n} {d}"))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// `GET /console/entries/{seq}`: the entry, and the panel `console.js`
+/// fills with the proof's verdict.
+pub async fn entry(app: &App, seq: &str) -> Result<Reply, ApiError> {
+    let missing = || ApiError::not_found("not_found", "no such audit entry");
+    if seq.is_empty() || seq.len() > 19 || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(missing());
+    }
+    let seq: u64 = seq.parse().map_err(|_| missing())?;
+    let bytes = app.store.audit_entry(seq).await?.ok_or_else(missing)?;
+    let canonical = String::from_utf8_lossy(&bytes).into_owned();
+    let e = AuditEntry::parse(&bytes).ok();
+    let mut main = String::new();
+    if let Some(e) = &e {
+        main += "<table class=\"entry\" id=\"entry\"><tbody>\n";
+        let opt = |v: &Option<String>| v.clone().unwrap_or_default();
+        let org = opt(&e.org);
+        let name = org_name(app, &org);
+        for (zh, en, v) in [
+            ("序号", "Seq", seq.to_string()),
+            ("时间 (UTC)", "Time (UTC)", e.ts.clone()),
+            ("请求编号", "Request id", e.request_id.clone()),
+            ("网关节点", "Gateway node", e.gateway.clone()),
+            ("机构", "Organisation", format!("{org} {name}")),
+            ("证书指纹", "Certificate fingerprint", opt(&e.cert_fp)),
+            ("操作", "Action", e.action.clone()),
+            ("主体类型", "Subject type", opt(&e.subject_type)),
+            ("主体散列", "Subject hash", opt(&e.subject)),
+            ("用途", "Purpose", opt(&e.purpose)),
+            ("授权", "Consent", opt(&e.consent)),
+            ("记录数", "Records", e.records.to_string()),
+            ("状态", "Status", e.status.to_string()),
+            ("结果", "Outcome", e.outcome.clone()),
+        ] {
+            let _ = writeln!(
+                main,
+                "<tr><th>{}</th><td>{}</td></tr>",
+                label(zh, en),
+                esc(&v)
+            );
+        }
+        main += "</tbody></table>\n";
+        if !e.fields.is_empty() {
+            let _ = writeln!(
+                main,
+                "<h2>{}</h2><table class=\"fields\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+                label("字段决定", "Field decisions"),
+                label("字段", "Field"),
+                label("决定", "Decision"),
+                label("理由", "Reason"),
+                label("说明", "Detail"),
+            );
+            for f in &e.fields {
+                let _ = writeln!(
+                    main,
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&f.field),
+                    esc(&f.decision),
+                    esc(&f.reason),
+                    esc(f.detail.as_deref().unwrap_or(""))
+                );
+            }
+            main += "</tbody></table>\n";
+        }
+    }
+    let _ = write!(
+        main,
+        "<h2>{}</h2>\n<section id=\"verify\" class=\"verify pending\" data-seq=\"{seq}\">\
+<p id=\"verify-status\">{}</p><ol id=\"verify-steps\"></ol></section>\n\
+<h2>{}</h2>\n<pre id=\"canonical\">{}</pre>\n",
+        label("包含证明", "Inclusion proof"),
+        label(
+            "本页在浏览器中用 WebCrypto 验证包含证明与签名检查点；需要启用 JavaScript。未启用时可导出后离线验证（credgate audit verify）。",
+            "This page verifies the inclusion proof and the signed checkpoint in the browser with WebCrypto; that needs JavaScript. Without it, export and verify offline (credgate audit verify)."
+        ),
+        label(
+            "规范文本（其哈希即树叶）",
+            "Canonical text (its hash is the leaf)"
+        ),
+        esc(&canonical),
+    );
+    Ok(super::page(page(
+        ("日志条目", "Log entry"),
+        "/console/",
+        &main,
+    )))
+}
+
+/// `GET /console/objections/overdue`: through the lifecycle handler, so the
+/// policy's scope for the auditor applies.
+pub async fn overdue(app: &App, org: &Organisation) -> Result<Reply, ApiError> {
+    let reply = crate::http::lifecycle::objections::overdue(app, org).await?;
+    let b = &reply.body;
+    let list = b["overdue"].as_array().cloned().unwrap_or_default();
+    let mut main = format!(
+        "<p>{} <strong id=\"as-of\">{}</strong> · {} <strong id=\"overdue-count\">{}</strong></p>\n",
+        label("截至", "As of"),
+        esc(b["as_of"].as_str().unwrap_or("")),
+        label("逾期异议数", "Overdue objections"),
+        list.len()
+    );
+    if list.is_empty() {
+        let _ = writeln!(
+            main,
+            "<p class=\"empty\">{}</p>",
+            label("没有逾期异议。", "No objection is past its deadline.")
+        );
+    } else {
+        let _ = writeln!(
+            main,
+            "<table class=\"results\" id=\"overdue\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+            label("异议编号", "Objection"),
+            label("记录", "Record"),
+            label("信息项", "Item"),
+            label("提供部门", "Provider"),
+            label("主体", "Subject"),
+            label("提出日期", "Filed on"),
+            label("应答期限", "Due on"),
+            label("逾期天数", "Days overdue"),
+        );
+        for o in &list {
+            let subject = &o["subject"];
+            let who = subject["id"]
+                .as_str()
+                .or(subject["hash"].as_str())
+                .unwrap_or("");
+            let _ = writeln!(
+                main,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} <code>{}</code></td><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+                o["objection_id"],
+                o["record_id"],
+                esc(o["item"].as_str().unwrap_or("")),
+                esc(o["provider"].as_str().unwrap_or("")),
+                esc(subject["type"].as_str().unwrap_or("")),
+                esc(who.get(..16).unwrap_or(who)),
+                esc(o["filed_on"].as_str().unwrap_or("")),
+                esc(o["due_on"].as_str().unwrap_or("")),
+                o["days_overdue"],
+            );
+        }
+        main += "</tbody></table>\n";
+    }
+    Ok(super::page(page(
+        ("逾期异议", "Overdue objections"),
+        "/console/objections/overdue",
+        &main,
+    )))
+}
+
+/// The export form's fields.
+pub const EXPORT_FIELDS: &[&str] = &["format", "from", "to", "from_seq", "to_seq"];
+
+/// `GET /console/export`: the form.
+pub fn export_form() -> String {
+    let mut s = format!(
+        "<p class=\"intro\">{}</p>\n<form method=\"post\" action=\"/console/export\" id=\"export\">\n",
+        label(
+            "导出的每一条目都附包含证明和签名检查点，可用 credgate audit verify 离线验证。按时间或按序号选择范围（只选一种）。",
+            "Every exported entry carries its inclusion proof and the signed checkpoint; verify offline with credgate audit verify. Choose a time range or a sequence range (one of them)."
+        )
+    );
+    s += &row(
+        "format",
+        "格式",
+        "Format",
+        &select_required(
+            "format",
+            &[("jsonl", "JSON Lines", ""), ("csv", "CSV", "")],
+            None,
+        ),
+    );
+    s += &row(
+        "from",
+        "起（北京时间）",
+        "From (China Standard Time)",
+        &input("from", "datetime-local", None, ""),
+    );
+    s += &row(
+        "to",
+        "止（不含）",
+        "To (exclusive)",
+        &input("to", "datetime-local", None, ""),
+    );
+    s += &row(
+        "from_seq",
+        "起始序号",
+        "First seq",
+        &input("from_seq", "number", None, " min=\"0\""),
+    );
+    s += &row(
+        "to_seq",
+        "结束序号（不含）",
+        "End seq (exclusive)",
+        &input("to_seq", "number", None, " min=\"0\""),
+    );
+    let _ = write!(
+        s,
+        "<div class=\"row\"><button type=\"submit\" id=\"export-submit\">{}</button></div>\n</form>\n",
+        label("下载", "Download")
+    );
+    page(("导出", "Export"), "/console/export", &s)
+}
+
+/// `POST /console/export`: the auditor API's export, as an attachment.
+pub async fn export(app: &App, body: &Bytes) -> Result<Reply, ApiError> {
+    let f = Form::parse(body, EXPORT_FIELDS)?;
+    let format = match f.choice("format", &["jsonl", "csv"])? {
+        Some("csv") => ExportFormat::Csv,
+        _ => ExportFormat::Jsonl,
+    };
+    let req = ExportRequest {
+        format: Some(format),
+        from_seq: f.number("from_seq")?,
+        to_seq: f.number("to_seq")?,
+        from: local_time(f.get("from")),
+        to: local_time(f.get("to")),
+        tree_size: None,
+        consistency_from: None,
+    };
+    let reply = auditor::export(app, req).await?;
+    let bytes = reply.raw.map(|(_, b)| b).unwrap_or_default();
+    let ctype = match format {
+        ExportFormat::Csv => DOWNLOAD_CSV,
+        ExportFormat::Jsonl => DOWNLOAD_JSONL,
+    };
+    Ok(raw(ctype, bytes))
+}
