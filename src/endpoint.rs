@@ -160,8 +160,8 @@ endpoints! {
     ConsoleExportForm = "console_export_form", Get "/console/export", None;
     /// An export download (JSON Lines or CSV, with proofs), from an HTML form.
     ConsoleExport = "console_export", Post "/console/export", Form;
-    /// The console's script and style sheet, embedded in the binary.
-    ConsoleAsset = "console_asset", Get "/console/assets/{name=console.js|console.css}", None;
+    /// The console's script, style sheet and icon, embedded in the binary.
+    ConsoleAsset = "console_asset", Get "/console/assets/{name=console.js|console.css|favicon.svg}", None;
 }
 
 /// One row of [`TABLE`].

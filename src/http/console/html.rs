@@ -59,6 +59,7 @@ pub fn page(title: (&str, &str), current: &str, main: &str) -> String {
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
 <title>{zh} {en} · credgate 审计控制台 auditor console</title>\n\
 <link rel=\"stylesheet\" href=\"/console/assets/console.css\">\n\
+<link rel=\"icon\" href=\"/console/assets/favicon.svg\" type=\"image/svg+xml\">\n\
 <script src=\"/console/assets/console.js\" defer></script>\n</head>\n<body>\n\
 <header><span class=\"brand\">credgate {brand}</span><nav>{nav}</nav></header>\n\
 <main>\n<h1>{h1}</h1>\n{main}</main>\n\
@@ -85,12 +86,15 @@ pub fn select(name: &str, options: &[(&str, &str, &str)], selected: Option<&str>
         } else {
             ""
         };
+        let text = if zh.is_empty() && en.is_empty() {
+            esc(value)
+        } else {
+            format!("{} {}", esc(zh), esc(en))
+        };
         let _ = write!(
             s,
-            "<option value=\"{v}\"{sel}>{zh} {en}</option>",
-            v = esc(value),
-            zh = esc(zh),
-            en = esc(en)
+            "<option value=\"{v}\"{sel}>{text}</option>",
+            v = esc(value)
         );
     }
     s.push_str("</select>");

@@ -17,7 +17,7 @@
 //! | `GET /console/reports`, `POST /console/reports` | volume per organisation over time, denials, anomalies and quota refusals, most-queried subjects, as SVG drawn here ([`reports`]) |
 //! | `GET /console/objections/overdue` | objections past their deadline |
 //! | `GET /console/export`, `POST /console/export` | an export download (JSON Lines or CSV, with proofs) |
-//! | `GET /console/assets/{console.js,console.css}` | the script and style sheet, embedded with `include_str!` |
+//! | `GET /console/assets/{console.js,console.css,favicon.svg}` | the script, style sheet and icon, embedded with `include_str!` |
 //!
 //! The search needs no JavaScript; only the in-browser proof check does.
 //! Assets are compiled into the binary (no CDN, works offline) and every
@@ -56,6 +56,8 @@ const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
 /// Content type of the style sheet.
 const CSS: &str = "text/css; charset=utf-8";
+/// Content type of the icon.
+const SVG: &str = "image/svg+xml";
 /// Content type of a JSON Lines export download (the API's own export is
 /// `application/x-ndjson` without the parameter, and is not an attachment).
 const DOWNLOAD_JSONL: &str = "application/x-ndjson; charset=utf-8";
@@ -64,12 +66,13 @@ const DOWNLOAD_CSV: &str = "text/csv; charset=utf-8; header=present";
 
 const SCRIPT: &str = include_str!("../../../console/console.js");
 const STYLE: &str = include_str!("../../../console/console.css");
+const ICON: &str = include_str!("../../../console/favicon.svg");
 
 /// Add the console's headers to a raw response, by its content type (called
 /// for every raw response; others are left alone).
 pub(super) fn headers(ctype: &str, h: &mut HeaderMap) {
     let disposition = match ctype {
-        HTML | JS | CSS => None,
+        HTML | JS | CSS | SVG => None,
         DOWNLOAD_JSONL => Some("attachment; filename=\"credgate-audit.jsonl\""),
         DOWNLOAD_CSV => Some("attachment; filename=\"credgate-audit.csv\""),
         _ => return,
@@ -80,7 +83,7 @@ pub(super) fn headers(ctype: &str, h: &mut HeaderMap) {
     h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     // Pages and downloads hold log data: never cached. The assets change
     // with the binary: revalidated.
-    let cache = if matches!(ctype, JS | CSS) {
+    let cache = if matches!(ctype, JS | CSS | SVG) {
         "no-cache"
     } else {
         "no-store"
@@ -124,6 +127,7 @@ pub(super) async fn serve(
         Endpoint::ConsoleAsset => match r.param("name") {
             "console.js" => Ok(raw(JS, Bytes::from_static(SCRIPT.as_bytes()))),
             "console.css" => Ok(raw(CSS, Bytes::from_static(STYLE.as_bytes()))),
+            "favicon.svg" => Ok(raw(SVG, Bytes::from_static(ICON.as_bytes()))),
             _ => Err(ApiError::not_found("not_found", "no such console asset")),
         },
         _ => Err(ApiError::not_found("not_found", "no such console page")),

@@ -297,7 +297,7 @@ fn hbars(id: &str, items: &[(String, f64)], colour: &str) -> String {
         );
     }
     let max = items.iter().map(|(_, v)| *v).fold(1.0, f64::max);
-    let (w, bar, gap, text_w) = (760.0, 18.0, 6.0, 330.0);
+    let (w, bar, gap, text_w) = (960.0, 18.0, 6.0, 520.0);
     let h = (bar + gap) * items.len() as f64 + gap;
     let mut svg = format!(
         "<svg id=\"{id}\" class=\"chart\" viewBox=\"0 0 {w} {h}\" role=\"img\" xmlns=\"http://www.w3.org/2000/svg\">\n"
