@@ -205,7 +205,7 @@ async fn volume_chart(app: &App, from: &str, to: &str) -> Result<String, ApiErro
     let plot_h = h - bottom - top;
     let col_w = (w - left - 10.0) / BINS as f64;
     let mut svg = format!(
-        "<svg id=\"chart-timeline\" class=\"chart\" viewBox=\"0 0 {w} {}\" role=\"img\" aria-label=\"volume per organisation over time\" xmlns=\"http://www.w3.org/2000/svg\">\n",
+        "<svg id=\"chart-timeline\" class=\"chart\" viewBox=\"0 0 {w} {}\" role=\"img\" aria-label=\"volume per organisation over time\">\n",
         h + 20.0 * (named.len() as f64 + 1.0)
     );
     let _ = writeln!(
@@ -299,9 +299,8 @@ fn hbars(id: &str, items: &[(String, f64)], colour: &str) -> String {
     let max = items.iter().map(|(_, v)| *v).fold(1.0, f64::max);
     let (w, bar, gap, text_w) = (960.0, 18.0, 6.0, 520.0);
     let h = (bar + gap) * items.len() as f64 + gap;
-    let mut svg = format!(
-        "<svg id=\"{id}\" class=\"chart\" viewBox=\"0 0 {w} {h}\" role=\"img\" xmlns=\"http://www.w3.org/2000/svg\">\n"
-    );
+    let mut svg =
+        format!("<svg id=\"{id}\" class=\"chart\" viewBox=\"0 0 {w} {h}\" role=\"img\">\n");
     for (i, (name, v)) in items.iter().enumerate() {
         let y = gap + (bar + gap) * i as f64;
         let bw = ((w - text_w - 60.0) * v / max).max(1.0);
