@@ -232,6 +232,8 @@ async fn hostile_forms_are_refused_with_stable_codes_and_audited() {
     let long = format!("org={}", "A".repeat(257));
     #[rustfmt::skip]
     let cases: Vec<(&str, String, Option<&str>, u16, &str)> = vec![
+        ("/console/search", "".into(), Some(FORM), 400, "malformed_form"),
+        ("/console/export", "".into(), Some(FORM), 400, "malformed_form"),
         ("/console/search", "org=a&org=b".into(), Some(FORM), 400, "duplicate_form_field"),
         ("/console/search", "action=&action=".into(), Some(FORM), 400, "duplicate_form_field"),
         ("/console/search", "limit=1000".into(), Some(FORM), 400, "unknown_form_field"),

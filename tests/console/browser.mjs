@@ -84,6 +84,14 @@ gw.stdout.on("data", (d) => (gwLog += d));
 gw.stderr.on("data", (d) => (gwLog += d));
 let gwExited = false;
 gw.on("exit", () => (gwExited = true));
+// Never leave the gateway behind, whatever ends this process.
+process.on("exit", () => {
+  if (!gwExited) gw.kill("SIGKILL");
+});
+process.on("uncaughtException", (e) => {
+  console.error(`console browser test: ${e.stack || e}`);
+  process.exit(1);
+});
 
 // The API as `who` (Node's TLS with that role's certificate).
 function api(who, method, p, body) {

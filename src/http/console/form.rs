@@ -5,7 +5,7 @@
 //! A form names its fields up front: a field it does not name is
 //! `unknown_form_field`, a field sent twice is `duplicate_form_field`
 //! (whatever its values), a body that is not ASCII (browsers percent-encode
-//! everything else) or decodes to invalid UTF-8 is `malformed_form`, a value
+//! everything else), is empty, or decodes to invalid UTF-8 is `malformed_form`, a value
 //! longer than [`MAX_VALUE`] characters is `invalid_request`. Empty values
 //! are what a browser sends for an untouched input and count as absent;
 //! nothing else is trimmed or normalised.
@@ -28,6 +28,10 @@ pub struct Form {
 impl Form {
     /// Parse `body` against the field names `fields`.
     pub fn parse(body: &[u8], fields: &[&'static str]) -> Result<Form, ApiError> {
+        if body.is_empty() {
+            // A browser sends every field of a form, empty or not.
+            return Err(malformed("the form body is empty"));
+        }
         if !body.is_ascii() {
             return Err(malformed(
                 "a form body is ASCII (browsers percent-encode the rest)",
@@ -162,7 +166,7 @@ mod tests {
         assert_eq!(f.number("after").unwrap(), Some(12));
         let f = Form::parse(b"org=%E5%B1%B1%E4%B8%9C+x", FIELDS).unwrap();
         assert_eq!(f.get("org").as_deref(), Some("山东 x"));
-        assert!(Form::parse(b"", FIELDS).unwrap().get("org").is_none());
+        assert!(Form::parse(b"org=", FIELDS).unwrap().get("org").is_none());
     }
 
     #[test]
@@ -175,6 +179,7 @@ mod tests {
             (b"org=\xe5\xb1\xb1", "malformed_form"),
             (b"org=%FF", "malformed_form"),
             (b"%FF=1", "malformed_form"),
+            (b"", "malformed_form"),
         ] {
             let e = Form::parse(body, FIELDS).unwrap_err();
             assert_eq!(e.code, code, "{}", String::from_utf8_lossy(body));
