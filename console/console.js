@@ -148,8 +148,16 @@
     status.textContent = "正在验证… Verifying…";
     try {
       const cp = await fetch("/v1/audit/checkpoint", { credentials: "same-origin", cache: "no-store" }).then((r) => r.json());
-      const key = await parseVerifierKey(cp.verifier_key);
-      step("ok", "日志验证密钥：", cp.verifier_key + " (compare with the key you hold / 请与您持有的密钥核对)");
+      // A key the auditor pinned in this browser wins over the published one.
+      const pinned = pinnedKey();
+      const key = await parseVerifierKey(pinned || cp.verifier_key);
+      if (!pinned) {
+        step("warn", "使用网关公布的验证密钥（未固定）：", cp.verifier_key + " — the gateway's published key (not pinned); compare it with the key you hold");
+      } else if (pinned === cp.verifier_key) {
+        step("ok", "使用已固定的验证密钥，与公布的一致：", pinned + " — your pinned key, the same as the published one");
+      } else {
+        step("warn", "使用已固定的验证密钥，与公布的不同：", pinned + " — your pinned key differs from the published " + cp.verifier_key);
+      }
       let proof;
       try {
         proof = await postJson("/v1/audit/proof/inclusion", { seq: Number(seq) });
@@ -182,7 +190,31 @@
     }
   }
 
+  const PIN = "credgate.console.verifierKey";
+  function pinnedKey() {
+    try { return localStorage.getItem(PIN) || ""; } catch (e) { return ""; }
+  }
+
+  // The pin form (hidden without JavaScript): keep the verifier key you
+  // were given out of band in this browser's storage.
+  function pinForm() {
+    const box = document.getElementById("pin");
+    if (!box) return;
+    const input = document.getElementById("pin-key");
+    input.value = pinnedKey();
+    box.hidden = false;
+    box.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const v = input.value.trim();
+      try {
+        if (v) localStorage.setItem(PIN, v); else localStorage.removeItem(PIN);
+      } catch (e) { /* storage disabled: nothing pinned */ }
+      location.reload();
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    pinForm();
     const panel = document.getElementById("verify");
     if (panel) verifyEntry(panel);
   });

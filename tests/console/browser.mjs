@@ -17,6 +17,7 @@
 // Exits non-zero on any failure, and if the browser is missing.
 
 import { spawn, spawnSync } from "node:child_process";
+import crypto from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import https from "node:https";
 import http from "node:http";
@@ -217,6 +218,26 @@ try {
   check(result === "verified", `entry ${seq}: ${statusText}`);
   check((statusText || "").includes("已验证") && statusText.includes("verified"), "the page says 已验证 / verified");
   await page.screenshot({ path: path.join(shots, "console-entry-verified.png"), fullPage: true });
+
+  console.log("entry, pinned verifier key");
+  const published = (await api("auditor", "GET", "/v1/audit/checkpoint")).json.verifier_key;
+  const pin = async (key) => {
+    await page.fill("#pin-key", key);
+    await Promise.all([page.waitForEvent("load"), page.click("#pin-save")]);
+    await page.waitForSelector("#verify[data-result]", { timeout: 30000 });
+    return [await page.getAttribute("#verify", "data-result"), await page.textContent("#verify")];
+  };
+  let [pinned, shown] = await pin(published);
+  check(pinned === "verified" && shown.includes("the same as the published one"), "verified with the key pinned in the browser");
+  // Another Ed25519 key under the same name: the checkpoint is not signed by it.
+  const other = crypto.generateKeyPairSync("ed25519").publicKey.export({ format: "der", type: "spki" }).subarray(-32);
+  const name = published.split("+")[0];
+  const raw = Buffer.concat([Buffer.from([1]), other]);
+  const id = crypto.createHash("sha256").update(Buffer.concat([Buffer.from(name + "\n"), raw])).digest().subarray(0, 4).toString("hex");
+  [pinned, shown] = await pin(`${name}+${id}+${raw.toString("base64")}`);
+  check(pinned === "failed" && shown.includes("no signature by the log's key"), "a different pinned key: the checkpoint does not verify");
+  [pinned] = await pin("");
+  check(pinned === "verified", "pin cleared: verified with the published key again");
 
   console.log("entry, tampered proof");
   await page.route("**/v1/audit/proof/inclusion", async (route) => {

@@ -389,12 +389,20 @@ pub async fn entry(app: &App, seq: &str) -> Result<Reply, ApiError> {
         main,
         "<h2>{}</h2>\n<section id=\"verify\" class=\"verify pending\" data-seq=\"{seq}\">\
 <p id=\"verify-status\">{}</p><ol id=\"verify-steps\"></ol></section>\n\
+<form id=\"pin\" class=\"pin\" hidden><label for=\"pin-key\">{}</label>\
+<input type=\"text\" id=\"pin-key\" size=\"70\" autocomplete=\"off\" spellcheck=\"false\">\
+<button type=\"submit\" id=\"pin-save\">{}</button></form>\n\
 <h2>{}</h2>\n<pre id=\"canonical\">{}</pre>\n",
         label("包含证明", "Inclusion proof"),
         label(
             "本页在浏览器中用 WebCrypto 验证包含证明与签名检查点；需要启用 JavaScript。未启用时可导出后离线验证（credgate audit verify）。",
             "This page verifies the inclusion proof and the signed checkpoint in the browser with WebCrypto; that needs JavaScript. Without it, export and verify offline (credgate audit verify)."
         ),
+        label(
+            "固定验证密钥（您线下获得的密钥；留空则使用网关公布的密钥）",
+            "Pin the verifier key (the one you were given out of band; empty: the gateway's published key)"
+        ),
+        label("保存", "Save"),
         label(
             "规范文本（其哈希即树叶）",
             "Canonical text (its hash is the leaf)"
