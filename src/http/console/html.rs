@@ -101,6 +101,24 @@ pub fn select(name: &str, options: &[(&str, &str, &str)], selected: Option<&str>
     s
 }
 
+/// A `<select>` without an "any" option.
+pub fn select_required(
+    name: &str,
+    options: &[(&str, &str, &str)],
+    selected: Option<&str>,
+) -> String {
+    let mut s = format!("<select name=\"{name}\" id=\"f-{name}\">");
+    for (value, zh, en) in options {
+        let sel = if Some(*value) == selected {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(s, "<option value=\"{value}\"{sel}>{zh} {en}</option>");
+    }
+    s + "</select>"
+}
+
 /// A labelled form row around `control` for the field `name`.
 pub fn row(name: &str, zh: &str, en: &str, control: &str) -> String {
     format!(

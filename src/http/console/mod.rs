@@ -12,7 +12,7 @@
 //!
 //! | page | what |
 //! |---|---|
-//! | `GET /console/`, `POST /console/search` | log search; the subject id travels in the form body and is hashed server-side, never in a URL; pages by form too ([`pages`]) |
+//! | `GET /console/`, `POST /console/search` | log search; the subject id travels in the form body and is hashed server-side, never in a URL; pages by form too ([`search`]) |
 //! | `GET /console/entries/{seq}` | one entry; `console.js` fetches its inclusion proof and the checkpoint and verifies both with WebCrypto |
 //! | `GET /console/reports`, `POST /console/reports` | volume per organisation over time, denials, anomalies and quota refusals, most-queried subjects, as SVG drawn here ([`reports`]) |
 //! | `GET /console/objections/overdue` | objections past their deadline |
@@ -28,6 +28,7 @@ mod form;
 mod html;
 mod pages;
 mod reports;
+mod search;
 
 use std::sync::Arc;
 
@@ -116,8 +117,8 @@ pub(super) async fn serve(
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
     match r.endpoint {
-        Endpoint::ConsoleHome => Ok(page(pages::home())),
-        Endpoint::ConsoleSearch => pages::search(app, body, draft).await,
+        Endpoint::ConsoleHome => Ok(page(search::home())),
+        Endpoint::ConsoleSearch => search::search(app, body, draft).await,
         Endpoint::ConsoleEntry => pages::entry(app, r.param("seq")).await,
         Endpoint::ConsoleReports => reports::reports(app, None).await,
         Endpoint::ConsoleReportsRange => reports::reports(app, Some(body)).await,
@@ -132,4 +133,12 @@ pub(super) async fn serve(
         },
         _ => Err(ApiError::not_found("not_found", "no such console page")),
     }
+}
+
+/// The name of the registered organisation with this code ("" when unknown).
+pub(super) fn org_name(app: &App, code: &str) -> String {
+    crate::ids::CreditCode::parse(code)
+        .ok()
+        .and_then(|c| app.policy.organisation(&c).map(|o| o.name.clone()))
+        .unwrap_or_default()
 }
