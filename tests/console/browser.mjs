@@ -172,6 +172,12 @@ try {
   const page = await auditor.newPage();
   const urls = [];
   page.on("request", (r) => urls.push(r.url()));
+  const cspViolations = [];
+  page.on("console", (m) => {
+    if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+  });
+  const scriptErrors = [];
+  page.on("pageerror", (e) => scriptErrors.push(String(e)));
 
   console.log("search");
   let resp = await page.goto(`${base}/console/`);
@@ -336,6 +342,8 @@ try {
   check(denied.length === 1 && denied[0].entry.org === BANK && denied[0].entry.status === 403, "the bank's 403 audited");
   const leaked = urls.filter((u) => u.includes(CERAMICS));
   check(leaked.length === 0, `the subject id is in no URL the browser requested (${urls.length} requests)`);
+  check(cspViolations.length === 0, `no Content-Security-Policy violation in the pages (${cspViolations.join("; ")})`);
+  check(scriptErrors.length === 0, `no script error in the pages (${scriptErrors.join("; ")})`);
   await auditor.close();
 } catch (e) {
   failures++;
