@@ -35,4 +35,7 @@ CREDGATE_BIN=target/debug/credgate scripts/tls-scan.sh
 step "API contract (OpenAPI 3.1 validator, schemathesis per role; installs into target/schemathesis-venv on first run)"
 CREDGATE_BIN=target/debug/credgate scripts/schemathesis.sh
 
+step "auditor console in headless Chromium (Debian chromium + playwright-core from npm; installed on first run)"
+scripts/ensure-browser.sh && CREDGATE_BIN=target/debug/credgate node tests/console/browser.mjs
+
 step "all tests passed"

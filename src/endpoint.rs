@@ -51,6 +51,9 @@ pub enum Body {
     None,
     /// A JSON body through the one body extractor.
     Json,
+    /// An HTML form body (`application/x-www-form-urlencoded`) through the
+    /// same extractor; the console's forms (`http::console::form`).
+    Form,
 }
 
 macro_rules! endpoints {
@@ -141,6 +144,24 @@ endpoints! {
     AuditLogTile = "audit_log_tile", Get "/v1/audit/log/tile/{*path}", None;
     /// This API's OpenAPI 3.1 document (`docs/openapi.json`).
     OpenApi = "openapi", Get "/v1/openapi.json", None;
+    /// The auditor console: the log search form (`text/html`).
+    ConsoleHome = "console_home", Get "/console/", None;
+    /// The console's log search results, from an HTML form (subject id in the body).
+    ConsoleSearch = "console_search", Post "/console/search", Form;
+    /// One log entry; the page verifies its inclusion proof in the browser.
+    ConsoleEntry = "console_entry", Get "/console/entries/{seq}", None;
+    /// Reports as charts, for the last 24 hours.
+    ConsoleReports = "console_reports", Get "/console/reports", None;
+    /// Reports as charts, for a time range from an HTML form.
+    ConsoleReportsRange = "console_reports_range", Post "/console/reports", Form;
+    /// Objections past their 20-day deadline, as a page.
+    ConsoleOverdue = "console_overdue", Get "/console/objections/overdue", None;
+    /// The export form.
+    ConsoleExportForm = "console_export_form", Get "/console/export", None;
+    /// An export download (JSON Lines or CSV, with proofs), from an HTML form.
+    ConsoleExport = "console_export", Post "/console/export", Form;
+    /// The console's script, style sheet and icon, embedded in the binary.
+    ConsoleAsset = "console_asset", Get "/console/assets/{name=console.js|console.css|favicon.svg}", None;
 }
 
 /// One row of [`TABLE`].
@@ -152,7 +173,7 @@ pub struct Spec {
     pub method: Method,
     /// Its path pattern (see [`TABLE`]).
     pub pattern: &'static str,
-    /// Whether it reads a JSON body.
+    /// Whether it reads a body, and which kind.
     pub body: Body,
 }
 

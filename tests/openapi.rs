@@ -211,6 +211,13 @@ fn path_parameters_and_bodies_match_the_table() {
                     "{path}: a JSON body schema"
                 );
             }
+            Body::Form => {
+                assert_eq!(body["required"], true, "{path}: body required");
+                assert!(
+                    body["content"]["application/x-www-form-urlencoded"]["schema"].is_object(),
+                    "{path}: a form body schema"
+                );
+            }
             Body::None => assert!(body.is_null(), "{path} takes no body"),
         }
     }
@@ -274,6 +281,16 @@ fn every_operation_documents_the_pipeline_refusals_and_headers() {
                 ("400", "malformed_json"),
                 ("400", "duplicate_key"),
                 ("400", "too_deep"),
+                ("408", "body_timeout"),
+                ("413", "body_too_large"),
+                ("415", "unsupported_media_type"),
+            ]);
+        }
+        if spec.body == Body::Form {
+            want.extend([
+                ("400", "malformed_form"),
+                ("400", "duplicate_form_field"),
+                ("400", "unknown_form_field"),
                 ("408", "body_timeout"),
                 ("413", "body_too_large"),
                 ("415", "unsupported_media_type"),
@@ -652,13 +669,30 @@ async fn documented_examples_get_documented_answers() {
                 .values()
                 .map(|x| x["value"].clone())
                 .collect(),
+            Body::Form => {
+                op["requestBody"]["content"]["application/x-www-form-urlencoded"]["examples"]
+                    .as_object()
+                    .unwrap_or_else(|| panic!("{}: no request examples", spec.endpoint))
+                    .values()
+                    .map(|x| x["value"].clone())
+                    .collect()
+            }
         };
         for role in op["x-credgate-roles"].as_array().unwrap() {
             let client = gw.client(cert_of(role.as_str().unwrap()));
             for body in &bodies {
-                let r = match spec.method {
-                    Method::Get => client.get(&path).await,
-                    Method::Post => client.post(&path, body).await,
+                let r = match (spec.method, spec.body) {
+                    (Method::Get, _) => client.get(&path).await,
+                    (Method::Post, Body::Form) => {
+                        let mut form = form_urlencoded::Serializer::new(String::new());
+                        for (k, v) in body.as_object().unwrap() {
+                            form.append_pair(k, v.as_str().unwrap());
+                        }
+                        let form = bytes::Bytes::from(form.finish());
+                        let ctype = Some("application/x-www-form-urlencoded");
+                        client.send("POST", &path, form, ctype).await.unwrap()
+                    }
+                    (Method::Post, _) => client.post(&path, body).await,
                 };
                 sent += 1;
                 let documented = &op["responses"][r.status.to_string()];

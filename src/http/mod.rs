@@ -15,6 +15,7 @@
 mod api;
 mod auditor;
 mod consent;
+mod console;
 pub mod dto;
 pub mod error;
 mod lifecycle;
@@ -571,8 +572,8 @@ impl App {
             ));
         }
         let body = match routed.body {
-            endpoint::Body::Json => self.body(req).await?,
             endpoint::Body::None => Bytes::new(),
+            kind => self.body(req, kind).await?,
         };
         self.dispatch(org, &routed, &path, &body, draft).await
     }
@@ -631,13 +632,25 @@ impl App {
             Endpoint::OpenApi => Ok(Reply::json_bytes(Bytes::from_static(
                 OPENAPI_DOCUMENT.as_bytes(),
             ))),
+            Endpoint::ConsoleHome
+            | Endpoint::ConsoleSearch
+            | Endpoint::ConsoleEntry
+            | Endpoint::ConsoleReports
+            | Endpoint::ConsoleReportsRange
+            | Endpoint::ConsoleOverdue
+            | Endpoint::ConsoleExportForm
+            | Endpoint::ConsoleExport
+            | Endpoint::ConsoleAsset => console::serve(self, org, r, body, draft).await,
         }
     }
 
-    /// Read a JSON body: within the size limit and the body deadline, as
-    /// `application/json`, and strict JSON ([`strict_json`]: no duplicate
-    /// keys at any depth, bounded nesting, valid UTF-8).
-    async fn body(&self, req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    /// Read a body: within the size limit and the body deadline, and for
+    /// [`endpoint::Body::Json`] as `application/json` and strict JSON
+    /// ([`strict_json`]: no duplicate keys at any depth, bounded nesting,
+    /// valid UTF-8); for [`endpoint::Body::Form`] as
+    /// `application/x-www-form-urlencoded` (parsed strictly by the console,
+    /// [`console`]).
+    async fn body(&self, req: Request<Incoming>, kind: endpoint::Body) -> Result<Bytes, ApiError> {
         if let Some(flag) = req.extensions().get::<BodyRead>() {
             flag.0.store(true, Ordering::Release);
         }
@@ -658,13 +671,17 @@ impl App {
                 return Err(too_large());
             }
         }
+        let (want, send) = match kind {
+            endpoint::Body::Form => (console::FORM_TYPE, "send application/x-www-form-urlencoded"),
+            _ => ("application/json", "send application/json"),
+        };
         if let Some(ct) = req.headers().get(CONTENT_TYPE) {
             let ct = ct.to_str().unwrap_or("");
-            if !ct.starts_with("application/json") {
+            if !ct.starts_with(want) {
                 return Err(ApiError::new(
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "unsupported_media_type",
-                    "send application/json",
+                    send,
                 ));
             }
         }
@@ -694,7 +711,9 @@ impl App {
                 ));
             }
         };
-        strict_json::check(&bytes)?;
+        if kind == endpoint::Body::Json {
+            strict_json::check(&bytes)?;
+        }
         Ok(bytes)
     }
 }
@@ -720,6 +739,7 @@ fn respond_raw(
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
     tiles::cache_control(ctype, resp.headers_mut());
+    console::headers(ctype, resp.headers_mut());
     *resp.body_mut() = Full::new(bytes);
     resp
 }
