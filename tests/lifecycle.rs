@@ -872,7 +872,7 @@ async fn financing_profile_has_a_summary_of_what_was_released() {
     let summary = &r.body["summary"];
     assert_eq!(
         *summary,
-        json!({"active_penalties": 1, "dishonest_debtor": false, "arrears": false, "black_listed": false,
+        json!({"active_penalties": 1, "broken_commitments": 0, "dishonest_debtor": false, "arrears": false, "black_listed": false,
                "red_listed": false, "focus_listed": false, "disputed_items": 0, "as_of": "2026-11-23"})
     );
     // Enterprise-authorised data is withheld without consent, and no value leaks.
