@@ -643,7 +643,7 @@ async fn black_listing_removes_red_entries_and_red_listing_a_black_listed_subjec
     let r = exit(&dept, json!({"reason": "x"})).await;
     assert_eq!(
         (r.status, r.body["error"]["code"].as_str()),
-        (403, Some("not_issuer"))
+        (404, Some("list_entry_not_found"))
     );
     let r = exit(
         &tax,
@@ -1055,7 +1055,7 @@ async fn hostile_input_to_every_new_endpoint_is_a_clear_4xx_stores_nothing_and_i
         ("department", "POST", "/v1/checks", json!({"matter": "franchise"}).to_string().into_bytes(), 400, "invalid_request"),
         ("bank", "POST", "/v1/checks", json!({"subject": lp(&s), "matter": "franchise"}).to_string().into_bytes(), 403, "role_not_permitted"),
         ("department", "POST", "/v1/checks/424242/feedback", p(r#"{"applied":[]}"#), 404, "check_not_found"),
-        ("tax", "POST", &fb_path, p(r#"{"applied":[]}"#), 403, "not_check_owner"),
+        ("tax", "POST", &fb_path, p(r#"{"applied":[]}"#), 404, "check_not_found"),
         ("department", "POST", &fb_path, p(r#"{"applied":"all"}"#), 400, "invalid_request"),
         ("department", "POST", &fb_path, p(r#"{"applied":["nope"]}"#), 422, "unknown_measure"),
         ("department", "POST", &fb_path, p(r#"{"not_applied":[{"measure":"nope","reason":""}]}"#), 422, "unknown_measure"),
@@ -1521,6 +1521,36 @@ async fn ids_the_caller_may_not_see_are_answered_like_ids_that_do_not_exist() {
     let o2 = portal.post("/v1/objections", &body).await.body["objection_id"]
         .as_i64()
         .unwrap();
+    // A list entry and a check of the department, one already exited.
+    let dept = gw.client("department");
+    let listing = json!({"subject": lp(&s), "basis": "严重违法", "basis_record_id": p});
+    let entry = dept.post("/v1/lists/black", &listing).await.body["entry_id"]
+        .as_i64()
+        .unwrap();
+    let focus = dept
+        .post(
+            "/v1/lists/focus",
+            &json!({"subject": lp(&s), "basis": "重点监管"}),
+        )
+        .await
+        .body["entry_id"]
+        .as_i64()
+        .unwrap();
+    let r = dept
+        .post(
+            &format!("/v1/lists/entries/{focus}/exit"),
+            &json!({"reason": "整改完成"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let c = dept
+        .post(
+            "/v1/checks",
+            &json!({"subject": lp(&s), "matter": "franchise"}),
+        )
+        .await;
+    assert_eq!(c.status, 200, "{}", c.body);
+    let check_id = c.body["check_id"].as_i64().unwrap();
 
     let tax = gw.client("tax");
     let missing = 424242;
@@ -1554,6 +1584,28 @@ async fn ids_the_caller_may_not_see_are_answered_like_ids_that_do_not_exist() {
             json!({"decision": "approve"}),
             "repair_not_found",
         ),
+        (
+            "POST",
+            format!("/v1/lists/entries/{entry}/exit"),
+            format!("/v1/lists/entries/{missing}/exit"),
+            json!({"reason": "信用修复完成"}),
+            "list_entry_not_found",
+        ),
+        // Exited already: still not a 409 to a stranger.
+        (
+            "POST",
+            format!("/v1/lists/entries/{focus}/exit"),
+            format!("/v1/lists/entries/{missing}/exit"),
+            json!({"reason": "信用修复完成"}),
+            "list_entry_not_found",
+        ),
+        (
+            "POST",
+            format!("/v1/checks/{check_id}/feedback"),
+            format!("/v1/checks/{missing}/feedback"),
+            json!({"applied": [], "not_applied": []}),
+            "check_not_found",
+        ),
     ];
     for (method, existing, absent, body, code) in pairs {
         let send = |path: String| {
@@ -1583,6 +1635,21 @@ async fn ids_the_caller_may_not_see_are_answered_like_ids_that_do_not_exist() {
     assert_eq!(h.status, 200, "{}", h.body);
     assert_eq!(h.body["repairs"][0]["status"], "pending");
     assert_eq!(h.body["objections"][1]["status"], "open");
+    let listed = h.body["list_entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["entry_id"] == entry)
+        .unwrap_or_else(|| panic!("entry {entry} in {}", h.body));
+    assert!(listed["exited_on"].is_null(), "{listed}");
+    // Its black measures are suspended (open objection): nothing to apply.
+    let r = dept
+        .post(
+            &format!("/v1/checks/{check_id}/feedback"),
+            &json!({"applied": [], "not_applied": []}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let h = gw
         .client("auditor")
         .get(&format!("/v1/records/{p}/history"))

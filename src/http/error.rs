@@ -224,6 +224,8 @@ pub(crate) fn not_found(noun: Noun) -> ApiError {
         Noun::Record => ApiError::not_found("record_not_found", "no such record"),
         Noun::Objection => ApiError::not_found("objection_not_found", "no such objection"),
         Noun::Repair => ApiError::not_found("repair_not_found", "no such repair application"),
+        Noun::ListEntry => ApiError::not_found("list_entry_not_found", "no such list entry"),
+        Noun::Check => ApiError::not_found("check_not_found", "no such check"),
     }
 }
 
@@ -240,10 +242,8 @@ impl From<Refusal> for ApiError {
                 "unknown_basis_record",
                 "basis_record_id is not a record of this subject",
             ),
-            Refusal::EntryNotFound => {
-                ApiError::not_found("list_entry_not_found", "no such list entry")
-            }
-            Refusal::CheckNotFound => ApiError::not_found("check_not_found", "no such check"),
+            Refusal::EntryNotFound => not_found(Noun::ListEntry),
+            Refusal::CheckNotFound => not_found(Noun::Check),
             Refusal::Denied(d) => d.into(),
         }
     }
@@ -313,10 +313,6 @@ impl From<LifecycleRefusal> for ApiError {
                 "your department already has this subject on this list",
             )
             .with(json!({"entry_id": id})),
-            LifecycleRefusal::NotIssuer => ApiError::forbidden(
-                "not_issuer",
-                "only the issuing department may exit a list entry",
-            ),
             LifecycleRefusal::AlreadyExited => {
                 ApiError::conflict("already_exited", "the entry was already exited")
             }
@@ -325,10 +321,6 @@ impl From<LifecycleRefusal> for ApiError {
                 "the exit date is before the entry took effect",
             )
             .with(json!({"effective_from": format_date(d)})),
-            LifecycleRefusal::NotCheckOwner => ApiError::forbidden(
-                "not_check_owner",
-                "only the department that ran the check reports its feedback",
-            ),
             LifecycleRefusal::FeedbackRecorded => ApiError::conflict(
                 "feedback_recorded",
                 "feedback for this check was already recorded",

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use time::Date;
 
 use super::state::RecordState;
-use super::steps::LifecycleRefusal;
+use super::steps::{LifecycleRefusal, Noun};
 use crate::ids::SubjectType;
 use crate::policy::{Organisation, Policy, Reason};
 
@@ -193,8 +193,9 @@ impl Policy {
         Ok(ListAddition { exit_red })
     }
 
-    /// Whether `org` may exit `entry` on `on`: only its issuer, only once,
-    /// not before it took effect.
+    /// Whether `org` may exit `entry` on `on`: only its issuer (to anyone
+    /// else the entry is [`LifecycleRefusal::NotVisible`], answered like a
+    /// missing id), only once, not before it took effect.
     pub fn list_exit(
         &self,
         org: &Organisation,
@@ -202,7 +203,7 @@ impl Policy {
         on: Date,
     ) -> Result<ListExit, LifecycleRefusal> {
         if entry.issuer != org.code.as_str() {
-            return Err(LifecycleRefusal::NotIssuer);
+            return Err(LifecycleRefusal::NotVisible(Noun::ListEntry));
         }
         if entry.exited {
             return Err(LifecycleRefusal::AlreadyExited);

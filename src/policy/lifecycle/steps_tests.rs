@@ -162,7 +162,7 @@ proptest! {
                             prop_assert!(!e.exited);
                             entries[i].exited = true;
                         }
-                        Err(LifecycleRefusal::NotIssuer) => prop_assert_ne!(e.issuer, by.code.as_str()),
+                        Err(LifecycleRefusal::NotVisible(Noun::ListEntry)) => prop_assert_ne!(e.issuer, by.code.as_str()),
                         Err(LifecycleRefusal::AlreadyExited) => prop_assert!(e.exited),
                         Err(other) => prop_assert!(false, "unexpected refusal {other:?}"),
                     }
@@ -238,7 +238,7 @@ proptest! {
         let f = facts(std::slice::from_ref(&e))[0];
         let got = p.list_exit(&who, &f, day(on));
         let expected = if ISSUERS[e.issuer] != ISSUERS[by] {
-            Err(LifecycleRefusal::NotIssuer)
+            Err(LifecycleRefusal::NotVisible(Noun::ListEntry))
         } else if e.exited {
             Err(LifecycleRefusal::AlreadyExited)
         } else if on < e.from {
