@@ -2212,3 +2212,173 @@ async fn list_entries_lapse_with_their_basis_and_list_status_agrees_with_checks(
     );
     gw.stop().await;
 }
+
+/// A list entry whose basis record expired lapsed on that day, at read
+/// time; a repair approved or a withdrawal answered after the expiry writes
+/// no exit for it (it would be dated on an unrelated later day and name the
+/// wrong reason). While the basis still counts, the same steps do exit it.
+#[tokio::test]
+async fn an_expired_basis_is_never_written_as_an_exit() {
+    let s = code(90);
+    let (gw, clock) = start(date!(2025 - 12 - 01)).await;
+    let dept = gw.client("department");
+    let portal = gw.client("portal");
+    // Two general penalties, shown until 2026-12-01; a black entry on each,
+    // and a third on a penalty shown until 2027-06-01 (the control).
+    let ids = submit(
+        &gw,
+        "department",
+        vec![
+            penalty(&s, "general", "2025-12-01", "罚款人民币1000元"),
+            penalty(&s, "general", "2025-12-01", "罚款人民币2000元"),
+            penalty(&s, "general", "2025-12-01", "罚款人民币3000元"),
+        ],
+    )
+    .await;
+    let (to_repair, to_withdraw) = (ids[0], ids[1]);
+    clock.set(date!(2026 - 06 - 01));
+    let control = submit(
+        &gw,
+        "department",
+        vec![penalty(&s, "general", "2026-06-01", "罚款人民币4000元")],
+    )
+    .await[0];
+    let mut entries = Vec::new();
+    for (list, basis) in [
+        ("black", to_repair),
+        ("focus", to_withdraw),
+        ("focus", ids[2]),
+    ] {
+        let r = gw
+            .client(if basis == ids[2] { "tax" } else { "department" })
+            .post(
+                &format!("/v1/lists/{list}"),
+                &json!({"subject": lp(&s), "basis": "严重违法失信", "basis_record_id": basis}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        entries.push(r.body["entry_id"].as_i64().unwrap());
+    }
+    // While shown: a repair application and an objection, left undecided.
+    let r = portal
+        .post(
+            "/v1/repairs",
+            &json!({"subject": lp(&s), "record_id": to_repair, "grounds": "已履行并作出信用修复承诺"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let rid = r.body["repair_id"].as_i64().unwrap();
+    let r = portal
+        .post(
+            "/v1/objections",
+            &json!({"subject": lp(&s), "record_id": to_withdraw, "grounds": "处罚已撤销"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let oid = r.body["objection_id"].as_i64().unwrap();
+
+    // The bases expire: the entries no longer count, for checks and list status.
+    clock.set(date!(2026 - 12 - 01));
+    let lapsed_by_expiry = |c: &Value| {
+        let m = c["measures"].as_array().unwrap();
+        !m.is_empty()
+            && m.iter()
+                .all(|m| m["status"] == "lapsed" && m["reason"] == "expired")
+    };
+    let c = check(&gw, "tax", &s, "franchise").await;
+    assert!(lapsed_by_expiry(&c), "{c}");
+    let recs = records(
+        &gw,
+        "bank",
+        "financing",
+        &s,
+        &["black_listed", "focus_listed"],
+    )
+    .await;
+    let status = recs
+        .iter()
+        .find(|r| r["item"] == "list_status")
+        .unwrap_or_else(|| panic!("{recs:?}"));
+    assert_eq!(status["fields"]["black_listed"], false);
+    assert_eq!(status["fields"]["focus_listed"], false);
+
+    // Approved and withdrawn after the expiry: nothing exited.
+    let r = dept
+        .post(
+            &format!("/v1/repairs/{rid}/decision"),
+            &json!({"decision": "approve"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.get("exited_list_entries").is_none(), "{}", r.body);
+    let r = dept
+        .post(
+            &format!("/v1/objections/{oid}/resolution"),
+            &json!({"outcome": "withdrawn"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.get("exited_list_entries").is_none(), "{}", r.body);
+    for (record, entry) in [(to_repair, entries[0]), (to_withdraw, entries[1])] {
+        let h = dept.get(&format!("/v1/records/{record}/history")).await;
+        assert_eq!(h.status, 200, "{}", h.body);
+        let e = &h.body["list_entries"][0];
+        assert_eq!(e["entry_id"], entry, "{}", h.body);
+        assert!(e["exited_on"].is_null(), "{e}");
+        assert!(e["exit_reason"].is_null(), "{e}");
+    }
+    let decided = audited(&gw, "repair_decide").await;
+    assert!(
+        !decided[0]
+            .fields
+            .iter()
+            .any(|f| f.field.starts_with("list_entry:")),
+        "{:?}",
+        decided[0]
+    );
+    let resolved = audited(&gw, "objection_resolve").await;
+    assert!(
+        !resolved[0]
+            .fields
+            .iter()
+            .any(|f| f.field.starts_with("list_entry:"))
+    );
+    // The check still shows them, lapsed, not exited.
+    let c = check(&gw, "tax", &s, "franchise").await;
+    assert!(
+        c["measures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["status"] == "lapsed"),
+        "{c}"
+    );
+    assert_eq!(c["lists"]["black"][0]["entry_id"], entries[0], "{c}");
+
+    // The control: a basis still shown is exited by its withdrawal.
+    let r = gw
+        .client("tax")
+        .post(
+            "/v1/lists/black",
+            &json!({"subject": lp(&s), "basis": "严重违法失信", "basis_record_id": control}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let live = r.body["entry_id"].as_i64().unwrap();
+    let r = portal
+        .post(
+            "/v1/objections",
+            &json!({"subject": lp(&s), "record_id": control, "grounds": "处罚已撤销"}),
+        )
+        .await;
+    let oid = r.body["objection_id"].as_i64().unwrap();
+    let r = dept
+        .post(
+            &format!("/v1/objections/{oid}/resolution"),
+            &json!({"outcome": "withdrawn"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["exited_list_entries"], json!([live]), "{}", r.body);
+    gw.stop().await;
+}

@@ -59,6 +59,19 @@ impl Policy {
         }
     }
 
+    /// Whether a step that takes the basis record of list entries from state
+    /// `before` to `after` (an approved repair, a withdrawal) exits those
+    /// entries now, and why: only if the basis still counted before the
+    /// step. An entry whose basis had already lapsed — expired, above all —
+    /// lapsed then, at read time ([`Policy::basis_lapse`]); no exit is
+    /// written for it later, dated on the day of an unrelated step.
+    pub fn basis_change_lapse(before: RecordState, after: RecordState) -> Option<Reason> {
+        if Self::basis_lapse(Some(before)).is_some() {
+            return None;
+        }
+        Self::basis_lapse(Some(after))
+    }
+
     /// Whether `item` is derived from the list tables (never submitted).
     pub fn list_item_fields(&self, item: &str) -> Option<&[(String, ListKind)]> {
         let (i, _) = self.item(item)?;

@@ -250,7 +250,7 @@ impl Store {
         let Some(t) = self.objection_target(objection_id).await? else {
             return Ok(Err(Refusal::ObjectionNotFound));
         };
-        let today = format_date(today);
+        let (on, today) = (today, format_date(today));
         dispatch!(self, p => {
             let mut tx = p.begin().await?;
             lock_subject!(tx, t.subject_type.as_str(), t.subject_id.as_str());
@@ -267,11 +267,17 @@ impl Store {
             match resolution {
                 Resolution::Upheld => {}
                 Resolution::Withdrawn => {
+                    let row: RecordRow = sqlx::query_as(record_select!("WHERE r.id = $1"))
+                        .bind(t.record_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let data = row.data()?;
+                    let before = policy.record_state(&row.facts(&data), on);
                     sqlx::query("UPDATE records SET state = 'withdrawn' WHERE id = $1")
                         .bind(t.record_id)
                         .execute(&mut *tx)
                         .await?;
-                    if let Some(reason) = Policy::basis_lapse(Some(RecordState::Withdrawn)) {
+                    if let Some(reason) = Policy::basis_change_lapse(before, RecordState::Withdrawn) {
                         lapsed = lapse_entries!(tx, t.record_id, reason, org.code.as_str(), &today, request_id);
                     }
                 }

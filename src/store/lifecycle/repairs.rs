@@ -193,12 +193,18 @@ impl Store {
             }
             let mut lapsed = Vec::new();
             if approve {
+                let row: RecordRow = sqlx::query_as(record_select!("WHERE r.id = $1"))
+                    .bind(t.record_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let data = row.data()?;
+                let before = policy.record_state(&row.facts(&data), today);
                 sqlx::query("UPDATE records SET repaired_on = $1 WHERE id = $2")
                     .bind(&day)
                     .bind(t.record_id)
                     .execute(&mut *tx)
                     .await?;
-                if let Some(reason) = Policy::basis_lapse(Some(RecordState::Repaired)) {
+                if let Some(reason) = Policy::basis_change_lapse(before, RecordState::Repaired) {
                     lapsed = lapse_entries!(tx, t.record_id, reason, org.code.as_str(), &day, request_id);
                 }
             }
