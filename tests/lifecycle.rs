@@ -1328,11 +1328,16 @@ async fn the_portal_reads_answers_to_objections_and_repairs_for_their_subject_on
         vec![
             penalty(&s, "general", "2026-10-01", "罚款人民币5000元"),
             penalty(&s, "minor", "2026-11-01", "警告"),
-            penalty(&other, "general", "2026-10-01", "罚款"),
         ],
     )
     .await;
-    let (p1, p2, p3) = (ids[0], ids[1], ids[2]);
+    let (p1, p2) = (ids[0], ids[1]);
+    let p3 = submit(
+        &gw,
+        "department",
+        vec![penalty(&other, "general", "2026-10-01", "罚款")],
+    )
+    .await[0];
     let portal = gw.client("portal");
     let file = |subject: &str, record: i64| {
         let c = portal.clone();
@@ -2061,16 +2066,14 @@ async fn list_entries_lapse_with_their_basis_and_list_status_agrees_with_checks(
     let (s, s2, s3) = (code(100), code(101), code(102));
     let (gw, clock) = start(date!(2026 - 11 - 23)).await;
     let dept = gw.client("department");
-    let ids = submit(
-        &gw,
-        "department",
-        vec![
-            penalty(&s, "general", "2026-08-01", "罚款人民币9000元"),
-            penalty(&s2, "minor", "2026-11-01", "警告"),
-            penalty(&s3, "general", "2026-10-01", "罚款"),
-        ],
-    )
-    .await;
+    let mut ids = Vec::new();
+    for r in [
+        penalty(&s, "general", "2026-08-01", "罚款人民币9000元"),
+        penalty(&s2, "minor", "2026-11-01", "警告"),
+        penalty(&s3, "general", "2026-10-01", "罚款"),
+    ] {
+        ids.extend(submit(&gw, "department", vec![r]).await);
+    }
     let (p, p2, p3) = (ids[0], ids[1], ids[2]);
     let list = |who: &'static str, kind: &'static str, body: Value| {
         let c = gw.client(who);
@@ -2380,5 +2383,97 @@ async fn an_expired_basis_is_never_written_as_an_exit() {
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["exited_list_entries"], json!([live]), "{}", r.body);
+    gw.stop().await;
+}
+
+/// A submission's audit entry names its subject, so the subject's access
+/// history shows it; a batch about several subjects would be recorded about
+/// none of them and is refused whole (400 `mixed_subjects`, nothing stored,
+/// audited).
+#[tokio::test]
+async fn a_batch_is_about_one_subject_and_its_entry_names_it() {
+    let (a, b) = (code(95), code(96));
+    let (gw, _clock) = start(date!(2026 - 11 - 23)).await;
+    let dept = gw.client("department");
+    let reg = |s: &str, name: &str| json!({"subject": lp(s), "item": "registration", "fields": {"enterprise_name": name}});
+    let r = dept
+        .post(
+            "/v1/records",
+            &json!({"records": [reg(&a, "甲公司"), penalty(&a, "minor", "2026-11-01", "警告"),
+                                reg(&b, "乙公司")]}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("mixed_subjects")),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["error"]["details"]["record"], 2);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("record 2:")
+    );
+    // Nothing of it was stored, for either subject.
+    for s in [&a, &b] {
+        let recs = records(
+            &gw,
+            "department",
+            "administrative_review",
+            s,
+            &["enterprise_name", "penalty_content"],
+        )
+        .await;
+        assert!(recs.is_empty(), "{s}: {recs:?}");
+    }
+    let refused = audited(&gw, "submit_records").await;
+    assert_eq!(
+        (
+            refused[0].outcome.as_str(),
+            refused[0].status,
+            refused[0].records
+        ),
+        ("mixed_subjects", 400, 0)
+    );
+    // One subject per batch: stored, and the entry names the subject, as
+    // the query about it does (same keyed hash).
+    let ids_a = submit(
+        &gw,
+        "department",
+        vec![
+            reg(&a, "甲公司"),
+            penalty(&a, "minor", "2026-11-01", "警告"),
+        ],
+    )
+    .await;
+    submit(&gw, "department", vec![reg(&b, "乙公司")]).await;
+    assert_eq!(ids_a.len(), 2);
+    let subs = audited(&gw, "submit_records").await;
+    let ok: Vec<_> = subs.iter().filter(|e| e.outcome == "ok").collect();
+    assert_eq!(ok.len(), 2);
+    let q = records(&gw, "bank", "financing", &a, &["enterprise_name"]).await;
+    assert_eq!(q.len(), 1);
+    let query_entry = audited(&gw, "query").await.pop().unwrap();
+    assert!(ok[0].subject.is_some());
+    assert_eq!(ok[0].subject, query_entry.subject);
+    assert_ne!(ok[0].subject, ok[1].subject);
+    assert_eq!(ok[0].records, 2);
+    // Each subject's access history holds its own submission only.
+    for (s, n) in [(&a, 1), (&b, 1)] {
+        let r = gw
+            .client("portal")
+            .post("/v1/portal/access-history", &json!({"subject": lp(s)}))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let submissions = r.body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "submit_records")
+            .count();
+        assert_eq!(submissions, n, "{s}: {}", r.body);
+    }
     gw.stop().await;
 }

@@ -423,6 +423,14 @@ pub fn submission_refused(e: &SubmissionRefusal, record: Option<usize>) -> ApiEr
             at(format!("field '{field}' must be a {}", expected.describe())),
         )
         .with(details(obj(json!({"field": field, "expected": expected})))),
+        SubmissionRefusal::MixedSubjects => ApiError::bad_request(
+            "mixed_subjects",
+            at(
+                "about another subject than record 0: a batch holds the records of one subject, whose audit entry names it"
+                    .to_owned(),
+            ),
+        )
+        .with(details(serde_json::Map::new())),
         SubmissionRefusal::ConsentRequired(field) => ApiError::unprocessable(
             "consent_required",
             at(format!(
