@@ -2358,6 +2358,35 @@ async fn an_expired_basis_is_never_written_as_an_exit() {
     );
     assert_eq!(c["lists"]["black"][0]["entry_id"], entries[0], "{c}");
 
+    // A new entry on a lapsed basis would never count: refused with the
+    // record's state, nothing written, audited.
+    for (basis, code) in [
+        (to_repair, "record_expired"),
+        (to_withdraw, "record_withdrawn"),
+    ] {
+        let r = dept
+            .post(
+                "/v1/lists/black",
+                &json!({"subject": lp(&s), "basis": "严重违法失信", "basis_record_id": basis}),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (409, Some(code)),
+            "{}",
+            r.body
+        );
+    }
+    let adds = audited(&gw, "list_add").await;
+    assert_eq!(
+        adds.iter()
+            .filter(|e| e.outcome == "record_expired" || e.outcome == "record_withdrawn")
+            .count(),
+        2
+    );
+    let h = dept.get(&format!("/v1/records/{to_repair}/history")).await;
+    assert_eq!(h.body["list_entries"].as_array().unwrap().len(), 1);
+
     // The control: a basis still shown is exited by its withdrawal.
     let r = gw
         .client("tax")

@@ -316,6 +316,15 @@ impl From<LifecycleRefusal> for ApiError {
             LifecycleRefusal::AlreadyExited => {
                 ApiError::conflict("already_exited", "the entry was already exited")
             }
+            LifecycleRefusal::PeriodEndsBeforeStart => ApiError::bad_request(
+                "invalid_date",
+                "effective_to must be after effective_from",
+            )
+            .with(json!({"field": "effective_to"})),
+            LifecycleRefusal::ExitInFuture => ApiError::bad_request(
+                "invalid_exit_date",
+                "an exit is recorded when it happens; the date cannot be in the future",
+            ),
             LifecycleRefusal::ExitBeforeEffective(d) => ApiError::bad_request(
                 "invalid_exit_date",
                 "the exit date is before the entry took effect",

@@ -163,6 +163,39 @@ pub struct ListExit {
 }
 
 impl Policy {
+    /// Whether an entry effective from `from` until `to` (open-ended
+    /// without) may be recorded: an end, if any, after the start.
+    pub fn list_period(&self, from: Date, to: Option<Date>) -> Result<(), LifecycleRefusal> {
+        if to.is_some_and(|t| t <= from) {
+            Err(LifecycleRefusal::PeriodEndsBeforeStart)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether an exit dated `on` may be recorded on `today`: an exit is
+    /// recorded when it happens (or after), never in advance.
+    pub fn exit_date(&self, on: Date, today: Date) -> Result<(), LifecycleRefusal> {
+        if on > today {
+            Err(LifecycleRefusal::ExitInFuture)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether a record in `state` (on the day of the listing) may be the
+    /// basis of a new list entry: only one that still counts — active, or
+    /// disputed (checks then suspend punishment). An entry based on a record
+    /// that is already expired, repaired, withdrawn or superseded would
+    /// never count ([`Policy::basis_lapse`]); it is refused with the
+    /// record's state instead of being written.
+    pub fn list_basis(&self, state: RecordState) -> Result<(), LifecycleRefusal> {
+        match Self::basis_lapse(Some(state)) {
+            None => Ok(()),
+            Some(_) => Err(LifecycleRefusal::RecordState(state)),
+        }
+    }
+
     /// Whether `issuer` may put the subject on `list` on `today`, given all
     /// the subject's entries (SPEC §2.9): a current black entry (in force
     /// or scheduled) blocks a red listing; a black listing exits every

@@ -50,6 +50,12 @@ pub enum LifecycleRefusal {
     /// The entry was already exited.
     #[error("the entry was already exited")]
     AlreadyExited,
+    /// A list entry's end is not after its start.
+    #[error("effective_to must be after effective_from")]
+    PeriodEndsBeforeStart,
+    /// An exit dated after today: exits are recorded when they happen.
+    #[error("an exit cannot be dated in the future")]
+    ExitInFuture,
     /// The exit date is before the entry took effect (on this date).
     #[error("the exit date is before the entry took effect")]
     ExitBeforeEffective(Date),
