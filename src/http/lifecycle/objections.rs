@@ -284,9 +284,12 @@ fn correction(
 pub(in crate::http) async fn overdue(app: &App, org: &Organisation) -> Result<Reply, ApiError> {
     let today = app.today();
     let scope = app.policy.overdue_scope(org);
-    let rows = app.store.overdue_objections(scope.provider, today).await?;
+    let rows = app.store.open_objections(scope.provider).await?;
     let list: Vec<Value> = rows
         .into_iter()
+        .filter(|o| {
+            parse_date(&o.due_on).is_some_and(|due| app.policy.objection_overdue(true, due, today))
+        })
         .map(|o| {
             let days = parse_date(&o.due_on).map(|d| (today - d).whole_days());
             let subject = match (

@@ -335,23 +335,21 @@ impl Store {
         })
     }
 
-    /// Open objections past their answer deadline on `today`, oldest due
-    /// first; only those on records `provider` provided, if given.
-    pub async fn overdue_objections(
+    /// Open objections, earliest due first; only those on records
+    /// `provider` provided, if given. Which are overdue is the policy's
+    /// rule ([`Policy::objection_overdue`]), not a filter here.
+    pub async fn open_objections(
         &self,
         provider: Option<&str>,
-        today: Date,
     ) -> Result<Vec<ObjectionRow>, StoreError> {
-        let today = format_date(today);
         type Row = (i64, i64, String, String, String, String, String, String);
         let rows: Vec<Row> = dispatch!(self, p => {
             sqlx::query_as(
                 "SELECT o.id, o.record_id, r.item, r.provider, o.subject_type, o.subject_id, o.filed_on, o.due_on \
                  FROM objections o JOIN records r ON r.id = o.record_id \
-                 WHERE o.status = 'open' AND o.due_on < $1 AND ($2 IS NULL OR r.provider = $2) \
+                 WHERE o.status = 'open' AND ($1 IS NULL OR r.provider = $1) \
                  ORDER BY o.due_on, o.id",
             )
-            .bind(&today)
             .bind(provider)
             .fetch_all(p)
             .await?
