@@ -6,9 +6,7 @@ use time::Date;
 
 use super::{Application, ObjectionTarget, RecordRow, Refusal, Step};
 use crate::ids::SubjectId;
-use crate::policy::lifecycle::{
-    Case, CaseSubject, Noun, RecordState, RecordTerms, format_date, parse_date,
-};
+use crate::policy::lifecycle::{Case, Noun, RecordState, RecordTerms, format_date, parse_date};
 use crate::policy::{Organisation, Policy};
 use crate::store::{Backend, Store, StoreError};
 
@@ -132,12 +130,8 @@ impl Store {
         let Some(r) = row else {
             return Ok(Err(Refusal::ObjectionNotFound));
         };
-        let stored = CaseSubject {
-            subject_type: &r.4,
-            subject_id: &r.5,
-        };
-        if let Err(e) = policy.case_read(org, Noun::Objection, stored, asked) {
-            return Ok(Err(e.into()));
+        if let Err(e) = super::case_visible(policy, org, Noun::Objection, (&r.4, &r.5), asked) {
+            return Ok(Err(e));
         }
         let open = r.6 == "open";
         let overdue =
