@@ -643,7 +643,7 @@ async fn black_listing_removes_red_entries_and_red_listing_a_black_listed_subjec
     let r = exit(&dept, json!({"reason": "x"})).await;
     assert_eq!(
         (r.status, r.body["error"]["code"].as_str()),
-        (403, Some("not_issuer"))
+        (404, Some("list_entry_not_found"))
     );
     let r = exit(
         &tax,
@@ -872,7 +872,7 @@ async fn financing_profile_has_a_summary_of_what_was_released() {
     let summary = &r.body["summary"];
     assert_eq!(
         *summary,
-        json!({"active_penalties": 1, "dishonest_debtor": false, "arrears": false, "black_listed": false,
+        json!({"active_penalties": 1, "broken_commitments": 0, "dishonest_debtor": false, "arrears": false, "black_listed": false,
                "red_listed": false, "focus_listed": false, "disputed_items": 0, "as_of": "2026-11-23"})
     );
     // Enterprise-authorised data is withheld without consent, and no value leaks.
@@ -1055,7 +1055,7 @@ async fn hostile_input_to_every_new_endpoint_is_a_clear_4xx_stores_nothing_and_i
         ("department", "POST", "/v1/checks", json!({"matter": "franchise"}).to_string().into_bytes(), 400, "invalid_request"),
         ("bank", "POST", "/v1/checks", json!({"subject": lp(&s), "matter": "franchise"}).to_string().into_bytes(), 403, "role_not_permitted"),
         ("department", "POST", "/v1/checks/424242/feedback", p(r#"{"applied":[]}"#), 404, "check_not_found"),
-        ("tax", "POST", &fb_path, p(r#"{"applied":[]}"#), 403, "not_check_owner"),
+        ("tax", "POST", &fb_path, p(r#"{"applied":[]}"#), 404, "check_not_found"),
         ("department", "POST", &fb_path, p(r#"{"applied":"all"}"#), 400, "invalid_request"),
         ("department", "POST", &fb_path, p(r#"{"applied":["nope"]}"#), 422, "unknown_measure"),
         ("department", "POST", &fb_path, p(r#"{"not_applied":[{"measure":"nope","reason":""}]}"#), 422, "unknown_measure"),
@@ -1328,11 +1328,16 @@ async fn the_portal_reads_answers_to_objections_and_repairs_for_their_subject_on
         vec![
             penalty(&s, "general", "2026-10-01", "罚款人民币5000元"),
             penalty(&s, "minor", "2026-11-01", "警告"),
-            penalty(&other, "general", "2026-10-01", "罚款"),
         ],
     )
     .await;
-    let (p1, p2, p3) = (ids[0], ids[1], ids[2]);
+    let (p1, p2) = (ids[0], ids[1]);
+    let p3 = submit(
+        &gw,
+        "department",
+        vec![penalty(&other, "general", "2026-10-01", "罚款")],
+    )
+    .await[0];
     let portal = gw.client("portal");
     let file = |subject: &str, record: i64| {
         let c = portal.clone();
@@ -1521,6 +1526,36 @@ async fn ids_the_caller_may_not_see_are_answered_like_ids_that_do_not_exist() {
     let o2 = portal.post("/v1/objections", &body).await.body["objection_id"]
         .as_i64()
         .unwrap();
+    // A list entry and a check of the department, one already exited.
+    let dept = gw.client("department");
+    let listing = json!({"subject": lp(&s), "basis": "严重违法", "basis_record_id": p});
+    let entry = dept.post("/v1/lists/black", &listing).await.body["entry_id"]
+        .as_i64()
+        .unwrap();
+    let focus = dept
+        .post(
+            "/v1/lists/focus",
+            &json!({"subject": lp(&s), "basis": "重点监管"}),
+        )
+        .await
+        .body["entry_id"]
+        .as_i64()
+        .unwrap();
+    let r = dept
+        .post(
+            &format!("/v1/lists/entries/{focus}/exit"),
+            &json!({"reason": "整改完成"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let c = dept
+        .post(
+            "/v1/checks",
+            &json!({"subject": lp(&s), "matter": "franchise"}),
+        )
+        .await;
+    assert_eq!(c.status, 200, "{}", c.body);
+    let check_id = c.body["check_id"].as_i64().unwrap();
 
     let tax = gw.client("tax");
     let missing = 424242;
@@ -1554,6 +1589,28 @@ async fn ids_the_caller_may_not_see_are_answered_like_ids_that_do_not_exist() {
             json!({"decision": "approve"}),
             "repair_not_found",
         ),
+        (
+            "POST",
+            format!("/v1/lists/entries/{entry}/exit"),
+            format!("/v1/lists/entries/{missing}/exit"),
+            json!({"reason": "信用修复完成"}),
+            "list_entry_not_found",
+        ),
+        // Exited already: still not a 409 to a stranger.
+        (
+            "POST",
+            format!("/v1/lists/entries/{focus}/exit"),
+            format!("/v1/lists/entries/{missing}/exit"),
+            json!({"reason": "信用修复完成"}),
+            "list_entry_not_found",
+        ),
+        (
+            "POST",
+            format!("/v1/checks/{check_id}/feedback"),
+            format!("/v1/checks/{missing}/feedback"),
+            json!({"applied": [], "not_applied": []}),
+            "check_not_found",
+        ),
     ];
     for (method, existing, absent, body, code) in pairs {
         let send = |path: String| {
@@ -1583,6 +1640,21 @@ async fn ids_the_caller_may_not_see_are_answered_like_ids_that_do_not_exist() {
     assert_eq!(h.status, 200, "{}", h.body);
     assert_eq!(h.body["repairs"][0]["status"], "pending");
     assert_eq!(h.body["objections"][1]["status"], "open");
+    let listed = h.body["list_entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["entry_id"] == entry)
+        .unwrap_or_else(|| panic!("entry {entry} in {}", h.body));
+    assert!(listed["exited_on"].is_null(), "{listed}");
+    // Its black measures are suspended (open objection): nothing to apply.
+    let r = dept
+        .post(
+            &format!("/v1/checks/{check_id}/feedback"),
+            &json!({"applied": [], "not_applied": []}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
     let h = gw
         .client("auditor")
         .get(&format!("/v1/records/{p}/history"))
@@ -1994,16 +2066,14 @@ async fn list_entries_lapse_with_their_basis_and_list_status_agrees_with_checks(
     let (s, s2, s3) = (code(100), code(101), code(102));
     let (gw, clock) = start(date!(2026 - 11 - 23)).await;
     let dept = gw.client("department");
-    let ids = submit(
-        &gw,
-        "department",
-        vec![
-            penalty(&s, "general", "2026-08-01", "罚款人民币9000元"),
-            penalty(&s2, "minor", "2026-11-01", "警告"),
-            penalty(&s3, "general", "2026-10-01", "罚款"),
-        ],
-    )
-    .await;
+    let mut ids = Vec::new();
+    for r in [
+        penalty(&s, "general", "2026-08-01", "罚款人民币9000元"),
+        penalty(&s2, "minor", "2026-11-01", "警告"),
+        penalty(&s3, "general", "2026-10-01", "罚款"),
+    ] {
+        ids.extend(submit(&gw, "department", vec![r]).await);
+    }
     let (p, p2, p3) = (ids[0], ids[1], ids[2]);
     let list = |who: &'static str, kind: &'static str, body: Value| {
         let c = gw.client(who);
@@ -2143,5 +2213,296 @@ async fn list_entries_lapse_with_their_basis_and_list_status_agrees_with_checks(
         (m["status"].as_str(), m["reason"].as_str()),
         (Some("lapsed"), Some("expired"))
     );
+    gw.stop().await;
+}
+
+/// A list entry whose basis record expired lapsed on that day, at read
+/// time; a repair approved or a withdrawal answered after the expiry writes
+/// no exit for it (it would be dated on an unrelated later day and name the
+/// wrong reason). While the basis still counts, the same steps do exit it.
+#[tokio::test]
+async fn an_expired_basis_is_never_written_as_an_exit() {
+    let s = code(90);
+    let (gw, clock) = start(date!(2025 - 12 - 01)).await;
+    let dept = gw.client("department");
+    let portal = gw.client("portal");
+    // Two general penalties, shown until 2026-12-01; a black entry on each,
+    // and a third on a penalty shown until 2027-06-01 (the control).
+    let ids = submit(
+        &gw,
+        "department",
+        vec![
+            penalty(&s, "general", "2025-12-01", "罚款人民币1000元"),
+            penalty(&s, "general", "2025-12-01", "罚款人民币2000元"),
+            penalty(&s, "general", "2025-12-01", "罚款人民币3000元"),
+        ],
+    )
+    .await;
+    let (to_repair, to_withdraw) = (ids[0], ids[1]);
+    clock.set(date!(2026 - 06 - 01));
+    let control = submit(
+        &gw,
+        "department",
+        vec![penalty(&s, "general", "2026-06-01", "罚款人民币4000元")],
+    )
+    .await[0];
+    let mut entries = Vec::new();
+    for (list, basis) in [
+        ("black", to_repair),
+        ("focus", to_withdraw),
+        ("focus", ids[2]),
+    ] {
+        let r = gw
+            .client(if basis == ids[2] { "tax" } else { "department" })
+            .post(
+                &format!("/v1/lists/{list}"),
+                &json!({"subject": lp(&s), "basis": "严重违法失信", "basis_record_id": basis}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        entries.push(r.body["entry_id"].as_i64().unwrap());
+    }
+    // While shown: a repair application and an objection, left undecided.
+    let r = portal
+        .post(
+            "/v1/repairs",
+            &json!({"subject": lp(&s), "record_id": to_repair, "grounds": "已履行并作出信用修复承诺"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let rid = r.body["repair_id"].as_i64().unwrap();
+    let r = portal
+        .post(
+            "/v1/objections",
+            &json!({"subject": lp(&s), "record_id": to_withdraw, "grounds": "处罚已撤销"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let oid = r.body["objection_id"].as_i64().unwrap();
+
+    // The bases expire: the entries no longer count, for checks and list status.
+    clock.set(date!(2026 - 12 - 01));
+    let lapsed_by_expiry = |c: &Value| {
+        let m = c["measures"].as_array().unwrap();
+        !m.is_empty()
+            && m.iter()
+                .all(|m| m["status"] == "lapsed" && m["reason"] == "expired")
+    };
+    let c = check(&gw, "tax", &s, "franchise").await;
+    assert!(lapsed_by_expiry(&c), "{c}");
+    let recs = records(
+        &gw,
+        "bank",
+        "financing",
+        &s,
+        &["black_listed", "focus_listed"],
+    )
+    .await;
+    let status = recs
+        .iter()
+        .find(|r| r["item"] == "list_status")
+        .unwrap_or_else(|| panic!("{recs:?}"));
+    assert_eq!(status["fields"]["black_listed"], false);
+    assert_eq!(status["fields"]["focus_listed"], false);
+
+    // Approved and withdrawn after the expiry: nothing exited.
+    let r = dept
+        .post(
+            &format!("/v1/repairs/{rid}/decision"),
+            &json!({"decision": "approve"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.get("exited_list_entries").is_none(), "{}", r.body);
+    let r = dept
+        .post(
+            &format!("/v1/objections/{oid}/resolution"),
+            &json!({"outcome": "withdrawn"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.get("exited_list_entries").is_none(), "{}", r.body);
+    for (record, entry) in [(to_repair, entries[0]), (to_withdraw, entries[1])] {
+        let h = dept.get(&format!("/v1/records/{record}/history")).await;
+        assert_eq!(h.status, 200, "{}", h.body);
+        let e = &h.body["list_entries"][0];
+        assert_eq!(e["entry_id"], entry, "{}", h.body);
+        assert!(e["exited_on"].is_null(), "{e}");
+        assert!(e["exit_reason"].is_null(), "{e}");
+    }
+    let decided = audited(&gw, "repair_decide").await;
+    assert!(
+        !decided[0]
+            .fields
+            .iter()
+            .any(|f| f.field.starts_with("list_entry:")),
+        "{:?}",
+        decided[0]
+    );
+    let resolved = audited(&gw, "objection_resolve").await;
+    assert!(
+        !resolved[0]
+            .fields
+            .iter()
+            .any(|f| f.field.starts_with("list_entry:"))
+    );
+    // The check still shows them, lapsed, not exited.
+    let c = check(&gw, "tax", &s, "franchise").await;
+    assert!(
+        c["measures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["status"] == "lapsed"),
+        "{c}"
+    );
+    assert_eq!(c["lists"]["black"][0]["entry_id"], entries[0], "{c}");
+
+    // A new entry on a lapsed basis would never count: refused with the
+    // record's state, nothing written, audited.
+    for (basis, code) in [
+        (to_repair, "record_expired"),
+        (to_withdraw, "record_withdrawn"),
+    ] {
+        let r = dept
+            .post(
+                "/v1/lists/black",
+                &json!({"subject": lp(&s), "basis": "严重违法失信", "basis_record_id": basis}),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.body["error"]["code"].as_str()),
+            (409, Some(code)),
+            "{}",
+            r.body
+        );
+    }
+    let adds = audited(&gw, "list_add").await;
+    assert_eq!(
+        adds.iter()
+            .filter(|e| e.outcome == "record_expired" || e.outcome == "record_withdrawn")
+            .count(),
+        2
+    );
+    let h = dept.get(&format!("/v1/records/{to_repair}/history")).await;
+    assert_eq!(h.body["list_entries"].as_array().unwrap().len(), 1);
+
+    // The control: a basis still shown is exited by its withdrawal.
+    let r = gw
+        .client("tax")
+        .post(
+            "/v1/lists/black",
+            &json!({"subject": lp(&s), "basis": "严重违法失信", "basis_record_id": control}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let live = r.body["entry_id"].as_i64().unwrap();
+    let r = portal
+        .post(
+            "/v1/objections",
+            &json!({"subject": lp(&s), "record_id": control, "grounds": "处罚已撤销"}),
+        )
+        .await;
+    let oid = r.body["objection_id"].as_i64().unwrap();
+    let r = dept
+        .post(
+            &format!("/v1/objections/{oid}/resolution"),
+            &json!({"outcome": "withdrawn"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["exited_list_entries"], json!([live]), "{}", r.body);
+    gw.stop().await;
+}
+
+/// A submission's audit entry names its subject, so the subject's access
+/// history shows it; a batch about several subjects would be recorded about
+/// none of them and is refused whole (400 `mixed_subjects`, nothing stored,
+/// audited).
+#[tokio::test]
+async fn a_batch_is_about_one_subject_and_its_entry_names_it() {
+    let (a, b) = (code(95), code(96));
+    let (gw, _clock) = start(date!(2026 - 11 - 23)).await;
+    let dept = gw.client("department");
+    let reg = |s: &str, name: &str| json!({"subject": lp(s), "item": "registration", "fields": {"enterprise_name": name}});
+    let r = dept
+        .post(
+            "/v1/records",
+            &json!({"records": [reg(&a, "甲公司"), penalty(&a, "minor", "2026-11-01", "警告"),
+                                reg(&b, "乙公司")]}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (400, Some("mixed_subjects")),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["error"]["details"]["record"], 2);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("record 2:")
+    );
+    // Nothing of it was stored, for either subject.
+    for s in [&a, &b] {
+        let recs = records(
+            &gw,
+            "department",
+            "administrative_review",
+            s,
+            &["enterprise_name", "penalty_content"],
+        )
+        .await;
+        assert!(recs.is_empty(), "{s}: {recs:?}");
+    }
+    let refused = audited(&gw, "submit_records").await;
+    assert_eq!(
+        (
+            refused[0].outcome.as_str(),
+            refused[0].status,
+            refused[0].records
+        ),
+        ("mixed_subjects", 400, 0)
+    );
+    // One subject per batch: stored, and the entry names the subject, as
+    // the query about it does (same keyed hash).
+    let ids_a = submit(
+        &gw,
+        "department",
+        vec![
+            reg(&a, "甲公司"),
+            penalty(&a, "minor", "2026-11-01", "警告"),
+        ],
+    )
+    .await;
+    submit(&gw, "department", vec![reg(&b, "乙公司")]).await;
+    assert_eq!(ids_a.len(), 2);
+    let subs = audited(&gw, "submit_records").await;
+    let ok: Vec<_> = subs.iter().filter(|e| e.outcome == "ok").collect();
+    assert_eq!(ok.len(), 2);
+    let q = records(&gw, "bank", "financing", &a, &["enterprise_name"]).await;
+    assert_eq!(q.len(), 1);
+    let query_entry = audited(&gw, "query").await.pop().unwrap();
+    assert!(ok[0].subject.is_some());
+    assert_eq!(ok[0].subject, query_entry.subject);
+    assert_ne!(ok[0].subject, ok[1].subject);
+    assert_eq!(ok[0].records, 2);
+    // Each subject's access history holds its own submission only.
+    for (s, n) in [(&a, 1), (&b, 1)] {
+        let r = gw
+            .client("portal")
+            .post("/v1/portal/access-history", &json!({"subject": lp(s)}))
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let submissions = r.body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "submit_records")
+            .count();
+        assert_eq!(submissions, n, "{s}: {}", r.body);
+    }
     gw.stop().await;
 }

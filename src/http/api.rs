@@ -231,7 +231,7 @@ pub(super) async fn submit(
     // 3. Every record against the catalog.
     let policy = &app.policy;
     let mut batch = Vec::with_capacity(req.records.len());
-    let mut subjects = std::collections::HashSet::new();
+    let mut first_subject: Option<SubjectId> = None;
     let mut consents = super::consent::Collection::default();
     for (i, r) in req.records.into_iter().enumerate() {
         let subject = SubjectId::parse(&r.subject.kind, &r.subject.id).map_err(|e| {
@@ -239,6 +239,12 @@ pub(super) async fn submit(
             err.message = format!("record {i}: {}", err.message);
             err.with(json!({"record": i, "check": e.check()}))
         })?;
+        match &first_subject {
+            Some(first) => policy
+                .check_batch_subject(first, &subject)
+                .map_err(|e| submission_refused(&e, Some(i)))?,
+            None => first_subject = Some(subject.clone()),
+        }
         let accepted = policy
             .check_submission(
                 &SubmittedRecord {
@@ -265,7 +271,6 @@ pub(super) async fn submit(
             r.consent_token.as_deref(),
             draft,
         )?;
-        subjects.insert(subject.clone());
         let (item, terms) = (accepted.item.id.to_string(), accepted.terms);
         batch.push(NewRecord {
             subject,
@@ -275,9 +280,7 @@ pub(super) async fn submit(
             terms,
         });
     }
-    if subjects.len() == 1 {
-        draft.subject = subjects.into_iter().next();
-    }
+    draft.subject = first_subject;
     let mut names: Vec<&str> = batch
         .iter()
         .flat_map(|r| r.data.keys().map(String::as_str))

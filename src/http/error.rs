@@ -224,6 +224,8 @@ pub(crate) fn not_found(noun: Noun) -> ApiError {
         Noun::Record => ApiError::not_found("record_not_found", "no such record"),
         Noun::Objection => ApiError::not_found("objection_not_found", "no such objection"),
         Noun::Repair => ApiError::not_found("repair_not_found", "no such repair application"),
+        Noun::ListEntry => ApiError::not_found("list_entry_not_found", "no such list entry"),
+        Noun::Check => ApiError::not_found("check_not_found", "no such check"),
     }
 }
 
@@ -240,10 +242,8 @@ impl From<Refusal> for ApiError {
                 "unknown_basis_record",
                 "basis_record_id is not a record of this subject",
             ),
-            Refusal::EntryNotFound => {
-                ApiError::not_found("list_entry_not_found", "no such list entry")
-            }
-            Refusal::CheckNotFound => ApiError::not_found("check_not_found", "no such check"),
+            Refusal::EntryNotFound => not_found(Noun::ListEntry),
+            Refusal::CheckNotFound => not_found(Noun::Check),
             Refusal::Denied(d) => d.into(),
         }
     }
@@ -313,22 +313,23 @@ impl From<LifecycleRefusal> for ApiError {
                 "your department already has this subject on this list",
             )
             .with(json!({"entry_id": id})),
-            LifecycleRefusal::NotIssuer => ApiError::forbidden(
-                "not_issuer",
-                "only the issuing department may exit a list entry",
-            ),
             LifecycleRefusal::AlreadyExited => {
                 ApiError::conflict("already_exited", "the entry was already exited")
             }
+            LifecycleRefusal::PeriodEndsBeforeStart => ApiError::bad_request(
+                "invalid_date",
+                "effective_to must be after effective_from",
+            )
+            .with(json!({"field": "effective_to"})),
+            LifecycleRefusal::ExitInFuture => ApiError::bad_request(
+                "invalid_exit_date",
+                "an exit is recorded when it happens; the date cannot be in the future",
+            ),
             LifecycleRefusal::ExitBeforeEffective(d) => ApiError::bad_request(
                 "invalid_exit_date",
                 "the exit date is before the entry took effect",
             )
             .with(json!({"effective_from": format_date(d)})),
-            LifecycleRefusal::NotCheckOwner => ApiError::forbidden(
-                "not_check_owner",
-                "only the department that ran the check reports its feedback",
-            ),
             LifecycleRefusal::FeedbackRecorded => ApiError::conflict(
                 "feedback_recorded",
                 "feedback for this check was already recorded",
@@ -431,6 +432,14 @@ pub fn submission_refused(e: &SubmissionRefusal, record: Option<usize>) -> ApiEr
             at(format!("field '{field}' must be a {}", expected.describe())),
         )
         .with(details(obj(json!({"field": field, "expected": expected})))),
+        SubmissionRefusal::MixedSubjects => ApiError::bad_request(
+            "mixed_subjects",
+            at(
+                "about another subject than record 0: a batch holds the records of one subject, whose audit entry names it"
+                    .to_owned(),
+            ),
+        )
+        .with(details(serde_json::Map::new())),
         SubmissionRefusal::ConsentRequired(field) => ApiError::unprocessable(
             "consent_required",
             at(format!(

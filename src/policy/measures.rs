@@ -23,7 +23,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::lifecycle::{LifecycleRefusal, ListKind, RecordFacts, RecordState, Terms};
+use super::lifecycle::{LifecycleRefusal, ListKind, Noun, RecordFacts, RecordState, Terms};
 use super::{Organisation, Policy, Reason};
 
 /// What a measure does to the subject.
@@ -249,14 +249,16 @@ impl Policy {
     }
 
     /// Whether `org` may report feedback on `check` at all: only the
-    /// department that ran it, only once.
+    /// department that ran it (to anyone else the check is
+    /// [`LifecycleRefusal::NotVisible`], answered like a missing id), only
+    /// once.
     pub fn feedback_allowed(
         &self,
         org: &Organisation,
         check: &CheckFacts<'_>,
     ) -> Result<(), LifecycleRefusal> {
         if check.org != org.code.as_str() {
-            return Err(LifecycleRefusal::NotCheckOwner);
+            return Err(LifecycleRefusal::NotVisible(Noun::Check));
         }
         if check.feedback_recorded {
             return Err(LifecycleRefusal::FeedbackRecorded);
@@ -471,7 +473,7 @@ mod tests {
                 proptest::prop_assert_eq!(permit.check_id(), 7);
             }
             if !by_owner {
-                proptest::prop_assert_eq!(got, Err(LifecycleRefusal::NotCheckOwner));
+                proptest::prop_assert_eq!(got, Err(LifecycleRefusal::NotVisible(Noun::Check)));
             } else if recorded {
                 proptest::prop_assert_eq!(got, Err(LifecycleRefusal::FeedbackRecorded));
             }

@@ -12,7 +12,7 @@ use time::Date;
 
 use super::lifecycle::{RecordTerms, TermsError, parse_date};
 use super::{ConsentNeed, ItemDef, Policy, ValueType};
-use crate::ids::SubjectType;
+use crate::ids::{SubjectId, SubjectType};
 
 /// Longest name of an unknown item or field repeated back to a client.
 pub const SHOWN_NAME: usize = 64;
@@ -196,6 +196,10 @@ pub enum SubmissionRefusal {
     /// (a correction).
     #[error("'{0}' may be collected only with the person's written consent")]
     ConsentRequired(String),
+    /// A record of a batch is about another subject than the batch's first
+    /// record ([`Policy::check_batch_subject`]).
+    #[error("a batch holds the records of one subject")]
+    MixedSubjects,
 }
 
 /// `name` cut to [`SHOWN_NAME`] characters.
@@ -204,6 +208,25 @@ pub fn shown(name: &str) -> String {
 }
 
 impl Policy {
+    /// Whether a record about `this` may join a batch whose first record is
+    /// about `first`: only the same subject. A submission's audit entry
+    /// names one subject (as a keyed hash), which is what the subject's
+    /// access history and an auditor's search by subject find; a batch
+    /// about several subjects would be recorded about none of them, so it
+    /// is refused (before anything is stored) and a department submits one
+    /// batch per subject.
+    pub fn check_batch_subject(
+        &self,
+        first: &SubjectId,
+        this: &SubjectId,
+    ) -> Result<(), SubmissionRefusal> {
+        if first == this {
+            Ok(())
+        } else {
+            Err(SubmissionRefusal::MixedSubjects)
+        }
+    }
+
     /// Decide on one submitted record, in this order: the item exists,
     /// describes the subject's type and is not list-derived; the lifecycle
     /// terms are valid for it on `today`; the record has fields, each a
@@ -343,6 +366,22 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.clone()))
             .collect()
+    }
+
+    #[test]
+    fn a_batch_holds_one_subject() {
+        let p = shared();
+        let a = SubjectId::parse("legal_person", "91370300MA3CXQ001R").unwrap();
+        let same = SubjectId::parse("legal_person", "91370300MA3CXQ001R").unwrap();
+        let b = SubjectId::parse("legal_person", "91370300MA3DFR002A").unwrap();
+        let person = SubjectId::parse("natural_person", "370303198503150015").unwrap();
+        assert_eq!(p.check_batch_subject(&a, &same), Ok(()));
+        for other in [&b, &person] {
+            assert_eq!(
+                p.check_batch_subject(&a, other),
+                Err(SubmissionRefusal::MixedSubjects)
+            );
+        }
     }
 
     #[test]

@@ -50,13 +50,7 @@ pub(in crate::http) async fn add_list_entry(
         .as_deref()
         .map(|s| date("effective_to", s))
         .transpose()?;
-    if to.is_some_and(|t| t <= from) {
-        return Err(ApiError::bad_request(
-            "invalid_date",
-            "effective_to must be after effective_from",
-        )
-        .with(json!({"field": "effective_to"})));
-    }
+    app.policy.list_period(from, to)?;
     let now = now_rfc3339();
     let intent = app.intend_provisional(draft, StatusCode::CREATED).await?;
     let added = app
@@ -125,12 +119,7 @@ pub(in crate::http) async fn exit_list_entry(
         Some(s) => date("exit_date", s)?,
         None => today,
     };
-    if on > today {
-        return Err(ApiError::bad_request(
-            "invalid_exit_date",
-            "an exit is recorded when it happens; the date cannot be in the future",
-        ));
-    }
+    app.policy.exit_date(on, today)?;
     let intent = app.intend_provisional(draft, StatusCode::OK).await?;
     let (list, st, sid) = app
         .store

@@ -60,13 +60,19 @@ pub(in crate::http) async fn objection_status(
         .objection_status(id, &asked, org, &app.policy, app.today())
         .await?
         .map_err(ApiError::from)?;
-    draft.field(
-        record_field(o.record_id),
-        "status",
-        &o.status,
-        Some(&o.item),
-    );
-    let mut body = serde_json::to_value(&o).map_err(|_| ApiError::internal())?;
+    status_reply(&o, &asked, (o.record_id, &o.status, &o.item), draft)
+}
+
+/// The answer to a status read (an objection or a repair application, as
+/// stored, for the subject asked about), audited as the record's status.
+pub(super) fn status_reply<T: serde::Serialize>(
+    case: &T,
+    asked: &SubjectId,
+    (record_id, status, item): (i64, &str, &str),
+    draft: &mut AuditDraft,
+) -> Result<Reply, ApiError> {
+    draft.field(record_field(record_id), "status", status, Some(item));
+    let mut body = serde_json::to_value(case).map_err(|_| ApiError::internal())?;
     body["subject"] = json!({"type": asked.kind().as_str(), "id": asked.id()});
     Ok(Reply::ok(body))
 }
@@ -284,9 +290,12 @@ fn correction(
 pub(in crate::http) async fn overdue(app: &App, org: &Organisation) -> Result<Reply, ApiError> {
     let today = app.today();
     let scope = app.policy.overdue_scope(org);
-    let rows = app.store.overdue_objections(scope.provider, today).await?;
+    let rows = app.store.open_objections(scope.provider).await?;
     let list: Vec<Value> = rows
         .into_iter()
+        .filter(|o| {
+            parse_date(&o.due_on).is_some_and(|due| app.policy.objection_overdue(true, due, today))
+        })
         .map(|o| {
             let days = parse_date(&o.due_on).map(|d| (today - d).whole_days());
             let subject = match (

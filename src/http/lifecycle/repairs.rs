@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::input::{opt_text, parse_body, record_field, stored_subject};
-use super::objections::{Filing, status_subject};
+use super::objections::{Filing, status_reply, status_subject};
 use crate::audit::now_rfc3339;
 use crate::http::{ApiError, App, AuditDraft, Reply};
 use crate::policy::Organisation;
@@ -123,13 +123,5 @@ pub(in crate::http) async fn repair_status(
         .repair_status(id, &asked, org, &app.policy)
         .await?
         .map_err(ApiError::from)?;
-    draft.field(
-        record_field(r.record_id),
-        "status",
-        &r.status,
-        Some(&r.item),
-    );
-    let mut body = serde_json::to_value(&r).map_err(|_| ApiError::internal())?;
-    body["subject"] = json!({"type": asked.kind().as_str(), "id": asked.id()});
-    Ok(Reply::ok(body))
+    status_reply(&r, &asked, (r.record_id, &r.status, &r.item), draft)
 }

@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use time::Date;
 
 use super::state::RecordState;
-use super::steps::LifecycleRefusal;
+use super::steps::{LifecycleRefusal, Noun};
 use crate::ids::SubjectType;
 use crate::policy::{Organisation, Policy, Reason};
 
@@ -57,6 +57,19 @@ impl Policy {
             RecordState::Superseded => Some(Reason::Superseded),
             RecordState::Active | RecordState::Disputed => None,
         }
+    }
+
+    /// Whether a step that takes the basis record of list entries from state
+    /// `before` to `after` (an approved repair, a withdrawal) exits those
+    /// entries now, and why: only if the basis still counted before the
+    /// step. An entry whose basis had already lapsed — expired, above all —
+    /// lapsed then, at read time ([`Policy::basis_lapse`]); no exit is
+    /// written for it later, dated on the day of an unrelated step.
+    pub fn basis_change_lapse(before: RecordState, after: RecordState) -> Option<Reason> {
+        if Self::basis_lapse(Some(before)).is_some() {
+            return None;
+        }
+        Self::basis_lapse(Some(after))
     }
 
     /// Whether `item` is derived from the list tables (never submitted).
@@ -150,6 +163,39 @@ pub struct ListExit {
 }
 
 impl Policy {
+    /// Whether an entry effective from `from` until `to` (open-ended
+    /// without) may be recorded: an end, if any, after the start.
+    pub fn list_period(&self, from: Date, to: Option<Date>) -> Result<(), LifecycleRefusal> {
+        if to.is_some_and(|t| t <= from) {
+            Err(LifecycleRefusal::PeriodEndsBeforeStart)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether an exit dated `on` may be recorded on `today`: an exit is
+    /// recorded when it happens (or after), never in advance.
+    pub fn exit_date(&self, on: Date, today: Date) -> Result<(), LifecycleRefusal> {
+        if on > today {
+            Err(LifecycleRefusal::ExitInFuture)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Whether a record in `state` (on the day of the listing) may be the
+    /// basis of a new list entry: only one that still counts — active, or
+    /// disputed (checks then suspend punishment). An entry based on a record
+    /// that is already expired, repaired, withdrawn or superseded would
+    /// never count ([`Policy::basis_lapse`]); it is refused with the
+    /// record's state instead of being written.
+    pub fn list_basis(&self, state: RecordState) -> Result<(), LifecycleRefusal> {
+        match Self::basis_lapse(Some(state)) {
+            None => Ok(()),
+            Some(_) => Err(LifecycleRefusal::RecordState(state)),
+        }
+    }
+
     /// Whether `issuer` may put the subject on `list` on `today`, given all
     /// the subject's entries (SPEC §2.9): a current black entry (in force
     /// or scheduled) blocks a red listing; a black listing exits every
@@ -193,8 +239,9 @@ impl Policy {
         Ok(ListAddition { exit_red })
     }
 
-    /// Whether `org` may exit `entry` on `on`: only its issuer, only once,
-    /// not before it took effect.
+    /// Whether `org` may exit `entry` on `on`: only its issuer (to anyone
+    /// else the entry is [`LifecycleRefusal::NotVisible`], answered like a
+    /// missing id), only once, not before it took effect.
     pub fn list_exit(
         &self,
         org: &Organisation,
@@ -202,7 +249,7 @@ impl Policy {
         on: Date,
     ) -> Result<ListExit, LifecycleRefusal> {
         if entry.issuer != org.code.as_str() {
-            return Err(LifecycleRefusal::NotIssuer);
+            return Err(LifecycleRefusal::NotVisible(Noun::ListEntry));
         }
         if entry.exited {
             return Err(LifecycleRefusal::AlreadyExited);

@@ -18,8 +18,9 @@ use crate::policy::{Organisation, Policy, Role};
 /// Why the policy refuses a lifecycle step.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LifecycleRefusal {
-    /// The caller may not see this record, objection or application: it is
-    /// answered exactly like one that does not exist (no existence oracle).
+    /// The caller may not see or touch this record, objection, application,
+    /// list entry or check: it is answered exactly like one that does not
+    /// exist (no existence oracle).
     #[error("no such {}", .0.as_str())]
     NotVisible(Noun),
     /// The record is in a state that does not allow this step.
@@ -46,18 +47,18 @@ pub enum LifecycleRefusal {
     /// The issuer already has this subject on this list (entry id).
     #[error("the issuer already has this subject on this list")]
     AlreadyListed(i64),
-    /// Only the issuing department may exit an entry.
-    #[error("only the issuing department may exit a list entry")]
-    NotIssuer,
     /// The entry was already exited.
     #[error("the entry was already exited")]
     AlreadyExited,
+    /// A list entry's end is not after its start.
+    #[error("effective_to must be after effective_from")]
+    PeriodEndsBeforeStart,
+    /// An exit dated after today: exits are recorded when they happen.
+    #[error("an exit cannot be dated in the future")]
+    ExitInFuture,
     /// The exit date is before the entry took effect (on this date).
     #[error("the exit date is before the entry took effect")]
     ExitBeforeEffective(Date),
-    /// Only the department that ran a check gives its feedback.
-    #[error("only the department that ran the check reports its feedback")]
-    NotCheckOwner,
     /// Feedback was already recorded.
     #[error("feedback for this check was already recorded")]
     FeedbackRecorded,
@@ -90,6 +91,10 @@ pub enum Noun {
     Objection,
     /// A repair application.
     Repair,
+    /// A red, black or focus list entry (only its issuer exits it).
+    ListEntry,
+    /// An 应查必查 check (only the department that ran it reports feedback).
+    Check,
 }
 
 impl Noun {
@@ -99,6 +104,8 @@ impl Noun {
             Noun::Record => "record",
             Noun::Objection => "objection",
             Noun::Repair => "repair application",
+            Noun::ListEntry => "list entry",
+            Noun::Check => "check",
         }
     }
 }

@@ -162,7 +162,7 @@ proptest! {
                             prop_assert!(!e.exited);
                             entries[i].exited = true;
                         }
-                        Err(LifecycleRefusal::NotIssuer) => prop_assert_ne!(e.issuer, by.code.as_str()),
+                        Err(LifecycleRefusal::NotVisible(Noun::ListEntry)) => prop_assert_ne!(e.issuer, by.code.as_str()),
                         Err(LifecycleRefusal::AlreadyExited) => prop_assert!(e.exited),
                         Err(other) => prop_assert!(false, "unexpected refusal {other:?}"),
                     }
@@ -238,7 +238,7 @@ proptest! {
         let f = facts(std::slice::from_ref(&e))[0];
         let got = p.list_exit(&who, &f, day(on));
         let expected = if ISSUERS[e.issuer] != ISSUERS[by] {
-            Err(LifecycleRefusal::NotIssuer)
+            Err(LifecycleRefusal::NotVisible(Noun::ListEntry))
         } else if e.exited {
             Err(LifecycleRefusal::AlreadyExited)
         } else if on < e.from {
@@ -247,6 +247,31 @@ proptest! {
             Ok(())
         };
         prop_assert_eq!(got.map(|_| ()), expected);
+    }
+
+    /// A list entry's end comes after its start; an exit is never dated in
+    /// the future.
+    #[test]
+    fn list_dates_are_ordered_and_exits_not_in_advance(
+        from in 0i64..400,
+        len in proptest::option::of(-30i64..400),
+        on in 0i64..400,
+        today in 0i64..400,
+    ) {
+        let p = shared();
+        let to = len.map(|l| day(from + l));
+        let got = p.list_period(day(from), to);
+        if len.is_some_and(|l| l <= 0) {
+            prop_assert_eq!(got, Err(LifecycleRefusal::PeriodEndsBeforeStart));
+        } else {
+            prop_assert_eq!(got, Ok(()));
+        }
+        let got = p.exit_date(day(on), day(today));
+        if on > today {
+            prop_assert_eq!(got, Err(LifecycleRefusal::ExitInFuture));
+        } else {
+            prop_assert_eq!(got, Ok(()));
+        }
     }
 
     /// An objection is filed only on a shared record without an open
@@ -467,5 +492,27 @@ fn list_entries_lapse_with_their_basis() {
     ];
     for (basis, want) in cases {
         assert_eq!(crate::policy::Policy::basis_lapse(basis), want, "{basis:?}");
+    }
+}
+
+/// A new list entry names a basis that still counts: active or disputed;
+/// any other state refuses the entry with that state.
+#[test]
+fn a_new_entry_needs_a_basis_that_still_counts() {
+    let p = shared();
+    for ok in [RecordState::Active, RecordState::Disputed] {
+        assert_eq!(p.list_basis(ok), Ok(()), "{ok:?}");
+    }
+    for lapsed in [
+        RecordState::Expired,
+        RecordState::Repaired,
+        RecordState::Withdrawn,
+        RecordState::Superseded,
+    ] {
+        assert_eq!(
+            p.list_basis(lapsed),
+            Err(LifecycleRefusal::RecordState(lapsed)),
+            "{lapsed:?}"
+        );
     }
 }

@@ -423,3 +423,32 @@ proptest! {
         prop_assert!((end - decided).whole_days() <= i64::from(hi) * 31);
     }
 }
+
+#[test]
+fn a_step_exits_list_entries_only_while_their_basis_still_counts() {
+    use RecordState as S;
+    // A repair or a withdrawal of a basis that still counts (active, or
+    // disputed: checks suspend punishment instead) exits its entries.
+    for before in [S::Active, S::Disputed] {
+        assert_eq!(
+            Policy::basis_change_lapse(before, S::Repaired),
+            Some(Reason::Repaired)
+        );
+        assert_eq!(
+            Policy::basis_change_lapse(before, S::Withdrawn),
+            Some(Reason::Withdrawn)
+        );
+        assert_eq!(Policy::basis_change_lapse(before, S::Disputed), None);
+    }
+    // A basis that already lapsed (expired, above all) lapsed its entries
+    // then: no later step writes an exit for it.
+    for before in [S::Expired, S::Repaired, S::Withdrawn, S::Superseded] {
+        for after in [S::Repaired, S::Withdrawn, S::Superseded, S::Expired] {
+            assert_eq!(
+                Policy::basis_change_lapse(before, after),
+                None,
+                "{before:?} -> {after:?}"
+            );
+        }
+    }
+}

@@ -7,7 +7,7 @@ use serde_json::Value;
 use time::Date;
 
 use super::lists::ListEntryView;
-use super::{RecordRow, Refusal};
+use super::{CachedRow, Refusal};
 use crate::ids::SubjectId;
 use crate::policy::Policy;
 use crate::policy::lifecycle::LifecycleRefusal;
@@ -65,18 +65,12 @@ impl Store {
         policy: &Policy,
         today: Date,
     ) -> Result<CheckInputs, StoreError> {
-        let rows: Vec<RecordRow> = dispatch!(self, p => {
-            sqlx::query_as(record_select!("WHERE r.subject_id = $1 AND r.subject_type = $2 ORDER BY r.id"))
-                .bind(subject.id())
-                .bind(subject.kind().as_str())
-                .fetch_all(p)
-                .await?
-        });
+        // The same rows as the read path, from the subject cache on SQLite.
+        let rows = self.subject_rows(subject).await?;
         let mut states: HashMap<i64, (RecordState, Option<i64>)> = HashMap::new();
         let mut negative = Vec::new();
-        for row in &rows {
-            let data = row.data()?;
-            let facts = row.facts(&data);
+        for CachedRow { row, data } in rows.iter() {
+            let facts = row.facts(data);
             let state = policy.record_state(&facts, today);
             states.insert(row.id, (state, row.superseded_by));
             if let Some(terms) = policy.check_record_terms(&facts, state) {

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use time::Date;
 
-use super::Refusal;
+use super::{RecordRow, Refusal};
 use crate::ids::SubjectId;
 use crate::policy::lifecycle::{ListEntryFacts, ListKind, RecordState, format_date, parse_date};
 use crate::policy::{Organisation, Policy};
@@ -120,16 +120,20 @@ impl Store {
             let mut tx = p.begin().await?;
             lock_subject!(tx, kind, id);
             if let Some(basis) = e.basis_record_id {
-                let found: Option<i64> = sqlx::query_scalar(
-                    "SELECT id FROM records WHERE id = $1 AND subject_id = $2 AND subject_type = $3",
-                )
+                let row: Option<RecordRow> = sqlx::query_as(record_select!(
+                    "WHERE r.id = $1 AND r.subject_id = $2 AND r.subject_type = $3"
+                ))
                 .bind(basis)
                 .bind(id)
                 .bind(kind)
                 .fetch_optional(&mut *tx)
                 .await?;
-                if found.is_none() {
+                let Some(row) = row else {
                     return Ok(Err(Refusal::BasisNotFound));
+                };
+                let data = row.data()?;
+                if let Err(r) = policy.list_basis(policy.record_state(&row.facts(&data), today)) {
+                    return Ok(Err(r.into()));
                 }
             }
             let rows: Vec<EntryRow> = sqlx::query_as(

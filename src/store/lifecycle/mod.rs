@@ -36,10 +36,10 @@ use time::Date;
 
 use super::{Backend, Store, StoreError};
 use crate::ids::SubjectId;
-use crate::policy::Organisation;
 use crate::policy::lifecycle::{
-    Case, LifecycleRefusal, RecordFacts, StoredState, Tier, parse_date,
+    Case, CaseSubject, LifecycleRefusal, Noun, RecordFacts, StoredState, Tier, parse_date,
 };
+use crate::policy::{Organisation, Policy};
 
 /// Why a lifecycle change did not happen: something it names does not
 /// exist, or the policy refused the step (mapped to 404/403/409 in
@@ -196,6 +196,26 @@ macro_rules! record_select {
             $tail
         )
     };
+}
+
+/// Whether `org` may read an objection or repair application stored about
+/// (`subject_type`, `subject_id`) for the subject `asked` about
+/// ([`Policy::case_read`]); a refusal is answered like a missing id.
+fn case_visible(
+    policy: &Policy,
+    org: &Organisation,
+    noun: Noun,
+    (subject_type, subject_id): (&str, &str),
+    asked: &SubjectId,
+) -> Result<(), Refusal> {
+    let stored = CaseSubject {
+        subject_type,
+        subject_id,
+    };
+    policy
+        .case_read(org, noun, stored, asked)
+        .map(|_read| ())
+        .map_err(Refusal::from)
 }
 
 /// Upsert the subject's lock row: first statement of every lifecycle

@@ -6,9 +6,7 @@ use time::Date;
 
 use super::{Application, ObjectionTarget, RecordRow, Refusal, Step};
 use crate::ids::SubjectId;
-use crate::policy::lifecycle::{
-    Case, CaseSubject, Noun, RecordState, RecordTerms, format_date, parse_date,
-};
+use crate::policy::lifecycle::{Case, Noun, RecordState, RecordTerms, format_date, parse_date};
 use crate::policy::{Organisation, Policy};
 use crate::store::{Backend, Store, StoreError};
 
@@ -132,12 +130,8 @@ impl Store {
         let Some(r) = row else {
             return Ok(Err(Refusal::ObjectionNotFound));
         };
-        let stored = CaseSubject {
-            subject_type: &r.4,
-            subject_id: &r.5,
-        };
-        if let Err(e) = policy.case_read(org, Noun::Objection, stored, asked) {
-            return Ok(Err(e.into()));
+        if let Err(e) = super::case_visible(policy, org, Noun::Objection, (&r.4, &r.5), asked) {
+            return Ok(Err(e));
         }
         let open = r.6 == "open";
         let overdue =
@@ -250,7 +244,7 @@ impl Store {
         let Some(t) = self.objection_target(objection_id).await? else {
             return Ok(Err(Refusal::ObjectionNotFound));
         };
-        let today = format_date(today);
+        let (on, today) = (today, format_date(today));
         dispatch!(self, p => {
             let mut tx = p.begin().await?;
             lock_subject!(tx, t.subject_type.as_str(), t.subject_id.as_str());
@@ -267,11 +261,17 @@ impl Store {
             match resolution {
                 Resolution::Upheld => {}
                 Resolution::Withdrawn => {
+                    let row: RecordRow = sqlx::query_as(record_select!("WHERE r.id = $1"))
+                        .bind(t.record_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let data = row.data()?;
+                    let before = policy.record_state(&row.facts(&data), on);
                     sqlx::query("UPDATE records SET state = 'withdrawn' WHERE id = $1")
                         .bind(t.record_id)
                         .execute(&mut *tx)
                         .await?;
-                    if let Some(reason) = Policy::basis_lapse(Some(RecordState::Withdrawn)) {
+                    if let Some(reason) = Policy::basis_change_lapse(before, RecordState::Withdrawn) {
                         lapsed = lapse_entries!(tx, t.record_id, reason, org.code.as_str(), &today, request_id);
                     }
                 }
@@ -329,23 +329,21 @@ impl Store {
         })
     }
 
-    /// Open objections past their answer deadline on `today`, oldest due
-    /// first; only those on records `provider` provided, if given.
-    pub async fn overdue_objections(
+    /// Open objections, earliest due first; only those on records
+    /// `provider` provided, if given. Which are overdue is the policy's
+    /// rule ([`Policy::objection_overdue`]), not a filter here.
+    pub async fn open_objections(
         &self,
         provider: Option<&str>,
-        today: Date,
     ) -> Result<Vec<ObjectionRow>, StoreError> {
-        let today = format_date(today);
         type Row = (i64, i64, String, String, String, String, String, String);
         let rows: Vec<Row> = dispatch!(self, p => {
             sqlx::query_as(
                 "SELECT o.id, o.record_id, r.item, r.provider, o.subject_type, o.subject_id, o.filed_on, o.due_on \
                  FROM objections o JOIN records r ON r.id = o.record_id \
-                 WHERE o.status = 'open' AND o.due_on < $1 AND ($2 IS NULL OR r.provider = $2) \
+                 WHERE o.status = 'open' AND ($1 IS NULL OR r.provider = $1) \
                  ORDER BY o.due_on, o.id",
             )
-            .bind(&today)
             .bind(provider)
             .fetch_all(p)
             .await?

@@ -114,21 +114,27 @@ impl Store {
                 }),
             }
         }
+        // The lists in force are read once, and only if the permit touches a
+        // list-derived item at all.
+        let mut kinds: Option<Vec<ListKind>> = None;
         for item in policy.list_items_for(subject.kind()) {
             // Cheap test first: does the permit touch this item at all?
             if permit.release(policy, item, &Map::new()).is_none() {
                 continue;
             }
-            let mut kinds: Vec<ListKind> = Vec::new();
-            out.lapsed_entries.clear();
-            for l in self.lists_in_force(subject, today).await? {
-                let basis = l.4.map(|id| super::latest_version(&states, id).1);
-                match Policy::basis_lapse(basis.flatten()) {
-                    Some(reason) => out.lapsed_entries.push((l.0, reason)),
-                    None => kinds.extend(ListKind::parse(&l.1)),
+            if kinds.is_none() {
+                let mut in_force = Vec::new();
+                for l in self.lists_in_force(subject, today).await? {
+                    let basis = l.4.map(|id| super::latest_version(&states, id).1);
+                    match Policy::basis_lapse(basis.flatten()) {
+                        Some(reason) => out.lapsed_entries.push((l.0, reason)),
+                        None => in_force.extend(ListKind::parse(&l.1)),
+                    }
                 }
+                kinds = Some(in_force);
             }
-            let Some(map) = policy.list_item_values(item, &kinds) else {
+            let kinds = kinds.as_deref().unwrap_or_default();
+            let Some(map) = policy.list_item_values(item, kinds) else {
                 continue;
             };
             if let Some(fields) = permit.release(policy, item, &map) {

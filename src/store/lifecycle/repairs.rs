@@ -5,9 +5,7 @@ use time::Date;
 
 use super::{Application, ObjectionTarget, RecordRow, Refusal, Step};
 use crate::ids::SubjectId;
-use crate::policy::lifecycle::{
-    Case, CaseSubject, Noun, RecordState, StoredState, Terms, format_date,
-};
+use crate::policy::lifecycle::{Case, Noun, RecordState, StoredState, Terms, format_date};
 use crate::policy::{Organisation, Policy};
 
 /// A repair application as its subject sees it
@@ -125,12 +123,8 @@ impl Store {
         let Some(r) = row else {
             return Ok(Err(Refusal::RepairNotFound));
         };
-        let stored = CaseSubject {
-            subject_type: &r.4,
-            subject_id: &r.5,
-        };
-        if let Err(e) = policy.case_read(org, Noun::Repair, stored, asked) {
-            return Ok(Err(e.into()));
+        if let Err(e) = super::case_visible(policy, org, Noun::Repair, (&r.4, &r.5), asked) {
+            return Ok(Err(e));
         }
         let repaired_on = (r.6 == "approved").then(|| r.9.clone()).flatten();
         Ok(Ok(RepairStatus {
@@ -193,12 +187,18 @@ impl Store {
             }
             let mut lapsed = Vec::new();
             if approve {
+                let row: RecordRow = sqlx::query_as(record_select!("WHERE r.id = $1"))
+                    .bind(t.record_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let data = row.data()?;
+                let before = policy.record_state(&row.facts(&data), today);
                 sqlx::query("UPDATE records SET repaired_on = $1 WHERE id = $2")
                     .bind(&day)
                     .bind(t.record_id)
                     .execute(&mut *tx)
                     .await?;
-                if let Some(reason) = Policy::basis_lapse(Some(RecordState::Repaired)) {
+                if let Some(reason) = Policy::basis_change_lapse(before, RecordState::Repaired) {
                     lapsed = lapse_entries!(tx, t.record_id, reason, org.code.as_str(), &day, request_id);
                 }
             }
