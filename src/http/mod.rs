@@ -408,6 +408,10 @@ impl App {
             micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
             "request"
         );
+        if let Some(seq) = seq {
+            self.store
+                .remember_indexed(seq, crate::store::IndexRow::of(entry));
+        }
         resp
     }
 
@@ -518,11 +522,14 @@ impl App {
         };
         let entry = self.entry(draft, rejection.status, rejection.outcome);
         self.count(&entry);
-        if self.append(&entry).await.is_err() {
-            tracing::error!(
+        match self.append(&entry).await {
+            Ok(seq) => self
+                .store
+                .remember_indexed(seq, crate::store::IndexRow::of(entry)),
+            Err(_) => tracing::error!(
                 outcome = rejection.outcome,
                 "rejected request could not be audited"
-            );
+            ),
         }
     }
 

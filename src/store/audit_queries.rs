@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use sqlx::QueryBuilder;
 
 use super::{Backend, Store, StoreError, StoredAudit};
-use credlog::entry::AuditField;
+use credlog::entry::{AuditEntry, AuditField};
 use credlog::merkle::{Hash, NodeId};
 
 /// Bit in the `decisions` column: some field was `returned`.
@@ -87,8 +87,6 @@ struct IndexedColumns<'a> {
     outcome: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     action: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    request_id: std::borrow::Cow<'a, str>,
     #[serde(borrow, default)]
     fields: Vec<IndexedDecision<'a>>,
 }
@@ -101,13 +99,60 @@ struct IndexedDecision<'a> {
     reason: std::borrow::Cow<'a, str>,
 }
 
-impl IndexedColumns<'_> {
-    fn decisions(&self) -> i32 {
-        self.fields
-            .iter()
-            .fold(0, |m, f| m | decision_bits(&f.decision, &f.reason))
+impl From<IndexedColumns<'_>> for IndexRow {
+    fn from(c: IndexedColumns<'_>) -> Self {
+        IndexRow {
+            decisions: c
+                .fields
+                .iter()
+                .fold(0, |m, f| m | decision_bits(&f.decision, &f.reason)),
+            ts: c.ts.into_owned(),
+            org: c.org.map(std::borrow::Cow::into_owned),
+            subject: c.subject.map(std::borrow::Cow::into_owned),
+            purpose: c.purpose.map(std::borrow::Cow::into_owned),
+            outcome: c.outcome.into_owned(),
+            action: c.action.into_owned(),
+        }
     }
 }
+
+/// One entry's row in the search index.
+///
+/// The indexer reads entries back from the durable log, except those this
+/// gateway appended itself: it already holds them, and gives their rows to
+/// the indexer when they are durable ([`Store::remember_indexed`]), which
+/// spares it reading and parsing them again (most of its cost). Both ways
+/// give the same row (`credgate audit reindex`, which reads the log, is
+/// tested to give identical search results).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexRow {
+    ts: String,
+    org: Option<String>,
+    subject: Option<String>,
+    purpose: Option<String>,
+    outcome: String,
+    action: String,
+    decisions: i32,
+}
+
+impl IndexRow {
+    /// The row of `entry` (taking its strings).
+    pub fn of(entry: AuditEntry) -> Self {
+        IndexRow {
+            decisions: decision_mask(&entry.fields),
+            ts: entry.ts,
+            org: entry.org,
+            subject: entry.subject,
+            purpose: entry.purpose,
+            outcome: entry.outcome,
+            action: entry.action,
+        }
+    }
+}
+
+/// At most this many rows wait for the indexer ([`Store::remember_indexed`]);
+/// past that (an indexer far behind) entries are read back from the log.
+pub const REMEMBERED_ROWS: usize = 65_536;
 
 /// Entries indexed per transaction.
 pub const INDEX_BATCH: u64 = 20_000;
@@ -234,31 +279,38 @@ impl Store {
             let from = indexed as u64;
             let to = size.min(from.saturating_add(max));
             if to > from {
-                let entries = self.audit_range(from, to).await?;
-                if entries.len() as u64 != to - from {
-                    return Err(StoreError::Corrupt(format!("log lacks entries in [{from}, {to})")));
+                let (mut rows, missing) = self.take_remembered(from, to);
+                if missing {
+                    let entries = self.audit_range(from, to).await?;
+                    if entries.len() as u64 != to - from {
+                        return Err(StoreError::Corrupt(format!("log lacks entries in [{from}, {to})")));
+                    }
+                    for (slot, e) in rows.iter_mut().zip(&entries) {
+                        if slot.1.is_none() {
+                            let parsed: IndexedColumns<'_> = serde_json::from_slice(&e.entry).map_err(|err| {
+                                StoreError::Corrupt(format!("entry {} does not parse: {err}", e.seq))
+                            })?;
+                            slot.1 = Some(parsed.into());
+                        }
+                    }
                 }
-                let mut rows = Vec::with_capacity(entries.len());
-                for e in &entries {
-                    let parsed: IndexedColumns<'_> = serde_json::from_slice(&e.entry).map_err(|err| {
-                        StoreError::Corrupt(format!("entry {} does not parse: {err}", e.seq))
-                    })?;
-                    rows.push((e.seq, parsed));
-                }
+                let rows: Vec<(u64, IndexRow)> = rows
+                    .into_iter()
+                    .filter_map(|(seq, r)| r.map(|r| (seq, r)))
+                    .collect();
                 for chunk in rows.chunks(500) {
                     let mut qb = QueryBuilder::new(
-                        "INSERT INTO audit_index (seq, ts, org, subject, purpose, outcome, action, decisions, request_id) ",
+                        "INSERT INTO audit_index (seq, ts, org, subject, purpose, outcome, action, decisions) ",
                     );
                     qb.push_values(chunk, |mut b, (seq, e)| {
                         b.push_bind(*seq as i64)
-                            .push_bind(e.ts.as_ref())
+                            .push_bind(e.ts.as_str())
                             .push_bind(e.org.as_deref())
                             .push_bind(e.subject.as_deref())
                             .push_bind(e.purpose.as_deref())
-                            .push_bind(e.outcome.as_ref())
-                            .push_bind(e.action.as_ref())
-                            .push_bind(e.decisions())
-                            .push_bind(e.request_id.as_ref());
+                            .push_bind(e.outcome.as_str())
+                            .push_bind(e.action.as_str())
+                            .push_bind(e.decisions);
                     });
                     qb.build().execute(&mut *tx).await?;
                 }
@@ -274,6 +326,43 @@ impl Store {
             .indexed
             .fetch_max(done, std::sync::atomic::Ordering::AcqRel);
         Ok((done, size))
+    }
+
+    /// This gateway's own entry `seq` is durable: keep its row for the
+    /// indexer (see [`IndexRow`]). Bounded by [`REMEMBERED_ROWS`].
+    pub fn remember_indexed(&self, seq: u64, row: IndexRow) {
+        if seq
+            < self
+                .audit
+                .indexed
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
+        let mut m = self
+            .audit
+            .remembered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if m.len() < REMEMBERED_ROWS {
+            m.insert(seq, row);
+        }
+    }
+
+    /// The remembered rows of `[from, to)` in order (`None` where the entry
+    /// must be read from the log) and whether any is missing; rows before
+    /// `to` are dropped (indexed now, or by another node).
+    fn take_remembered(&self, from: u64, to: u64) -> (Vec<(u64, Option<IndexRow>)>, bool) {
+        let mut m = self
+            .audit
+            .remembered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let rows: Vec<(u64, Option<IndexRow>)> =
+            (from..to).map(|seq| (seq, m.remove(&seq))).collect();
+        m.retain(|seq, _| *seq >= to);
+        let missing = rows.iter().any(|(_, r)| r.is_none());
+        (rows, missing)
     }
 
     /// Bring the index up to the log's current head.

@@ -219,6 +219,9 @@ pub(crate) struct AuditShared {
     pub(crate) indexed: std::sync::atomic::AtomicU64,
     /// Log size after this process's last durable batch.
     pub(crate) durable: tokio::sync::watch::Sender<u64>,
+    /// Rows of this process's own durable entries, for the indexer
+    /// ([`audit_queries::IndexRow`]).
+    pub(crate) remembered: std::sync::Mutex<HashMap<u64, audit_queries::IndexRow>>,
 }
 
 /// A record to insert (already validated against the catalog).
@@ -383,6 +386,7 @@ impl Store {
             audit: Arc::new(AuditShared {
                 indexed: Default::default(),
                 durable: tokio::sync::watch::channel(0).0,
+                remembered: Default::default(),
             }),
             cache,
         };
@@ -426,6 +430,7 @@ impl Store {
             audit: Arc::new(AuditShared {
                 indexed: Default::default(),
                 durable: tokio::sync::watch::channel(0).0,
+                remembered: Default::default(),
             }),
             cache: None,
         })
