@@ -77,6 +77,13 @@ pub enum Command {
     /// Audit log tooling: offline verification and exports.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Ask the running gateway to reload `policies/` and its TLS material
+    /// (like SIGHUP), over its admin listener; non-zero exit if refused.
+    Reload {
+        /// The gateway's configuration (for `server.admin_listen`).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 /// `audit` subcommands.

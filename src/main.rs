@@ -99,6 +99,10 @@ fn main() -> ExitCode {
                 cli::audit_reindex(&config).await.map(|s| print!("{s}"))
             }
             Command::Consent(c) => cli::consent(c),
+            Command::Reload { config } => credgate::reload::request(&config)
+                .await
+                .map(|s| print!("{s}"))
+                .map_err(cli::CliError),
         }
     });
     match result {

@@ -89,7 +89,7 @@ impl AuditEntry {
     /// v2 entry without one is refused, as is an unknown version).
     pub fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         use serde::de::Error as _;
-        let e: AuditEntry = serde_json::from_slice(bytes)?;
+        let e: Self = serde_json::from_slice(bytes)?;
         match (e.v, &e.policy) {
             (1, None) | (2, Some(_)) => Ok(e),
             (1, Some(_)) => Err(serde_json::Error::custom(

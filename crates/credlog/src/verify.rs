@@ -508,7 +508,13 @@ mod tests {
     fn logs_spanning_entry_versions_verify() {
         let signer = fixed_signer(7);
         let entries: Vec<AuditEntry> = (0..10)
-            .map(|i| if i < 5 { entry(i) } else { entry_v2(i, "sha256:aaaa") })
+            .map(|i| {
+                if i < 5 {
+                    entry(i)
+                } else {
+                    entry_v2(i, "sha256:aaaa")
+                }
+            })
             .collect();
         for format in [ExportFormat::Jsonl, ExportFormat::Csv] {
             for (a, b) in [(0, 10), (3, 7), (6, 10)] {
