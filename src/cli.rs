@@ -395,8 +395,10 @@ pub fn policy_check(dir: &Path) -> Result<(), CliError> {
         .map_err(|e| CliError(format!("policy check failed: {e}")))?;
     let c = crate::consent::policy::load(dir, None, "policy-check")
         .map_err(|e| CliError(format!("policy check failed: {e}")))?;
+    let hash = crate::reload::policy_hash(dir, None)
+        .map_err(|e| CliError(format!("policy check failed: {e}")))?;
     println!(
-        "{}: ok — {} organisations, {} purposes, {} classifications, {} items, {} fields, {} prohibited categories, {} consent issuer keys",
+        "{}: ok — policy hash {hash} — {} organisations, {} purposes, {} classifications, {} items, {} fields, {} prohibited categories, {} consent issuer keys",
         dir.display(),
         p.organisations().len(),
         p.purposes().len(),
