@@ -434,7 +434,12 @@ impl Live {
         };
         let mut refused = !errors.is_empty();
         let nothing_new = new_policy.is_none() && new_tls.is_none();
-        if !refused && nothing_new && matches!(trigger, Trigger::CrlRefresh) {
+        // The timer audits only what it changed (a stale CRL past its
+        // nextUpdate is logged as a warning by `refresh_crls`).
+        if !refused
+            && nothing_new
+            && matches!(trigger, Trigger::CrlRefresh | Trigger::CrlNextUpdate)
+        {
             return Report {
                 applied: true,
                 policy: policy_part,

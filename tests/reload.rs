@@ -73,6 +73,11 @@ impl Material {
     /// the certificates of `stems`; written by rename, so a reader never
     /// sees half a file.
     fn revoke(&self, stems: &[&str]) {
+        self.revoke_until(stems, time::Duration::days(1));
+    }
+
+    /// [`Material::revoke`] with the CRL's `nextUpdate` `next` from now.
+    fn revoke_until(&self, stems: &[&str], next: time::Duration) {
         use rcgen::{
             CertificateRevocationListParams, Issuer, KeyIdMethod, KeyPair, RevocationReason,
             RevokedCertParams, SerialNumber,
@@ -98,7 +103,7 @@ impl Material {
             .collect();
         let crl = CertificateRevocationListParams {
             this_update: now - time::Duration::minutes(1),
-            next_update: now + time::Duration::days(1),
+            next_update: now + next,
             crl_number: SerialNumber::from(
                 u64::try_from(now.unix_timestamp_nanos() / 1000).unwrap(),
             ),
@@ -109,6 +114,18 @@ impl Material {
         .signed_by(&issuer)
         .unwrap();
         write_atomically(&self.certs.join("crl.pem"), crl.pem().unwrap().as_bytes());
+    }
+
+    /// Take an organisation out of the registry.
+    fn deregister(&self, code: &str) {
+        let p = self.policies.join("organisations.toml");
+        let text = std::fs::read_to_string(&p).unwrap();
+        let block = text
+            .split("[[organisation]]")
+            .find(|b| b.contains(&format!("code = \"{code}\"")))
+            .unwrap();
+        let text = text.replace(&format!("[[organisation]]{block}"), "");
+        write_atomically(&p, text.as_bytes());
     }
 
     /// Append a field grant that withholds [`FIELD`] from banks.
@@ -150,6 +167,58 @@ fn write_atomically(path: &Path, bytes: &[u8]) {
     let tmp = path.with_extension("tmp-write");
     std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, path).unwrap();
+}
+
+/// One HTTP/2 connection over mTLS (ALPN `h2`).
+struct H2 {
+    send: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+    driver: JoinHandle<()>,
+}
+
+impl H2 {
+    async fn open(addr: SocketAddr, certs: &Path, who: &str) -> H2 {
+        let mut tls = (*credgate::tls::client_config(
+            &certs.join("ca.pem"),
+            Some((
+                &certs.join(format!("{who}.pem")),
+                &certs.join(format!("{who}-key.pem")),
+            )),
+        )
+        .unwrap())
+        .clone();
+        tls.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+        let (send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(stream),
+        )
+        .await
+        .unwrap();
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        H2 { send, driver }
+    }
+
+    async fn post(&mut self, path: &str, body: &Value) -> (u16, Value) {
+        let req = hyper::Request::post(format!("https://localhost{path}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let resp = self.send.send_request(req).await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
 }
 
 /// One kept-alive HTTP/1.1 connection over mTLS.
@@ -382,7 +451,9 @@ async fn an_admin_reload_revokes_at_once_and_swaps_the_server_certificate_withou
     let gw = TestGateway::start_with(|c| m.apply(c, 86_400), true).await;
     let mut open = Conn::open(gw.addr, &m.certs, "bank").await.unwrap();
     let mut agency = Conn::open(gw.addr, &m.certs, "bank2").await.unwrap();
+    let mut h2 = H2::open(gw.addr, &m.certs, "bank").await;
     assert_eq!(open.post("/v1/query", &bank_query()).await.unwrap().0, 200);
+    assert_eq!(h2.post("/v1/query", &bank_query()).await.0, 200);
     let old_cert = open.server_cert.clone();
 
     // New server certificate (same CA), then the bank revoked: one reload.
@@ -409,6 +480,18 @@ async fn an_admin_reload_revokes_at_once_and_swaps_the_server_certificate_withou
     let fresh = Conn::open(gw.addr, &m.certs, "bank2").await.unwrap();
     assert_eq!(fresh.server_cert, new_cert);
     assert_revoked_everywhere(&gw, &m, open).await;
+    // HTTP/2 too: the next stream is refused and the connection closed (GOAWAY).
+    let (status, body) = h2.post("/v1/query", &bank_query()).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (401, &json!("certificate_revoked"))
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(30), h2.driver)
+            .await
+            .is_ok(),
+        "the HTTP/2 connection stayed open"
+    );
 
     // Nothing changed since: a second reload swaps nothing and says so.
     let (status, report) = admin_post(gw.admin, "/reload").await;
@@ -418,6 +501,14 @@ async fn an_admin_reload_revokes_at_once_and_swaps_the_server_certificate_withou
         (&json!("unchanged"), &json!("unchanged"))
     );
     let entries = common::audit_entries(&gw.store).await;
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e.outcome == "certificate_revoked")
+            .count(),
+        2,
+        "one per connection of the revoked certificate"
+    );
     let r = reloads(&entries);
     assert_eq!(r.len(), 2, "{r:?}");
     assert_eq!(field(r[0], "trigger").decision, "admin");
@@ -465,7 +556,7 @@ async fn a_changed_grant_applies_at_the_next_request_and_a_broken_policy_is_refu
 
     // A broken file: refused with its file and line, the policy in force
     // keeps serving.
-    let (line, _) = m.break_grants();
+    let (line, good) = m.break_grants();
     let broken_hash = m.policy_hash(&gw.config);
     let (status, report) = admin_post(gw.admin, "/reload").await;
     assert_eq!(status, 422, "{report}");
@@ -534,13 +625,26 @@ async fn a_changed_grant_applies_at_the_next_request_and_a_broken_policy_is_refu
         "the first entry under the new policy is its reload"
     );
 
+    // Deregistering an organisation takes effect at its open connection's
+    // next request.
+    m.write_grants(&good);
+    let mut bank2 = Conn::open(gw.addr, &m.certs, "bank2").await.unwrap();
+    assert_eq!(bank2.post("/v1/query", &bank_query()).await.unwrap().0, 200);
+    m.deregister(ids::BANK2);
+    let (status, report) = admin_post(gw.admin, "/reload").await;
+    assert_eq!(status, 200, "{report}");
+    let (status, body) = bank2.post("/v1/query", &bank_query()).await.unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "unregistered_organisation", "{body}");
+    assert_eq!(open.post("/v1/query", &bank_query()).await.unwrap().0, 200);
+
     let (_, text) = gw.admin_get("/metrics").await;
     assert_eq!(
         metric(
             &text,
             r#"credgate_reloads_total{what="policy",outcome="ok"}"#
         ),
-        1.0,
+        2.0,
         "{text}"
     );
     assert_eq!(
@@ -551,6 +655,30 @@ async fn a_changed_grant_applies_at_the_next_request_and_a_broken_policy_is_refu
         1.0,
         "{text}"
     );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_crl_is_re_read_when_its_next_update_passes() {
+    let m = Material::new("reload-next-update");
+    // A CRL that promises its successor in 3 s; the timer is off (a day).
+    m.revoke_until(&[], time::Duration::seconds(3));
+    let gw = TestGateway::start_with(|c| m.apply(c, 86_400), true).await;
+    let mut open = Conn::open(gw.addr, &m.certs, "bank").await.unwrap();
+    assert_eq!(open.post("/v1/query", &bank_query()).await.unwrap().0, 200);
+    // The successor, revoking the bank, is in place before nextUpdate.
+    m.revoke(&["bank"]);
+    let refused = eventually(60, || async {
+        !new_connection_works(gw.addr, &m.certs, "bank").await
+    })
+    .await;
+    assert!(refused, "the CRL was not re-read at its nextUpdate");
+    assert_revoked_everywhere(&gw, &m, open).await;
+    let entries = common::audit_entries(&gw.store).await;
+    let r = reloads(&entries);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(field(r[0], "trigger").decision, "crl_next_update");
+    assert_eq!(field(r[0], "tls").decision, "loaded");
     gw.stop().await;
 }
 
