@@ -659,6 +659,74 @@ async fn a_changed_grant_applies_at_the_next_request_and_a_broken_policy_is_refu
 }
 
 #[tokio::test]
+async fn a_consent_issuer_key_pinned_by_a_reload_is_trusted_from_the_next_request() {
+    use credgate::consent::token::KeyAlg;
+    use credgate::consent::tool::{IssueParams, issue, keygen};
+    let m = Material::new("reload-consent");
+    let gw = TestGateway::start_with(|c| m.apply(c, 86_400), true).await;
+    let key = m.policies.join("..").join("new-issuer.key");
+    let block = keygen(&key, KeyAlg::EdDSA, "reload-test-issuer", "k-2026").unwrap();
+    let token = issue(
+        &IssueParams {
+            issuer_key: key,
+            kid: "k-2026".into(),
+            iss: "reload-test-issuer".into(),
+            sub: ids::PERSON.into(),
+            grantee: ids::BANK.into(),
+            purpose: "financing".into(),
+            scope: vec!["monthly_income".into()],
+            ttl: 3600,
+            max_uses: None,
+            written: true,
+            notice_text: Some("如未按约定履行还款义务，相关信息将被记入信用档案。".into()),
+            aud: gw.config.server.gateway_id.clone(),
+            jti: None,
+        },
+        credgate::consent::now_unix(),
+    )
+    .unwrap();
+    let ask = || {
+        let mut q = query(
+            "natural_person",
+            ids::PERSON,
+            "financing",
+            &["monthly_income"],
+        );
+        q["consent_token"] = json!(token);
+        q
+    };
+    let income = |body: &Value| {
+        common::decisions(body)
+            .into_iter()
+            .find(|(f, _, _)| f == "monthly_income")
+            .map(|(_, d, r)| (d, r))
+            .unwrap()
+    };
+    let mut open = Conn::open(gw.addr, &m.certs, "bank").await.unwrap();
+    let (status, body) = open.post("/v1/query", &ask()).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(income(&body), ("withheld".into(), "consent_invalid".into()));
+
+    let p = m.policies.join("consent.toml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    write_atomically(&p, format!("{text}\n{block}").as_bytes());
+    let (status, report) = admin_post(gw.admin, "/reload").await;
+    assert_eq!(
+        (status, &report["policy"]),
+        (200, &json!("loaded")),
+        "{report}"
+    );
+    let (status, body) = open.post("/v1/query", &ask()).await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        income(&body),
+        ("returned".into(), "authorised".into()),
+        "{body}"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn a_crl_is_re_read_when_its_next_update_passes() {
     let m = Material::new("reload-next-update");
     // A CRL that promises its successor in 3 s; the timer is off (a day).
