@@ -51,6 +51,13 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Ask the running gateway to reload `policies/` and its TLS material
+    /// (like SIGHUP), over its admin listener; non-zero exit if refused.
+    Reload {
+        /// The gateway's configuration (for `server.admin_listen`).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Generate dev certificates and keys if missing, seed sample data, serve
     /// on 127.0.0.1:8443 and print example requests.
     Quickstart(QuickstartArgs),
@@ -77,13 +84,6 @@ pub enum Command {
     /// Audit log tooling: offline verification and exports.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Ask the running gateway to reload `policies/` and its TLS material
-    /// (like SIGHUP), over its admin listener; non-zero exit if refused.
-    Reload {
-        /// The gateway's configuration (for `server.admin_listen`).
-        #[arg(long, short)]
-        config: PathBuf,
-    },
 }
 
 /// `audit` subcommands.

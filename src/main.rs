@@ -56,6 +56,10 @@ fn main() -> ExitCode {
                 let gw = Gateway::build(&cfg).await?;
                 cli::serve_with(&cfg, gw).await
             }
+            Command::Reload { config } => credgate::reload::request(&config)
+                .await
+                .map(|s| print!("{s}"))
+                .map_err(cli::CliError),
             Command::Quickstart(a) => cli::quickstart(a).await,
             Command::Certs(CertsCommand::Init { dir }) => cli::certs_init(&dir),
             Command::Policy(PolicyCommand::Check { dir }) => cli::policy_check(&dir),
@@ -99,10 +103,6 @@ fn main() -> ExitCode {
                 cli::audit_reindex(&config).await.map(|s| print!("{s}"))
             }
             Command::Consent(c) => cli::consent(c),
-            Command::Reload { config } => credgate::reload::request(&config)
-                .await
-                .map(|s| print!("{s}"))
-                .map_err(cli::CliError),
         }
     });
     match result {
