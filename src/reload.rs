@@ -308,6 +308,10 @@ pub struct Live {
     generation: AtomicU64,
     sources: Arc<Sources>,
     lock: tokio::sync::Mutex<()>,
+    /// What the CRL timer last found and could not load (the CRL files'
+    /// digest, or why they could not be read): not retried, logged or
+    /// audited again until the files change.
+    timer_refused: std::sync::Mutex<Option<Result<[u8; 32], String>>>,
 }
 
 impl std::fmt::Debug for Live {
@@ -328,6 +332,7 @@ impl Live {
             generation: AtomicU64::new(0),
             sources: Arc::new(sources),
             lock: tokio::sync::Mutex::new(()),
+            timer_refused: std::sync::Mutex::new(None),
         }
     }
 
@@ -367,13 +372,27 @@ impl Live {
     /// unconditionally for [`Trigger::CrlNextUpdate`]. `None` when nothing
     /// changed.
     pub async fn refresh_crls(&self, trigger: Trigger) -> Option<Report> {
+        let probe = tls::crl_digest(&self.sources.tls).map_err(|e| e.to_string());
+        let last_refused = || {
+            self.timer_refused
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
         if trigger == Trigger::CrlRefresh {
-            let now = tls::crl_digest(&self.sources.tls).ok();
-            if now.is_some_and(|d| d == self.tls.load().crl_digest) {
+            if probe
+                .as_ref()
+                .is_ok_and(|d| *d == self.tls.load().crl_digest)
+            {
+                *last_refused() = None;
+                return None;
+            }
+            // The same broken files as last time: refused (and audited) once.
+            if last_refused().as_ref() == Some(&probe) {
                 return None;
             }
         }
         let report = self.run(trigger, false).await;
+        *last_refused() = (!report.applied).then_some(probe);
         if trigger == Trigger::CrlNextUpdate && report.tls == Part::Unchanged {
             tracing::warn!(
                 "a CRL's nextUpdate has passed and no newer CRL is in place; the old one is still honoured"

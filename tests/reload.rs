@@ -444,6 +444,61 @@ async fn a_revoked_certificate_is_refused_within_the_crl_refresh_interval() {
 }
 
 #[tokio::test]
+async fn a_broken_crl_is_refused_once_and_the_old_one_keeps_serving() {
+    let m = Material::new("reload-crl-broken");
+    let gw = TestGateway::start_with(|c| m.apply(c, 1), true).await;
+    let refused_metric = r#"credgate_reloads_total{what="tls",outcome="refused"}"#;
+    let ok_metric = r#"credgate_reloads_total{what="tls",outcome="ok"}"#;
+    // A corrupted CRL file (its DER no longer parses).
+    let crl = std::fs::read_to_string(m.certs.join("crl.pem")).unwrap();
+    write_atomically(
+        &m.certs.join("crl.pem"),
+        crl.replace("MII", "MIJ").as_bytes(),
+    );
+    let refused = eventually(60, || async {
+        let (_, text) = gw.admin_get("/metrics").await;
+        metric(&text, refused_metric) >= 1.0
+    })
+    .await;
+    assert!(refused, "the broken CRL was never refused");
+    // Several more ticks of the 1 s timer: the same broken file is not
+    // retried, so it is refused and audited once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(new_connection_works(gw.addr, &m.certs, "bank").await);
+    assert!(!new_connection_works(gw.addr, &m.certs, "revoked").await);
+
+    // A good CRL again (now revoking the bank) is picked up.
+    m.revoke(&["bank"]);
+    let loaded = eventually(60, || async {
+        let (_, text) = gw.admin_get("/metrics").await;
+        metric(&text, ok_metric) >= 1.0
+    })
+    .await;
+    assert!(loaded, "the fixed CRL was never loaded");
+    assert!(!new_connection_works(gw.addr, &m.certs, "bank").await);
+    let (_, text) = gw.admin_get("/metrics").await;
+    assert_eq!(metric(&text, refused_metric), 1.0, "{text}");
+    let entries = common::audit_entries(&gw.store).await;
+    let r = reloads(&entries);
+    let outcomes: Vec<(&str, &str)> = r
+        .iter()
+        .map(|e| (e.outcome.as_str(), field(e, "tls").decision.as_str()))
+        .collect();
+    assert_eq!(outcomes, [("reload_refused", "refused"), ("ok", "loaded")]);
+    assert_eq!(field(r[0], "error").reason, "invalid_tls");
+    assert!(
+        field(r[0], "error")
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("crl.pem"),
+        "{:?}",
+        r[0]
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn an_admin_reload_revokes_at_once_and_swaps_the_server_certificate_without_dropping_connections()
  {
     let m = Material::new("reload-admin-tls");
