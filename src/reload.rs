@@ -622,10 +622,20 @@ fn reload_fields(
 
 /// Reload on SIGHUP, and refresh the CRLs on the timer and at their
 /// `nextUpdate`, until `stop` turns true.
+///
+/// SIGHUP's handler is installed before this returns (before the gateway
+/// accepts its first connection), so a SIGHUP never meets the default
+/// action, which would end the process.
 pub fn spawn_triggers(live: Arc<Live>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    #[cfg(unix)]
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install the SIGHUP handler; reload with `credgate reload`");
+            None
+        }
+    };
     tokio::spawn(async move {
-        #[cfg(unix)]
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut tick = tokio::time::interval(live.crl_refresh());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
