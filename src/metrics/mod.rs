@@ -127,6 +127,16 @@ impl Metrics {
             "Requests refused by the HTTP layer before a handler ran (each audited as malformed_http)",
             m.rejections.clone(),
         );
+        // Every series exists from the start (at 0), so an alert on
+        // `refused` has something to compare with.
+        for what in ["policy", "tls"] {
+            for outcome in ["ok", "unchanged", "refused"] {
+                drop(
+                    m.reloads
+                        .get_or_create(&[("what", what), ("outcome", outcome)]),
+                );
+            }
+        }
         r.register(
             "credgate_reloads",
             "Reloads of policies/ and TLS material by part (policy, tls) and outcome (ok, unchanged, refused)",
