@@ -384,6 +384,17 @@ async fn serve_admin(listener: TcpListener, live: Arc<Live>, mut stop: watch::Re
     }
 }
 
+/// Whether `POST /reload` is accepted from `peer`: loopback only (IPv4,
+/// IPv6, and IPv4 mapped into IPv6).
+fn reload_allowed_from(peer: std::net::SocketAddr) -> bool {
+    match peer.ip() {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        ip => ip.is_loopback(),
+    }
+}
+
 /// `POST /reload`: reload `policies/` and the TLS material; only from a
 /// loopback peer (the admin listener may sit on a management network, and
 /// it carries no identity). 200 with the report when applied, 422 when
@@ -398,7 +409,7 @@ async fn reload_response(
             StatusCode::METHOD_NOT_ALLOWED,
             serde_json::json!({"error": "use POST /reload"}),
         )
-    } else if !peer.ip().is_loopback() {
+    } else if !reload_allowed_from(peer) {
         (
             StatusCode::FORBIDDEN,
             serde_json::json!({"error": "reload is accepted from loopback only"}),
@@ -461,4 +472,31 @@ async fn admin_response(app: &App, path: &str) -> Response<Full<Bytes>> {
         hyper::header::HeaderValue::from_static(ctype),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reload_allowed_from;
+
+    #[test]
+    fn reload_is_accepted_from_loopback_only() {
+        for ok in [
+            "127.0.0.1:1",
+            "127.8.9.10:1",
+            "[::1]:1",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            assert!(reload_allowed_from(ok.parse().unwrap()), "{ok}");
+        }
+        for no in [
+            "10.0.0.1:1",
+            "192.168.1.5:1",
+            "0.0.0.0:1",
+            "[::ffff:10.0.0.1]:1",
+            "[fe80::1]:1",
+            "[2001:db8::1]:1",
+        ] {
+            assert!(!reload_allowed_from(no.parse().unwrap()), "{no}");
+        }
+    }
 }
