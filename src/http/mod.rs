@@ -257,11 +257,7 @@ impl Caller {
             Caller::NoIdentity { reason, .. } => Err(ApiError::unauthenticated(format!(
                 "the client certificate does not identify an organisation: {reason}"
             ))),
-            Caller::Revoked { .. } => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "certificate_revoked",
-                "the client certificate has been revoked; the connection is closed",
-            )),
+            Caller::Revoked { .. } => Err(ApiError::certificate_revoked()),
             Caller::Unregistered { .. } => Err(ApiError::forbidden(
                 "unregistered_organisation",
                 "the organisation in the client certificate is not registered with this gateway",
