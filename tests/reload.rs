@@ -713,6 +713,77 @@ async fn a_changed_grant_applies_at_the_next_request_and_a_broken_policy_is_refu
     gw.stop().await;
 }
 
+/// Reloads while queries run: every query is decided and logged under one
+/// policy — its entry's hash says withheld exactly when its decision was.
+#[tokio::test]
+async fn queries_racing_reloads_are_each_decided_and_logged_under_one_policy() {
+    let m = Material::new("reload-race");
+    let gw = TestGateway::start_with(|c| m.apply(c, 86_400), true).await;
+    let grants = m.policies.join("grants.toml");
+    let returned_text = std::fs::read_to_string(&grants).unwrap();
+    let hash_returned = m.policy_hash(&gw.config);
+    m.withhold_field_from_banks();
+    let withheld_text = std::fs::read_to_string(&grants).unwrap();
+    let hash_withheld = m.policy_hash(&gw.config);
+    m.write_grants(&returned_text);
+
+    // The workers query until the reloads are over (at least 40 each, at
+    // most 2000), so the reloads happen while queries are in flight.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|i| {
+            let (addr, certs, done) = (gw.addr, m.certs.clone(), done.clone());
+            tokio::spawn(async move {
+                let who = if i % 2 == 0 { "bank" } else { "bank2" };
+                let mut c = Conn::open(addr, &certs, who).await.unwrap();
+                let mut seen = Vec::new();
+                while seen.len() < 2000
+                    && !(seen.len() >= 40 && done.load(std::sync::atomic::Ordering::SeqCst))
+                {
+                    let (status, body) = c.post("/v1/query", &bank_query()).await.unwrap();
+                    assert_eq!(status, 200, "{body}");
+                    seen.push(decision_of(&body));
+                }
+                seen
+            })
+        })
+        .collect();
+    for round in 0..10 {
+        let text = if round % 2 == 0 {
+            &withheld_text
+        } else {
+            &returned_text
+        };
+        m.write_grants(text);
+        let (status, report) = admin_post(gw.admin, "/reload").await;
+        assert_eq!(status, 200, "{report}");
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut answered = 0;
+    for w in workers {
+        answered += w.await.unwrap().len();
+    }
+    let entries = common::audit_entries(&gw.store).await;
+    let queries: Vec<&AuditEntry> = entries.iter().filter(|e| e.action == "query").collect();
+    assert_eq!(queries.len(), answered);
+    let mut under = [0, 0];
+    for e in &queries {
+        let decision = field(e, FIELD).decision.as_str();
+        let hash = e.policy.as_deref().unwrap();
+        if hash == hash_returned {
+            assert_eq!(decision, "returned", "{e:?}");
+            under[0] += 1;
+        } else {
+            assert_eq!(hash, hash_withheld, "{e:?}");
+            assert_eq!(decision, "withheld", "{e:?}");
+            under[1] += 1;
+        }
+    }
+    assert_eq!(under[0] + under[1], answered);
+    assert_eq!(reloads(&entries).len(), 10);
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn a_consent_issuer_key_pinned_by_a_reload_is_trusted_from_the_next_request() {
     use credgate::consent::token::KeyAlg;
