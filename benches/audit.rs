@@ -51,6 +51,7 @@ fn entry(i: usize) -> AuditEntry {
         records: 3,
         status: 200,
         outcome: "ok".into(),
+        policy: Some("0123456789abcdef0123456789abcdef".into()),
     }
 }
 

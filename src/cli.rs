@@ -51,6 +51,13 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Ask the running gateway to reload `policies/` and its TLS material
+    /// (like SIGHUP), over its admin listener; non-zero exit if refused.
+    Reload {
+        /// The gateway's configuration (for `server.admin_listen`).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Generate dev certificates and keys if missing, seed sample data, serve
     /// on 127.0.0.1:8443 and print example requests.
     Quickstart(QuickstartArgs),
@@ -454,8 +461,10 @@ pub fn policy_check(dir: &Path) -> Result<(), CliError> {
         .map_err(|e| CliError(format!("policy check failed: {e}")))?;
     let c = crate::consent::policy::load(dir, None, "policy-check")
         .map_err(|e| CliError(format!("policy check failed: {e}")))?;
+    let hash = crate::reload::policy_hash(dir, None)
+        .map_err(|e| CliError(format!("policy check failed: {e}")))?;
     println!(
-        "{}: ok — {} organisations, {} purposes, {} classifications, {} items, {} fields, {} prohibited categories, {} consent issuer keys",
+        "{}: ok — policy hash {hash} — {} organisations, {} purposes, {} classifications, {} items, {} fields, {} prohibited categories, {} consent issuer keys",
         dir.display(),
         p.organisations().len(),
         p.purposes().len(),

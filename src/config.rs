@@ -134,6 +134,15 @@ pub struct TlsConfig {
     /// be issued directly by a configured CA. At most 6 (webpki's own limit).
     #[serde(default)]
     pub max_chain_depth: u8,
+    /// Seconds between checks of the CRL files for a new version (and the
+    /// CRLs are also re-read when one's `nextUpdate` passes); a changed file
+    /// is reloaded with the rest of the TLS material. Default 60; 1 to 86400.
+    #[serde(default = "default_crl_refresh_secs")]
+    pub crl_refresh_secs: u64,
+}
+
+fn default_crl_refresh_secs() -> u64 {
+    60
 }
 
 /// Largest `tls.max_chain_depth`: webpki never builds a path with more intermediates.
@@ -269,6 +278,9 @@ impl Config {
             if !(100..=600_000).contains(&v) {
                 return Err(format!("{what} must be between 100 and 600000"));
             }
+        }
+        if !(1..=86_400).contains(&self.tls.crl_refresh_secs) {
+            return Err("tls.crl_refresh_secs must be between 1 and 86400".into());
         }
         if !(1..=10_000).contains(&s.h2_max_streams) {
             return Err("server.h2_max_streams must be between 1 and 10000".into());

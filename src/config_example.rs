@@ -69,6 +69,9 @@ crls = ["certs/crl.pem"]
 # Intermediate CA certificates allowed between a client certificate and a
 # CA in `ca` (0..=6). 0: issued directly by a configured CA.
 max_chain_depth = 0
+# How often (seconds, 1..=86400) the CRL files are re-read; a changed CRL is
+# applied without a restart, as on SIGHUP or `credgate reload`.
+crl_refresh_secs = 60
 
 [policy]
 # Directory of the policy files (organisations, purposes, catalog, grants,

@@ -15,6 +15,16 @@
 //!    on HTTP/1.1, a head that never completes) is audited here, as one
 //!    `malformed_http` entry per rejected request.
 //!
+//! 6. After a reload ([`crate::reload`]) the identity is checked again: each
+//!    request compares the reload generation with the one the connection
+//!    last saw (one atomic load); only when it changed is the leaf
+//!    certificate re-checked against the CRLs now in force, and the
+//!    organisation re-resolved against the registry now in force. A leaf
+//!    revoked since the handshake gets 401 `certificate_revoked` (audited
+//!    like any request) and the connection is closed after that response
+//!    (HTTP/1.1: no keep-alive; HTTP/2: GOAWAY). A deregistered
+//!    organisation gets 403 `unregistered_organisation` from then on.
+//!
 //! # How a rejected request is told from an idle close
 //!
 //! `Watched` wraps the decrypted stream and counts the bytes hyper read.
@@ -39,17 +49,21 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
+use rustls_pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 
-use crate::http::{App, Caller};
+use crate::http::Caller;
 use crate::metrics::Handshake;
+use crate::reload::Live;
 
 /// Deadlines and limits of one connection.
 #[derive(Debug, Clone, Copy)]
@@ -331,52 +345,145 @@ fn classify(err: Option<&hyper::Error>, deadline_hit: u8) -> Rejection {
     r("incomplete_request", 0)
 }
 
-/// Serve one accepted TCP connection until it closes.
+/// The connection's identity, re-checked when the reload generation moves.
+struct Identity {
+    /// The chain the client presented (leaf first).
+    chain: Vec<CertificateDer<'static>>,
+    /// The leaf's fingerprint.
+    leaf_fp: Option<String>,
+    /// The generation `caller` was resolved under.
+    seen: AtomicU64,
+    caller: ArcSwap<Caller>,
+    /// Notified once the certificate is found revoked: close after the reply.
+    close: Notify,
+}
+
+impl Identity {
+    /// The caller under the current generation (fast path: one comparison).
+    fn current(&self, live: &Live) -> Arc<Caller> {
+        let generation = live.generation();
+        if generation != self.seen.load(Ordering::Acquire) {
+            let revoked = self
+                .chain
+                .first()
+                .is_some_and(|leaf| live.is_revoked(leaf.as_ref()));
+            let caller = if revoked {
+                let peer = crate::identity::peer_identity_from_chain(Some(&self.chain));
+                Caller::Revoked {
+                    code: peer.ok().map(|p| p.org_code),
+                    fingerprint: self.leaf_fp.clone().unwrap_or_default(),
+                }
+            } else {
+                self.resolve(live)
+            };
+            self.caller.store(Arc::new(caller));
+            self.seen.store(generation, Ordering::Release);
+        }
+        self.caller.load_full()
+    }
+
+    fn resolve(&self, live: &Live) -> Caller {
+        let chain = (!self.chain.is_empty()).then_some(&self.chain[..]);
+        let identity = crate::identity::peer_identity_from_chain(chain);
+        Caller::resolve(identity, self.leaf_fp.clone(), &live.app().policy)
+    }
+}
+
+/// Drive a hyper connection until it ends; start its graceful shutdown
+/// (finish what is in flight, then close) when the server shuts down or
+/// the connection's certificate has been found revoked.
+async fn drive<C: GracefulConnection>(
+    conn: C,
+    stop: &mut watch::Receiver<bool>,
+    close: &Notify,
+) -> Result<(), C::Error> {
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => return r,
+            _ = stop.wait_for(|s| *s), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = close.notified(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+/// Serve one accepted TCP connection until it closes: TLS under the
+/// config current at accept, each request under the application current
+/// at its start; graceful close when `stop` turns true.
 pub async fn serve(
-    app: Arc<App>,
-    tls: TlsAcceptor,
+    live: Arc<Live>,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     limits: ConnLimits,
-    watcher: hyper_util::server::graceful::Watcher,
+    mut stop: watch::Receiver<bool>,
 ) {
+    // Before the handshake: a reload during it makes the first request
+    // re-check the certificate.
+    let generation = live.generation();
+    let tls = TlsAcceptor::from(live.tls_config());
+    let metrics = live.app().metrics.clone();
     let started = Instant::now();
     let stream = match tokio::time::timeout(limits.handshake, tls.accept(tcp)).await {
         Ok(Ok(s)) => {
-            app.metrics.handshake(Handshake::Ok, started.elapsed());
+            metrics.handshake(Handshake::Ok, started.elapsed());
             s
         }
         Ok(Err(e)) => {
-            app.metrics.handshake(Handshake::Failed, started.elapsed());
+            metrics.handshake(Handshake::Failed, started.elapsed());
             tracing::debug!(%peer, error = %e, "handshake failed");
             return;
         }
         Err(_) => {
-            app.metrics.handshake(Handshake::Timeout, started.elapsed());
+            metrics.handshake(Handshake::Timeout, started.elapsed());
             tracing::debug!(%peer, "handshake timed out");
             return;
         }
     };
     let (_, tls_conn) = stream.get_ref();
-    let chain = tls_conn.peer_certificates();
+    let chain: Vec<CertificateDer<'static>> = tls_conn
+        .peer_certificates()
+        .map(|c| c.iter().map(|c| c.clone().into_owned()).collect())
+        .unwrap_or_default();
     let leaf_fp = chain
-        .and_then(|c| c.first())
+        .first()
         .map(|leaf| crate::identity::fingerprint(leaf.as_ref()));
-    let identity = crate::identity::peer_identity_from_chain(chain);
-    let caller = Arc::new(Caller::resolve(identity, leaf_fp, &app.policy));
     let h2 = tls_conn.alpn_protocol() == Some(b"h2");
+    let ident = {
+        let mut ident = Identity {
+            chain,
+            leaf_fp,
+            seen: AtomicU64::new(generation),
+            caller: ArcSwap::from_pointee(Caller::NoIdentity {
+                fingerprint: None,
+                reason: String::new(),
+            }),
+            close: Notify::new(),
+        };
+        ident.caller = ArcSwap::from_pointee(ident.resolve(&live));
+        Arc::new(ident)
+    };
 
     let state = Arc::new(ConnState::default());
     let io = TokioIo::new(Watched::new(stream, state.clone(), limits, !h2));
     let svc = {
-        let (app, caller, state) = (app.clone(), caller.clone(), state.clone());
+        let (live, ident, state) = (live.clone(), ident.clone(), state.clone());
         service_fn(move |req: Request<Incoming>| {
+            let caller = ident.current(&live);
+            let app = live.app();
             state.in_flight.fetch_add(1, Ordering::AcqRel);
             let guard = RequestGuard {
                 conn: state.clone(),
                 _global: app.in_flight.enter(),
             };
-            let (app, caller) = (app.clone(), caller.clone());
+            let revoked = matches!(*caller, Caller::Revoked { .. });
+            let ident = ident.clone();
             // Detached: runs to its audit entry even if hyper drops the
             // future below because the client went away.
             let task = tokio::spawn(async move {
@@ -385,12 +492,16 @@ pub async fn serve(
                 resp
             });
             async move {
-                Ok::<_, Infallible>(match task.await {
+                let resp = match task.await {
                     Ok(resp) => resp,
                     // `App::handle` catches handler panics itself; this is
                     // only reached if the runtime is shutting down.
                     Err(_) => crate::http::internal_error_response(),
-                })
+                };
+                if revoked {
+                    ident.close.notify_one();
+                }
+                Ok::<_, Infallible>(resp)
             }
         })
     };
@@ -403,7 +514,7 @@ pub async fn serve(
         b.timer(TokioTimer::new())
             .max_concurrent_streams(limits.h2_max_streams)
             .keep_alive_interval(None);
-        watcher.watch(b.serve_connection(io, svc)).await
+        drive(b.serve_connection(io, svc), &mut stop, &ident.close).await
     } else {
         let mut b = hyper::server::conn::http1::Builder::new();
         // Backstop only: `Watched` enforces the head and idle deadlines
@@ -411,7 +522,7 @@ pub async fn serve(
         b.timer(TokioTimer::new())
             .header_read_timeout(limits.idle + Duration::from_secs(1))
             .keep_alive(true);
-        watcher.watch(b.serve_connection(io, svc)).await
+        drive(b.serve_connection(io, svc), &mut stop, &ident.close).await
     };
     let hit = state.deadline_hit.load(Ordering::Acquire);
     if let Err(e) = &result {
@@ -419,7 +530,8 @@ pub async fn serve(
     }
     if !h2 && state.head_pending() && (result.is_err() || hit != 0) {
         let rejection = classify(result.as_ref().err(), hit);
-        app.audit_rejection(&caller, rejection).await;
+        let caller = ident.current(&live);
+        live.app().audit_rejection(&caller, rejection).await;
     }
 }
 

@@ -23,6 +23,7 @@ pub mod identity;
 pub mod ids;
 pub mod metrics;
 pub mod policy;
+pub mod reload;
 pub mod server;
 pub mod store;
 pub mod tls;

@@ -56,6 +56,10 @@ fn main() -> ExitCode {
                 let gw = Gateway::build(&cfg).await?;
                 cli::serve_with(&cfg, gw).await
             }
+            Command::Reload { config } => credgate::reload::request(&config)
+                .await
+                .map(|s| print!("{s}"))
+                .map_err(cli::CliError),
             Command::Quickstart(a) => cli::quickstart(a).await,
             Command::Certs(CertsCommand::Init { dir }) => cli::certs_init(&dir),
             Command::Policy(PolicyCommand::Check { dir }) => cli::policy_check(&dir),

@@ -11,6 +11,11 @@
 //! connection's own task (a silent client blocks nobody), identity
 //! resolution once, then HTTP/2 or HTTP/1.1 by ALPN ([`crate::connection`]).
 //!
+//! Reload ([`crate::reload`]): the application state and the TLS config
+//! live in a [`Live`]; each connection takes the TLS config current at its
+//! accept, each request the application current at its start. SIGHUP,
+//! `POST /reload` on the admin listener and the CRL timer swap them.
+//!
 //! Shutdown: stop accepting, let in-flight requests finish (bounded by the
 //! grace period), drop the last audit handle so the sequencer commits what
 //! it holds and exits, write a final checkpoint, close the pool.
@@ -29,7 +34,6 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
-use tokio_rustls::TlsAcceptor;
 
 use crate::audit::anomaly::AnomalyLimits;
 use crate::audit::checkpoint::CheckpointSigner;
@@ -39,6 +43,7 @@ use crate::connection::{self, ConnLimits};
 use crate::datadir::DataDirLock;
 use crate::http::App;
 use crate::metrics::Metrics;
+use crate::reload::{self, Live, Trigger};
 use crate::store::Store;
 use crate::{policy, tls};
 
@@ -88,8 +93,7 @@ pub fn read_key(path: &Path) -> Result<Vec<u8>, StartError> {
 
 /// A gateway ready to serve: everything validated and opened.
 pub struct Gateway {
-    app: Arc<App>,
-    tls: TlsAcceptor,
+    live: Arc<Live>,
     audit_task: JoinHandle<()>,
     checkpoint_signer: Arc<CheckpointSigner>,
     settings: Config,
@@ -101,16 +105,14 @@ impl Gateway {
     /// Validate and open everything `cfg` names. No socket is bound here.
     pub async fn build(cfg: &Config) -> Result<Gateway, StartError> {
         let mask_key = read_key(&cfg.policy.mask_key_file)?;
-        let policy = Arc::new(policy::load(&cfg.policy.dir, &mask_key)?);
-        let consent = crate::consent::policy::load(
-            &cfg.policy.dir,
-            cfg.policy.extra_consent_issuers.as_deref(),
-            &cfg.server.gateway_id,
-        )?;
-        for k in consent.keys.iter().filter(|k| k.extra) {
-            tracing::warn!(iss = %k.iss, kid = %k.kid, file = %k.file.display(),
-                "consent issuer pinned outside policies/ (policy.extra_consent_issuers): development only");
-        }
+        let sources = reload::Sources::from_config(cfg, mask_key);
+        let loaded = reload::load_policy(&sources).map_err(|e| match e {
+            reload::ReloadError::Policy(e) => StartError::Policy(e),
+            reload::ReloadError::Tls(e) => StartError::Tls(e),
+            other => StartError::Io(std::io::Error::other(other.to_string())),
+        })?;
+        reload::warn_extra_issuers(&loaded.consent);
+        let (policy, consent, policy_hash) = (Arc::new(loaded.policy), loaded.consent, loaded.hash);
         let subject_key = read_key(&cfg.audit.subject_key_file)?;
         let cp_path = &cfg.audit.checkpoint_key_file;
         let cp_key = read_key(cp_path)?;
@@ -120,16 +122,7 @@ impl Gateway {
                 message: e.to_string(),
             }
         })?;
-        let tls_cfg = tls::server_config(
-            &tls::TlsPaths {
-                ca: cfg.tls.ca.clone(),
-                cert: cfg.tls.cert.clone(),
-                key: cfg.tls.key.clone(),
-                crls: cfg.tls.crls.clone(),
-                max_chain_depth: cfg.tls.max_chain_depth.into(),
-            },
-            &[b"h2", b"http/1.1"],
-        )?;
+        let tls_state = tls::load_server(&sources.tls, reload::ALPN)?;
         // Before the store is opened: a second process must not even
         // migrate or recover the first one's store.
         let lock = match crate::datadir::sqlite_path(&cfg.store.url) {
@@ -165,10 +158,11 @@ impl Gateway {
         );
         app.checkpoint_verifier_key = signer.verifier_key();
         app.body_timeout = Duration::from_millis(cfg.server.body_timeout_ms);
-        let app = Arc::new(app);
+        app.policy_hash = policy_hash;
+        tracing::info!(policy_hash = %app.policy_hash, "policy loaded");
+        let live = Arc::new(Live::new(Arc::new(app), tls_state, sources));
         Ok(Gateway {
-            app,
-            tls: TlsAcceptor::from(tls_cfg),
+            live,
             audit_task,
             checkpoint_signer: Arc::new(signer),
             settings: cfg.clone(),
@@ -176,9 +170,15 @@ impl Gateway {
         })
     }
 
-    /// The application state (tests use it to reach the store).
-    pub fn app(&self) -> &Arc<App> {
-        &self.app
+    /// The application state under the policy in force (tests use it to
+    /// reach the store).
+    pub fn app(&self) -> Arc<App> {
+        self.live.app()
+    }
+
+    /// The swappable state (reload).
+    pub fn live(&self) -> &Arc<Live> {
+        &self.live
     }
 
     /// The checkpoint verifier key to publish.
@@ -251,8 +251,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let Gateway {
-        app,
-        tls,
+        live,
         audit_task,
         checkpoint_signer,
         settings,
@@ -260,18 +259,29 @@ pub async fn run(
     } = gateway;
     let s = &settings.server;
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Told to connections when shutdown starts (they finish what they are
+    // serving and close); `stop_tx` stops the background tasks after them.
+    let (conn_stop_tx, conn_stop_rx) = watch::channel(false);
+    let (store, metrics, in_flight) = {
+        let app = live.app();
+        (
+            app.store.clone(),
+            app.metrics.clone(),
+            app.in_flight.clone(),
+        )
+    };
     let checkpointer = audit::spawn_checkpointer(
-        app.store.clone(),
+        store.clone(),
         checkpoint_signer.clone(),
         settings.audit.origin.clone(),
         Duration::from_secs(settings.audit.checkpoint_interval_secs),
         stop_rx.clone(),
     );
-    let admin_task = tokio::spawn(serve_admin(admin, app.clone(), stop_rx.clone()));
-    tracing::info!(addr = %listener.local_addr()?, store = app.store.kind(), "credgate serving");
+    let admin_task = tokio::spawn(serve_admin(admin, live.clone(), stop_rx.clone()));
+    let triggers = reload::spawn_triggers(live.clone(), stop_rx.clone());
+    tracing::info!(addr = %listener.local_addr()?, store = store.kind(), "credgate serving");
 
     let slots = Arc::new(Semaphore::new(s.max_connections));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut conns = JoinSet::new();
     let limits = ConnLimits {
         handshake: s.handshake_timeout(),
@@ -295,25 +305,24 @@ pub async fn run(
             _ = &mut shutdown => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            app.metrics.connections_rejected.inc();
+            metrics.connections_rejected.inc();
             drop(tcp);
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let app = app.clone();
-        let tls = tls.clone();
-        let watcher = graceful.watcher();
+        let (live, metrics, stop) = (live.clone(), metrics.clone(), conn_stop_rx.clone());
         conns.spawn(async move {
             let _slot = slot;
-            app.metrics.connections_open.inc();
-            connection::serve(app.clone(), tls, tcp, peer, limits, watcher).await;
-            app.metrics.connections_open.dec();
+            metrics.connections_open.inc();
+            connection::serve(live, tcp, peer, limits, stop).await;
+            metrics.connections_open.dec();
         });
     }
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests");
     let grace = Duration::from_millis(s.shutdown_grace_ms);
-    if tokio::time::timeout(grace, graceful.shutdown())
+    let _ = conn_stop_tx.send(true);
+    if tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} })
         .await
         .is_err()
     {
@@ -324,20 +333,20 @@ pub async fn run(
     // Requests are handled detached from their connections: wait for the
     // ones still running (their entries must reach the log) before the
     // sequencer is allowed to stop.
-    if tokio::time::timeout(grace, app.in_flight.drained())
+    if tokio::time::timeout(grace, in_flight.drained())
         .await
         .is_err()
     {
         tracing::warn!(
-            in_flight = app.in_flight.count(),
+            in_flight = in_flight.count(),
             "grace period over with requests still being handled"
         );
     }
     let _ = stop_tx.send(true);
     let _ = admin_task.await;
     let _ = checkpointer.await;
-    let store = app.store.clone();
-    drop(app);
+    let _ = triggers.await;
+    drop(live);
     // The sequencer exits once the last AuditLog handle is gone, after
     // committing what it holds.
     let _ = audit_task.await;
@@ -350,23 +359,83 @@ pub async fn run(
     Ok(())
 }
 
-async fn serve_admin(listener: TcpListener, app: Arc<App>, mut stop: watch::Receiver<bool>) {
+async fn serve_admin(listener: TcpListener, live: Arc<Live>, mut stop: watch::Receiver<bool>) {
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
             _ = stop.changed() => return,
         };
-        let app = app.clone();
+        let live = live.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                let app = app.clone();
-                async move { Ok::<_, Infallible>(admin_response(&app, req.uri().path()).await) }
+                let live = live.clone();
+                async move {
+                    let resp = match req.uri().path() {
+                        "/reload" => reload_response(&live, req.method(), peer).await,
+                        path => admin_response(&live.app(), path).await,
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;
         });
     }
+}
+
+/// Whether `POST /reload` is accepted from `peer`: loopback only (IPv4,
+/// IPv6, and IPv4 mapped into IPv6).
+fn reload_allowed_from(peer: std::net::SocketAddr) -> bool {
+    match peer.ip() {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        ip => ip.is_loopback(),
+    }
+}
+
+/// `POST /reload`: reload `policies/` and the TLS material; only from a
+/// loopback peer (the admin listener may sit on a management network, and
+/// it carries no identity). 200 with the report when applied, 422 when
+/// refused (the previous policy and certificates keep serving).
+async fn reload_response(
+    live: &Live,
+    method: &hyper::Method,
+    peer: std::net::SocketAddr,
+) -> Response<Full<Bytes>> {
+    let (status, body) = if method != hyper::Method::POST {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            serde_json::json!({"error": "use POST /reload"}),
+        )
+    } else if !reload_allowed_from(peer) {
+        (
+            StatusCode::FORBIDDEN,
+            serde_json::json!({"error": "reload is accepted from loopback only"}),
+        )
+    } else {
+        let report = live.reload(Trigger::Admin).await;
+        let status = if report.applied {
+            StatusCode::OK
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        (status, report.to_json())
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        r.headers_mut().insert(
+            hyper::header::ALLOW,
+            hyper::header::HeaderValue::from_static("POST"),
+        );
+    }
+    r
 }
 
 async fn admin_response(app: &App, path: &str) -> Response<Full<Bytes>> {
@@ -403,4 +472,31 @@ async fn admin_response(app: &App, path: &str) -> Response<Full<Bytes>> {
         hyper::header::HeaderValue::from_static(ctype),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reload_allowed_from;
+
+    #[test]
+    fn reload_is_accepted_from_loopback_only() {
+        for ok in [
+            "127.0.0.1:1",
+            "127.8.9.10:1",
+            "[::1]:1",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            assert!(reload_allowed_from(ok.parse().unwrap()), "{ok}");
+        }
+        for no in [
+            "10.0.0.1:1",
+            "192.168.1.5:1",
+            "0.0.0.0:1",
+            "[::ffff:10.0.0.1]:1",
+            "[fe80::1]:1",
+            "[2001:db8::1]:1",
+        ] {
+            assert!(!reload_allowed_from(no.parse().unwrap()), "{no}");
+        }
+    }
 }

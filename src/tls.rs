@@ -19,9 +19,15 @@
 //!   (256 entries); TLS 1.3 "tickets" are cache IDs. A resumed session skips certificate
 //!   (and CRL) verification but rustls restores the original client chain, so
 //!   `peer_certificates()` still works.
+//! * Reload ([`crate::reload`]): [`load_server`] builds a whole new [`ServerTls`] from the
+//!   files (a new config means a new, empty session cache, so no session established under
+//!   the old CRLs can be resumed under the new ones) and [`Revoked`] is the loaded CRLs'
+//!   revocation set, against which open connections re-check their leaf after a reload.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::server::WebPkiClientVerifier;
@@ -120,13 +126,107 @@ pub static PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
 /// (unknown status allowed), ALPN `alpn` (e.g. `&[b"http/1.1"]`), rustls' default
 /// stateful session cache for resumption. See the module docs for the full policy.
 pub fn server_config(paths: &TlsPaths, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
+    load_server(paths, alpn).map(|t| t.config)
+}
+
+/// Certificates revoked by the loaded CRLs: (issuer name DER, serial number bytes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revoked {
+    serials: HashSet<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Revoked {
+    /// Whether the CRLs revoke the certificate `leaf` (DER). A certificate that does not
+    /// parse is treated as revoked: it cannot have passed the handshake's verification.
+    pub fn contains(&self, leaf: &[u8]) -> bool {
+        if self.serials.is_empty() {
+            return false;
+        }
+        match x509_parser::parse_x509_certificate(leaf) {
+            Ok((_, cert)) => self.serials.contains(&(
+                cert.issuer().as_raw().to_vec(),
+                cert.tbs_certificate.raw_serial().to_vec(),
+            )),
+            Err(_) => true,
+        }
+    }
+
+    /// How many certificates are revoked.
+    pub fn len(&self) -> usize {
+        self.serials.len()
+    }
+
+    /// No certificate is revoked.
+    pub fn is_empty(&self) -> bool {
+        self.serials.is_empty()
+    }
+}
+
+/// A complete server-side TLS state, as loaded from the files at one moment.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// The rustls config new connections are accepted with.
+    pub config: Arc<ServerConfig>,
+    /// What the CRLs revoke (open connections re-check against it after a reload).
+    pub revoked: Revoked,
+    /// The earliest `nextUpdate` of the loaded CRLs: when the CA promises a newer one.
+    pub crl_next_update: Option<SystemTime>,
+    /// SHA-256 over the CRL files' bytes, in configuration order (tells a changed file).
+    pub crl_digest: [u8; 32],
+    /// SHA-256 over all the files (CA, certificate, key, CRLs): a reload with the same
+    /// digest changes nothing.
+    pub material_digest: [u8; 32],
+}
+
+/// SHA-256 over the bytes of the CRL files in `paths`, in order; what the CRL refresh
+/// timer compares with [`ServerTls::crl_digest`] to notice a new CRL.
+pub fn crl_digest(paths: &TlsPaths) -> Result<[u8; 32], TlsError> {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for path in &paths.crls {
+        let bytes = read(path)?;
+        ctx.update(&(bytes.len() as u64).to_be_bytes());
+        ctx.update(&bytes);
+    }
+    Ok(digest32(ctx.finish()))
+}
+
+fn digest32(d: ring::digest::Digest) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// Like [`server_config`], also returning the revocation set and CRL metadata a reload
+/// needs. Every file is read and validated before anything is returned.
+pub fn load_server(paths: &TlsPaths, alpn: &[&[u8]]) -> Result<ServerTls, TlsError> {
     let provider = provider();
     let roots = load_roots(&paths.ca)?;
     let ca_subjects = roots.subjects();
 
+    let crl_digest = crl_digest(paths)?;
     let mut crls = Vec::new();
+    let mut revoked = Revoked::default();
+    let mut crl_next_update: Option<SystemTime> = None;
     for path in &paths.crls {
-        crls.extend(load_crls(path, &ca_subjects)?);
+        for crl in load_crls(path, &ca_subjects)? {
+            let (_, parsed) =
+                x509_parser::parse_x509_crl(crl.as_ref()).map_err(|e| TlsError::BadCrl {
+                    path: path.clone(),
+                    reason: format!("cannot parse: {e}"),
+                })?;
+            let issuer = parsed.issuer().as_raw().to_vec();
+            for r in parsed.iter_revoked_certificates() {
+                revoked
+                    .serials
+                    .insert((issuer.clone(), r.raw_serial().to_vec()));
+            }
+            if let Some(next) = parsed.next_update() {
+                let at = SystemTime::UNIX_EPOCH
+                    + std::time::Duration::from_secs(u64::try_from(next.timestamp()).unwrap_or(0));
+                crl_next_update = Some(crl_next_update.map_or(at, |t| t.min(at)));
+            }
+            crls.push(crl);
+        }
     }
 
     let roots = Arc::new(roots);
@@ -142,6 +242,14 @@ pub fn server_config(paths: &TlsPaths, alpn: &[&[u8]]) -> Result<Arc<ServerConfi
         max_intermediates: paths.max_chain_depth,
     });
 
+    let mut all = ring::digest::Context::new(&ring::digest::SHA256);
+    for path in [&paths.ca, &paths.cert, &paths.key] {
+        let bytes = read(path)?;
+        all.update(&(bytes.len() as u64).to_be_bytes());
+        all.update(&bytes);
+    }
+    all.update(&crl_digest);
+    let material_digest = digest32(all.finish());
     let certs = load_certs(&paths.cert)?;
     let key = load_key(&paths.key)?;
 
@@ -162,7 +270,13 @@ pub fn server_config(paths: &TlsPaths, alpn: &[&[u8]]) -> Result<Arc<ServerConfi
             source,
         })?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(Arc::new(config))
+    Ok(ServerTls {
+        config: Arc::new(config),
+        revoked,
+        crl_next_update,
+        crl_digest,
+        material_digest,
+    })
 }
 
 /// A client chain that verifies, but only through more intermediate CA certificates than

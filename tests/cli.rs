@@ -45,6 +45,9 @@ fn sample_policies_pass_the_check() {
     let (ok, out) = credgate(&["policy", "check", dir.to_str().unwrap()]);
     assert!(ok, "{out}");
     assert!(out.contains("ok"), "{out}");
+    // The hash every audit entry records for this policy.
+    let hash = credgate::reload::policy_hash(&dir, None).unwrap();
+    assert!(out.contains(&format!("policy hash {hash}")), "{out}");
 }
 
 #[test]

@@ -717,6 +717,7 @@ async fn a_crash_between_commit_and_append_is_audited_at_restart() {
         records: 1,
         status: 201,
         outcome: "ok".into(),
+        policy: Some("0123456789abcdef0123456789abcdef".into()),
     };
     let record = || NewRecord {
         subject: credgate::ids::SubjectId::parse("legal_person", ids::CHEM).unwrap(),

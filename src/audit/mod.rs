@@ -453,6 +453,39 @@ pub fn spawn_checkpointer(
     })
 }
 
+/// The entry of one reload of `policies/` and the TLS material
+/// ([`crate::reload`]): action `policy_reload`, no caller, `policy` the
+/// content hash in force once the reload is over (the new one when it was
+/// applied, the old one when it was refused); `fields` say what happened to
+/// each part. `status` is the admin response's, 0 for a signal or a timer.
+pub fn reload_entry(
+    request_id: String,
+    gateway: &str,
+    policy_hash: &str,
+    fields: Vec<AuditField>,
+    status: u16,
+    outcome: &str,
+) -> AuditEntry {
+    AuditEntry {
+        v: ENTRY_VERSION,
+        ts: now_rfc3339(),
+        request_id,
+        gateway: gateway.to_owned(),
+        org: None,
+        cert_fp: None,
+        action: "policy_reload".into(),
+        subject_type: None,
+        subject: None,
+        purpose: None,
+        consent: None,
+        fields,
+        records: 0,
+        status,
+        outcome: outcome.to_owned(),
+        policy: Some(policy_hash.to_owned()),
+    }
+}
+
 /// Current time as RFC 3339 UTC with millisecond precision.
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();

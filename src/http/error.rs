@@ -61,6 +61,16 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "no_identity", message)
     }
 
+    /// 401 `certificate_revoked`: a CRL loaded after the connection's
+    /// handshake revokes its certificate (the connection is then closed).
+    pub fn certificate_revoked() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "certificate_revoked",
+            "the client certificate has been revoked; the connection is closed",
+        )
+    }
+
     /// 403 with `code`.
     pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, code, message)

@@ -55,9 +55,16 @@ pub use lifecycle::Clock;
 pub const OPENAPI_DOCUMENT: &str = include_str!("../../docs/openapi.json");
 
 /// Everything a request handler needs; shared by all connections.
+///
+/// One `App` per policy generation: a reload ([`crate::reload`]) builds a
+/// new one with [`App::with_policy`] (everything else shared) and swaps it
+/// in; a request runs wholly under the `App` it started with.
 pub struct App {
     /// Compiled policy.
     pub policy: Arc<Policy>,
+    /// Content hash of the policy files `policy` was loaded from, recorded
+    /// in every audit entry ([`crate::reload::policy_hash`]).
+    pub policy_hash: String,
     /// Database.
     pub store: Store,
     /// Audit sequencer handle.
@@ -78,17 +85,17 @@ pub struct App {
     /// Test hook: a request carrying `x-credgate-fault: panic` panics in its
     /// handler. Debug builds only; release builds do not contain it.
     #[cfg(debug_assertions)]
-    pub fault_injection: AtomicBool,
+    pub fault_injection: Arc<AtomicBool>,
     /// Public key auditors verify checkpoints with (C2SP verifier key),
     /// published by `GET /v1/audit/checkpoint`.
     pub checkpoint_verifier_key: String,
     /// Consent token verifier (issuer keys pinned by `policies/consent.toml`).
     pub consent: ConsentVerifier,
     /// Request id counter (combined with a per-process random prefix).
-    next_request: AtomicU64,
+    next_request: Arc<AtomicU64>,
     request_prefix: String,
     /// Today's date for lifecycle decisions (see [`App::set_clock`]).
-    clock: std::sync::RwLock<Clock>,
+    clock: Arc<std::sync::RwLock<Clock>>,
 }
 
 impl App {
@@ -108,6 +115,7 @@ impl App {
         let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut rnd);
         App {
             policy,
+            policy_hash: String::new(),
             store,
             audit,
             hasher,
@@ -117,12 +125,41 @@ impl App {
             body_timeout: Duration::from_secs(10),
             in_flight: Arc::default(),
             #[cfg(debug_assertions)]
-            fault_injection: AtomicBool::new(false),
+            fault_injection: Arc::default(),
             checkpoint_verifier_key: String::new(),
             consent,
-            next_request: AtomicU64::new(1),
+            next_request: Arc::new(AtomicU64::new(1)),
             request_prefix: hex::encode(rnd),
-            clock: std::sync::RwLock::new(lifecycle::system_clock()),
+            clock: Arc::new(std::sync::RwLock::new(lifecycle::system_clock())),
+        }
+    }
+
+    /// The same application under another policy and consent verifier
+    /// (a reload): store, log, metrics, counters and clock are shared.
+    pub fn with_policy(
+        &self,
+        policy: Arc<Policy>,
+        consent: ConsentVerifier,
+        policy_hash: String,
+    ) -> App {
+        App {
+            policy,
+            policy_hash,
+            consent,
+            store: self.store.clone(),
+            audit: self.audit.clone(),
+            hasher: self.hasher.clone(),
+            metrics: self.metrics.clone(),
+            gateway_id: self.gateway_id.clone(),
+            max_body_bytes: self.max_body_bytes,
+            body_timeout: self.body_timeout,
+            in_flight: self.in_flight.clone(),
+            #[cfg(debug_assertions)]
+            fault_injection: self.fault_injection.clone(),
+            checkpoint_verifier_key: self.checkpoint_verifier_key.clone(),
+            next_request: self.next_request.clone(),
+            request_prefix: self.request_prefix.clone(),
+            clock: self.clock.clone(),
         }
     }
 }
@@ -141,6 +178,14 @@ pub enum Caller {
     Unregistered {
         /// The code the certificate carries.
         code: String,
+        /// Certificate fingerprint.
+        fingerprint: String,
+    },
+    /// A certificate revoked (by a CRL loaded after the connection's
+    /// handshake) → 401 `certificate_revoked`, and the connection is closed.
+    Revoked {
+        /// The code the certificate carries, if any.
+        code: Option<String>,
         /// Certificate fingerprint.
         fingerprint: String,
     },
@@ -192,15 +237,16 @@ impl Caller {
         match self {
             Caller::Known { org, .. } => Some(org.code.to_string()),
             Caller::Unregistered { code, .. } => Some(code.clone()),
+            Caller::Revoked { code, .. } => code.clone(),
             Caller::NoIdentity { .. } => None,
         }
     }
 
     fn fingerprint(&self) -> Option<String> {
         match self {
-            Caller::Known { fingerprint, .. } | Caller::Unregistered { fingerprint, .. } => {
-                Some(fingerprint.clone())
-            }
+            Caller::Known { fingerprint, .. }
+            | Caller::Unregistered { fingerprint, .. }
+            | Caller::Revoked { fingerprint, .. } => Some(fingerprint.clone()),
             Caller::NoIdentity { fingerprint, .. } => fingerprint.clone(),
         }
     }
@@ -212,6 +258,7 @@ impl Caller {
             Caller::NoIdentity { reason, .. } => Err(ApiError::unauthenticated(format!(
                 "the client certificate does not identify an organisation: {reason}"
             ))),
+            Caller::Revoked { .. } => Err(ApiError::certificate_revoked()),
             Caller::Unregistered { .. } => Err(ApiError::forbidden(
                 "unregistered_organisation",
                 "the organisation in the client certificate is not registered with this gateway",
@@ -302,7 +349,7 @@ impl Reply {
 }
 
 impl App {
-    fn request_id(&self) -> String {
+    pub(crate) fn request_id(&self) -> String {
         format!(
             "{}-{:x}",
             self.request_prefix,
@@ -433,6 +480,7 @@ impl App {
             records: draft.records,
             status,
             outcome: outcome.to_owned(),
+            policy: Some(self.policy_hash.clone()),
         }
     }
 

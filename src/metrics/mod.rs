@@ -75,6 +75,7 @@ pub struct Metrics {
     registry: Registry,
     requests: Arc<hot::Requests>,
     rejections: Family<[(&'static str, &'static str); 1], Counter>,
+    reloads: Family<[(&'static str, &'static str); 2], Counter>,
     handshakes: Arc<[Histogram; 3]>,
     /// Handler panics caught (each answered 500 and audited).
     pub handler_panics: Counter,
@@ -109,6 +110,7 @@ impl Metrics {
             registry: Registry::default(),
             requests,
             rejections: Family::default(),
+            reloads: Family::default(),
             handshakes,
             handler_panics: Counter::default(),
             connections_open: Gauge::default(),
@@ -124,6 +126,21 @@ impl Metrics {
             "credgate_http_rejections",
             "Requests refused by the HTTP layer before a handler ran (each audited as malformed_http)",
             m.rejections.clone(),
+        );
+        // Every series exists from the start (at 0), so an alert on
+        // `refused` has something to compare with.
+        for what in ["policy", "tls"] {
+            for outcome in ["ok", "unchanged", "refused"] {
+                drop(
+                    m.reloads
+                        .get_or_create(&[("what", what), ("outcome", outcome)]),
+                );
+            }
+        }
+        r.register(
+            "credgate_reloads",
+            "Reloads of policies/ and TLS material by part (policy, tls) and outcome (ok, unchanged, refused)",
+            m.reloads.clone(),
         );
         r.register(
             "credgate_connections_open",
@@ -178,6 +195,14 @@ impl Metrics {
     /// Count one request the HTTP layer refused before any handler ran.
     pub fn rejection(&self, outcome: &'static str) {
         self.rejections.get_or_create(&[("reason", outcome)]).inc();
+    }
+
+    /// Count one reload of `what` (`policy`, `tls`) with `outcome` (`ok`,
+    /// `unchanged`, `refused`); see [`crate::reload`].
+    pub fn reload(&self, what: &'static str, outcome: &'static str) {
+        self.reloads
+            .get_or_create(&[("what", what), ("outcome", outcome)])
+            .inc();
     }
 
     /// Record a TLS handshake and how long it took.

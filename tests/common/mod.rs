@@ -108,6 +108,7 @@ pub fn config(dir: &Path, db_url: &str) -> Config {
             key: c.join("server-key.pem"),
             crls: vec![c.join("crl.pem")],
             max_chain_depth: 0,
+            crl_refresh_secs: 60,
         },
         policy: PolicyConfig {
             dir: policies(),

@@ -4,12 +4,22 @@
 //! reasons; the subject only as a keyed hash; a prohibited field's raw name
 //! only as its category. [`AuditEntry::canonical`] is a public format —
 //! auditors' verifiers recompute leaf hashes from it — frozen by the golden
-//! test below; any change needs a new [`ENTRY_VERSION`].
+//! tests below; any change needs a new [`ENTRY_VERSION`].
+//!
+//! Versions:
+//! * **1** — the original form, ending with `outcome`.
+//! * **2** — adds `policy` after `outcome`: the content hash of the policy
+//!   the request was decided under (see `credgate policy check`), so an
+//!   auditor can tell which grants applied. A v2 entry always carries it;
+//!   a v1 entry never does. Both are read and verified; new entries are v2.
 
 use serde::{Deserialize, Serialize};
 
 /// Current canonical format version.
-pub const ENTRY_VERSION: u32 = 1;
+pub const ENTRY_VERSION: u32 = 2;
+
+/// The oldest version still read and verified.
+pub const OLDEST_ENTRY_VERSION: u32 = 1;
 
 /// One field's outcome as logged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +71,10 @@ pub struct AuditEntry {
     pub status: u16,
     /// `ok` or the stable error code.
     pub outcome: String,
+    /// Content hash of the policy in force (version 2 on; absent in v1,
+    /// whose canonical bytes therefore stay exactly as they were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 impl AuditEntry {
@@ -70,9 +84,24 @@ impl AuditEntry {
         serde_json::to_vec(self).expect("audit entries always serialise")
     }
 
-    /// Parse canonical bytes (strict: unknown keys refused).
+    /// Parse canonical bytes (strict: unknown keys refused; the fields must
+    /// be those of the entry's version, so a v1 entry with a `policy` or a
+    /// v2 entry without one is refused, as is an unknown version).
     pub fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
-        serde_json::from_slice(bytes)
+        use serde::de::Error as _;
+        let e: Self = serde_json::from_slice(bytes)?;
+        match (e.v, &e.policy) {
+            (1, None) | (2, Some(_)) => Ok(e),
+            (1, Some(_)) => Err(serde_json::Error::custom(
+                "a version 1 entry has no policy field",
+            )),
+            (2, None) => Err(serde_json::Error::custom(
+                "a version 2 entry must carry its policy hash",
+            )),
+            (v, _) => Err(serde_json::Error::custom(format!(
+                "unknown entry version {v} (this build reads {OLDEST_ENTRY_VERSION} to {ENTRY_VERSION})"
+            ))),
+        }
     }
 }
 
@@ -83,7 +112,7 @@ mod tests {
 
     fn sample() -> AuditEntry {
         AuditEntry {
-            v: ENTRY_VERSION,
+            v: 1,
             ts: "2026-11-23T02:30:00.123Z".into(),
             request_id: "r-0001".into(),
             gateway: "credgate-dev".into(),
@@ -103,6 +132,15 @@ mod tests {
             records: 1,
             status: 200,
             outcome: "ok".into(),
+            policy: None,
+        }
+    }
+
+    fn sample_v2() -> AuditEntry {
+        AuditEntry {
+            v: 2,
+            policy: Some("sha256:0123456789abcdef".into()),
+            ..sample()
         }
     }
 
@@ -126,5 +164,41 @@ mod tests {
             hex::encode(merkle::leaf_hash(golden.as_bytes())),
             hex::encode(merkle::leaf_hash(&e.canonical()))
         );
+    }
+
+    /// Version 2: the v1 form plus `policy` after `outcome`. Frozen too.
+    #[test]
+    fn canonical_form_v2_is_frozen() {
+        let golden = concat!(
+            r#"{"v":2,"ts":"2026-11-23T02:30:00.123Z","request_id":"r-0001","gateway":"credgate-dev","#,
+            r#""org":"91370300164100001A","cert_fp":"abababababababababababababababababababababababababababababababab","#,
+            r#""action":"query","subject_type":"legal_person","#,
+            r#""subject":"cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd","#,
+            r#""purpose":"financing","consent":null,"#,
+            r#""fields":[{"field":"enterprise_name","decision":"returned","reason":"authorised","detail":null}],"#,
+            r#""records":1,"status":200,"outcome":"ok","policy":"sha256:0123456789abcdef"}"#
+        );
+        let e = sample_v2();
+        assert_eq!(ENTRY_VERSION, 2);
+        assert_eq!(String::from_utf8(e.canonical()).unwrap(), golden);
+        assert_eq!(AuditEntry::parse(golden.as_bytes()).unwrap(), e);
+    }
+
+    /// Each version carries exactly its own fields; unknown versions are refused.
+    #[test]
+    fn fields_must_match_the_version() {
+        let v1 = String::from_utf8(sample().canonical()).unwrap();
+        let v2 = String::from_utf8(sample_v2().canonical()).unwrap();
+        let v1_with_policy = v1.replace(r#""outcome":"ok"}"#, r#""outcome":"ok","policy":"x"}"#);
+        let e = AuditEntry::parse(v1_with_policy.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("version 1"), "{e}");
+        let v2_without = v2.replace(r#","policy":"sha256:0123456789abcdef""#, "");
+        let e = AuditEntry::parse(v2_without.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("policy hash"), "{e}");
+        let v3 = v2.replace(r#"{"v":2"#, r#"{"v":3"#);
+        let e = AuditEntry::parse(v3.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("unknown entry version 3"), "{e}");
+        let extra = v2.replace(r#""outcome":"ok""#, r#""outcome":"ok","x":1"#);
+        assert!(AuditEntry::parse(extra.as_bytes()).is_err());
     }
 }

@@ -427,7 +427,7 @@ impl<W: Write> ExportWriter<W> {
 pub(crate) mod tests {
     use super::*;
     use crate::checkpoint::{Checkpoint, CheckpointSigner};
-    use crate::entry::{AuditField, ENTRY_VERSION};
+    use crate::entry::AuditField;
     use proptest::prelude::*;
     use std::collections::HashMap;
 
@@ -439,9 +439,10 @@ pub(crate) mod tests {
         CheckpointSigner::from_pkcs8("credgate.test/audit", &der).unwrap()
     }
 
+    /// Entry `i`, version 1 (the golden export below holds v1 entries).
     pub(crate) fn entry(i: u32) -> AuditEntry {
         AuditEntry {
-            v: ENTRY_VERSION,
+            v: 1,
             ts: format!("2026-11-23T02:30:{:02}.000Z", i % 60),
             request_id: format!("r-{i}"),
             gateway: "credgate-test".into(),
@@ -466,6 +467,16 @@ pub(crate) mod tests {
             records: 1,
             status: 200,
             outcome: "ok".into(),
+            policy: None,
+        }
+    }
+
+    /// Entry `i` as version 2, under policy `policy`.
+    pub(crate) fn entry_v2(i: u32, policy: &str) -> AuditEntry {
+        AuditEntry {
+            v: 2,
+            policy: Some(policy.into()),
+            ..entry(i)
         }
     }
 

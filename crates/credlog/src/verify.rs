@@ -284,7 +284,7 @@ pub fn verify_export_keys(
                 fail(
                     Some(n),
                     Some(seq),
-                    "the entry is not a canonical version 1 audit entry",
+                    "the entry is not a canonical audit entry of a known version",
                 )
             })?;
         if let Some(cols) = columns {
@@ -511,7 +511,7 @@ pub fn verify_file_keys(
 mod tests {
     use super::*;
     use crate::export::ExportFormat;
-    use crate::export::tests::{entry, export_of, fixed_signer};
+    use crate::export::tests::{entry, entry_v2, export_of, fixed_signer};
 
     fn verify(text: &str, prev: Option<&str>) -> Result<VerifyReport, VerifyError> {
         let key = fixed_signer(7).verifier();
@@ -568,6 +568,35 @@ mod tests {
         let e = verify(&edited, None).unwrap_err();
         assert_eq!((e.line, e.seq), (Some(3), Some(0)), "{e}");
         assert!(e.message.contains("outcome"), "{e}");
+    }
+
+    /// A log that spans the entry-version change (v1 entries, then v2 with
+    /// policy hashes) verifies as a whole and in part, in both formats; an
+    /// edited policy hash is caught like any other edit.
+    #[test]
+    fn logs_spanning_entry_versions_verify() {
+        let signer = fixed_signer(7);
+        let entries: Vec<AuditEntry> = (0..10)
+            .map(|i| {
+                if i < 5 {
+                    entry(i)
+                } else {
+                    entry_v2(i, "sha256:aaaa")
+                }
+            })
+            .collect();
+        for format in [ExportFormat::Jsonl, ExportFormat::Csv] {
+            for (a, b) in [(0, 10), (3, 7), (6, 10)] {
+                let text = export_of(&entries, a, b, &signer, format, None);
+                let r = verify(&text, None).unwrap_or_else(|e| panic!("{a}..{b}: {e}"));
+                assert_eq!((r.start, r.end), (a, b));
+            }
+        }
+        let text = export_of(&entries, 0, 10, &signer, ExportFormat::Jsonl, None);
+        assert!(text.contains(r#"\"policy\":\"sha256:aaaa\""#), "{text}");
+        let edited = text.replacen("sha256:aaaa", "sha256:bbbb", 1);
+        let e = verify(&edited, None).unwrap_err();
+        assert_eq!(e.seq, Some(5), "{e}");
     }
 
     #[test]
