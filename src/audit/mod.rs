@@ -182,9 +182,22 @@ impl AuditLog {
         let health = Arc::new(AuditHealth::default());
         let indexer = spawn_indexer(store.clone(), health.clone());
         let h = health.clone();
+        let (finished, sequenced) = oneshot::channel::<()>();
+        let st = store.clone();
+        // The PostgreSQL writer runs its statements on this runtime.
+        let runtime = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("credgate-audit-sequencer".into())
+            .spawn(move || {
+                let _runtime = runtime.enter();
+                sequencer(st, rx, writer, max_batch, h);
+                let _ = finished.send(());
+            })
+            .map_err(|e| StoreError::Log(format!("cannot start the audit sequencer: {e}")))?;
         let task = tokio::spawn(async move {
-            sequencer(store, rx, writer, max_batch, h).await;
-            // The last batch is durable: let the indexer catch up and stop.
+            // The sequencer ends when the last handle is dropped, after
+            // committing what it holds; the indexer then catches up and stops.
+            let _ = sequenced.await;
             indexer.stop().await;
         });
         Ok((AuditLog { tx, health }, task))
@@ -224,32 +237,30 @@ impl AuditLog {
 /// How often a failing sequencer probes the log's storage while idle.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Run one batch on a blocking thread: the writer does file or database
-/// I/O synchronously.
-async fn commit(
-    mut writer: Box<Writer>,
-    entries: Vec<Vec<u8>>,
-) -> (Box<Writer>, Vec<Vec<u8>>, Result<u64, String>) {
-    match tokio::task::spawn_blocking(move || {
-        let r = writer.append(&entries).map_err(|e| e.to_string());
-        (writer, entries, r)
-    })
-    .await
-    {
-        Ok(x) => x,
-        // The blocking task panicked: nothing sane is left to write with.
-        Err(e) => panic!("audit writer thread failed: {e}"),
-    }
-}
-
-async fn sequencer(
+/// The sequencer: one OS thread that owns the log's writer, takes every
+/// entry queued since its last commit as one batch, commits it (one
+/// `fdatasync` or transaction) and answers each waiter.
+///
+/// A thread of its own rather than an async task handing each batch to
+/// `spawn_blocking`: under load the runtime's workers are busy with
+/// connections, and a task waiting for a worker (twice per batch: to
+/// start the blocking commit and to answer after it) lengthened every
+/// commit cycle, which is what bounds throughput at moderate concurrency
+/// (`bench/RESULTS.md`). A blocked thread woken by the channel is scheduled
+/// by the kernel directly.
+///
+/// A panic in the writer (a bug in a storage backend) fails that batch
+/// closed like a storage error, and the writer is reopened from storage
+/// before the next one, so one bad batch does not turn every later request
+/// into a 503.
+fn sequencer(
     store: Store,
     mut rx: mpsc::Receiver<Job>,
     writer: Writer,
     max_batch: usize,
     health: Arc<AuditHealth>,
 ) {
-    let mut writer = Box::new(writer);
+    let mut writer = Some(writer);
     let mut jobs = Vec::with_capacity(max_batch);
     let mut entries: Vec<Vec<u8>> = Vec::with_capacity(max_batch);
     loop {
@@ -257,12 +268,11 @@ async fn sequencer(
         // entry arrives: readiness must recover without traffic, since a
         // load balancer sends none to a node that is not ready.
         let first = if health.failing.load(Ordering::Acquire) {
-            match tokio::time::timeout(PROBE_INTERVAL, rx.recv()).await {
-                Ok(job) => job,
-                Err(_) => {
-                    let (w, e, r) = commit(writer, std::mem::take(&mut entries)).await;
-                    (writer, entries) = (w, e);
-                    if r.is_ok() {
+            match recv_timeout(&mut rx, PROBE_INTERVAL) {
+                Recv::Job(job) => Some(job),
+                Recv::Closed => None,
+                Recv::Timeout => {
+                    if commit(&store, &mut writer, &[]).is_ok() {
                         tracing::info!("audit log writable again");
                         health.failing.store(false, Ordering::Release);
                     }
@@ -270,7 +280,7 @@ async fn sequencer(
                 }
             }
         } else {
-            rx.recv().await
+            rx.blocking_recv()
         };
         let Some(first) = first else { break };
         jobs.push(first);
@@ -283,11 +293,10 @@ async fn sequencer(
         entries.extend(jobs.iter_mut().map(|j| std::mem::take(&mut j.entry)));
         let n = jobs.len() as u64;
         let started = Instant::now();
-        let (w, e, r) = commit(writer, std::mem::take(&mut entries)).await;
-        (writer, entries) = (w, e);
+        let r = commit(&store, &mut writer, &entries);
         entries.clear();
         match r {
-            Ok(first_seq) => {
+            Ok((first_seq, size)) => {
                 let durable = Instant::now();
                 health
                     .commit_duration
@@ -304,7 +313,7 @@ async fn sequencer(
                 for (i, j) in jobs.drain(..).enumerate() {
                     let _ = j.done.send(Ok(first_seq + i as u64));
                 }
-                store.notify_durable(writer.size());
+                store.notify_durable(size);
             }
             Err(e) => {
                 tracing::error!(error = %e, entries = n, "audit commit failed; failing closed");
@@ -317,8 +326,53 @@ async fn sequencer(
                     let _ = j.done.send(Err(AuditError::WriteFailed));
                 }
                 // Do not spin on broken storage.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                std::thread::sleep(Duration::from_millis(50));
             }
+        }
+    }
+}
+
+/// One batch: `(first sequence number, log size after)`. Without a writer
+/// (the last one panicked) a new one is opened from storage first.
+fn commit(
+    store: &Store,
+    writer: &mut Option<Writer>,
+    entries: &[Vec<u8>],
+) -> Result<(u64, u64), String> {
+    let w = match writer {
+        Some(w) => w,
+        None => writer.insert(store.log_writer().map_err(|e| e.to_string())?),
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        w.append(entries).map(|first| (first, w.size()))
+    })) {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(_) => {
+            tracing::error!("audit writer panicked; reopening it before the next batch");
+            *writer = None;
+            Err("audit log writer failed".into())
+        }
+    }
+}
+
+enum Recv {
+    Job(Job),
+    Timeout,
+    Closed,
+}
+
+/// `blocking_recv` with a timeout (tokio's channel has none): polls every
+/// few milliseconds, which only happens while the log is failing.
+fn recv_timeout(rx: &mut mpsc::Receiver<Job>, timeout: Duration) -> Recv {
+    let until = Instant::now() + timeout;
+    loop {
+        match rx.try_recv() {
+            Ok(j) => return Recv::Job(j),
+            Err(mpsc::error::TryRecvError::Disconnected) => return Recv::Closed,
+            Err(mpsc::error::TryRecvError::Empty) if Instant::now() >= until => {
+                return Recv::Timeout;
+            }
+            Err(mpsc::error::TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
 }
