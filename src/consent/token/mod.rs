@@ -35,10 +35,13 @@
 //!
 //! # Layout
 //!
-//! One file per noun; dependencies point one way, from the verifier down:
+//! One file per noun, without cycles: `verifier.rs` and `issuer.rs` sit on
+//! top; `header.rs` and `claims.rs` use only `jws.rs`, `config.rs` and
+//! `error.rs`; `key.rs`, `config.rs` and `error.rs` use none of the others.
+//! This file only re-exports, so callers name `consent::token::…` as before.
 //!
-//! * [`verifier`](ConsentVerifier) (`verifier.rs`) — pinned keys and the check
-//!   order above;
+//! * `verifier.rs` — [`ConsentVerifier`]: the pinned keys and the check order
+//!   above;
 //! * `jws.rs` — the compact serialization: size, segments, base64url, strict
 //!   JSON objects, the fixed-width signature;
 //! * `header.rs` — the JOSE header as we accept it ([`CONSENT_TYP`]);
