@@ -120,15 +120,7 @@ impl Store {
             let mut tx = p.begin().await?;
             lock_subject!(tx, kind, id);
             if let Some(basis) = e.basis_record_id {
-                let row: Option<RecordRow> = sqlx::query_as(record_select!(
-                    "WHERE r.id = $1 AND r.subject_id = $2 AND r.subject_type = $3"
-                ))
-                .bind(basis)
-                .bind(id)
-                .bind(kind)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(row) = row else {
+                let Some(row) = subject_record!(tx, e.subject, basis) else {
                     return Ok(Err(Refusal::BasisNotFound));
                 };
                 let data = row.data()?;

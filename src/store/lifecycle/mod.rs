@@ -26,8 +26,11 @@
 //! | `checks.rs` | 应查必查 checks and their feedback |
 //! | `history.rs` | a record's lifecycle history |
 //!
-//! This file holds what they share: the record row, the subject lock and
-//! the refusals.
+//! This file holds what they share: the record row, the subject lock, a
+//! subject's own record (`subject_record!`, for filing, applying and a list
+//! basis), a record's state before a change (`record_state!`) and the list
+//! exits the change lapses (`lapse_entries!`, for a withdrawal and a
+//! repair), and the refusals.
 
 use std::sync::Arc;
 
@@ -233,12 +236,50 @@ macro_rules! lock_subject {
     };
 }
 
-/// Exit (移出) the current list entries whose basis is record `$record` or
-/// an earlier version it corrects, because the basis lapsed for `$reason`
-/// ([`crate::policy::Policy::basis_lapse`]); inside the step's transaction.
-/// Evaluates to the exited entry ids, in id order.
+/// Record `$record` if it is a record of `$subject` (a [`SubjectId`]), read
+/// inside the step's transaction: `None` alike for a missing id and for
+/// another subject's record, so a step on a record is bound to its subject.
+macro_rules! subject_record {
+    ($tx:expr, $subject:expr, $record:expr) => {
+        sqlx::query_as::<_, RecordRow>(record_select!(
+            "WHERE r.id = $1 AND r.subject_id = $2 AND r.subject_type = $3"
+        ))
+        .bind($record)
+        .bind($subject.id())
+        .bind($subject.kind().as_str())
+        .fetch_optional(&mut *$tx)
+        .await?
+    };
+}
+
+/// Record `$record`'s state as the policy sees it on `$on`
+/// ([`Policy::record_state`]), read inside the step's transaction: the
+/// "before" of a change to a list basis (see [`lapse_entries!`]).
+macro_rules! record_state {
+    ($tx:expr, $policy:expr, $record:expr, $on:expr) => {{
+        let row: RecordRow = sqlx::query_as(record_select!("WHERE r.id = $1"))
+            .bind($record)
+            .fetch_one(&mut *$tx)
+            .await?;
+        let data = row.data()?;
+        $policy.record_state(&row.facts(&data), $on)
+    }};
+}
+
+/// After record `$record` changed from state `$before` to `$after`: exit
+/// (移出) the current list entries whose basis is that record or an earlier
+/// version it corrects, if the policy says the change lapses them
+/// ([`Policy::basis_change_lapse`], for the reason it gives); inside the
+/// step's transaction. Evaluates to the exited entry ids, in id order (none
+/// when the change lapses nothing).
 macro_rules! lapse_entries {
-    ($tx:expr, $record:expr, $reason:expr, $by:expr, $day:expr, $request:expr) => {{
+    ($tx:expr, $record:expr, $before:expr => $after:expr, $by:expr, $day:expr, $request:expr) => {{
+        match crate::policy::Policy::basis_change_lapse($before, $after) {
+            None => Vec::new(),
+            Some(reason) => lapse_entries!(@exit $tx, $record, reason, $by, $day, $request),
+        }
+    }};
+    (@exit $tx:expr, $record:expr, $reason:expr, $by:expr, $day:expr, $request:expr) => {{
         let mut chain: Vec<i64> = vec![$record];
         for _ in 0..32 {
             let prev: Option<i64> =

@@ -165,15 +165,9 @@ impl Store {
         dispatch!(self, p => {
             let mut tx = p.begin().await?;
             lock_subject!(tx, a.subject.kind().as_str(), a.subject.id());
-            let row: Option<RecordRow> = sqlx::query_as(record_select!(
-                "WHERE r.id = $1 AND r.subject_id = $2 AND r.subject_type = $3"
-            ))
-            .bind(a.record_id)
-            .bind(a.subject.id())
-            .bind(a.subject.kind().as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = row else { return Ok(Err(Refusal::RecordNotFound)) };
+            let Some(row) = subject_record!(tx, a.subject, a.record_id) else {
+                return Ok(Err(Refusal::RecordNotFound));
+            };
             let data = row.data()?;
             let permit = match policy.objection_filing(&row.facts(&data), row.objection, today) {
                 Ok(p) => p,
@@ -261,19 +255,15 @@ impl Store {
             match resolution {
                 Resolution::Upheld => {}
                 Resolution::Withdrawn => {
-                    let row: RecordRow = sqlx::query_as(record_select!("WHERE r.id = $1"))
-                        .bind(t.record_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    let data = row.data()?;
-                    let before = policy.record_state(&row.facts(&data), on);
+                    let before = record_state!(tx, policy, t.record_id, on);
                     sqlx::query("UPDATE records SET state = 'withdrawn' WHERE id = $1")
                         .bind(t.record_id)
                         .execute(&mut *tx)
                         .await?;
-                    if let Some(reason) = Policy::basis_change_lapse(before, RecordState::Withdrawn) {
-                        lapsed = lapse_entries!(tx, t.record_id, reason, org.code.as_str(), &today, request_id);
-                    }
+                    lapsed = lapse_entries!(
+                        tx, t.record_id, before => RecordState::Withdrawn,
+                        org.code.as_str(), &today, request_id
+                    );
                 }
                 Resolution::Corrected { data, terms } => {
                     let old: (Option<String>, Option<String>) =

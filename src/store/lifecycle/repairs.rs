@@ -7,6 +7,7 @@ use super::{Application, ObjectionTarget, RecordRow, Refusal, Step};
 use crate::ids::SubjectId;
 use crate::policy::lifecycle::{Case, Noun, RecordState, StoredState, Terms, format_date};
 use crate::policy::{Organisation, Policy};
+use crate::store::{Backend, Store, StoreError};
 
 /// A repair application as its subject sees it
 /// (`POST /v1/repairs/{id}/status`), a rejection included.
@@ -33,7 +34,6 @@ pub struct RepairStatus {
     /// Date the repair took effect (approved only).
     pub repaired_on: Option<String>,
 }
-use crate::store::{Backend, Store, StoreError};
 
 impl Store {
     /// Apply for the repair of a negative record.
@@ -48,15 +48,9 @@ impl Store {
         dispatch!(self, p => {
             let mut tx = p.begin().await?;
             lock_subject!(tx, a.subject.kind().as_str(), a.subject.id());
-            let row: Option<RecordRow> = sqlx::query_as(record_select!(
-                "WHERE r.id = $1 AND r.subject_id = $2 AND r.subject_type = $3"
-            ))
-            .bind(a.record_id)
-            .bind(a.subject.id())
-            .bind(a.subject.kind().as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = row else { return Ok(Err(Refusal::RecordNotFound)) };
+            let Some(row) = subject_record!(tx, a.subject, a.record_id) else {
+                return Ok(Err(Refusal::RecordNotFound));
+            };
             let data = row.data()?;
             let pending: Option<i64> =
                 sqlx::query_scalar("SELECT id FROM repairs WHERE record_id = $1 AND status = 'pending'")
@@ -187,20 +181,16 @@ impl Store {
             }
             let mut lapsed = Vec::new();
             if approve {
-                let row: RecordRow = sqlx::query_as(record_select!("WHERE r.id = $1"))
-                    .bind(t.record_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let data = row.data()?;
-                let before = policy.record_state(&row.facts(&data), today);
+                let before = record_state!(tx, policy, t.record_id, today);
                 sqlx::query("UPDATE records SET repaired_on = $1 WHERE id = $2")
                     .bind(&day)
                     .bind(t.record_id)
                     .execute(&mut *tx)
                     .await?;
-                if let Some(reason) = Policy::basis_change_lapse(before, RecordState::Repaired) {
-                    lapsed = lapse_entries!(tx, t.record_id, reason, org.code.as_str(), &day, request_id);
-                }
+                lapsed = lapse_entries!(
+                    tx, t.record_id, before => RecordState::Repaired,
+                    org.code.as_str(), &day, request_id
+                );
             }
             sqlx::query(
                 "UPDATE repairs SET status = $1, decided_by = $2, decided_on = $3, decision_note = $4, decided_request = $5 WHERE id = $6",
