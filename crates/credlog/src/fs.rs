@@ -120,13 +120,25 @@ struct Shared {
 
 impl Shared {
     fn publish(&mut self, state: TreeState) -> Result<(), StorageError> {
-        self.edge = state
+        self.state = state;
+        self.encode_edge();
+        Ok(())
+    }
+
+    /// Publish a later state of the same log, copying only what changed
+    /// ([`TreeState::catch_up`]).
+    fn publish_newer(&mut self, state: &TreeState) {
+        self.state.catch_up(state);
+        self.encode_edge();
+    }
+
+    fn encode_edge(&mut self) {
+        // The partial bundle is served from the state itself.
+        self.edge = self
+            .state
             .edge_tiles()
             .map(|(id, hs)| (id, tiles::encode_tile(hs)))
             .collect();
-        // The partial bundle is served from the state itself.
-        self.state = state;
-        Ok(())
     }
 }
 
@@ -785,7 +797,7 @@ impl FsWriter {
             s.wal_seen += n;
             s.pending_tiles.extend(pending.0);
             s.pending_bundles.extend(pending.1);
-            s.publish(batch.after.clone())?;
+            s.publish_newer(batch.after);
             s.wal_seen
         };
         // A failed snapshot is retried later; the WAL still holds everything.

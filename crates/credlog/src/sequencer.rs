@@ -173,6 +173,26 @@ impl TreeState {
         self.size() / TILE_WIDTH
     }
 
+    /// Become `newer`, a later state of the same log, copying only what
+    /// changed: the partial bundle grows by appends, so while both are in
+    /// the same bundle only its new bytes are copied (a plain clone copies
+    /// up to 255 entries per batch).
+    pub fn catch_up(&mut self, newer: &TreeState) {
+        let same_bundle = self.bundle_index() == newer.bundle_index()
+            && self.size() <= newer.size()
+            && self.bundle.len() <= newer.bundle.len();
+        if same_bundle {
+            debug_assert_eq!(self.bundle[..], newer.bundle[..self.bundle.len()]);
+            self.bundle
+                .extend_from_slice(&newer.bundle[self.bundle.len()..]);
+        } else {
+            self.bundle.clone_from(&newer.bundle);
+        }
+        self.bundle_len = newer.bundle_len;
+        self.frontier.clone_from(&newer.frontier);
+        self.edge.clone_from(&newer.edge);
+    }
+
     /// Integrate `entries` in order. On error (an entry too large, a full
     /// tree) `self` is unchanged.
     pub fn integrate<E: AsRef<[u8]>>(&mut self, entries: &[E]) -> Result<Integrated, StorageError> {
