@@ -177,7 +177,7 @@ impl TreeState {
     /// changed: the partial bundle grows by appends, so while both are in
     /// the same bundle only its new bytes are copied (a plain clone copies
     /// up to 255 entries per batch).
-    pub fn catch_up(&mut self, newer: &TreeState) {
+    pub fn catch_up(&mut self, newer: &Self) {
         let same_bundle = self.bundle_index() == newer.bundle_index()
             && self.size() <= newer.size()
             && self.bundle.len() <= newer.bundle.len();
