@@ -112,6 +112,20 @@ pub struct InclusionRequest {
     pub seq: u64,
     /// Tree size to prove against (default: the latest checkpoint).
     pub tree_size: Option<u64>,
+    /// `"json"` (default) or `"tlog-proof"`: the proof as a
+    /// `c2sp.org/tlog-proof@v1` file (`text/plain`).
+    pub format: Option<ProofFormat>,
+}
+
+/// How `POST /v1/audit/proof/inclusion` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ProofFormat {
+    /// The JSON object with the entry, proof, root and checkpoint.
+    #[serde(rename = "json")]
+    Json,
+    /// A `c2sp.org/tlog-proof@v1` file carrying the entry as its extra data.
+    #[serde(rename = "tlog-proof")]
+    TlogProof,
 }
 
 /// Body of `POST /v1/audit/proof/consistency`.

@@ -275,6 +275,25 @@ impl TlogProof {
     }
 }
 
+/// `credgate audit verify-proof`: read the proof file, the verifier keys
+/// (each the key itself or a file of keys, as for `credgate audit verify`)
+/// and optionally the entry file, and verify. The error is a sentence for
+/// the command line naming the file and what is wrong.
+pub fn verify_proof_file(
+    proof: &std::path::Path,
+    keys: &[String],
+    entry: Option<&std::path::Path>,
+) -> Result<VerifiedProof, String> {
+    let keys = crate::verify::parse_verifier_keys(keys)?;
+    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let bytes = read(proof)?;
+    let parsed = TlogProof::parse(&bytes).map_err(|e| format!("{}: {e}", proof.display()))?;
+    let entry = entry.map(read).transpose()?;
+    parsed
+        .verify(&keys, entry.as_deref())
+        .map_err(|e| format!("{}: verification failed: {e}", proof.display()))
+}
+
 /// The text up to the next newline and what follows it; `None` without one.
 fn next_line(s: &str) -> Option<(&str, &str)> {
     s.split_once('\n')
