@@ -118,14 +118,32 @@ pub struct InclusionRequest {
 }
 
 /// How `POST /v1/audit/proof/inclusion` answers.
+///
+/// Read through a string, so a value of the wrong type is a schema error
+/// (`invalid_request`) like an unknown name, not `malformed_json` (which
+/// serde_json reports for a non-string where an enum is expected).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
 pub enum ProofFormat {
-    /// The JSON object with the entry, proof, root and checkpoint.
-    #[serde(rename = "json")]
+    /// `"json"`: the JSON object with the entry, proof, root and checkpoint.
     Json,
-    /// A `c2sp.org/tlog-proof@v1` file carrying the entry as its extra data.
-    #[serde(rename = "tlog-proof")]
+    /// `"tlog-proof"`: a `c2sp.org/tlog-proof@v1` file carrying the entry as
+    /// its extra data.
     TlogProof,
+}
+
+impl TryFrom<String> for ProofFormat {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "json" => Ok(Self::Json),
+            "tlog-proof" => Ok(Self::TlogProof),
+            _ => Err(format!(
+                "unknown format {s:?}, expected \"json\" or \"tlog-proof\""
+            )),
+        }
+    }
 }
 
 /// Body of `POST /v1/audit/proof/consistency`.
