@@ -146,6 +146,23 @@ pub enum AuditCommand {
         #[arg(long = "key", required = true)]
         keys: Vec<String>,
     },
+    /// Verify a `c2sp.org/tlog-proof@v1` file offline (from `POST
+    /// /v1/audit/proof/inclusion` with `"format": "tlog-proof"`): the
+    /// checkpoint is signed by a given key and the entry is in its tree.
+    /// Exits non-zero with the reason otherwise.
+    VerifyProof {
+        /// The proof file (`*.tlog-proof`).
+        #[arg(long)]
+        proof: PathBuf,
+        /// Checkpoint verifier key (`name+id+key`), or a file holding one or
+        /// more (one per line); repeatable, as for `audit verify`.
+        #[arg(long = "key", required = true)]
+        keys: Vec<String>,
+        /// The entry's canonical bytes, if not the proof's own extra data
+        /// (e.g. from an export or an entry bundle).
+        #[arg(long)]
+        entry: Option<PathBuf>,
+    },
     /// Export the whole log up to the latest checkpoint, from the store.
     Export {
         /// Gateway configuration (for the store URL).
@@ -175,6 +192,18 @@ pub fn audit_verify(
 ) -> Result<String, CliError> {
     crate::audit::verify::verify_file_keys(file, keys, previous)
         .map(|r| r.to_string())
+        .map_err(CliError)
+}
+
+/// `credgate audit verify-proof`: what was proven, or why not (the body is
+/// [`credlog::proof::verify_proof_file`]).
+pub fn audit_verify_proof(
+    proof: &Path,
+    keys: &[String],
+    entry: Option<&Path>,
+) -> Result<String, CliError> {
+    credlog::proof::verify_proof_file(proof, keys, entry)
+        .map(|v| v.to_string())
         .map_err(CliError)
 }
 

@@ -92,6 +92,9 @@ fn main() -> ExitCode {
                 previous,
                 keys,
             }) => cli::audit_verify(&file, &keys, previous.as_deref()).map(|s| print!("{s}")),
+            Command::Audit(AuditCommand::VerifyProof { proof, keys, entry }) => {
+                cli::audit_verify_proof(&proof, &keys, entry.as_deref()).map(|s| print!("{s}"))
+            }
             Command::Backup { config, out } => {
                 cli::backup(&config, &out).await.map(|s| print!("{s}"))
             }

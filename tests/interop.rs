@@ -12,7 +12,8 @@
 //! * the entry bundles are split by a few lines here and every entry's
 //!   RFC 6962 leaf hash must be the one `tlog_tiles` reads from the tiles.
 //!
-//! The proofs credgate's own API hands out must equal the independent ones.
+//! The proofs credgate's own API hands out must equal the independent ones,
+//! as JSON and as `c2sp.org/tlog-proof@v1` files.
 
 mod common;
 
@@ -232,6 +233,35 @@ async fn an_independent_tlog_client_verifies_the_served_log() {
         assert_eq!(api.status, 200, "{:?}", api.body);
         assert!(b64_hashes(&api.body["proof"]) == proof, "inclusion {i}");
     }
+    // Proof files (`c2sp.org/tlog-proof@v1`; `tlog_tiles` has no parser for
+    // them, so a few lines here read the format): the embedded checkpoint
+    // verifies with `signed_note`, the hashes are the independent proof and
+    // `check_record` accepts them for the entry carried as extra data.
+    for i in [0, n / 3, n - 1] {
+        let r = auditor
+            .post(
+                "/v1/audit/proof/inclusion",
+                &json!({"seq": i, "tree_size": n, "format": "tlog-proof"}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let text = String::from_utf8(r.bytes.to_vec()).unwrap();
+        let (head, note) = text.split_once("\n\n").unwrap();
+        assert_eq!(verify_note(note, &gw.verifier_key, &origin), (n, root_n));
+        let mut lines = head.split('\n');
+        assert_eq!(lines.next(), Some("c2sp.org/tlog-proof@v1"));
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let extra = b64
+            .decode(lines.next().unwrap().strip_prefix("extra ").unwrap())
+            .unwrap();
+        assert_eq!(extra, entries[i as usize]);
+        assert_eq!(lines.next(), Some(format!("index {i}").as_str()));
+        let hashes: Vec<Hash> = lines
+            .map(|l| Hash(b64.decode(l).unwrap().try_into().unwrap()))
+            .collect();
+        assert!(hashes == prove_record(n, i, &thr).unwrap(), "file {i}");
+        check_record(&hashes, n, root_n, i, record_hash(&extra)).unwrap();
+    }
     // Consistency from m to n.
     let proof = prove_tree(n, m, &thr).unwrap();
     check_tree(&proof, n, root_n, m, root_m).unwrap();
@@ -269,4 +299,73 @@ async fn an_independent_tlog_client_verifies_the_served_log() {
         404
     );
     gw.stop().await;
+}
+
+/// Stored hashes in memory, for `tlog_tiles` to build a tree from records.
+struct MemHashes(std::cell::RefCell<Vec<Hash>>);
+
+impl HashReader for MemHashes {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        let v = self.0.borrow();
+        indexes
+            .iter()
+            .map(|&i| {
+                v.get(i as usize)
+                    .copied()
+                    .ok_or(tlog_tiles::Error::IndexesNotInTree)
+            })
+            .collect()
+    }
+}
+
+/// The golden proof file of `credlog/src/proof.rs` (five records `entry 0` …
+/// `entry 4`, the proof for index 2, signed with the key from seed
+/// `[7; 32]`), checked byte by byte against `tlog_tiles` (tree, proof) and
+/// `signed_note` (signature): the golden bytes are right, not only stable.
+#[test]
+fn the_golden_proof_file_is_what_independent_implementations_compute() {
+    let golden = "c2sp.org/tlog-proof@v1\n\
+        extra ZW50cnkgMg==\n\
+        index 2\n\
+        YcoROfaBWEHVuvLQ0tm9nf7pfImN1ve6DAqpQe5sAes=\n\
+        WkdmL9ijF9lgSaP59HxV3GfKZgUbqjaD27GbL+CaB7A=\n\
+        SFM123z+yWXxX/dF/GJcQdXqJkaTaTAWWCj3PdS2iFQ=\n\
+        \n\
+        example.com/credgate\n\
+        5\n\
+        fKo0Xb2JKmZFTWxlEuo8PqPw0+whvj/C4jdXBf049nI=\n\
+        \n\
+        \u{2014} example.com/credgate tBdg1Toanwdqaugny6vWPRZPfnWmpHLdx5bAGiiLVB72jOe/BVcLZDz9tWyCo6lpprocTWwQ6P5OGWD727oibUZA9gA=\n";
+    let mem = MemHashes(Default::default());
+    for i in 0..5u64 {
+        let data = format!("entry {i}");
+        let new = tlog_tiles::stored_hashes(i, data.as_bytes(), &mem).unwrap();
+        mem.0.borrow_mut().extend(new);
+    }
+    let root = tree_hash(5, &mem).unwrap();
+    let proof = prove_record(5, 2, &mem).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut expected = format!(
+        "c2sp.org/tlog-proof@v1\nextra {}\nindex 2\n",
+        b64.encode("entry 2")
+    );
+    for h in &proof {
+        expected.push_str(&b64.encode(h.0));
+        expected.push('\n');
+    }
+    expected.push('\n');
+    let body = format!("example.com/credgate\n5\n{}\n", b64.encode(root.0));
+    expected.push_str(&body);
+    assert!(golden.starts_with(&expected), "{golden}\n---\n{expected}");
+    check_record(&proof, 5, root, 2, record_hash(b"entry 2")).unwrap();
+
+    // The signature: the verifier key of that seed, checked by signed_note.
+    let mut pkcs8 = hex::decode("302e020100300506032b657004220420").unwrap();
+    pkcs8.extend_from_slice(&[7u8; 32]);
+    let vkey =
+        credgate::audit::checkpoint::CheckpointSigner::from_pkcs8("example.com/credgate", &pkcs8)
+            .unwrap()
+            .verifier_key();
+    let note = &golden[golden.find("\n\n").unwrap() + 2..];
+    assert_eq!(verify_note(note, &vkey, "example.com/credgate"), (5, root));
 }

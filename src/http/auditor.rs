@@ -21,7 +21,7 @@
 //! | method, path | action | body → answer |
 //! |---|---|---|
 //! | `POST /v1/audit/search` | `audit_search` | filters (all optional): `org`, `subject` `{type,id}` *or* `subject_hash`, `purpose`, `action`, `outcome`, `decision` (`returned`/`masked`/`withheld`/`accepted`/`refused`), `denied` (bool: failed, or a field refused as `not_authorised`, `consent_invalid` or `prohibited`; lifecycle withholdings do not count), `from`/`to` (RFC 3339, `from` inclusive, `to` exclusive), `after` (seq cursor), `limit` (1–1000, default 100) → `{entries:[{seq, entry}], next_after}` |
-//! | `POST /v1/audit/proof/inclusion` | `audit_inclusion_proof` | `{seq, tree_size?}` (default: latest checkpoint) → `{seq, tree_size, entry, proof, root, checkpoint}` |
+//! | `POST /v1/audit/proof/inclusion` | `audit_inclusion_proof` | `{seq, tree_size?, format?}` (default: latest checkpoint, `"json"`) → `{seq, tree_size, entry, proof, root, checkpoint}`, or with `"format": "tlog-proof"` a `c2sp.org/tlog-proof@v1` file (`text/plain`; [`credlog::proof`]) |
 //! | `POST /v1/audit/proof/consistency` | `audit_consistency_proof` | `{old_size, new_size?}` (default: latest checkpoint) → `{old_size, new_size, proof, old_root, new_root, old_checkpoint, new_checkpoint}` |
 //! | `GET /v1/audit/checkpoint` | `audit_checkpoint` | → `{checkpoint, tree_size, verifier_key}` (`checkpoint` null before the first one) |
 //! | `POST /v1/audit/report` | `audit_report` | `{from?, to?, top?}` (default: the last 24 h, top 10) → volume per organisation, denied attempts, most-queried subjects, anomalies |
@@ -46,8 +46,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::dto::{
-    ConsistencyRequest, ExportRequest, HistoryRequest, InclusionRequest, ReportRequest,
-    SearchRequest,
+    ConsistencyRequest, ExportRequest, HistoryRequest, InclusionRequest, ProofFormat,
+    ReportRequest, SearchRequest,
 };
 use super::error::json_error;
 use super::{ApiError, App, AuditDraft, Reply};
@@ -348,6 +348,9 @@ fn b64_all(hashes: &[Hash]) -> Vec<String> {
     hashes.iter().map(encode_hash).collect()
 }
 
+/// Content type of a `c2sp.org/tlog-proof@v1` file.
+const TLOG_PROOF: &str = "text/plain; charset=utf-8";
+
 pub(super) async fn inclusion(app: &App, r: InclusionRequest) -> Result<Reply, ApiError> {
     let (size, note) = tree_size(app, r.tree_size).await?;
     if r.seq >= size {
@@ -366,6 +369,21 @@ pub(super) async fn inclusion(app: &App, r: InclusionRequest) -> Result<Reply, A
         .audit_entry(r.seq)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("entry {} missing", r.seq)))?;
+    if r.format == Some(ProofFormat::TlogProof) {
+        // The file proves against a signed checkpoint, so one must exist.
+        let checkpoint = note.ok_or_else(no_checkpoint)?;
+        let file = credlog::proof::TlogProof {
+            extra: entry,
+            index: r.seq,
+            proof: hashes,
+            checkpoint,
+        };
+        return Ok(Reply {
+            status: StatusCode::OK,
+            body: Value::Null,
+            raw: Some((TLOG_PROOF, Bytes::from(file.encode()))),
+        });
+    }
     Ok(Reply::ok(json!({
         "seq": r.seq,
         "tree_size": size,

@@ -112,6 +112,38 @@ pub struct InclusionRequest {
     pub seq: u64,
     /// Tree size to prove against (default: the latest checkpoint).
     pub tree_size: Option<u64>,
+    /// `"json"` (default) or `"tlog-proof"`: the proof as a
+    /// `c2sp.org/tlog-proof@v1` file (`text/plain`).
+    pub format: Option<ProofFormat>,
+}
+
+/// How `POST /v1/audit/proof/inclusion` answers.
+///
+/// Read through a string, so a value of the wrong type is a schema error
+/// (`invalid_request`) like an unknown name, not `malformed_json` (which
+/// serde_json reports for a non-string where an enum is expected).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum ProofFormat {
+    /// `"json"`: the JSON object with the entry, proof, root and checkpoint.
+    Json,
+    /// `"tlog-proof"`: a `c2sp.org/tlog-proof@v1` file carrying the entry as
+    /// its extra data.
+    TlogProof,
+}
+
+impl TryFrom<String> for ProofFormat {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "json" => Ok(Self::Json),
+            "tlog-proof" => Ok(Self::TlogProof),
+            _ => Err(format!(
+                "unknown format {s:?}, expected \"json\" or \"tlog-proof\""
+            )),
+        }
+    }
 }
 
 /// Body of `POST /v1/audit/proof/consistency`.

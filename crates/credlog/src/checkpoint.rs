@@ -113,7 +113,7 @@ impl Checkpoint {
     }
 
     /// Strict inverse of [`Checkpoint::body`]. Only called on verified text.
-    fn parse(text: &str) -> Result<Self, CheckpointError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, CheckpointError> {
         let bad = CheckpointError::MalformedCheckpoint;
         let text = text
             .strip_suffix('\n')
@@ -139,7 +139,7 @@ impl Checkpoint {
 }
 
 /// Canonical decimal only: ASCII digits, no sign, no leading zeros, fits u64.
-fn parse_size(s: &str) -> Option<u64> {
+pub(crate) fn parse_size(s: &str) -> Option<u64> {
     let canonical =
         !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     if canonical { s.parse().ok() } else { None }
@@ -156,7 +156,7 @@ fn check_origin(origin: &str) -> Result<(), CheckpointError> {
 
 /// signed-note key name rules (non-empty, no spaces, no '+'), plus no control
 /// characters and a length cap.
-fn valid_key_name(name: &str) -> bool {
+pub(crate) fn valid_key_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_KEY_NAME_LEN
         && !name

@@ -11,6 +11,7 @@
 //!   [`LogStorage`] / [`TileReader`] traits backends implement;
 //! * [`fs`] — the embedded backend: files in a directory, one fsync per batch;
 //! * [`export`] — the JSON Lines / CSV export format with range proofs;
+//! * [`proof`] — inclusion proofs as `c2sp.org/tlog-proof@v1` files;
 //! * [`verify`] — the offline verifier behind `credgate audit verify`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, rust_2018_idioms, unreachable_pub)]
@@ -21,6 +22,7 @@ pub mod entry;
 pub mod export;
 pub mod fs;
 pub mod merkle;
+pub mod proof;
 pub mod sequencer;
 pub mod tiles;
 pub mod verify;
