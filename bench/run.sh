@@ -152,7 +152,7 @@ for conc in $concurrencies; do
   run credgate "$url_gw" "$gw_pid" yes "$conc"
   run nginx "$url_ng" "$ng_pid" yes "$conc"
 done
-# Latency at half of the peak rate (SPEC §5: p99 ≤ 5 ms at half of peak).
+# Latency at half of the peak rate (target: p99 ≤ 5 ms at half of peak).
 peak=0
 for conc in $concurrencies; do
   r=$(cat "$work/oha-credgate-yes-$conc.json.rps"); peak=$(echo "if ($r > $peak) $r else $peak" | bc)
@@ -172,7 +172,7 @@ ms = lambda v: f"{(v or 0) * 1000:.2f}"
 print(f"{name:8} {ka:>10} {conc:>5} {s['requestsPerSec']:>10.0f} {ms(p.get('p50')):>8} {ms(p.get('p99')):>8} {ms(p.get('p99.9')):>8} {float(cpu)/float(dur):>6.2f} {rss:>6}")
 PY
 }
-echo "1,000 concurrent keep-alive connections (SPEC §5: RSS ≤ 150 MB):"
+echo "1,000 concurrent keep-alive connections (target: RSS ≤ 150 MB):"
 run credgate "$url_gw" "$gw_pid" yes 1000
 echo "half of credgate's peak ($peak req/s):"
 run_rate credgate "$url_gw" "$gw_pid" "$half"

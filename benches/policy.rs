@@ -1,4 +1,4 @@
-//! Policy decision cost per field (SPEC §5 target: ≤ 1 µs per field).
+//! Policy decision cost per field (target: ≤ 1 µs per field).
 //!
 //! `cargo bench --bench policy`
 

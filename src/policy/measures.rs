@@ -15,7 +15,7 @@
 //!   suspended by an objection. An entry without a recorded basis record is
 //!   suspended when any of the subject's negative records is disputed.
 //! * A basis record that is repaired, expired, withdrawn or superseded no
-//!   longer triggers anything: the measure has lapsed (SPEC §2.8).
+//!   longer triggers anything: the measure has lapsed (docs/compliance.md, rule 8).
 //! * Several entries on one list yield each measure once: it applies if any
 //!   entry makes it apply, else it is suspended if any suspends it.
 

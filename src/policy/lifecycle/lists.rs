@@ -197,7 +197,7 @@ impl Policy {
     }
 
     /// Whether `issuer` may put the subject on `list` on `today`, given all
-    /// the subject's entries (SPEC §2.9): a current black entry (in force
+    /// the subject's entries (docs/compliance.md, rule 9): a current black entry (in force
     /// or scheduled) blocks a red listing; a black listing exits every
     /// current red entry, whoever issued it; an issuer lists a subject on
     /// one list at most once at a time.

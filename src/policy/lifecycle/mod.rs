@@ -5,7 +5,7 @@
 //! argument, never read from a clock, so every period boundary can be tested
 //! exactly and the decision stays sub-microsecond.
 //!
-//! # Disclosure periods (SPEC §2.8, 国办发〔2025〕22号)
+//! # Disclosure periods (docs/compliance.md rule 8, 国办发〔2025〕22号)
 //!
 //! A negative record carries a severity [`Tier`] and a decision date. The
 //! catalog gives each tier a disclosure period in whole months, within the

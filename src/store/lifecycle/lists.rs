@@ -104,7 +104,7 @@ impl Store {
     }
 
     /// Add a list entry, as far as [`Policy::list_addition`] permits
-    /// (black excludes red, SPEC §2.9): the red entries the permit names are
+    /// (black excludes red, docs/compliance.md rule 9): the red entries the permit names are
     /// exited in the same transaction, under the subject lock, so a black
     /// listing racing a red listing cannot both pass.
     pub async fn add_list_entry(
