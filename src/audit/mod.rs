@@ -341,7 +341,12 @@ fn commit(
 ) -> Result<(u64, u64), String> {
     let w = match writer {
         Some(w) => w,
-        None => writer.insert(store.log_writer().map_err(|e| e.to_string())?),
+        None => {
+            let opened =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.log_writer()))
+                    .map_err(|_| "reopening the audit log writer panicked".to_string())?;
+            writer.insert(opened.map_err(|e| e.to_string())?)
+        }
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         w.append(entries).map(|first| (first, w.size()))

@@ -492,6 +492,13 @@ pub struct FsWriter {
 
 impl Drop for FsWriter {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A panic may have left this view between a durable batch and
+            // its publication: make the next look at the directory read the
+            // state and the WAL from disk instead of trusting it.
+            let mut s = self.log.shared.write().unwrap_or_else(|e| e.into_inner());
+            s.base = u64::MAX;
+        }
         self.unlock();
         self.log.has_writer.store(false, Ordering::Release);
     }
@@ -1077,6 +1084,33 @@ mod tests {
             let root = merkle::assemble(&[(0, 1000)], |id| nodes.get(&id).copied()).unwrap();
             assert_eq!(root[0], merkle::root_of(&leaves));
         }
+    }
+
+    #[test]
+    fn a_writer_that_panics_leaves_a_view_the_next_writer_rereads() {
+        let d = tmp("panic");
+        let all = entries(30);
+        let leaves: Vec<Hash> = all.iter().map(|e| merkle::leaf_hash(e)).collect();
+        let log = FsLog::open(&d.0).unwrap();
+        let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
+        s.append(&all[..10]).unwrap();
+        let before = log.shared.read().unwrap().state.clone();
+        s.append(&all[10..20]).unwrap();
+        // What a panic between a batch's fsync and its publication leaves:
+        // the WAL position after the batch, the tree before it.
+        log.shared.write().unwrap().state = before;
+        let dead = std::thread::spawn(move || {
+            let _writer = s;
+            panic!("the writer panics");
+        })
+        .join();
+        assert!(dead.is_err());
+        let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
+        assert_eq!(s.state().size(), 20, "the reopened writer read the disk");
+        assert_eq!(s.append(&all[20..]).unwrap(), 20);
+        drop(s);
+        let fresh = FsLog::open(&d.0).unwrap();
+        assert_eq!(fresh.head().unwrap(), (30, merkle::root_of(&leaves)));
     }
 
     #[test]
