@@ -46,7 +46,6 @@ pub(super) async fn query(
             .with(json!({"known": app.policy.purposes().iter().map(|p| p.name.as_str()).collect::<Vec<_>>()}))
     })?;
     draft.purpose = Some(purpose.name.to_string());
-    app.metrics.anomalies.admit(org, &subject)?;
     let view =
         lifecycle::expand_view(app, req.view.as_deref(), &mut req.fields, &subject, purpose)?;
     if req.fields.is_empty() || req.fields.len() > MAX_QUERY_FIELDS {
@@ -65,6 +64,9 @@ pub(super) async fn query(
                 .with(json!({"length": f.len()})),
         );
     }
+    // Counted only once the query is well formed, and before any data (or
+    // consent) is read: a refused query does not use the subject quota.
+    app.metrics.anomalies.admit(org, &subject)?;
     let (decisions, permit) = super::consent::decide_query(
         app,
         org,

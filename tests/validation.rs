@@ -1,0 +1,91 @@
+//! Request validation at its edges, over real mTLS on SQLite or PostgreSQL:
+//! refused queries do not use the subject quota, bodies need their exact
+//! media type, text limits count what was sent, year 0000 is not a date,
+//! a correction's refusal names its record, and the largest request the
+//! limits allow still fits in one audit entry.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn lp(id: &str) -> Value {
+    json!({"type": "legal_person", "id": id})
+}
+
+fn code_of(r: &Resp) -> Option<&str> {
+    r.body["error"]["code"].as_str()
+}
+
+/// A copy of the sample policies with the banks' role quota set to `n`.
+fn policies_with_bank_quota(n: u32) -> TempDir {
+    let pol = TempDir::new("policies");
+    for f in std::fs::read_dir(policies()).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, pol.0.join(f.file_name().unwrap())).unwrap();
+    }
+    let orgs = std::fs::read_to_string(pol.0.join("organisations.toml")).unwrap();
+    assert!(orgs.contains("\nbank = 300\n"));
+    let orgs = orgs.replacen("\nbank = 300\n", &format!("\nbank = {n}\n"), 1);
+    std::fs::write(pol.0.join("organisations.toml"), orgs).unwrap();
+    pol
+}
+
+#[tokio::test]
+async fn malformed_queries_do_not_use_the_subject_quota() {
+    let pol = policies_with_bank_quota(1);
+    let dir = pol.0.clone();
+    let gw = TestGateway::start_with(move |c| c.policy.dir = dir, true).await;
+    let bank = gw.client("bank");
+    let base = audit_entries(&gw.store).await.len();
+    // A burst of refused queries, each about a valid subject of its own.
+    let other = "91350100M000100Y43";
+    let long = "x".repeat(129);
+    let malformed = [
+        json!({"subject": lp(ids::CHEM), "purpose": "financing", "fields": []}),
+        json!({"subject": lp(other), "purpose": "financing", "fields": [long]}),
+        json!({"subject": lp(other), "purpose": "financing", "fields": [""]}),
+        json!({"subject": lp(ids::CHEM), "purpose": "financing", "view": "no_such_view"}),
+        json!({"subject": lp(ids::CHEM), "purpose": "financing",
+               "fields": vec!["enterprise_name"; 257]}),
+        json!({"subject": lp(other), "purpose": "financing", "view": "financing_profile",
+               "fields": ["enterprise_name"]}),
+    ];
+    for (i, q) in malformed.iter().enumerate() {
+        let r = bank.post("/v1/query", q).await;
+        assert_eq!(r.status, 400, "case {i}: {}", r.body);
+        assert_ne!(code_of(&r), Some("quota_exceeded"), "case {i}");
+    }
+    // The one subject the quota allows is still free to take.
+    let ok = query(
+        "legal_person",
+        ids::CERAMICS,
+        "financing",
+        &["enterprise_name"],
+    );
+    let r = bank.post("/v1/query", &ok).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // And the quota still holds for a well-formed query about another.
+    let r = bank
+        .post(
+            "/v1/query",
+            &query("legal_person", ids::CHEM, "financing", &["enterprise_name"]),
+        )
+        .await;
+    assert_eq!((r.status, code_of(&r)), (429, Some("quota_exceeded")));
+    // Every attempt audited with its own outcome.
+    let entries = audit_entries(&gw.store).await;
+    let outcomes: Vec<(&str, u16)> = entries[base..]
+        .iter()
+        .map(|e| (e.outcome.as_str(), e.status))
+        .collect();
+    let mut want = vec![("invalid_request", 400); 3];
+    want.extend([("unknown_view", 400), ("invalid_request", 400)]);
+    want.extend([
+        ("invalid_request", 400),
+        ("ok", 200),
+        ("quota_exceeded", 429),
+    ]);
+    assert_eq!(outcomes, want);
+    gw.stop().await;
+}
