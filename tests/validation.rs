@@ -6,11 +6,25 @@
 
 mod common;
 
+use bytes::Bytes;
 use common::*;
+use credgate::ids::CreditCode;
 use serde_json::{Value, json};
+
+/// A valid unified social credit code, distinct per `n`.
+fn code(n: u32) -> String {
+    let prefix = format!("91370300MA3N{n:05}");
+    format!("{prefix}{}", CreditCode::check_char(&prefix).unwrap())
+}
 
 fn lp(id: &str) -> Value {
     json!({"type": "legal_person", "id": id})
+}
+
+fn penalty(subject: &str, decided: &str, penalty_date: &str) -> Value {
+    json!({"subject": lp(subject), "item": "admin_penalty", "tier": "general", "decision_date": decided,
+        "fields": {"penalty_decision_no": "淄市监罚〔2026〕1号", "penalty_content": "罚款",
+                   "penalty_date": penalty_date, "penalty_authority": "淄博市市场监督管理局"}})
 }
 
 fn code_of(r: &Resp) -> Option<&str> {
@@ -87,5 +101,99 @@ async fn malformed_queries_do_not_use_the_subject_quota() {
         ("quota_exceeded", 429),
     ]);
     assert_eq!(outcomes, want);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn bodies_need_their_exact_media_type() {
+    let gw = TestGateway::start().await;
+    let dept = gw.client("department");
+    let s = code(1);
+    let body =
+        Bytes::from(json!({"records": [penalty(&s, "2026-10-01", "2026-10-01")]}).to_string());
+    let before = gw.store.record_count().await.unwrap();
+    let base = audit_entries(&gw.store).await.len();
+    let refused: [Option<&str>; 9] = [
+        None,
+        Some("application/jsonx"),
+        Some("application/json-seq"),
+        Some("application/json; charset=latin1"),
+        Some("application/json; charset=utf-16"),
+        Some("application/json;"),
+        Some("application/json; charset"),
+        Some("text/json"),
+        Some("application/x-www-form-urlencoded"),
+    ];
+    for ct in refused {
+        let r = dept
+            .send("POST", "/v1/records", body.clone(), ct)
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.status, code_of(&r)),
+            (415, Some("unsupported_media_type")),
+            "{ct:?}: {}",
+            r.body
+        );
+    }
+    assert_eq!(gw.store.record_count().await.unwrap(), before);
+    let entries = audit_entries(&gw.store).await;
+    assert_eq!(entries.len(), base + refused.len());
+    for e in &entries[base..] {
+        assert_eq!(
+            (e.action.as_str(), e.outcome.as_str(), e.status, e.records),
+            ("submit_records", "unsupported_media_type", 415, 0)
+        );
+    }
+    // No body and no media type is not a media type problem.
+    let r = dept
+        .send("POST", "/v1/records", Bytes::new(), None)
+        .await
+        .unwrap();
+    assert_eq!((r.status, code_of(&r)), (400, Some("malformed_json")));
+    // Case-insensitive, with a utf-8 charset or other parameters.
+    for (i, ct) in [
+        "Application/JSON; charset=UTF-8",
+        "application/json;charset=\"utf-8\"",
+        "application/json ; profile=x",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let s = code(10 + i as u32);
+        let body =
+            Bytes::from(json!({"records": [penalty(&s, "2026-10-01", "2026-10-01")]}).to_string());
+        let r = dept
+            .send("POST", "/v1/records", body, Some(ct))
+            .await
+            .unwrap();
+        assert_eq!(r.status, 201, "{ct}: {}", r.body);
+    }
+    assert_eq!(gw.store.record_count().await.unwrap(), before + 3);
+    // The console's forms keep their own media type.
+    let auditor = gw.client("auditor");
+    let r = auditor
+        .send(
+            "POST",
+            "/console/search",
+            Bytes::from_static(b"org=x"),
+            Some("application/x-www-form-urlencodedx"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.status, code_of(&r)),
+        (415, Some("unsupported_media_type"))
+    );
+    let r = auditor
+        .send(
+            "POST",
+            "/console/search",
+            Bytes::from_static(b"org=91370300164100001A"),
+            Some("application/x-www-form-urlencoded"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
     gw.stop().await;
 }
