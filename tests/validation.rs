@@ -197,3 +197,47 @@ async fn bodies_need_their_exact_media_type() {
     assert_eq!(r.status, 200);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn text_limits_count_the_padding_sent() {
+    let gw = TestGateway::start().await;
+    let dept = gw.client("department");
+    let s = code(20);
+    let before = gw.store.lifecycle_row_count().await.unwrap();
+    let base = audit_entries(&gw.store).await.len();
+    // 1 character of text in 501 characters sent, and other paddings.
+    for basis in [
+        format!("严重失信{}", " ".repeat(497)),
+        format!("{}b{}", " ".repeat(300), " ".repeat(300)),
+        format!("{}\n", "x".repeat(500)),
+    ] {
+        assert!(basis.chars().count() > 500);
+        let r = dept
+            .post(
+                "/v1/lists/black",
+                &json!({"subject": lp(&s), "basis": basis}),
+            )
+            .await;
+        assert_eq!(
+            (r.status, code_of(&r)),
+            (400, Some("invalid_text")),
+            "{}",
+            r.body
+        );
+        assert_eq!(r.body["error"]["details"]["field"], "basis");
+    }
+    assert_eq!(gw.store.lifecycle_row_count().await.unwrap(), before);
+    let entries = audit_entries(&gw.store).await;
+    assert_eq!(entries.len(), base + 3);
+    assert!(entries[base..].iter().all(|e| e.outcome == "invalid_text"));
+    // 500 characters, padding included, are accepted (stored trimmed).
+    let r = dept
+        .post(
+            "/v1/lists/black",
+            &json!({"subject": lp(&s), "basis": format!(" {} ", "信".repeat(498))}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(gw.store.lifecycle_row_count().await.unwrap(), before + 1);
+    gw.stop().await;
+}

@@ -67,12 +67,13 @@ pub(super) fn body_id(what: &'static str, n: i64) -> Result<i64, ApiError> {
     }
 }
 
-/// Free text: trimmed, 1–[`MAX_TEXT`] characters, no control characters
-/// other than newline and tab.
+/// Free text: at most [`MAX_TEXT`] characters as sent (padding counts),
+/// not blank, no control characters other than newline and tab; returned
+/// trimmed.
 pub(super) fn text<'a>(what: &'static str, s: &'a str) -> Result<&'a str, ApiError> {
     let t = s.trim();
     let ok = !t.is_empty()
-        && t.chars().count() <= MAX_TEXT
+        && s.chars().count() <= MAX_TEXT
         && !t.chars().any(|c| c.is_control() && c != '\n' && c != '\t');
     if ok {
         Ok(t)
