@@ -241,3 +241,103 @@ async fn text_limits_count_the_padding_sent() {
     assert_eq!(gw.store.lifecycle_row_count().await.unwrap(), before + 1);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn year_zero_is_not_a_date() {
+    let gw = TestGateway::start().await;
+    let dept = gw.client("department");
+    let s = code(30);
+    let before = (
+        gw.store.record_count().await.unwrap(),
+        gw.store.lifecycle_row_count().await.unwrap(),
+    );
+    // A catalog date field.
+    let r = dept
+        .post(
+            "/v1/records",
+            &json!({"records": [{"subject": lp(&s), "item": "admin_licence",
+                "fields": {"licence_no": "鲁0001", "licence_valid_until": "0000-12-31"}}]}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, code_of(&r)),
+        (400, Some("invalid_value")),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.body["error"]["details"],
+        json!({"record": 0, "field": "licence_valid_until", "expected": "date"})
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("year 0001 or later"),
+        "{}",
+        r.body
+    );
+    // A decision date (the lifecycle terms).
+    let r = dept
+        .post(
+            "/v1/records",
+            &json!({"records": [penalty(&s, "0000-10-01", "2026-10-01")]}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, code_of(&r)),
+        (400, Some("invalid_date")),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("year 0001 or later")
+    );
+    // A list date.
+    for field in ["effective_from", "effective_to"] {
+        let r = dept
+            .post(
+                "/v1/lists/black",
+                &json!({"subject": lp(&s), "basis": "严重失信", field: "0000-01-01"}),
+            )
+            .await;
+        assert_eq!(
+            (r.status, code_of(&r)),
+            (400, Some("invalid_date")),
+            "{}",
+            r.body
+        );
+        assert_eq!(r.body["error"]["details"]["field"], field);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("year 0001 or later")
+        );
+    }
+    assert_eq!(
+        (
+            gw.store.record_count().await.unwrap(),
+            gw.store.lifecycle_row_count().await.unwrap()
+        ),
+        before
+    );
+    let last = audit_entries(&gw.store).await;
+    let outcomes: Vec<&str> = last[last.len() - 4..]
+        .iter()
+        .map(|e| e.outcome.as_str())
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            "invalid_value",
+            "invalid_date",
+            "invalid_date",
+            "invalid_date"
+        ]
+    );
+    gw.stop().await;
+}

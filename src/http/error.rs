@@ -482,7 +482,7 @@ fn terms_refused(i: usize, item: &str, e: &TermsError) -> ApiError {
         ),
         TermsError::BadDate => (
             "invalid_date",
-            "decision_date must be a real YYYY-MM-DD date".to_owned(),
+            "decision_date must be a real YYYY-MM-DD date, year 0001 or later".to_owned(),
             Some("decision_date".to_owned()),
         ),
         TermsError::FutureDate => (

@@ -98,7 +98,7 @@ pub(super) fn date(what: &'static str, s: &str) -> Result<Date, ApiError> {
     parse_date(s).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_date",
-            format!("{what} must be a real YYYY-MM-DD date"),
+            format!("{what} must be a real YYYY-MM-DD date, year 0001 or later"),
         )
         .with(json!({"field": what}))
     })
