@@ -341,3 +341,79 @@ async fn year_zero_is_not_a_date() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_refused_correction_names_its_record_not_a_batch_index() {
+    let gw = TestGateway::start().await;
+    let s = code(40);
+    // A second record first, so the objection's record is not the first.
+    let r = gw
+        .client("department")
+        .post(
+            "/v1/records",
+            &json!({"records": [penalty(&s, "2026-09-01", "2026-09-01"), penalty(&s, "2026-10-01", "2026-10-01")]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let rec = r.body["record_ids"][1].as_i64().unwrap();
+    let r = gw
+        .client("portal")
+        .post(
+            "/v1/objections",
+            &json!({"subject": lp(&s), "record_id": rec, "grounds": "日期有误"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let objection = r.body["objection_id"].as_i64().unwrap();
+    let path = format!("/v1/objections/{objection}/resolution");
+    let cases = [
+        (
+            json!({"tier": "grave", "decision_date": "2026-10-01"}),
+            "unknown_tier",
+            "tier",
+        ),
+        (
+            json!({"tier": "general", "decision_date": "2026-13-01"}),
+            "invalid_date",
+            "decision_date",
+        ),
+        (
+            json!({"tier": "general", "decision_date": "2099-10-01"}),
+            "future_decision_date",
+            "decision_date",
+        ),
+    ];
+    for (terms, want, field) in cases {
+        let mut body = json!({"outcome": "corrected",
+            "fields": {"penalty_content": "警告", "penalty_date": "2026-10-01"}});
+        body.as_object_mut()
+            .unwrap()
+            .extend(terms.as_object().unwrap().clone());
+        let r = gw.client("department").post(&path, &body).await;
+        assert_eq!((r.status, code_of(&r)), (400, Some(want)), "{}", r.body);
+        let msg = r.body["error"]["message"].as_str().unwrap();
+        assert!(!msg.contains("record 0"), "{msg}");
+        assert_eq!(
+            r.body["error"]["details"],
+            json!({"record_id": rec, "item": "admin_penalty", "field": field}),
+            "{}",
+            r.body
+        );
+    }
+    // A batch still names its index.
+    let r = gw
+        .client("department")
+        .post(
+            "/v1/records",
+            &json!({"records": [penalty(&s, "2026-10-01", "2026-10-01"), penalty(&s, "2099-10-01", "2026-10-01")]}),
+        )
+        .await;
+    assert_eq!(r.body["error"]["details"]["record"], 1, "{}", r.body);
+    assert!(
+        r.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("record 1: ")
+    );
+    gw.stop().await;
+}

@@ -187,7 +187,15 @@ pub(in crate::http) async fn resolve_objection(
     let resolution = match req.outcome.as_str() {
         "corrected" => {
             let data = req.fields.unwrap_or_default();
-            let terms = correction(app, &t.item, &data, req.tier, req.decision_date, draft)?;
+            let terms = correction(
+                app,
+                t.record_id,
+                &t.item,
+                &data,
+                req.tier,
+                req.decision_date,
+                draft,
+            )?;
             Resolution::Corrected { data, terms }
         }
         "upheld" | "withdrawn" if has_correction => {
@@ -257,6 +265,7 @@ pub(in crate::http) async fn resolve_objection(
 /// [`Policy::check_correction`](crate::policy::Policy::check_correction)).
 fn correction(
     app: &App,
+    record_id: i64,
     item: &str,
     data: &Map<String, Value>,
     tier: Option<String>,
@@ -281,9 +290,15 @@ fn correction(
                 }
                 _ => {}
             }
-            // Refused terms keep the record index 0 they have always had.
-            let record = matches!(e, SubmissionRefusal::Terms { .. }).then_some(0);
-            submission_refused(&e, record)
+            // One record, the objection's: refused terms name it by its id
+            // (no batch index), like they name the item.
+            let mut err = submission_refused(&e, None);
+            if let (SubmissionRefusal::Terms { .. }, Some(Value::Object(d))) =
+                (&e, &mut err.details)
+            {
+                d.insert("record_id".into(), json!(record_id));
+            }
+            err
         })
 }
 
