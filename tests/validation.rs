@@ -417,3 +417,149 @@ async fn a_refused_correction_names_its_record_not_a_batch_index() {
     );
     gw.stop().await;
 }
+
+/// The raw bytes of the last audit entry.
+async fn last_entry_bytes(gw: &TestGateway) -> Vec<u8> {
+    let all = gw.store.audit_range(0, u64::MAX / 2).await.unwrap();
+    all.last().unwrap().entry.clone()
+}
+
+#[tokio::test]
+async fn the_largest_request_the_limits_allow_fits_in_one_audit_entry() {
+    use credgate::http::dto::{MAX_CONSENT_TOKEN, MAX_FIELD_NAME, MAX_QUERY_FIELDS};
+    let max_entry = credlog::tiles::MAX_ENTRY_LEN;
+    let gw = TestGateway::start().await;
+    let bank = gw.client("bank");
+    // As many field names as allowed, each as long as allowed and made of
+    // the characters that grow most in the entry's JSON (`"` → `\"`).
+    let fields: Vec<String> = (0..MAX_QUERY_FIELDS)
+        .map(|i| format!("{i:03}{}", "\"".repeat(MAX_FIELD_NAME - 3)))
+        .collect();
+    assert!(fields.iter().all(|f| f.len() == MAX_FIELD_NAME));
+    let q = json!({"subject": lp(ids::CERAMICS), "purpose": "financing", "fields": fields});
+    let r = bank.post("/v1/query", &q).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let bytes = last_entry_bytes(&gw).await;
+    let entry = credgate::audit::AuditEntry::parse(&bytes).unwrap();
+    assert_eq!(entry.fields.len(), MAX_QUERY_FIELDS);
+    assert!(entry.fields.iter().all(|f| f.field.chars().count() == 64));
+    // Room to spare for the id of a verified consent token (at most as long
+    // as the token itself).
+    assert!(
+        bytes.len() + MAX_CONSENT_TOKEN < max_entry,
+        "{} bytes",
+        bytes.len()
+    );
+    // Control characters (six bytes each in JSON) are not field names.
+    // (Distinct: a query's names are decided once each.) This entry was
+    // too large for the log: 503 before they were refused.
+    let control: Vec<String> = (0..MAX_QUERY_FIELDS)
+        .map(|i| format!("{i:03}{}", "\u{1}".repeat(MAX_FIELD_NAME - 3)))
+        .collect();
+    let q = json!({"subject": lp(ids::CERAMICS), "purpose": "financing", "fields": control});
+    let r = bank.post("/v1/query", &q).await;
+    assert_eq!(
+        (r.status, code_of(&r)),
+        (400, Some("invalid_request")),
+        "{}",
+        r.body
+    );
+    // A consent token past its limit.
+    let q = json!({"subject": lp(ids::CERAMICS), "purpose": "financing",
+        "fields": ["enterprise_name"], "consent_token": "a".repeat(MAX_CONSENT_TOKEN + 1)});
+    let r = bank.post("/v1/query", &q).await;
+    assert_eq!(
+        (r.status, code_of(&r)),
+        (400, Some("invalid_request")),
+        "{}",
+        r.body
+    );
+
+    // A submitted record's field names are bounded too: a 60,000-byte name
+    // was an entry the log could not hold (503); now a 400, nothing stored.
+    let dept = gw.client("department");
+    let s = code(60);
+    let before = gw.store.record_count().await.unwrap();
+    let huge = "n".repeat(60_000);
+    let mut rec = penalty(&s, "2026-10-01", "2026-10-01");
+    rec["fields"][&huge] = json!(1);
+    let r = dept.post("/v1/records", &json!({"records": [rec]})).await;
+    assert_eq!(
+        (r.status, code_of(&r)),
+        (400, Some("invalid_request")),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["error"]["details"]["record"], 0);
+    let e = audit_entries(&gw.store).await.pop().unwrap();
+    assert_eq!((e.outcome.as_str(), e.status), ("invalid_request", 400));
+    // The longest allowed unknown name is refused as unknown, logged cut to
+    // 64 characters.
+    let long = format!("x{}", "\"".repeat(MAX_FIELD_NAME - 1));
+    let mut rec = penalty(&s, "2026-10-01", "2026-10-01");
+    rec["fields"][&long] = json!(1);
+    let r = dept.post("/v1/records", &json!({"records": [rec]})).await;
+    assert_eq!(
+        (r.status, code_of(&r)),
+        (422, Some("unknown_field")),
+        "{}",
+        r.body
+    );
+    let e = audit_entries(&gw.store).await.pop().unwrap();
+    assert_eq!(e.outcome, "unknown_field");
+    assert_eq!(e.fields[0].field, long.chars().take(64).collect::<String>());
+    // More distinct consent tokens than a batch may carry.
+    let recs: Vec<Value> = (0..5)
+        .map(|i| {
+            let mut r = penalty(&s, "2026-10-01", "2026-10-01");
+            r["consent_token"] = json!(format!("token-{i}"));
+            r
+        })
+        .collect();
+    let r = dept.post("/v1/records", &json!({"records": recs})).await;
+    assert_eq!(
+        (r.status, code_of(&r)),
+        (400, Some("invalid_request")),
+        "{}",
+        r.body
+    );
+    assert_eq!(gw.store.record_count().await.unwrap(), before);
+
+    // And a correction's.
+    let rec = {
+        let r = dept
+            .post(
+                "/v1/records",
+                &json!({"records": [penalty(&s, "2026-10-01", "2026-10-01")]}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+        r.body["record_ids"][0].as_i64().unwrap()
+    };
+    let r = gw
+        .client("portal")
+        .post(
+            "/v1/objections",
+            &json!({"subject": lp(&s), "record_id": rec, "grounds": "有误"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let objection = r.body["objection_id"].as_i64().unwrap();
+    let lifecycle = gw.store.lifecycle_row_count().await.unwrap();
+    let r = dept
+        .post(
+            &format!("/v1/objections/{objection}/resolution"),
+            &json!({"outcome": "corrected", "fields": {huge.clone(): "x"}}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, code_of(&r)),
+        (400, Some("invalid_request")),
+        "{}",
+        r.body
+    );
+    assert_eq!(gw.store.lifecycle_row_count().await.unwrap(), lifecycle);
+    let e = audit_entries(&gw.store).await.pop().unwrap();
+    assert_eq!((e.outcome.as_str(), e.status), ("invalid_request", 400));
+    gw.stop().await;
+}

@@ -6,7 +6,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::dto::{
-    MAX_BATCH_RECORDS, MAX_FIELD_NAME, MAX_QUERY_FIELDS, QueryRequest, SubmitRequest,
+    MAX_BATCH_CONSENT_TOKENS, MAX_BATCH_RECORDS, MAX_CONSENT_TOKEN, MAX_FIELD_NAME,
+    MAX_QUERY_FIELDS, QueryRequest, SubmitRequest, audit_field_name, field_name_ok,
 };
 use super::error::{json_error, submission_refused};
 use super::{ApiError, App, AuditDraft, Reply, lifecycle};
@@ -28,7 +29,19 @@ fn audit_name(app: &App, name: &str, reason: Reason) -> String {
             .unwrap_or("unknown");
         return format!("prohibited:{cat}");
     }
-    name.chars().take(64).collect()
+    audit_field_name(name)
+}
+
+/// A consent token no longer than [`MAX_CONSENT_TOKEN`] bytes.
+fn token_size(token: Option<&str>) -> Result<(), ApiError> {
+    match token {
+        Some(t) if t.len() > MAX_CONSENT_TOKEN => Err(ApiError::bad_request(
+            "invalid_request",
+            format!("a consent_token is at most {MAX_CONSENT_TOKEN} bytes"),
+        )
+        .with(json!({"length": t.len()}))),
+        _ => Ok(()),
+    }
 }
 
 /// `POST /v1/query`.
@@ -54,16 +67,14 @@ pub(super) async fn query(
             format!("fields must name between 1 and {MAX_QUERY_FIELDS} fields"),
         ));
     }
-    if let Some(f) = req
-        .fields
-        .iter()
-        .find(|f| f.is_empty() || f.len() > MAX_FIELD_NAME)
-    {
-        return Err(
-            ApiError::bad_request("invalid_request", "a field name is empty or too long")
-                .with(json!({"length": f.len()})),
-        );
+    if let Some(f) = req.fields.iter().find(|f| !field_name_ok(f)) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("a field name is 1 to {MAX_FIELD_NAME} bytes without control characters"),
+        )
+        .with(json!({"length": f.len()})));
     }
+    token_size(req.consent_token.as_deref())?;
     // Counted only once the query is well formed, and before any data (or
     // consent) is read: a refused query does not use the subject quota.
     app.metrics.anomalies.admit(org, &subject)?;
@@ -230,6 +241,32 @@ pub(super) async fn submit(
             format!("a batch holds between 1 and {MAX_BATCH_RECORDS} records"),
         ));
     }
+    // Bounds that keep the batch's audit entry within the log's limit.
+    let mut tokens: Vec<&str> = Vec::new();
+    for (i, r) in req.records.iter().enumerate() {
+        if let Some(k) = r.fields.keys().find(|k| !field_name_ok(k)) {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!(
+                    "record {i}: a field name is 1 to {MAX_FIELD_NAME} bytes without control characters"
+                ),
+            )
+            .with(json!({"record": i, "length": k.len()})));
+        }
+        token_size(r.consent_token.as_deref()).map_err(|mut e| {
+            e.message = format!("record {i}: {}", e.message);
+            e
+        })?;
+        if let Some(t) = r.consent_token.as_deref().filter(|t| !tokens.contains(t)) {
+            tokens.push(t);
+        }
+    }
+    if tokens.len() > MAX_BATCH_CONSENT_TOKENS {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("a batch carries at most {MAX_BATCH_CONSENT_TOKENS} distinct consent tokens"),
+        ));
+    }
     // 3. Every record against the catalog.
     let policy = &app.policy;
     let mut batch = Vec::with_capacity(req.records.len());
@@ -260,7 +297,7 @@ pub(super) async fn submit(
             )
             .map_err(|e| {
                 if let SubmissionRefusal::UnknownField { field, .. } = &e {
-                    draft.field(field.clone(), "refused", "not_in_catalog", None);
+                    draft.field(audit_field_name(field), "refused", "not_in_catalog", None);
                 }
                 submission_refused(&e, Some(i))
             })?;

@@ -71,8 +71,30 @@ pub struct RecordDto {
 pub const MAX_QUERY_FIELDS: usize = 256;
 /// Largest number of records in one submission.
 pub const MAX_BATCH_RECORDS: usize = 1000;
-/// Longest field name accepted in a query.
+/// Longest field name accepted in a query or a record, in bytes.
 pub const MAX_FIELD_NAME: usize = 128;
+/// Longest consent token accepted (a compact JWS), in bytes.
+pub const MAX_CONSENT_TOKEN: usize = 8192;
+/// Most distinct consent tokens in one submission (a batch is about one
+/// subject; its entry lists every token's id).
+pub const MAX_BATCH_CONSENT_TOKENS: usize = 4;
+/// How many characters of a field name the audit log keeps.
+pub const AUDIT_NAME_CHARS: usize = 64;
+
+/// A field name the gateway accepts from a client (queried or submitted):
+/// 1–[`MAX_FIELD_NAME`] bytes, no control characters. Together with
+/// [`MAX_QUERY_FIELDS`] and [`AUDIT_NAME_CHARS`] this bounds what a request
+/// can put in its audit entry, so the entry always fits in the log
+/// (`credlog::tiles::MAX_ENTRY_LEN`).
+pub fn field_name_ok(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_FIELD_NAME && !name.chars().any(char::is_control)
+}
+
+/// A field name as the audit log keeps it: its first [`AUDIT_NAME_CHARS`]
+/// characters.
+pub fn audit_field_name(name: &str) -> String {
+    name.chars().take(AUDIT_NAME_CHARS).collect()
+}
 
 /// Body of `POST /v1/audit/search`: filters, all optional, combined with AND.
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::input::{body_id, opt_text, parse_body, record_field, stored_subject, subject, text};
 use crate::audit::now_rfc3339;
-use crate::http::dto::SubjectDto;
+use crate::http::dto::{MAX_FIELD_NAME, SubjectDto, audit_field_name, field_name_ok};
 use crate::http::error::submission_refused;
 use crate::http::{ApiError, App, AuditDraft, Reply};
 use crate::ids::SubjectId;
@@ -272,6 +272,13 @@ fn correction(
     decision_date: Option<String>,
     draft: &mut AuditDraft,
 ) -> Result<Option<RecordTerms>, ApiError> {
+    if let Some(k) = data.keys().find(|k| !field_name_ok(k)) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("a field name is 1 to {MAX_FIELD_NAME} bytes without control characters"),
+        )
+        .with(json!({"length": k.len()})));
+    }
     app.policy
         .check_correction(
             item,
@@ -283,7 +290,7 @@ fn correction(
         .map_err(|e| {
             match &e {
                 SubmissionRefusal::UnknownField { field, .. } => {
-                    draft.field(field.clone(), "refused", "not_in_catalog", None);
+                    draft.field(audit_field_name(field), "refused", "not_in_catalog", None);
                 }
                 SubmissionRefusal::ConsentRequired(field) => {
                     draft.field(field.clone(), "refused", "consent_required", None);
