@@ -117,6 +117,10 @@ pub struct AuditHealth {
     pub commit_duration: Histogram,
     /// Entries per committed batch.
     pub batch_size: Histogram,
+    /// Test hook: the next commit panics on its blocking thread
+    /// ([`AuditLog::inject_writer_panic`]). Debug builds only.
+    #[cfg(debug_assertions)]
+    panic_next_commit: AtomicBool,
 }
 
 impl Default for AuditHealth {
@@ -133,6 +137,8 @@ impl Default for AuditHealth {
             durable_latency: Histogram::durations(),
             commit_duration: Histogram::durations(),
             batch_size: Histogram::sizes(),
+            #[cfg(debug_assertions)]
+            panic_next_commit: AtomicBool::default(),
         }
     }
 }
@@ -219,27 +225,87 @@ impl AuditLog {
     pub fn health(&self) -> &Arc<AuditHealth> {
         &self.health
     }
+
+    /// Test hook: make the next commit panic on the writer's blocking
+    /// thread (the sequencer then reopens the writer). Debug builds only;
+    /// release builds do not contain it.
+    #[cfg(debug_assertions)]
+    pub fn inject_writer_panic(&self) {
+        self.health.panic_next_commit.store(true, Ordering::Release);
+    }
 }
 
 /// How often a failing sequencer probes the log's storage while idle.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Run one batch on a blocking thread: the writer does file or database
-/// I/O synchronously.
+/// I/O synchronously. The writer comes back, unless the blocking task
+/// panicked: then it was dropped with the task (releasing its lock) and the
+/// caller opens a new one ([`write`]).
 async fn commit(
     mut writer: Box<Writer>,
     entries: Vec<Vec<u8>>,
-) -> (Box<Writer>, Vec<Vec<u8>>, Result<u64, String>) {
+    health: &AuditHealth,
+) -> (Option<Box<Writer>>, Vec<Vec<u8>>, Result<u64, String>) {
+    #[cfg(debug_assertions)]
+    let fault = health.panic_next_commit.swap(false, Ordering::AcqRel);
+    #[cfg(not(debug_assertions))]
+    let _ = health;
     match tokio::task::spawn_blocking(move || {
+        #[cfg(debug_assertions)]
+        if fault {
+            panic!("fault injection: audit writer panic");
+        }
         let r = writer.append(&entries).map_err(|e| e.to_string());
         (writer, entries, r)
     })
     .await
     {
-        Ok(x) => x,
-        // The blocking task panicked: nothing sane is left to write with.
-        Err(e) => panic!("audit writer thread failed: {e}"),
+        Ok((w, e, r)) => (Some(w), e, r),
+        Err(e) => {
+            tracing::error!(error = %e, "audit writer thread failed; the writer will be reopened");
+            (
+                None,
+                Vec::new(),
+                Err(format!("audit writer thread failed: {e}")),
+            )
+        }
     }
+}
+
+/// Open the log's writer again (after its thread panicked): the storage's
+/// own recovery runs, as at start.
+async fn reopen(store: &Store) -> Result<Box<Writer>, String> {
+    let s = store.clone();
+    match tokio::task::spawn_blocking(move || s.log_writer()).await {
+        Ok(Ok(w)) => {
+            store.notify_durable(w.size());
+            tracing::warn!("audit log writer reopened");
+            Ok(Box::new(w))
+        }
+        Ok(Err(e)) => Err(format!("reopening the audit log writer failed: {e}")),
+        Err(e) => Err(format!("reopening the audit log writer failed: {e}")),
+    }
+}
+
+/// Commit `entries` with the writer in `slot`, reopening it first if a
+/// panic lost it; while reopening fails, every batch fails (closed).
+async fn write(
+    store: &Store,
+    slot: &mut Option<Box<Writer>>,
+    entries: Vec<Vec<u8>>,
+    health: &AuditHealth,
+) -> (Vec<Vec<u8>>, Result<u64, String>) {
+    let writer = match slot.take() {
+        Some(w) => w,
+        None => match reopen(store).await {
+            Ok(w) => w,
+            Err(e) => return (entries, Err(e)),
+        },
+    };
+    let (w, entries, r) = commit(writer, entries, health).await;
+    *slot = w;
+    (entries, r)
 }
 
 async fn sequencer(
@@ -249,7 +315,7 @@ async fn sequencer(
     max_batch: usize,
     health: Arc<AuditHealth>,
 ) {
-    let mut writer = Box::new(writer);
+    let mut writer = Some(Box::new(writer));
     let mut jobs = Vec::with_capacity(max_batch);
     let mut entries: Vec<Vec<u8>> = Vec::with_capacity(max_batch);
     loop {
@@ -260,8 +326,9 @@ async fn sequencer(
             match tokio::time::timeout(PROBE_INTERVAL, rx.recv()).await {
                 Ok(job) => job,
                 Err(_) => {
-                    let (w, e, r) = commit(writer, std::mem::take(&mut entries)).await;
-                    (writer, entries) = (w, e);
+                    let (e, r) =
+                        write(&store, &mut writer, std::mem::take(&mut entries), &health).await;
+                    entries = e;
                     if r.is_ok() {
                         tracing::info!("audit log writable again");
                         health.failing.store(false, Ordering::Release);
@@ -283,8 +350,8 @@ async fn sequencer(
         entries.extend(jobs.iter_mut().map(|j| std::mem::take(&mut j.entry)));
         let n = jobs.len() as u64;
         let started = Instant::now();
-        let (w, e, r) = commit(writer, std::mem::take(&mut entries)).await;
-        (writer, entries) = (w, e);
+        let (e, r) = write(&store, &mut writer, std::mem::take(&mut entries), &health).await;
+        entries = e;
         entries.clear();
         match r {
             Ok(first_seq) => {
@@ -304,7 +371,9 @@ async fn sequencer(
                 for (i, j) in jobs.drain(..).enumerate() {
                     let _ = j.done.send(Ok(first_seq + i as u64));
                 }
-                store.notify_durable(writer.size());
+                if let Some(w) = &writer {
+                    store.notify_durable(w.size());
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, entries = n, "audit commit failed; failing closed");
