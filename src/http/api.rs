@@ -6,8 +6,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::dto::{
-    MAX_BATCH_CONSENT_TOKENS, MAX_BATCH_RECORDS, MAX_CONSENT_TOKEN, MAX_FIELD_NAME,
-    MAX_QUERY_FIELDS, QueryRequest, SubmitRequest, audit_field_name, field_name_ok,
+    MAX_BATCH_CONSENT_TOKENS, MAX_BATCH_RECORDS, MAX_FIELD_NAME, MAX_QUERY_FIELDS, QueryRequest,
+    SubmitRequest, audit_field_name, field_name_ok,
 };
 use super::error::{json_error, submission_refused};
 use super::{ApiError, App, AuditDraft, Reply, lifecycle};
@@ -30,18 +30,6 @@ fn audit_name(app: &App, name: &str, reason: Reason) -> String {
         return format!("prohibited:{cat}");
     }
     audit_field_name(name)
-}
-
-/// A consent token no longer than [`MAX_CONSENT_TOKEN`] bytes.
-fn token_size(token: Option<&str>) -> Result<(), ApiError> {
-    match token {
-        Some(t) if t.len() > MAX_CONSENT_TOKEN => Err(ApiError::bad_request(
-            "invalid_request",
-            format!("a consent_token is at most {MAX_CONSENT_TOKEN} bytes"),
-        )
-        .with(json!({"length": t.len()}))),
-        _ => Ok(()),
-    }
 }
 
 /// `POST /v1/query`.
@@ -74,7 +62,6 @@ pub(super) async fn query(
         )
         .with(json!({"length": f.len()})));
     }
-    token_size(req.consent_token.as_deref())?;
     // Counted only once the query is well formed, and before any data (or
     // consent) is read: a refused query does not use the subject quota.
     app.metrics.anomalies.admit(org, &subject)?;
@@ -253,10 +240,6 @@ pub(super) async fn submit(
             )
             .with(json!({"record": i, "length": k.len()})));
         }
-        token_size(r.consent_token.as_deref()).map_err(|mut e| {
-            e.message = format!("record {i}: {}", e.message);
-            e
-        })?;
         if let Some(t) = r.consent_token.as_deref().filter(|t| !tokens.contains(t)) {
             tokens.push(t);
         }

@@ -73,17 +73,17 @@ pub const MAX_QUERY_FIELDS: usize = 256;
 pub const MAX_BATCH_RECORDS: usize = 1000;
 /// Longest field name accepted in a query or a record, in bytes.
 pub const MAX_FIELD_NAME: usize = 128;
-/// Longest consent token accepted (a compact JWS), in bytes.
-pub const MAX_CONSENT_TOKEN: usize = 8192;
 /// Most distinct consent tokens in one submission (a batch is about one
-/// subject; its entry lists every token's id).
+/// subject; its entry lists every verified token's id, each at most
+/// [`crate::consent::token::MAX_TOKEN_BYTES`] long like its token).
 pub const MAX_BATCH_CONSENT_TOKENS: usize = 4;
 /// How many characters of a field name the audit log keeps.
 pub const AUDIT_NAME_CHARS: usize = 64;
 
 /// A field name the gateway accepts from a client (queried or submitted):
 /// 1–[`MAX_FIELD_NAME`] bytes, no control characters. Together with
-/// [`MAX_QUERY_FIELDS`] and [`AUDIT_NAME_CHARS`] this bounds what a request
+/// [`MAX_QUERY_FIELDS`], [`AUDIT_NAME_CHARS`], [`MAX_BATCH_CONSENT_TOKENS`]
+/// and the consent verifier's token limit this bounds what a request
 /// can put in its audit entry, so the entry always fits in the log
 /// (`credlog::tiles::MAX_ENTRY_LEN`).
 pub fn field_name_ok(name: &str) -> bool {
