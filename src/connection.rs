@@ -436,13 +436,18 @@ pub async fn serve(
             s
         }
         Ok(Err(e)) => {
+            let reason = refusal_reason(&e);
             metrics.handshake(Handshake::Failed, started.elapsed());
-            tracing::debug!(%peer, error = %e, "handshake failed");
+            metrics.handshake_refused(reason);
+            // Debug only: a scanner must not flood the log; the per-reason
+            // counter in /metrics is what operators alert on.
+            tracing::debug!(%peer, reason, error = %e, "handshake failed");
             return;
         }
         Err(_) => {
             metrics.handshake(Handshake::Timeout, started.elapsed());
-            tracing::debug!(%peer, "handshake timed out");
+            metrics.handshake_refused("timeout");
+            tracing::debug!(%peer, reason = "timeout", "handshake timed out");
             return;
         }
     };
@@ -532,6 +537,32 @@ pub async fn serve(
         let rejection = classify(result.as_ref().err(), hit);
         let caller = ident.current(&live);
         live.app().audit_rejection(&caller, rejection).await;
+    }
+}
+
+/// Why rustls refused a handshake, as the `reason` label of
+/// `credgate_handshake_refusals_total` (one of
+/// [`crate::metrics::HANDSHAKE_REFUSALS`]).
+pub fn refusal_reason(e: &std::io::Error) -> &'static str {
+    use rustls::{CertificateError, Error};
+    let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<Error>()) else {
+        return "connection_closed";
+    };
+    match tls {
+        Error::NoCertificatesPresented => "no_certificate",
+        Error::InvalidCertificate(c) => match c {
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "certificate_expired"
+            }
+            CertificateError::Revoked => "certificate_revoked",
+            CertificateError::UnknownIssuer
+            | CertificateError::BadSignature
+            | CertificateError::UnknownRevocationStatus => "certificate_untrusted",
+            _ => "certificate_invalid",
+        },
+        Error::AlertReceived(_) => "alert_received",
+        Error::PeerIncompatible(_) | Error::NoApplicationProtocol => "incompatible",
+        _ => "protocol_error",
     }
 }
 

@@ -351,9 +351,17 @@ impl IdNumber {
         Ok(IdNumber(canonical))
     }
 
-    /// Validate against the current UTC date.
+    /// Validate against today's date in China Standard Time
+    /// ([`IdNumber::today_at`] of the system clock): birth dates on the
+    /// cards are Chinese calendar days.
     pub fn parse(s: &str) -> Result<Self, IdError> {
-        Self::parse_at(s, time::OffsetDateTime::now_utc().date())
+        Self::parse_at(s, Self::today_at(time::OffsetDateTime::now_utc()))
+    }
+
+    /// The calendar date in China Standard Time at the instant `now`. A
+    /// fixed UTC+8: China has observed no daylight saving time since 1991.
+    pub fn today_at(now: time::OffsetDateTime) -> time::Date {
+        now.to_offset(time::macros::offset!(+8)).date()
     }
 
     /// Compute the check character for a 17-digit prefix (dev tooling, tests).
@@ -766,6 +774,46 @@ mod tests {
         assert_eq!(check("11010518500101002"), Ok(()));
         // Born today is fine.
         assert_eq!(check("11010520261123002"), Ok(()));
+    }
+
+    #[test]
+    fn today_is_judged_in_china_standard_time() {
+        // 2026-11-23 17:30 UTC is 2026-11-24 01:30 in Beijing: someone born
+        // on the 24th is born today there, not in the future.
+        let late_utc = time::macros::datetime!(2026-11-23 17:30 UTC);
+        assert_eq!(
+            IdNumber::today_at(late_utc),
+            time::macros::date!(2026 - 11 - 24)
+        );
+        let prefix = "11010520261124002";
+        let id = format!("{prefix}{}", IdNumber::check_char(prefix).unwrap());
+        assert!(IdNumber::parse_at(&id, IdNumber::today_at(late_utc)).is_ok());
+        // The day before in Beijing (15:59 UTC = 23:59 CST), still the future.
+        let before = time::macros::datetime!(2026-11-23 15:59 UTC);
+        assert_eq!(
+            IdNumber::today_at(before),
+            time::macros::date!(2026 - 11 - 23)
+        );
+        assert_eq!(
+            IdNumber::parse_at(&id, IdNumber::today_at(before))
+                .unwrap_err()
+                .check(),
+            "birth_date"
+        );
+        // Any instant: the CST date is the UTC date of eight hours later.
+        let t = time::OffsetDateTime::now_utc();
+        assert_eq!(IdNumber::today_at(t), (t + time::Duration::hours(8)).date());
+        // And `parse` uses it: someone born on today's Beijing date is
+        // accepted at any hour (the date only moves forward meanwhile).
+        let born = IdNumber::today_at(time::OffsetDateTime::now_utc());
+        let prefix = format!(
+            "110105{:04}{:02}{:02}002",
+            born.year(),
+            u8::from(born.month()),
+            born.day()
+        );
+        let id = format!("{prefix}{}", IdNumber::check_char(&prefix).unwrap());
+        assert!(IdNumber::parse(&id).is_ok(), "{id}");
         // An X anywhere but last, and surrounding whitespace.
         assert_eq!(
             IdNumber::parse_at("1101051949123100X2", today())

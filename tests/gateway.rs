@@ -556,3 +556,67 @@ async fn client_chains_longer_than_max_chain_depth_are_refused_at_the_handshake(
     assert_eq!(failures(&gw.admin_get("/metrics").await.1), 0);
     gw.stop().await;
 }
+
+/// The value of one series line (`name{labels} value`) in a scrape.
+fn series(metrics: &str, line_prefix: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line_prefix)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn refused_handshakes_are_counted_by_reason() {
+    let gw = TestGateway::start().await;
+    let reason = |r: &str| format!("credgate_handshake_refusals_total{{reason=\"{r}\"}}");
+    let (_, before) = gw.admin_get("/metrics").await;
+    // Every reason is exported from the start.
+    for r in credgate::metrics::HANDSHAKE_REFUSALS {
+        assert_eq!(series(&before, &reason(r)), Some(0), "{r}: {before}");
+    }
+    let cases = [
+        (None, "no_certificate"),
+        (Some("expired"), "certificate_expired"),
+        (Some("revoked"), "certificate_revoked"),
+        (Some("foreign"), "certificate_untrusted"),
+    ];
+    for (who, _) in cases {
+        let r = Client::new(gw.addr, who)
+            .send(
+                "POST",
+                "/v1/query",
+                Bytes::from_static(b"{}"),
+                Some("application/json"),
+            )
+            .await;
+        assert!(r.is_err(), "{who:?} was let through: {r:?}");
+    }
+    // The server side finishes its refusal on its own task: wait for it
+    // (bounded), then every reason has its count.
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = gw.admin_get("/metrics").await.1;
+        if cases
+            .iter()
+            .all(|(_, r)| series(&metrics, &reason(r)) == Some(1))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for (who, r) in cases {
+        assert_eq!(
+            series(&metrics, &reason(r)),
+            Some(1),
+            "{who:?} → {r}: {metrics}"
+        );
+    }
+    assert_eq!(series(&metrics, &reason("timeout")), Some(0));
+    assert_eq!(
+        series(&metrics, "credgate_handshake_failures_total"),
+        Some(4),
+        "{metrics}"
+    );
+    // Not requests: nothing audited.
+    assert!(audit_entries(&gw.store).await.is_empty());
+    gw.stop().await;
+}

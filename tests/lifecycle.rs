@@ -1217,7 +1217,7 @@ async fn corrections_are_validated_like_submissions_and_feedback_must_be_complet
         (
             400,
             "invalid_value".into(),
-            "field 'penalty_date' must be a date".into(),
+            "field 'penalty_date' must be a date (YYYY-MM-DD, year 0001 or later)".into(),
             json!({"field": "penalty_date", "expected": "date"})
         )
     );

@@ -829,3 +829,78 @@ async fn idle_http2_connections_are_closed() {
     assert!(closed.is_ok(), "the idle h2 connection stays open");
     gw.stop().await;
 }
+
+/// A panic on the audit writer's blocking thread (debug-only fault hook)
+/// fails the batch it held closed; the sequencer reopens the writer, so the
+/// next requests are served and logged again, and `/readyz` recovers.
+#[cfg(debug_assertions)]
+#[tokio::test]
+async fn a_panicking_audit_writer_is_reopened_and_serving_resumes() {
+    let dir = TempDir::new("writer-panic");
+    let (url, pg_db) = test_database(&dir.0).await;
+    let cfg = config(&dir.0, &url);
+    let mut audit = None;
+    let gw = TestGateway::start_prepared(cfg, dir, pg_db, true, |g| {
+        audit = Some(g.app().audit.clone());
+    })
+    .await;
+    let audit = audit.unwrap();
+    let q = query(
+        "legal_person",
+        ids::CERAMICS,
+        "financing",
+        &["enterprise_name"],
+    );
+    let bank = gw.client("bank");
+    assert_eq!(bank.post("/v1/query", &q).await.status, 200);
+    let before = audit_entries(&gw.store).await.len();
+
+    audit.inject_writer_panic();
+    let r = bank.post("/v1/query", &q).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (503, Some("audit_unavailable")),
+        "{}",
+        r.body
+    );
+    // Not one restart: the next requests are served and audited. (The next
+    // one reopens the writer; bounded retries only guard a loaded machine.)
+    let mut served = 0;
+    for _ in 0..100 {
+        let r = bank.post("/v1/query", &q).await;
+        if r.status == 200 {
+            served += 1;
+            if served == 3 {
+                break;
+            }
+        } else {
+            assert_eq!(r.body["error"]["code"], "audit_unavailable", "{}", r.body);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert_eq!(
+        served, 3,
+        "serving did not resume after the writer panicked"
+    );
+    let mut ready = false;
+    for _ in 0..100 {
+        if gw.admin_get("/readyz").await.0 == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "/readyz did not recover");
+    // The log goes on without a gap: the failed request has no entry, the
+    // three served after it have theirs, in sequence.
+    let entries = audit_entries(&gw.store).await;
+    assert_eq!(entries.len(), before + 3);
+    assert!(
+        entries[before..]
+            .iter()
+            .all(|e| e.action == "query" && e.outcome == "ok")
+    );
+    // The sequencer stops with its last handle.
+    drop(audit);
+    gw.stop().await;
+}

@@ -117,6 +117,10 @@ pub struct AuditHealth {
     pub commit_duration: Histogram,
     /// Entries per committed batch.
     pub batch_size: Histogram,
+    /// Test hook: the next commit panics inside the writer
+    /// ([`AuditLog::inject_writer_panic`]). Debug builds only.
+    #[cfg(debug_assertions)]
+    panic_next_commit: AtomicBool,
 }
 
 impl Default for AuditHealth {
@@ -133,6 +137,8 @@ impl Default for AuditHealth {
             durable_latency: Histogram::durations(),
             commit_duration: Histogram::durations(),
             batch_size: Histogram::sizes(),
+            #[cfg(debug_assertions)]
+            panic_next_commit: AtomicBool::default(),
         }
     }
 }
@@ -232,6 +238,14 @@ impl AuditLog {
     pub fn health(&self) -> &Arc<AuditHealth> {
         &self.health
     }
+
+    /// Test hook: make the next commit panic inside the writer (the
+    /// sequencer then fails that batch closed and reopens the writer).
+    /// Debug builds only; release builds do not contain it.
+    #[cfg(debug_assertions)]
+    pub fn inject_writer_panic(&self) {
+        self.health.panic_next_commit.store(true, Ordering::Release);
+    }
 }
 
 /// How often a failing sequencer probes the log's storage while idle.
@@ -272,7 +286,7 @@ fn sequencer(
                 Recv::Job(job) => Some(job),
                 Recv::Closed => None,
                 Recv::Timeout => {
-                    if commit(&store, &mut writer, &[]).is_ok() {
+                    if commit(&store, &mut writer, &[], &health).is_ok() {
                         tracing::info!("audit log writable again");
                         health.failing.store(false, Ordering::Release);
                     }
@@ -293,7 +307,7 @@ fn sequencer(
         entries.extend(jobs.iter_mut().map(|j| std::mem::take(&mut j.entry)));
         let n = jobs.len() as u64;
         let started = Instant::now();
-        let r = commit(&store, &mut writer, &entries);
+        let r = commit(&store, &mut writer, &entries, &health);
         entries.clear();
         match r {
             Ok((first_seq, size)) => {
@@ -338,7 +352,12 @@ fn commit(
     store: &Store,
     writer: &mut Option<Writer>,
     entries: &[Vec<u8>],
+    health: &AuditHealth,
 ) -> Result<(u64, u64), String> {
+    #[cfg(debug_assertions)]
+    let fault = health.panic_next_commit.swap(false, Ordering::AcqRel);
+    #[cfg(not(debug_assertions))]
+    let _ = health;
     let w = match writer {
         Some(w) => w,
         None => {
@@ -349,6 +368,10 @@ fn commit(
         }
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        #[cfg(debug_assertions)]
+        if fault {
+            panic!("fault injection: audit writer panic");
+        }
         w.append(entries).map(|first| (first, w.size()))
     })) {
         Ok(r) => r.map_err(|e| e.to_string()),

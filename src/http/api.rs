@@ -6,7 +6,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use super::dto::{
-    MAX_BATCH_RECORDS, MAX_FIELD_NAME, MAX_QUERY_FIELDS, QueryRequest, SubmitRequest,
+    MAX_BATCH_CONSENT_TOKENS, MAX_BATCH_RECORDS, MAX_FIELD_NAME, MAX_QUERY_FIELDS, QueryRequest,
+    SubmitRequest, audit_field_name, field_name_ok,
 };
 use super::error::{json_error, submission_refused};
 use super::{ApiError, App, AuditDraft, Reply, lifecycle};
@@ -28,7 +29,7 @@ fn audit_name(app: &App, name: &str, reason: Reason) -> String {
             .unwrap_or("unknown");
         return format!("prohibited:{cat}");
     }
-    name.chars().take(64).collect()
+    audit_field_name(name)
 }
 
 /// `POST /v1/query`.
@@ -46,7 +47,6 @@ pub(super) async fn query(
             .with(json!({"known": app.policy.purposes().iter().map(|p| p.name.as_str()).collect::<Vec<_>>()}))
     })?;
     draft.purpose = Some(purpose.name.to_string());
-    app.metrics.anomalies.admit(org, &subject)?;
     let view =
         lifecycle::expand_view(app, req.view.as_deref(), &mut req.fields, &subject, purpose)?;
     if req.fields.is_empty() || req.fields.len() > MAX_QUERY_FIELDS {
@@ -55,16 +55,16 @@ pub(super) async fn query(
             format!("fields must name between 1 and {MAX_QUERY_FIELDS} fields"),
         ));
     }
-    if let Some(f) = req
-        .fields
-        .iter()
-        .find(|f| f.is_empty() || f.len() > MAX_FIELD_NAME)
-    {
-        return Err(
-            ApiError::bad_request("invalid_request", "a field name is empty or too long")
-                .with(json!({"length": f.len()})),
-        );
+    if let Some(f) = req.fields.iter().find(|f| !field_name_ok(f)) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("a field name is 1 to {MAX_FIELD_NAME} bytes without control characters"),
+        )
+        .with(json!({"length": f.len()})));
     }
+    // Counted only once the query is well formed, and before any data (or
+    // consent) is read: a refused query does not use the subject quota.
+    app.metrics.anomalies.admit(org, &subject)?;
     let (decisions, permit) = super::consent::decide_query(
         app,
         org,
@@ -228,6 +228,28 @@ pub(super) async fn submit(
             format!("a batch holds between 1 and {MAX_BATCH_RECORDS} records"),
         ));
     }
+    // Bounds that keep the batch's audit entry within the log's limit.
+    let mut tokens: Vec<&str> = Vec::new();
+    for (i, r) in req.records.iter().enumerate() {
+        if let Some(k) = r.fields.keys().find(|k| !field_name_ok(k)) {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!(
+                    "record {i}: a field name is 1 to {MAX_FIELD_NAME} bytes without control characters"
+                ),
+            )
+            .with(json!({"record": i, "length": k.len()})));
+        }
+        if let Some(t) = r.consent_token.as_deref().filter(|t| !tokens.contains(t)) {
+            tokens.push(t);
+        }
+    }
+    if tokens.len() > MAX_BATCH_CONSENT_TOKENS {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("a batch carries at most {MAX_BATCH_CONSENT_TOKENS} distinct consent tokens"),
+        ));
+    }
     // 3. Every record against the catalog.
     let policy = &app.policy;
     let mut batch = Vec::with_capacity(req.records.len());
@@ -258,7 +280,7 @@ pub(super) async fn submit(
             )
             .map_err(|e| {
                 if let SubmissionRefusal::UnknownField { field, .. } = &e {
-                    draft.field(field.clone(), "refused", "not_in_catalog", None);
+                    draft.field(audit_field_name(field), "refused", "not_in_catalog", None);
                 }
                 submission_refused(&e, Some(i))
             })?;

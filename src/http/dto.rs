@@ -71,8 +71,30 @@ pub struct RecordDto {
 pub const MAX_QUERY_FIELDS: usize = 256;
 /// Largest number of records in one submission.
 pub const MAX_BATCH_RECORDS: usize = 1000;
-/// Longest field name accepted in a query.
+/// Longest field name accepted in a query or a record, in bytes.
 pub const MAX_FIELD_NAME: usize = 128;
+/// Most distinct consent tokens in one submission (a batch is about one
+/// subject; its entry lists every verified token's id, each at most
+/// [`crate::consent::token::MAX_TOKEN_BYTES`] long like its token).
+pub const MAX_BATCH_CONSENT_TOKENS: usize = 4;
+/// How many characters of a field name the audit log keeps.
+pub const AUDIT_NAME_CHARS: usize = 64;
+
+/// A field name the gateway accepts from a client (queried or submitted):
+/// 1–[`MAX_FIELD_NAME`] bytes, no control characters. Together with
+/// [`MAX_QUERY_FIELDS`], [`AUDIT_NAME_CHARS`], [`MAX_BATCH_CONSENT_TOKENS`]
+/// and the consent verifier's token limit this bounds what a request
+/// can put in its audit entry, so the entry always fits in the log
+/// (`credlog::tiles::MAX_ENTRY_LEN`).
+pub fn field_name_ok(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_FIELD_NAME && !name.chars().any(char::is_control)
+}
+
+/// A field name as the audit log keeps it: its first [`AUDIT_NAME_CHARS`]
+/// characters.
+pub fn audit_field_name(name: &str) -> String {
+    name.chars().take(AUDIT_NAME_CHARS).collect()
+}
 
 /// Body of `POST /v1/audit/search`: filters, all optional, combined with AND.
 #[derive(Debug, Deserialize)]
@@ -206,4 +228,78 @@ pub struct HistoryRequest {
 pub struct RevokeRequest {
     /// Whose consent; the portal has verified this person's identity.
     pub subject: SubjectDto,
+}
+
+/// Whether a `Content-Type` value names the media type `want` (an
+/// `type/subtype` in lower case): type and subtype compared exactly and
+/// case-insensitively, parameters allowed (`name=value`, the value a token
+/// or a quoted string), and a `charset`, if given, only `utf-8`.
+pub fn media_type_is(value: &str, want: &str) -> bool {
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or("").trim_matches([' ', '\t']);
+    if !essence.eq_ignore_ascii_case(want) {
+        return false;
+    }
+    parts.all(|p| {
+        let p = p.trim_matches([' ', '\t']);
+        let Some((name, v)) = p.split_once('=') else {
+            return false;
+        };
+        let token = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        };
+        let v = match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+            Some(q) if !q.contains(['"', '\\']) && !q.bytes().any(|b| b.is_ascii_control()) => q,
+            Some(_) => return false,
+            None if token(v) => v,
+            None => return false,
+        };
+        token(name) && (!name.eq_ignore_ascii_case("charset") || v.eq_ignore_ascii_case("utf-8"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::media_type_is;
+
+    #[test]
+    fn media_types_are_parsed_not_prefixed() {
+        let json = "application/json";
+        for ok in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=UTF-8",
+            "application/json; charset=\"utf-8\"",
+            "application/json ; charset=utf-8",
+        ] {
+            assert!(media_type_is(ok, json), "{ok}");
+        }
+        for bad in [
+            "",
+            "application/jsonx",
+            "application/json-patch+json",
+            "application/json; charset=latin1",
+            "application/json; charset=utf-16",
+            "application/json; charset",
+            "application/json; charset=",
+            "application/json;",
+            "application/json; =utf-8",
+            "application/json; charset=\"utf-8",
+            "text/json",
+            "application/x-www-form-urlencoded",
+            "application /json",
+        ] {
+            assert!(!media_type_is(bad, json), "{bad}");
+        }
+        let form = "application/x-www-form-urlencoded";
+        assert!(media_type_is(form, form));
+        assert!(media_type_is(
+            "application/x-www-form-urlencoded; charset=UTF-8",
+            form
+        ));
+        assert!(!media_type_is("application/x-www-form-urlencodedx", form));
+    }
 }

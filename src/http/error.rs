@@ -419,9 +419,7 @@ pub fn submission_refused(e: &SubmissionRefusal, record: Option<usize>) -> ApiEr
             )),
         )
         .with(details(obj(json!({"item": item})))),
-        SubmissionRefusal::Terms { item, error } => {
-            terms_refused(record.unwrap_or_default(), item, error)
-        }
+        SubmissionRefusal::Terms { item, error } => terms_refused(record, item, error),
         SubmissionRefusal::NoFields => match record {
             Some(i) => {
                 ApiError::bad_request("invalid_request", format!("record {i} has no fields"))
@@ -460,8 +458,9 @@ pub fn submission_refused(e: &SubmissionRefusal, record: Option<usize>) -> ApiEr
     }
 }
 
-/// Refused lifecycle terms of record `i` of item `item`.
-fn terms_refused(i: usize, item: &str, e: &TermsError) -> ApiError {
+/// Refused lifecycle terms of item `item`, of record `i` of a batch (`None`
+/// for an objection's correction).
+fn terms_refused(i: Option<usize>, item: &str, e: &TermsError) -> ApiError {
     let (code, msg, field) = match e {
         TermsError::Missing => (
             "lifecycle_terms_required",
@@ -482,7 +481,7 @@ fn terms_refused(i: usize, item: &str, e: &TermsError) -> ApiError {
         ),
         TermsError::BadDate => (
             "invalid_date",
-            "decision_date must be a real YYYY-MM-DD date".to_owned(),
+            "decision_date must be a real YYYY-MM-DD date, year 0001 or later".to_owned(),
             Some("decision_date".to_owned()),
         ),
         TermsError::FutureDate => (
@@ -496,6 +495,9 @@ fn terms_refused(i: usize, item: &str, e: &TermsError) -> ApiError {
             Some(f.clone()),
         ),
     };
-    ApiError::bad_request(code, format!("record {i}: {msg}"))
-        .with(json!({"record": i, "item": item, "field": field}))
+    match i {
+        Some(i) => ApiError::bad_request(code, format!("record {i}: {msg}"))
+            .with(json!({"record": i, "item": item, "field": field})),
+        None => ApiError::bad_request(code, msg).with(json!({"item": item, "field": field})),
+    }
 }

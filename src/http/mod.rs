@@ -728,17 +728,27 @@ impl App {
         }
         let (want, send) = match kind {
             endpoint::Body::Form => (console::FORM_TYPE, "send application/x-www-form-urlencoded"),
-            _ => ("application/json", "send application/json"),
+            _ => (
+                "application/json",
+                "send application/json (charset, if any, utf-8)",
+            ),
         };
-        if let Some(ct) = req.headers().get(CONTENT_TYPE) {
-            let ct = ct.to_str().unwrap_or("");
-            if !ct.starts_with(want) {
-                return Err(ApiError::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported_media_type",
-                    send,
-                ));
-            }
+        let unsupported = || {
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                send,
+            )
+        };
+        let typed = req.headers().get(CONTENT_TYPE).is_some();
+        if typed
+            && !req
+                .headers()
+                .get_all(CONTENT_TYPE)
+                .iter()
+                .all(|ct| ct.to_str().is_ok_and(|ct| dto::media_type_is(ct, want)))
+        {
+            return Err(unsupported());
         }
         let read = Limited::new(req.into_body(), self.max_body_bytes).collect();
         let bytes = match tokio::time::timeout(self.body_timeout, read).await {
@@ -766,6 +776,10 @@ impl App {
                 ));
             }
         };
+        // A body is sent with its media type.
+        if !typed && !bytes.is_empty() {
+            return Err(unsupported());
+        }
         if kind == endpoint::Body::Json {
             strict_json::check(&bytes)?;
         }

@@ -69,6 +69,21 @@ pub enum Handshake {
 
 const HANDSHAKE_OUTCOMES: [&str; 3] = ["ok", "failed", "timeout"];
 
+/// Why a TLS handshake was refused, the `reason` label of
+/// `credgate_handshake_refusals_total` (see `connection::refusal_reason`).
+pub const HANDSHAKE_REFUSALS: [&str; 10] = [
+    "no_certificate",
+    "certificate_expired",
+    "certificate_revoked",
+    "certificate_untrusted",
+    "certificate_invalid",
+    "alert_received",
+    "incompatible",
+    "protocol_error",
+    "connection_closed",
+    "timeout",
+];
+
 /// Process-wide metrics of one gateway.
 #[derive(Debug)]
 pub struct Metrics {
@@ -77,6 +92,7 @@ pub struct Metrics {
     rejections: Family<[(&'static str, &'static str); 1], Counter>,
     reloads: Family<[(&'static str, &'static str); 2], Counter>,
     handshakes: Arc<[Histogram; 3]>,
+    handshake_refusals: Family<[(&'static str, &'static str); 1], Counter>,
     /// Handler panics caught (each answered 500 and audited).
     pub handler_panics: Counter,
     /// Connections currently open (after accept).
@@ -112,6 +128,7 @@ impl Metrics {
             rejections: Family::default(),
             reloads: Family::default(),
             handshakes,
+            handshake_refusals: Family::default(),
             handler_panics: Counter::default(),
             connections_open: Gauge::default(),
             connections_rejected: Counter::default(),
@@ -161,6 +178,14 @@ impl Metrics {
             "credgate_handshake_timeouts",
             "Timed-out TLS handshakes",
             m.handshake_timeouts.clone(),
+        );
+        for reason in HANDSHAKE_REFUSALS {
+            drop(m.handshake_refusals.get_or_create(&[("reason", reason)]));
+        }
+        r.register(
+            "credgate_handshake_refusals",
+            "Refused or timed-out TLS handshakes by reason (no_certificate, certificate_expired, certificate_revoked, certificate_untrusted, certificate_invalid, alert_received, incompatible, protocol_error, connection_closed, timeout)",
+            m.handshake_refusals.clone(),
         );
         r.register_collector(Box::new(HandshakeCollector(m.handshakes.clone())));
         r.register(
@@ -217,6 +242,14 @@ impl Metrics {
             }
         }
         self.handshakes[outcome as usize].observe_duration(took);
+    }
+
+    /// Count one refused handshake by its reason (one of
+    /// [`HANDSHAKE_REFUSALS`]).
+    pub fn handshake_refused(&self, reason: &'static str) {
+        self.handshake_refusals
+            .get_or_create(&[("reason", reason)])
+            .inc();
     }
 
     /// The Prometheus text exposition of every series.

@@ -116,7 +116,7 @@ impl ValueType {
                 "decimal: a string such as \"1234.56\" (at most 30 integer and 8 fraction digits) or an integer"
             }
             ValueType::Bool => "bool",
-            ValueType::Date => "date",
+            ValueType::Date => "date (YYYY-MM-DD, year 0001 or later)",
         }
     }
 }
@@ -392,6 +392,7 @@ mod tests {
         for bad in [
             "+2026-01-01",
             "-0001-01-01",
+            "0000-01-01",
             "2026-1-1",
             "2026-02-30",
             "20260101",

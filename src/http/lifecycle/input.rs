@@ -67,12 +67,13 @@ pub(super) fn body_id(what: &'static str, n: i64) -> Result<i64, ApiError> {
     }
 }
 
-/// Free text: trimmed, 1–[`MAX_TEXT`] characters, no control characters
-/// other than newline and tab.
+/// Free text: at most [`MAX_TEXT`] characters as sent (padding counts),
+/// not blank, no control characters other than newline and tab; returned
+/// trimmed.
 pub(super) fn text<'a>(what: &'static str, s: &'a str) -> Result<&'a str, ApiError> {
     let t = s.trim();
     let ok = !t.is_empty()
-        && t.chars().count() <= MAX_TEXT
+        && s.chars().count() <= MAX_TEXT
         && !t.chars().any(|c| c.is_control() && c != '\n' && c != '\t');
     if ok {
         Ok(t)
@@ -97,7 +98,7 @@ pub(super) fn date(what: &'static str, s: &str) -> Result<Date, ApiError> {
     parse_date(s).ok_or_else(|| {
         ApiError::bad_request(
             "invalid_date",
-            format!("{what} must be a real YYYY-MM-DD date"),
+            format!("{what} must be a real YYYY-MM-DD date, year 0001 or later"),
         )
         .with(json!({"field": what}))
     })

@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::input::{body_id, opt_text, parse_body, record_field, stored_subject, subject, text};
 use crate::audit::now_rfc3339;
-use crate::http::dto::SubjectDto;
+use crate::http::dto::{MAX_FIELD_NAME, SubjectDto, audit_field_name, field_name_ok};
 use crate::http::error::submission_refused;
 use crate::http::{ApiError, App, AuditDraft, Reply};
 use crate::ids::SubjectId;
@@ -187,7 +187,15 @@ pub(in crate::http) async fn resolve_objection(
     let resolution = match req.outcome.as_str() {
         "corrected" => {
             let data = req.fields.unwrap_or_default();
-            let terms = correction(app, &t.item, &data, req.tier, req.decision_date, draft)?;
+            let terms = correction(
+                app,
+                t.record_id,
+                &t.item,
+                &data,
+                req.tier,
+                req.decision_date,
+                draft,
+            )?;
             Resolution::Corrected { data, terms }
         }
         "upheld" | "withdrawn" if has_correction => {
@@ -257,12 +265,20 @@ pub(in crate::http) async fn resolve_objection(
 /// [`Policy::check_correction`](crate::policy::Policy::check_correction)).
 fn correction(
     app: &App,
+    record_id: i64,
     item: &str,
     data: &Map<String, Value>,
     tier: Option<String>,
     decision_date: Option<String>,
     draft: &mut AuditDraft,
 ) -> Result<Option<RecordTerms>, ApiError> {
+    if let Some(k) = data.keys().find(|k| !field_name_ok(k)) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("a field name is 1 to {MAX_FIELD_NAME} bytes without control characters"),
+        )
+        .with(json!({"length": k.len()})));
+    }
     app.policy
         .check_correction(
             item,
@@ -274,16 +290,22 @@ fn correction(
         .map_err(|e| {
             match &e {
                 SubmissionRefusal::UnknownField { field, .. } => {
-                    draft.field(field.clone(), "refused", "not_in_catalog", None);
+                    draft.field(audit_field_name(field), "refused", "not_in_catalog", None);
                 }
                 SubmissionRefusal::ConsentRequired(field) => {
                     draft.field(field.clone(), "refused", "consent_required", None);
                 }
                 _ => {}
             }
-            // Refused terms keep the record index 0 they have always had.
-            let record = matches!(e, SubmissionRefusal::Terms { .. }).then_some(0);
-            submission_refused(&e, record)
+            // One record, the objection's: refused terms name it by its id
+            // (no batch index), like they name the item.
+            let mut err = submission_refused(&e, None);
+            if let (SubmissionRefusal::Terms { .. }, Some(Value::Object(d))) =
+                (&e, &mut err.details)
+            {
+                d.insert("record_id".into(), json!(record_id));
+            }
+            err
         })
 }
 

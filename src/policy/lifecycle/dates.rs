@@ -19,7 +19,8 @@ pub fn add_months(date: Date, months: u32) -> Date {
 }
 
 /// Parse a `YYYY-MM-DD` date: exactly ten ASCII characters, so stored
-/// dates compare correctly as text (no signs, no five-digit years).
+/// dates compare correctly as text (no signs, no five-digit years), and a
+/// year from 0001 (year 0000 is refused).
 pub fn parse_date(s: &str) -> Option<Date> {
     let b = s.as_bytes();
     let shape = b.len() == 10
@@ -33,7 +34,8 @@ pub fn parse_date(s: &str) -> Option<Date> {
     if !shape {
         return None;
     }
-    Date::parse(s, DATE).ok()
+    // Year 0000 has no calendar meaning on a record (there was no year 0).
+    Date::parse(s, DATE).ok().filter(|d| d.year() >= 1)
 }
 
 /// Format a date as `YYYY-MM-DD`.

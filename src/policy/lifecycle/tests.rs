@@ -237,10 +237,13 @@ fn dates_are_strict() {
         "2026/02/28",
         "2026-02-28 ",
         "２０２６-02-28",
+        "0000-01-01",
+        "0000-02-29",
         "",
     ] {
         assert_eq!(parse_date(bad), None, "{bad}");
     }
+    assert_eq!(parse_date("0001-01-01"), Some(date!(0001 - 01 - 01)));
     assert_eq!(format_date(date!(2026 - 02 - 08)), "2026-02-08");
 }
 
