@@ -313,7 +313,9 @@ fn decision_of(body: &Value) -> String {
 /// handshake or, with TLS 1.3, at the first read after it).
 async fn new_connection_works(addr: SocketAddr, certs: &Path, who: &str) -> bool {
     match Conn::open(addr, certs, who).await {
-        Ok(mut c) => c.post("/v1/query", &bank_query()).await.is_ok(),
+        // Served, not merely answered: a probe that completed its handshake
+        // just before a reload is answered 401 `certificate_revoked`.
+        Ok(mut c) => matches!(c.post("/v1/query", &bank_query()).await, Ok((200, _))),
         Err(_) => false,
     }
 }
@@ -1054,7 +1056,14 @@ async fn sighup_and_credgate_reload_on_the_real_binary() {
         .iter()
         .filter(|e| e.outcome == "certificate_revoked")
         .collect();
-    assert_eq!(revoked.len(), 1);
+    // The open connection's request, and possibly one polling probe whose
+    // handshake completed just before the SIGHUP took effect.
+    assert!(
+        (1..=2).contains(&revoked.len()),
+        "certificate_revoked entries: {}",
+        revoked.len()
+    );
+    assert!(revoked.iter().all(|e| e.status == 401));
     store.close().await;
     if let Some(db) = pg_db {
         let base = std::env::var("CREDGATE_TEST_DATABASE_URL").unwrap();
