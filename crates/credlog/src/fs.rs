@@ -211,6 +211,8 @@ impl FsLog {
             wal_limit: WAL_LIMIT,
             wal_prealloc: WAL_PREALLOC,
             wal_alloc: 0,
+            keep_tail: false,
+            zero_fills: 0,
             buf: Vec::new(),
             known_dirs: Default::default(),
         })
@@ -486,6 +488,13 @@ pub struct FsWriter {
     wal_prealloc: u64,
     /// The WAL file's length: records, then zeros up to here.
     wal_alloc: u64,
+    /// Reopen the WAL keeping what follows the records: set when only
+    /// another process's batches made the handle stale (their zeros stay;
+    /// a torn tail was already cut by the view's repair), never after a
+    /// failed write of our own.
+    keep_tail: bool,
+    /// Times this writer wrote zeros ahead of its records (tests).
+    zero_fills: u64,
     buf: Vec<u8>,
     known_dirs: std::collections::HashSet<PathBuf>,
 }
@@ -544,6 +553,9 @@ impl FsWriter {
                     .unwrap_or_else(|e| e.into_inner())
                     .wal_seen = WAL_HEADER;
                 self.wal_alloc = WAL_HEADER;
+            } else if self.keep_tail {
+                // Only zeros follow the records (another process's).
+                self.wal_alloc = f.metadata()?.len().max(seen);
             } else {
                 // Whatever follows the durable records (zeros, or bytes of
                 // a failed write) goes; zeros are written again as needed.
@@ -553,6 +565,7 @@ impl FsWriter {
             }
             self.wal = Some(f);
             self.broken = false;
+            self.keep_tail = false;
         }
         let (_, seen) = self.wal_seen();
         let f = self
@@ -709,7 +722,10 @@ impl LogStorage for FsWriter {
             return Err(e);
         }
         if self.wal_seen() != (base, seen) {
-            // Another process wrote: our file handle may be stale.
+            // Another process wrote: our file handle may be stale (a new
+            // generation replaces the file). Its zeros are kept unless our
+            // own last write failed.
+            self.keep_tail = !self.broken;
             self.broken = true;
         }
         let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
@@ -758,6 +774,7 @@ impl FsWriter {
                     .ok_or_else(|| StorageError::Backend("wal not open".into()))?;
                 write_zeros(f, self.wal_alloc.max(seen), to)?;
                 self.wal_alloc = to;
+                self.zero_fills += 1;
             }
             let f = self.wal_file()?;
             f.write_all(&buf)?;
@@ -1231,6 +1248,14 @@ mod tests {
             next += n;
         }
         assert_eq!(next, 900);
+        // Each writer wrote zeros once, at its first batch (a writer's
+        // first open cuts the file to its records), and from then on used
+        // the ones the other left.
+        assert_eq!(
+            (sa.storage().zero_fills, sb.storage().zero_fills),
+            (1, 1),
+            "the writers kept each other's preallocated zeros"
+        );
         assert_eq!(a.head().unwrap(), (900, merkle::root_of(&leaves)));
         assert_eq!(b.head().unwrap().1, merkle::root_of(&leaves));
         assert_eq!(entries_from(&a, 0, 900).unwrap(), all);
