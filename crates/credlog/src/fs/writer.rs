@@ -1,0 +1,457 @@
+//! [`FsWriter`]: the one writer of a log directory per process — a batch
+//! per WAL record under the directory's `flock`, the preallocated zeros,
+//! full tiles and bundles after the fsync, and the background snapshot.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::sequencer::{Batch, LogStorage, StorageError, TreeState};
+use crate::tiles::{self, TILE_WIDTH, TileId, bundle_path, tile_path};
+
+use super::files::{encode_state, write_atomic, write_file};
+use super::wal::write_zeros;
+use super::{FsLog, WAL_HEADER, WAL_LIMIT, WAL_MAGIC, WAL_PREALLOC};
+
+pub(super) const SNAP_RUNNING: u8 = 0;
+pub(super) const SNAP_READY: u8 = 1;
+pub(super) const SNAP_FAILED: u8 = 2;
+
+/// A snapshot whose files a background thread is making durable.
+#[derive(Debug)]
+struct Snapshot {
+    /// Encoded `state` file.
+    state: Vec<u8>,
+    size: u64,
+    /// WAL generation and the offset in it up to which `size` reaches.
+    base: u64,
+    wal_offset: u64,
+    status: Arc<std::sync::atomic::AtomicU8>,
+}
+
+/// Paths of the full tiles and bundles completed while the log grew from
+/// `from` to `to` entries, and their directories.
+pub(super) fn full_files_between(dir: &Path, from: u64, to: u64) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = std::collections::BTreeSet::new();
+    let mut push = |rel: String| {
+        let p = dir.join(rel);
+        if let Some(d) = p.parent() {
+            dirs.insert(d.to_owned());
+        }
+        out.push(p);
+    };
+    for i in from / TILE_WIDTH..to / TILE_WIDTH {
+        push(bundle_path(i, TILE_WIDTH));
+    }
+    for level in 0..=tiles::MAX_TILE_LEVEL {
+        let shift = u32::from(level) * 8;
+        let (a, b) = (from >> shift, to >> shift);
+        if b < TILE_WIDTH {
+            break;
+        }
+        for i in a / TILE_WIDTH..b / TILE_WIDTH {
+            push(tile_path(TileId { level, index: i }, TILE_WIDTH));
+        }
+    }
+    out.extend(dirs);
+    out
+}
+
+/// fsync every path (files, then directories); a missing one fails.
+pub(super) fn sync_files(paths: &[PathBuf]) -> std::io::Result<()> {
+    for p in paths {
+        File::open(p)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// This process's writer of a log directory.
+#[derive(Debug)]
+pub struct FsWriter {
+    log: FsLog,
+    wal: Option<File>,
+    locked: bool,
+    /// The file may hold bytes past what is durable (a failed write or
+    /// fsync): cut them off and re-sync before the next record.
+    broken: bool,
+    /// A snapshot in progress.
+    snap: Option<Snapshot>,
+    /// WAL size that starts a snapshot ([`WAL_LIMIT`]).
+    wal_limit: u64,
+    /// Zeros kept ahead of the last record ([`WAL_PREALLOC`]).
+    wal_prealloc: u64,
+    /// The WAL file's length: records, then zeros up to here.
+    wal_alloc: u64,
+    /// Reopen the WAL keeping what follows the records: set when only
+    /// another process's batches made the handle stale (their zeros stay;
+    /// a torn tail was already cut by the view's repair), never after a
+    /// failed write of our own.
+    keep_tail: bool,
+    /// Times this writer wrote zeros ahead of its records (tests).
+    pub(super) zero_fills: u64,
+    buf: Vec<u8>,
+    known_dirs: std::collections::HashSet<PathBuf>,
+}
+
+impl Drop for FsWriter {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A panic may have left this view between a durable batch and
+            // its publication: make the next look at the directory read the
+            // state and the WAL from disk instead of trusting it.
+            let mut s = self.log.shared.write().unwrap_or_else(|e| e.into_inner());
+            s.base = u64::MAX;
+        }
+        self.unlock();
+        self.log.has_writer.store(false, Ordering::Release);
+    }
+}
+
+impl FsWriter {
+    /// The writer of `log` (its view holds the one-writer flag).
+    pub(super) fn new(log: FsLog) -> Self {
+        Self {
+            log,
+            wal: None,
+            locked: false,
+            broken: true,
+            snap: None,
+            wal_limit: WAL_LIMIT,
+            wal_prealloc: WAL_PREALLOC,
+            wal_alloc: 0,
+            keep_tail: false,
+            zero_fills: 0,
+            buf: Vec::new(),
+            known_dirs: Default::default(),
+        }
+    }
+
+    /// The reading side.
+    pub fn log(&self) -> &FsLog {
+        &self.log
+    }
+
+    fn unlock(&mut self) {
+        if self.locked {
+            let _ = self.log.lock.unlock();
+            self.locked = false;
+        }
+    }
+
+    fn wal_seen(&self) -> (u64, u64) {
+        let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
+        (s.base, s.wal_seen)
+    }
+
+    /// The WAL positioned at the end of what is durable, with a header.
+    fn wal_file(&mut self) -> Result<&mut File, StorageError> {
+        if self.broken || self.wal.is_none() {
+            self.wal = None;
+            let (base, seen) = self.wal_seen();
+            let mut f = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
+                .open(self.log.dir.join("wal"))?;
+            if seen < WAL_HEADER {
+                f.set_len(0)?;
+                f.write_all(WAL_MAGIC)?;
+                f.write_all(&base.to_le_bytes())?;
+                f.sync_all()?;
+                self.log
+                    .shared
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .wal_seen = WAL_HEADER;
+                self.wal_alloc = WAL_HEADER;
+            } else if self.keep_tail {
+                // Only zeros follow the records (another process's).
+                self.wal_alloc = f.metadata()?.len().max(seen);
+            } else {
+                // Whatever follows the durable records (zeros, or bytes of
+                // a failed write) goes; zeros are written again as needed.
+                f.set_len(seen)?;
+                f.sync_all()?;
+                self.wal_alloc = seen;
+            }
+            self.wal = Some(f);
+            self.broken = false;
+            self.keep_tail = false;
+        }
+        let (_, seen) = self.wal_seen();
+        let f = self
+            .wal
+            .as_mut()
+            .ok_or_else(|| StorageError::Backend("wal not open".into()))?;
+        f.seek(SeekFrom::Start(seen))?;
+        Ok(f)
+    }
+
+    /// Start a snapshot of the current state: a background thread fsyncs
+    /// the full tiles and bundles completed since the WAL's generation
+    /// began (off the commit path: that is hundreds of fsyncs); a later
+    /// commit then finishes it ([`FsWriter::finish_snapshot`]). Under the lock.
+    fn start_snapshot(&mut self) -> Result<(), StorageError> {
+        self.flush_pending()?;
+        let (state, base, seen) = {
+            let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
+            (s.state.clone(), s.base, s.wal_seen)
+        };
+        let files = full_files_between(&self.log.dir, base, state.size());
+        let status = Arc::new(std::sync::atomic::AtomicU8::new(SNAP_RUNNING));
+        let st = status.clone();
+        std::thread::Builder::new()
+            .name("credlog-snapshot".into())
+            .spawn(move || {
+                let ok = sync_files(&files).is_ok();
+                st.store(if ok { SNAP_READY } else { SNAP_FAILED }, Ordering::Release);
+            })?;
+        self.snap = Some(Snapshot {
+            state: encode_state(&state)?,
+            size: state.size(),
+            base,
+            wal_offset: seen,
+            status,
+        });
+        Ok(())
+    }
+
+    /// Finish a snapshot whose files are durable: replace `state`, start a
+    /// new WAL generation holding the records after it. Under the lock.
+    fn finish_snapshot(&mut self) -> Result<(), StorageError> {
+        let Some(snap) = self.snap.take() else {
+            return Ok(());
+        };
+        let (base, seen) = self.wal_seen();
+        if base != snap.base || seen < snap.wal_offset {
+            return Ok(()); // another writer took one meanwhile
+        }
+        write_atomic(&self.log.dir, "state", &snap.state, true)?;
+        let mut wal = WAL_MAGIC.to_vec();
+        wal.extend_from_slice(&snap.size.to_le_bytes());
+        let mut f = File::open(self.log.dir.join("wal"))?;
+        f.seek(SeekFrom::Start(snap.wal_offset))?;
+        f.take(seen - snap.wal_offset).read_to_end(&mut wal)?;
+        write_atomic(&self.log.dir, "wal", &wal, true)?;
+        {
+            let mut s = self.log.shared.write().unwrap_or_else(|e| e.into_inner());
+            s.base = snap.size;
+            s.wal_seen = wal.len() as u64;
+        }
+        self.wal = None; // the old file was replaced
+        Ok(())
+    }
+
+    /// Change the WAL size that starts a snapshot (tests).
+    #[doc(hidden)]
+    pub fn set_wal_limit(&mut self, bytes: u64) {
+        self.wal_limit = bytes;
+    }
+
+    /// Change how many zeros are kept ahead of the last record (tests).
+    #[doc(hidden)]
+    pub fn set_wal_prealloc(&mut self, bytes: u64) {
+        self.wal_prealloc = bytes;
+    }
+
+    /// Snapshot now and wait for it (tests, tools).
+    pub fn snapshot(&mut self) -> Result<(), StorageError> {
+        self.log.lock.lock()?;
+        self.locked = true;
+        let r = (|| {
+            self.log.sync_view(true)?;
+            self.start_snapshot()?;
+            while self
+                .snap
+                .as_ref()
+                .is_some_and(|s| s.status.load(Ordering::Acquire) == SNAP_RUNNING)
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            match self.snap.as_ref().map(|s| s.status.load(Ordering::Acquire)) {
+                Some(SNAP_READY) => self.finish_snapshot(),
+                _ => Err(StorageError::Backend("snapshot fsync failed".into())),
+            }
+        })();
+        self.unlock();
+        r
+    }
+
+    /// Write pending full files (left over from an earlier failure).
+    fn flush_pending(&mut self) -> Result<(), StorageError> {
+        let (tiles_p, bundles_p) = {
+            let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
+            (s.pending_tiles.clone(), s.pending_bundles.clone())
+        };
+        for (id, bytes) in tiles_p {
+            write_file(
+                &self.log.dir,
+                &tile_path(id, TILE_WIDTH),
+                &bytes,
+                &mut self.known_dirs,
+            )?;
+            let mut s = self.log.shared.write().unwrap_or_else(|e| e.into_inner());
+            s.pending_tiles.remove(&id);
+        }
+        for (i, bytes) in bundles_p {
+            write_file(
+                &self.log.dir,
+                &bundle_path(i, TILE_WIDTH),
+                &bytes,
+                &mut self.known_dirs,
+            )?;
+            let mut s = self.log.shared.write().unwrap_or_else(|e| e.into_inner());
+            s.pending_bundles.remove(&i);
+        }
+        Ok(())
+    }
+}
+
+impl LogStorage for FsWriter {
+    fn load(&mut self) -> Result<TreeState, StorageError> {
+        self.log.lock.lock()?;
+        self.locked = true;
+        let r = self.log.sync_view(true);
+        self.unlock();
+        r?;
+        self.broken = true;
+        Ok(self
+            .log
+            .shared
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .state
+            .clone())
+    }
+
+    fn begin(&mut self, known_size: u64) -> Result<Option<TreeState>, StorageError> {
+        self.log.lock.lock()?;
+        self.locked = true;
+        let (base, seen) = self.wal_seen();
+        if let Err(e) = self.log.sync_view(true) {
+            self.unlock();
+            return Err(e);
+        }
+        if self.wal_seen() != (base, seen) {
+            // Another process wrote: our file handle may be stale (a new
+            // generation replaces the file). Its zeros are kept unless our
+            // own last write failed.
+            self.keep_tail = !self.broken;
+            self.broken = true;
+        }
+        let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
+        Ok((s.state.size() != known_size).then(|| s.state.clone()))
+    }
+
+    fn commit<E: AsRef<[u8]>>(&mut self, batch: &Batch<'_, E>) -> Result<(), StorageError> {
+        let r = self.commit_locked(batch);
+        self.unlock();
+        r
+    }
+
+    fn abort(&mut self) {
+        self.unlock();
+    }
+}
+
+impl FsWriter {
+    fn commit_locked<E: AsRef<[u8]>>(&mut self, batch: &Batch<'_, E>) -> Result<(), StorageError> {
+        // Readers of this view must not replay our record between the
+        // fsync and the publish below.
+        let refresh = self.log.refresh.clone();
+        let _view = refresh.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        buf.extend_from_slice(&[0; 4]);
+        buf.extend_from_slice(&batch.first.to_le_bytes());
+        buf.extend_from_slice(&(batch.entries.len() as u32).to_le_bytes());
+        for e in batch.entries {
+            tiles::push_bundle_entry(&mut buf, e.as_ref())?;
+        }
+        buf.extend_from_slice(&batch.after.root());
+        let len = (buf.len() - 4) as u32;
+        buf[..4].copy_from_slice(&len.to_le_bytes());
+        let res = (|| {
+            self.wal_file()?;
+            let (_, seen) = self.wal_seen();
+            let end = seen + buf.len() as u64;
+            if end > self.wal_alloc || self.wal_alloc - end < 4 {
+                // Zeros ahead of the record, written once per
+                // `wal_prealloc` bytes; this batch's fdatasync covers them.
+                let to = end + self.wal_prealloc + 4;
+                let f = self
+                    .wal
+                    .as_ref()
+                    .ok_or_else(|| StorageError::Backend("wal not open".into()))?;
+                write_zeros(f, self.wal_alloc.max(seen), to)?;
+                self.wal_alloc = to;
+                self.zero_fills += 1;
+            }
+            let f = self.wal_file()?;
+            f.write_all(&buf)?;
+            f.sync_data()?;
+            Ok::<(), StorageError>(())
+        })();
+        let n = buf.len() as u64;
+        self.buf = buf;
+        if let Err(e) = res {
+            self.broken = true;
+            return Err(e);
+        }
+        // Durable from here on: nothing below may fail the batch.
+        let mut pending = (HashMap::new(), HashMap::new());
+        for (id, hs) in &batch.integrated.full_tiles {
+            let bytes = tiles::encode_tile(hs);
+            match write_file(
+                &self.log.dir,
+                &tile_path(*id, TILE_WIDTH),
+                &bytes,
+                &mut self.known_dirs,
+            ) {
+                Ok(_) => {}
+                Err(_) => {
+                    pending.0.insert(*id, bytes);
+                }
+            }
+        }
+        for (i, bytes) in &batch.integrated.full_bundles {
+            match write_file(
+                &self.log.dir,
+                &bundle_path(*i, TILE_WIDTH),
+                bytes,
+                &mut self.known_dirs,
+            ) {
+                Ok(_) => {}
+                Err(_) => {
+                    pending.1.insert(*i, bytes.clone());
+                }
+            }
+        }
+        let seen = {
+            let mut s = self.log.shared.write().unwrap_or_else(|e| e.into_inner());
+            s.wal_seen += n;
+            s.pending_tiles.extend(pending.0);
+            s.pending_bundles.extend(pending.1);
+            s.publish_newer(batch.after);
+            s.wal_seen
+        };
+        // A failed snapshot is retried later; the WAL still holds everything.
+        match self.snap.as_ref().map(|s| s.status.load(Ordering::Acquire)) {
+            Some(SNAP_READY) => {
+                let _ = self.finish_snapshot();
+            }
+            Some(SNAP_FAILED) => self.snap = None,
+            Some(_) => {}
+            None if seen > self.wal_limit => {
+                let _ = self.start_snapshot();
+            }
+            None => {}
+        }
+        Ok(())
+    }
+}
