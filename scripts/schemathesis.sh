@@ -31,6 +31,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# shellcheck source=scripts/lib/gateway.sh
+. "$root/scripts/lib/gateway.sh"
 venv=$root/target/schemathesis-venv
 max_examples=${SCHEMATHESIS_MAX_EXAMPLES:-8}
 if ! "$venv/bin/schemathesis" --version >/dev/null 2>&1 ||
@@ -99,28 +101,7 @@ print(f"{n} examples checked, {bad} invalid")
 sys.exit(1 if bad else 0)
 PY
 
-bin=${CREDGATE_BIN:-}
-if [ -z "$bin" ]; then
-  cargo build --quiet
-  bin=$root/target/debug/credgate
-fi
-read -r port admin < <("$py" -c '
-import socket
-s = [socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*(x.getsockname()[1] for x in s))')
-host=127.0.0.1
-certs=$work/certs
-"$bin" quickstart --certs "$certs" --data "$work/data" --policies "$root/policies" \
-  --listen "$host:$port" --admin-listen "$host:$admin" >"$work/gateway.log" 2>&1 &
-gw_pid=$!
-for _ in $(seq 1 300); do
-  if ! kill -0 "$gw_pid" 2>/dev/null; then
-    echo "schemathesis: gateway exited:" >&2; cat "$work/gateway.log" >&2; exit 1
-  fi
-  "$py" -c "import urllib.request,sys; urllib.request.urlopen('http://$host:$admin/readyz', timeout=1)" 2>/dev/null && break
-  sleep 0.2
-done
+start_gateway schemathesis
 # The server certificate is for "localhost".
 base=https://localhost:$port
 

@@ -30,6 +30,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# shellcheck source=scripts/lib/gateway.sh
+. "$root/scripts/lib/gateway.sh"
 venv=$root/target/sslyze-venv
 if ! "$venv/bin/sslyze" --help >/dev/null 2>&1; then
   echo "tls-scan: installing sslyze into $venv (PyPI, one-off)" >&2
@@ -53,28 +55,7 @@ if [ -n "${TLS_SCAN_TARGET:-}" ]; then
   port=${TLS_SCAN_TARGET##*:}
   certs=${TLS_SCAN_CERTS:?set TLS_SCAN_CERTS to a directory with ca.pem, bank.pem, bank-key.pem, foreign.pem, foreign-key.pem}
 else
-  bin=${CREDGATE_BIN:-}
-  if [ -z "$bin" ]; then
-    cargo build --quiet
-    bin=$root/target/debug/credgate
-  fi
-  read -r port admin < <("$py" -c '
-import socket
-s = [socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*(x.getsockname()[1] for x in s))')
-  host=127.0.0.1
-  certs=$work/certs
-  "$bin" quickstart --certs "$certs" --data "$work/data" --policies "$root/policies" \
-    --listen "$host:$port" --admin-listen "$host:$admin" >"$work/gateway.log" 2>&1 &
-  gw_pid=$!
-  for _ in $(seq 1 300); do
-    if ! kill -0 "$gw_pid" 2>/dev/null; then
-      echo "tls-scan: gateway exited:" >&2; cat "$work/gateway.log" >&2; exit 1
-    fi
-    "$py" -c "import urllib.request,sys; urllib.request.urlopen('http://$host:$admin/readyz', timeout=1)" 2>/dev/null && break
-    sleep 0.2
-  done
+  start_gateway tls-scan
 fi
 
 start=$(date +%s%N)
