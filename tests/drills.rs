@@ -1231,12 +1231,12 @@ async fn postgres_read_only_fails_closed_and_recovers() {
         .ok()
         .filter(|u| u.starts_with("postgres"))
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+    // No PostgreSQL is a failure, never a pass: scripts/test.sh starts one.
     if let Err(e) = Store::connect_admin(&admin_url).await {
-        eprintln!(
-            "\n!!! SKIPPED postgres_read_only_fails_closed_and_recovers: no PostgreSQL at {admin_url} ({e}).\n\
-             !!! scripts/test.sh starts one; or set CREDGATE_DRILL_PG_URL.\n"
+        panic!(
+            "postgres_read_only_fails_closed_and_recovers needs PostgreSQL at {admin_url} ({e}); \
+             scripts/test.sh starts one, or set CREDGATE_DRILL_PG_URL"
         );
-        return;
     }
     static N: AtomicU64 = AtomicU64::new(0);
     let name = format!(

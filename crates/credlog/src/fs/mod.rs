@@ -494,6 +494,30 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_whose_fdatasync_failed_is_never_read_back() {
+        let d = tmp("syncfail");
+        let all = entries(12);
+        let log = FsLog::open(&d.0).unwrap();
+        let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
+        assert_eq!(s.append(&all[..5]).unwrap(), 0);
+        drop(s);
+        let mut w = log.writer().unwrap();
+        w.fail_next_sync = true;
+        let mut s = Sequencer::open(w).unwrap();
+        assert!(s.append(&all[5..10]).is_err());
+        // Its record was written before the failed sync: neither another
+        // process's view (reading the file) nor this writer reads it back.
+        assert_eq!(FsLog::open(&d.0).unwrap().head().unwrap().0, 5);
+        assert_eq!(s.append(&all[10..]).unwrap(), 5);
+        drop(s);
+        let mut kept: Vec<Hash> = all[..5].iter().map(|e| merkle::leaf_hash(e)).collect();
+        kept.extend(all[10..].iter().map(|e| merkle::leaf_hash(e)));
+        let reopened = FsLog::open(&d.0).unwrap();
+        assert_eq!(reopened.head().unwrap(), (7, merkle::root_of(&kept)));
+        assert_eq!(entries_from(&reopened, 5, 7).unwrap(), all[10..].to_vec());
+    }
+
+    #[test]
     fn a_writer_that_panics_leaves_a_view_the_next_writer_rereads() {
         let d = tmp("panic");
         let all = entries(30);

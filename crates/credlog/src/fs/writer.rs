@@ -93,6 +93,10 @@ pub struct FsWriter {
     keep_tail: bool,
     /// Times this writer wrote zeros ahead of its records (tests).
     pub(super) zero_fills: u64,
+    /// Fail the next commit's `fdatasync` after its record was written
+    /// (tests: no file system here makes a real one fail on demand).
+    #[cfg(test)]
+    pub(super) fail_next_sync: bool,
     buf: Vec<u8>,
     known_dirs: std::collections::HashSet<PathBuf>,
 }
@@ -125,6 +129,8 @@ impl FsWriter {
             wal_alloc: 0,
             keep_tail: false,
             zero_fills: 0,
+            #[cfg(test)]
+            fail_next_sync: false,
             buf: Vec::new(),
             known_dirs: Default::default(),
         }
@@ -376,9 +382,13 @@ impl FsWriter {
         buf.extend_from_slice(&batch.after.root());
         let len = (buf.len() - 4) as u32;
         buf[..4].copy_from_slice(&len.to_le_bytes());
+        // Where the record starts, once the WAL is open (opening may start
+        // a new generation).
+        let mut at = None;
         let res = (|| {
             self.wal_file()?;
             let (_, seen) = self.wal_seen();
+            at = Some(seen);
             let end = seen + buf.len() as u64;
             if end > self.wal_alloc || self.wal_alloc - end < 4 {
                 // Zeros ahead of the record, written once per
@@ -392,14 +402,31 @@ impl FsWriter {
                 self.wal_alloc = to;
                 self.zero_fills += 1;
             }
+            #[cfg(test)]
+            let fail_sync = std::mem::take(&mut self.fail_next_sync);
             let f = self.wal_file()?;
             f.write_all(&buf)?;
+            #[cfg(test)]
+            if fail_sync {
+                return Err(StorageError::Backend("fdatasync failed (test)".into()));
+            }
             f.sync_data()?;
             Ok::<(), StorageError>(())
         })();
         let n = buf.len() as u64;
         self.buf = buf;
         if let Err(e) = res {
+            // The batch is answered as failed, but a record whose
+            // `fdatasync` failed is still complete in the page cache (and
+            // may reach the disk later): the next look at the WAL, by this
+            // process or another, would read it back as a valid batch and
+            // log entries for requests that were refused. Overwrite it with
+            // zeros, the end-of-records mark, before anyone can look (the
+            // directory lock is still held). Best effort: if even that
+            // write fails the storage is gone and the view is reloaded.
+            if let (Some(f), Some(at)) = (self.wal.as_ref(), at) {
+                let _ = write_zeros(f, at, at + n);
+            }
             self.broken = true;
             return Err(e);
         }
