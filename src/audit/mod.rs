@@ -571,17 +571,27 @@ pub fn reload_entry(
 /// Current time as RFC 3339 UTC with millisecond precision.
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
-    let ms = now.millisecond();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        now.year(),
+    // Digits written directly: `format!` here was about 1 % of a request.
+    let (y, m, d) = (
+        now.year().clamp(0, 9999) as u32,
         u8::from(now.month()),
         now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        ms
-    )
+    );
+    let mut out = String::with_capacity(24);
+    let push = |out: &mut String, v: u32, width: u32, sep: char| {
+        for i in (0..width).rev() {
+            out.push(char::from(b'0' + (v / 10u32.pow(i) % 10) as u8));
+        }
+        out.push(sep);
+    };
+    push(&mut out, y, 4, '-');
+    push(&mut out, u32::from(m), 2, '-');
+    push(&mut out, u32::from(d), 2, 'T');
+    push(&mut out, u32::from(now.hour()), 2, ':');
+    push(&mut out, u32::from(now.minute()), 2, ':');
+    push(&mut out, u32::from(now.second()), 2, '.');
+    push(&mut out, u32::from(now.millisecond()), 3, 'Z');
+    out
 }
 
 #[cfg(test)]
@@ -595,5 +605,21 @@ mod tests {
         assert_eq!(a.len(), 64);
         assert_ne!(a, SubjectHasher::new(b"k2").hash(&s));
         assert!(!a.contains("91350100M000100Y43"));
+    }
+
+    #[test]
+    fn timestamps_have_the_one_fixed_layout() {
+        let before = time::OffsetDateTime::now_utc();
+        let ts = now_rfc3339();
+        let after = time::OffsetDateTime::now_utc();
+        let fmt = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
+        let parsed = time::PrimitiveDateTime::parse(&ts, fmt)
+            .unwrap()
+            .assume_utc();
+        assert_eq!(ts.len(), 24, "{ts}");
+        let ms = time::Duration::milliseconds(1);
+        assert!(parsed + ms > before && parsed <= after, "{ts}");
     }
 }

@@ -26,8 +26,6 @@ pub mod measures;
 pub mod prohibited;
 pub mod submission;
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 
 use crate::ids::{FieldName, ItemId, OrgCode, Purpose, SubjectType};
@@ -417,23 +415,31 @@ impl Permit {
     }
 }
 
+/// The policy's lookup tables: built once from trusted files, then only
+/// read, with client-supplied keys (field names, purposes) on every
+/// request. Keys are never inserted from requests, so hash flooding cannot
+/// degrade them, and a fast non-cryptographic hash is enough: SipHash, the
+/// standard default, was about 4 % of a query's instructions
+/// (`bench/RESULTS.md`).
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// A compiled policy: lookup tables built once at load time.
 #[derive(Debug)]
 pub struct Policy {
     /// Which roles may call which endpoint.
     access: access::Access,
-    orgs: HashMap<OrgCode, Organisation>,
+    orgs: FastMap<OrgCode, Organisation>,
     purposes: Vec<PurposeDef>,
-    purpose_index: HashMap<String, usize>,
+    purpose_index: FastMap<String, usize>,
     classes: Vec<Classification>,
     fields: Vec<FieldDef>,
-    field_index: HashMap<String, usize>,
+    field_index: FastMap<String, usize>,
     items: Vec<ItemDef>,
-    item_index: HashMap<String, usize>,
+    item_index: FastMap<String, usize>,
     /// `[role][purpose][class]` → class-level grant.
     class_grants: Vec<Option<Action>>,
     /// `(role, purpose, field)` → field-level override.
-    field_grants: HashMap<(usize, usize, usize), Action>,
+    field_grants: FastMap<(usize, usize, usize), Action>,
     prohibited: Prohibited,
     /// Key for the `hash` mask, so masked values are linkable only inside
     /// one deployment.

@@ -20,8 +20,6 @@
 //! (`宗教信仰情况`). Short English words are not substring-matched, so
 //! `general` never trips `gene`.
 
-use std::collections::HashMap;
-
 /// One prohibited category with the aliases that identify it.
 #[derive(Clone, Debug)]
 pub struct Category {
@@ -186,11 +184,11 @@ fn fold_width(ch: char) -> char {
 pub struct Prohibited {
     categories: Vec<Category>,
     /// Compacted alias → category, for whole token runs.
-    exact: HashMap<String, usize>,
+    exact: super::FastMap<String, usize>,
     /// Substring-eligible aliases (CJK, or ASCII of six letters or more).
     substr: Vec<(Vec<u8>, usize)>,
     /// First three bytes of a substring alias → indices into `substr`.
-    trigrams: HashMap<[u8; 3], Vec<usize>>,
+    trigrams: super::FastMap<[u8; 3], Vec<usize>>,
     /// Bit per first-two-bytes of a substring alias: a cheap pre-filter.
     bigrams: Box<[u64; 1024]>,
 }
@@ -205,9 +203,9 @@ impl Prohibited {
                 None => categories.push(e),
             }
         }
-        let mut exact = HashMap::new();
+        let mut exact = super::FastMap::default();
         let mut substr = Vec::new();
-        let mut trigrams: HashMap<[u8; 3], Vec<usize>> = HashMap::new();
+        let mut trigrams: super::FastMap<[u8; 3], Vec<usize>> = super::FastMap::default();
         let mut bigrams = Box::new([0u64; 1024]);
         for (i, c) in categories.iter().enumerate() {
             let mut all = c.aliases.clone();

@@ -20,6 +20,47 @@ use super::{Backend, Store, StoreError, StoredAudit};
 use credlog::entry::{AuditEntry, AuditField};
 use credlog::merkle::{Hash, NodeId};
 
+/// Rows per `INSERT INTO audit_index` statement, largest first. A batch is
+/// written as statements of these sizes only, so the indexer runs at most
+/// four distinct SQL texts, each prepared once per connection and cached.
+/// A statement built per batch (one `VALUES` row per entry) was prepared
+/// anew every time: SQLite's parser was then about 10,000 instructions per
+/// indexed entry, the largest single cost of the indexer
+/// (`bench/RESULTS.md`, "Instructions per request").
+const INDEX_CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// The insert statement for the largest chunk of [`INDEX_CHUNKS`] that
+/// fits `remaining` rows, and that chunk's size.
+fn index_insert(remaining: usize) -> (&'static str, usize) {
+    static SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        INDEX_CHUNKS
+            .iter()
+            .map(|&n| {
+                let mut sql = String::from(
+                    "INSERT INTO audit_index (seq, ts, org, subject, purpose, outcome, action, decisions) VALUES ",
+                );
+                for r in 0..n {
+                    let b = r * 8;
+                    if r > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8
+                    ));
+                }
+                sql
+            })
+            .collect()
+    });
+    debug_assert!(remaining > 0);
+    let i = INDEX_CHUNKS
+        .iter()
+        .position(|&n| n <= remaining)
+        .unwrap_or(INDEX_CHUNKS.len() - 1);
+    (SQL[i].as_str(), INDEX_CHUNKS[i])
+}
+
 /// Bit in the `decisions` column: some field was `returned`.
 pub const DECISION_RETURNED: i32 = 1;
 /// Bit: some field was `masked`.
@@ -298,21 +339,24 @@ impl Store {
                     .into_iter()
                     .filter_map(|(seq, r)| r.map(|r| (seq, r)))
                     .collect();
-                for chunk in rows.chunks(500) {
-                    let mut qb = QueryBuilder::new(
-                        "INSERT INTO audit_index (seq, ts, org, subject, purpose, outcome, action, decisions) ",
-                    );
-                    qb.push_values(chunk, |mut b, (seq, e)| {
-                        b.push_bind(*seq as i64)
-                            .push_bind(e.ts.as_str())
-                            .push_bind(e.org.as_deref())
-                            .push_bind(e.subject.as_deref())
-                            .push_bind(e.purpose.as_deref())
-                            .push_bind(e.outcome.as_str())
-                            .push_bind(e.action.as_str())
-                            .push_bind(e.decisions);
-                    });
-                    qb.build().execute(&mut *tx).await?;
+                let mut rest = &rows[..];
+                while !rest.is_empty() {
+                    let (sql, n) = index_insert(rest.len());
+                    let (chunk, tail) = rest.split_at(n);
+                    rest = tail;
+                    let mut q = sqlx::query(sql);
+                    for (seq, e) in chunk {
+                        q = q
+                            .bind(*seq as i64)
+                            .bind(e.ts.as_str())
+                            .bind(e.org.as_deref())
+                            .bind(e.subject.as_deref())
+                            .bind(e.purpose.as_deref())
+                            .bind(e.outcome.as_str())
+                            .bind(e.action.as_str())
+                            .bind(e.decisions);
+                    }
+                    q.execute(&mut *tx).await?;
                 }
                 sqlx::query("UPDATE audit_index_head SET size = $1 WHERE id = 1")
                     .bind(to as i64)

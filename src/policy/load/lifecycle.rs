@@ -2,8 +2,6 @@
 //! `[[view]]` and the lifecycle keys of `[[item]]`) into
 //! [`Rules`].
 
-use std::collections::HashMap;
-
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -107,7 +105,7 @@ pub(in crate::policy) fn compile(
     item_lc: Vec<ItemLcToml>,
     items: &[ItemDef],
     fields: &[FieldDef],
-    purposes: &HashMap<String, usize>,
+    purposes: &crate::policy::FastMap<String, usize>,
 ) -> Result<Rules, LoadError> {
     let LifecycleToml {
         tiers,

@@ -33,8 +33,8 @@ use toml::Spanned;
 
 use super::prohibited::{self, Category};
 use super::{
-    Action, Classification, ConsentNeed, FieldDef, ItemDef, MaskKind, Organisation, Policy,
-    PurposeDef, Role, ValueType,
+    Action, Classification, ConsentNeed, FastMap, FieldDef, ItemDef, MaskKind, Organisation,
+    Policy, PurposeDef, Role, ValueType,
 };
 use crate::ids::{CreditCode, FieldName, ItemId, Purpose, SubjectType};
 
@@ -324,7 +324,7 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
         };
         role_quota.insert(r, quota_of(q)?);
     }
-    let mut orgs = HashMap::new();
+    let mut orgs = FastMap::default();
     for o in of.organisation {
         let code = CreditCode::parse(o.code.get_ref()).or_else(|e| {
             src.err(
@@ -382,7 +382,7 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
     let src = Source::read(dir, "purposes.toml")?;
     let pf: PurposeFile = src.parse()?;
     let mut purposes = Vec::new();
-    let mut purpose_index = HashMap::new();
+    let mut purpose_index = FastMap::default();
     for p in pf.purpose {
         let name =
             Purpose::parse(p.name.get_ref()).or_else(|e| src.err(p.name.span(), e.to_string()))?;
@@ -450,9 +450,9 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
         });
     }
     let mut items = Vec::new();
-    let mut item_index = HashMap::new();
+    let mut item_index = FastMap::default();
     let mut fields: Vec<FieldDef> = Vec::new();
-    let mut field_index = HashMap::new();
+    let mut field_index = FastMap::default();
     let mut item_lc = Vec::new();
     for it in cf.item {
         item_lc.push(lifecycle::ItemLcToml {
@@ -607,7 +607,7 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
     let gf: GrantFile = src.parse()?;
     let (nr, np, nc) = (Role::ALL.len(), purposes.len(), classes.len());
     let mut class_grants = vec![None; nr * np * nc];
-    let mut field_grants = HashMap::new();
+    let mut field_grants = FastMap::default();
     let mut seen = HashSet::new();
     for g in gf.grant {
         let Some(r) = role(g.role.get_ref()) else {
