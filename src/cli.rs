@@ -188,7 +188,11 @@ pub enum AuditCommand {
         #[arg(long, default_value = "legal_person", value_parser = ["legal_person", "natural_person"])]
         subject_type: String,
         /// The subject's id (credit code or ID card number).
-        #[arg(long, required_unless_present = "subject_hash", conflicts_with = "subject_hash")]
+        #[arg(
+            long,
+            required_unless_present = "subject_hash",
+            conflicts_with = "subject_hash"
+        )]
         subject_id: Option<String>,
         /// Subject hashes instead, separated by spaces.
         #[arg(long)]

@@ -273,7 +273,9 @@ pub fn read_key_list(
     }
     let keys = key_list(legacy, list);
     if keys.is_empty() {
-        return Err(format!("{what}: at least one key is needed (or {legacy_name})"));
+        return Err(format!(
+            "{what}: at least one key is needed (or {legacy_name})"
+        ));
     }
     if keys.len() > MAX_KEYS {
         return Err(format!("{what}: at most {MAX_KEYS} keys"));
@@ -391,7 +393,10 @@ impl Config {
         self.tls.crls.iter_mut().for_each(fix);
         fix(&mut self.policy.dir);
         self.policy.mask_key_file.iter_mut().for_each(fix);
-        self.policy.mask_keys.iter_mut().for_each(|k| fix(&mut k.file));
+        self.policy
+            .mask_keys
+            .iter_mut()
+            .for_each(|k| fix(&mut k.file));
         self.policy.extra_consent_issuers.iter_mut().for_each(fix);
         self.audit.subject_key_file.iter_mut().for_each(fix);
         self.audit
@@ -587,9 +592,17 @@ mod tests {
             (None, vec![k("K2", &good2)], "must be 1-16 characters"),
             (None, vec![k("", &good2)], "must be 1-16 characters"),
             (None, vec![k("k-2", &good2)], "must be 1-16 characters"),
-            (None, vec![k(&"a".repeat(17), &good2)], "must be 1-16 characters"),
+            (
+                None,
+                vec![k(&"a".repeat(17), &good2)],
+                "must be 1-16 characters",
+            ),
             (None, vec![k("k2", &short)], "shorter than 16 bytes"),
-            (None, vec![k("k2", &good2), k("k1", &missing)], "cannot read"),
+            (
+                None,
+                vec![k("k2", &good2), k("k1", &missing)],
+                "cannot read",
+            ),
             (None, vec![k("k2", &dir)], "cannot read"),
             (
                 None,
@@ -647,11 +660,17 @@ mod tests {
         let cfg = Config::load(&f).unwrap();
         assert_eq!(
             cfg.audit.subject_key_files(),
-            [k("k2", &dir.join("good2.key")), k("k1", &dir.join("good.key"))]
+            [
+                k("k2", &dir.join("good2.key")),
+                k("k1", &dir.join("good.key"))
+            ]
         );
         // It serialises back to a file that loads the same.
         std::fs::write(&f, toml::to_string(&cfg).unwrap()).unwrap();
-        assert_eq!(Config::load(&f).unwrap().audit.subject_keys, cfg.audit.subject_keys);
+        assert_eq!(
+            Config::load(&f).unwrap().audit.subject_keys,
+            cfg.audit.subject_keys
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -174,7 +174,12 @@ mod tests {
             for (k, v) in t.as_table().expect("every top-level key is a section") {
                 out.insert((section.clone(), k.clone()));
                 // An array of tables (`[[audit.subject_keys]]`): its keys too.
-                for t in v.as_array().into_iter().flatten().filter_map(|t| t.as_table()) {
+                for t in v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_table())
+                {
                     for k2 in t.keys() {
                         out.insert((format!("{section}.{k}"), k2.clone()));
                     }
@@ -240,7 +245,10 @@ mod tests {
         assert_eq!(cfg.policy.mask_key_files()[0].id, "k1");
         // The older single-file form still loads, as key id k1.
         let legacy = EXAMPLE
-            .replace("[[policy.mask_keys]]\nid = \"k1\"\nfile = \"keys/mask.key\"", "mask_key_file = \"keys/mask.key\"")
+            .replace(
+                "[[policy.mask_keys]]\nid = \"k1\"\nfile = \"keys/mask.key\"",
+                "mask_key_file = \"keys/mask.key\"",
+            )
             .replace(
                 "[[audit.subject_keys]]\nid = \"k1\"\nfile = \"keys/subject.key\"",
                 "subject_key_file = \"keys/subject.key\"",

@@ -129,8 +129,10 @@ impl Gateway {
         })?;
         reload::warn_extra_issuers(&loaded.consent);
         let (policy, consent, policy_hash) = (Arc::new(loaded.policy), loaded.consent, loaded.hash);
-        let subject_keys =
-            read_keys(cfg.audit.read_subject_keys(), &cfg.audit.subject_key_files())?;
+        let subject_keys = read_keys(
+            cfg.audit.read_subject_keys(),
+            &cfg.audit.subject_key_files(),
+        )?;
         let cp_path = &cfg.audit.checkpoint_key_file;
         let cp_key = read_key(cp_path)?;
         let signer = CheckpointSigner::from_pkcs8(&cfg.audit.origin, &cp_key).map_err(|e| {

@@ -161,7 +161,11 @@ async fn subject_history_stays_searchable_across_a_subject_key_rotation() {
     // The single-file form: key k1.
     let cfg = config(&dir.0, &url);
     let k1 = cfg.audit.subject_key_file.clone().unwrap();
-    let k2 = key_file(&work.0, "subject-2027.key", b"subject-key-of-2027-0123456789ab");
+    let k2 = key_file(
+        &work.0,
+        "subject-2027.key",
+        b"subject-key-of-2027-0123456789ab",
+    );
     let old = hasher(&[("k1", &k1)]);
     let ceramics = SubjectId::parse("legal_person", ids::CERAMICS).unwrap();
 
@@ -225,8 +229,8 @@ async fn subject_history_stays_searchable_across_a_subject_key_rotation() {
     // Rotate: k2 current, k1 kept for searching.
     let rotated = with_subject_keys(&cfg, &[("k2", &k2), ("k1", &k1)]);
     let both = hasher(&[("k2", &k2), ("k1", &k1)]);
-    let gw = TestGateway::start_config(rotated.clone(), TempDir::new("keys-rot-b"), None, false)
-        .await;
+    let gw =
+        TestGateway::start_config(rotated.clone(), TempDir::new("keys-rot-b"), None, false).await;
     bank_query(&gw, ids::CERAMICS).await;
     let found = search_by_id(&gw, ids::CERAMICS).await;
     assert_eq!(key_ids(&found), ["v2:k1", "v3:k1", "v3:k1", "v3:k2"]);
@@ -275,10 +279,7 @@ async fn subject_history_stays_searchable_across_a_subject_key_rotation() {
     assert!(page.contains("id=\"result-count\">4<"), "{page}");
     // `credgate audit search`, by id and by either hash.
     let file = write_config_file(&rotated, &work.0.join("rotated.toml"));
-    assert_eq!(
-        cli_search(&file, &["--subject-id", ids::CERAMICS]),
-        found
-    );
+    assert_eq!(cli_search(&file, &["--subject-id", ids::CERAMICS]), found);
     assert_eq!(cli_search(&file, &["--subject-hash", &bare]), found[..3]);
     assert_eq!(
         cli_search(&file, &["--subject-hash", &both.hash(&ceramics)]),
@@ -303,8 +304,8 @@ async fn subject_history_stays_searchable_across_a_subject_key_rotation() {
     // documented loss of searchability), still by their hash, and the log
     // verifies.
     let only_new = with_subject_keys(&cfg, &[("k2", &k2)]);
-    let gw = TestGateway::start_config(only_new.clone(), TempDir::new("keys-rot-c"), pg, false)
-        .await;
+    let gw =
+        TestGateway::start_config(only_new.clone(), TempDir::new("keys-rot-c"), pg, false).await;
     assert_eq!(search_by_id(&gw, ids::CERAMICS).await, found[3..]);
     assert_eq!(search(&gw, by_hash(bare.clone())).await, found[..3]);
     let file = write_config_file(&only_new, &work.0.join("only-new.toml"));
@@ -357,14 +358,12 @@ async fn masked_address(gw: &TestGateway) -> String {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(
-        decisions(&r.body)[0].1,
-        "masked",
-        "{}",
-        r.body
-    );
+    assert_eq!(decisions(&r.body)[0].1, "masked", "{}", r.body);
     let text = r.body.to_string();
-    let at = text.find("residence_address\":\"").expect("the masked value") + 20;
+    let at = text
+        .find("residence_address\":\"")
+        .expect("the masked value")
+        + 20;
     text[at..].split('"').next().unwrap().to_owned()
 }
 
@@ -379,7 +378,11 @@ async fn masked_values_carry_the_mask_key_id() {
     let mut cfg = config(&dir.0, &url);
     cfg.policy.dir = policies_with_hash_mask(&work.0);
     let k1 = cfg.policy.mask_key_file.clone().unwrap();
-    let k2 = key_file(&work.0, "mask-2027.key", b"mask-key-of-2027-0123456789abcdef");
+    let k2 = key_file(
+        &work.0,
+        "mask-2027.key",
+        b"mask-key-of-2027-0123456789abcdef",
+    );
 
     let gw = TestGateway::start_config(cfg.clone(), TempDir::new("keys-mask-a"), None, true).await;
     let before = masked_address(&gw).await;
@@ -448,12 +451,19 @@ async fn consents_given_before_a_subject_key_rotation_keep_working() {
     let (url, pg) = test_database(&dir.0).await;
     let cfg = config(&dir.0, &url);
     let k1 = cfg.audit.subject_key_file.clone().unwrap();
-    let k2 = key_file(&work.0, "subject-2027.key", b"subject-key-of-2027-0123456789ab");
+    let k2 = key_file(
+        &work.0,
+        "subject-2027.key",
+        b"subject-key-of-2027-0123456789ab",
+    );
     let jti = |n: u32| format!("keys-{}-{n}", std::process::id());
-    let (old_token, new_token) = (consent_token(&dir.0, &jti(1)), consent_token(&dir.0, &jti(2)));
+    let (old_token, new_token) = (
+        consent_token(&dir.0, &jti(1)),
+        consent_token(&dir.0, &jti(2)),
+    );
 
-    let gw = TestGateway::start_config(cfg.clone(), TempDir::new("keys-consent-a"), None, true)
-        .await;
+    let gw =
+        TestGateway::start_config(cfg.clone(), TempDir::new("keys-consent-a"), None, true).await;
     let (status, d) = income(&gw, &old_token).await;
     assert_eq!((status, d[0].1.as_str()), (200, "returned"), "{d:?}");
     gw.stop().await;

@@ -77,7 +77,9 @@ pub async fn search_store(
     if !(1..=10_000).contains(&limit) {
         return Err("--limit must be between 1 and 10000".into());
     }
-    let store = Store::connect_config(cfg).await.map_err(|e| e.to_string())?;
+    let store = Store::connect_config(cfg)
+        .await
+        .map_err(|e| e.to_string())?;
     let q = AuditQuery {
         subjects,
         after,

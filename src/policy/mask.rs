@@ -100,7 +100,10 @@ mod tests {
         let k = MaskKind::Partial { first: 1, last: 1 };
         assert_eq!(apply(k, &json!("张三丰"), &key(b"k")), json!("张*丰"));
         let k = MaskKind::Partial { first: 3, last: 4 };
-        assert_eq!(apply(k, &json!("13812345678"), &key(b"k")), json!("138****5678"));
+        assert_eq!(
+            apply(k, &json!("13812345678"), &key(b"k")),
+            json!("138****5678")
+        );
         assert_eq!(apply(k, &json!(""), &key(b"k")), json!(""));
         let k = MaskKind::Partial { first: 1, last: 1 };
         assert_eq!(apply(k, &json!("张三"), &key(b"k")), json!("张*"));
@@ -129,6 +132,9 @@ mod tests {
             apply(MaskKind::YearOnly, &json!("1985-04-03"), &key(b"")),
             json!("1985")
         );
-        assert_eq!(apply(MaskKind::YearOnly, &json!(12), &key(b"")), Value::Null);
+        assert_eq!(
+            apply(MaskKind::YearOnly, &json!(12), &key(b"")),
+            Value::Null
+        );
     }
 }

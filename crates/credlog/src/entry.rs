@@ -277,8 +277,14 @@ mod tests {
         assert_eq!(AuditEntry::parse(golden.as_bytes()).unwrap(), e);
         assert_eq!(e.subject_key(), Some(("k2", "cd".repeat(32).as_str())));
         // Older entries' bare hashes read as key id k1.
-        assert_eq!(sample_v2().subject_key(), Some(("k1", "cd".repeat(32).as_str())));
-        assert_eq!(sample().subject_key(), Some(("k1", "cd".repeat(32).as_str())));
+        assert_eq!(
+            sample_v2().subject_key(),
+            Some(("k1", "cd".repeat(32).as_str()))
+        );
+        assert_eq!(
+            sample().subject_key(),
+            Some(("k1", "cd".repeat(32).as_str()))
+        );
         // A v3 entry without a subject is fine.
         let none = AuditEntry {
             subject: None,
@@ -308,7 +314,10 @@ mod tests {
             assert!(e.to_string().contains("key id"), "{bad}: {e}");
         }
         assert_eq!(keyed_subject_hash(&hex), format!("k1:{hex}"));
-        assert_eq!(keyed_subject_hash(&format!("k9:{hex}")), format!("k9:{hex}"));
+        assert_eq!(
+            keyed_subject_hash(&format!("k9:{hex}")),
+            format!("k9:{hex}")
+        );
         assert!(valid_key_id("k2") && valid_key_id("2027a") && !valid_key_id(""));
     }
 

@@ -31,13 +31,13 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::mask::MaskKey;
 use super::prohibited::{self, Category};
 use super::{
     Action, Classification, ConsentNeed, FieldDef, ItemDef, MaskKind, Organisation, Policy,
     PurposeDef, Role, ValueType,
 };
 use crate::ids::{CreditCode, FieldName, ItemId, Purpose, SubjectType};
-use super::mask::MaskKey;
 
 mod access;
 mod lifecycle;
