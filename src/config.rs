@@ -259,6 +259,19 @@ fn key_list(legacy: Option<&PathBuf>, list: &[KeyFile]) -> Vec<KeyFile> {
     }
 }
 
+/// A key list that cannot be used: which list, which file (when one is at
+/// fault) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{list}: {}{problem}", file.as_ref().map(|f| format!("{}: ", f.display())).unwrap_or_default())]
+pub struct KeyListError {
+    /// `audit.subject_keys` or `policy.mask_keys`.
+    pub list: String,
+    /// The key file at fault, if one is.
+    pub file: Option<PathBuf>,
+    /// What is wrong.
+    pub problem: String,
+}
+
 /// Check a key list (`what` names it in errors): one form, at least one
 /// key, well-formed unique ids, and every file readable and long enough.
 /// Returns the keys read, the current one first.
@@ -267,42 +280,49 @@ pub fn read_key_list(
     legacy_name: &str,
     legacy: Option<&PathBuf>,
     list: &[KeyFile],
-) -> Result<Vec<NamedKey>, String> {
+) -> Result<Vec<NamedKey>, KeyListError> {
+    let err = |file: Option<&PathBuf>, problem: String| KeyListError {
+        list: what.to_owned(),
+        file: file.cloned(),
+        problem,
+    };
     if legacy.is_some() && !list.is_empty() {
-        return Err(format!("give {legacy_name} or {what}, not both"));
+        return Err(err(None, format!("give {legacy_name} or {what}, not both")));
     }
     let keys = key_list(legacy, list);
     if keys.is_empty() {
-        return Err(format!(
-            "{what}: at least one key is needed (or {legacy_name})"
+        return Err(err(
+            None,
+            format!("at least one key is needed (or {legacy_name})"),
         ));
     }
     if keys.len() > MAX_KEYS {
-        return Err(format!("{what}: at most {MAX_KEYS} keys"));
+        return Err(err(None, format!("at most {MAX_KEYS} keys")));
     }
     let mut out: Vec<NamedKey> = Vec::with_capacity(keys.len());
     for k in &keys {
         if !credlog::entry::valid_key_id(&k.id) {
-            return Err(format!(
-                "{what}: key id {:?} ({}) must be 1-{} characters from a-z0-9",
-                k.id,
-                k.file.display(),
-                credlog::entry::MAX_KEY_ID_LEN
+            return Err(err(
+                Some(&k.file),
+                format!(
+                    "key id {:?} must be 1-{} characters from a-z0-9",
+                    k.id,
+                    credlog::entry::MAX_KEY_ID_LEN
+                ),
             ));
         }
         if out.iter().any(|o| o.id == k.id) {
-            return Err(format!(
-                "{what}: key id {:?} is given twice ({})",
-                k.id,
-                k.file.display()
+            return Err(err(
+                Some(&k.file),
+                format!("key id {:?} is given twice", k.id),
             ));
         }
-        let key = std::fs::read(&k.file)
-            .map_err(|e| format!("{what}: {}: cannot read: {e}", k.file.display()))?;
+        let key =
+            std::fs::read(&k.file).map_err(|e| err(Some(&k.file), format!("cannot read: {e}")))?;
         if key.len() < MIN_KEY_BYTES {
-            return Err(format!(
-                "{what}: {}: key is shorter than {MIN_KEY_BYTES} bytes",
-                k.file.display()
+            return Err(err(
+                Some(&k.file),
+                format!("key is shorter than {MIN_KEY_BYTES} bytes"),
             ));
         }
         out.push(NamedKey {
@@ -320,7 +340,7 @@ impl PolicyConfig {
     }
 
     /// Read and check the mask keys (see [`read_key_list`]).
-    pub fn read_mask_keys(&self) -> Result<Vec<NamedKey>, String> {
+    pub fn read_mask_keys(&self) -> Result<Vec<NamedKey>, KeyListError> {
         read_key_list(
             "policy.mask_keys",
             "policy.mask_key_file",
@@ -337,7 +357,7 @@ impl AuditConfig {
     }
 
     /// Read and check the subject keys (see [`read_key_list`]).
-    pub fn read_subject_keys(&self) -> Result<Vec<NamedKey>, String> {
+    pub fn read_subject_keys(&self) -> Result<Vec<NamedKey>, KeyListError> {
         read_key_list(
             "audit.subject_keys",
             "audit.subject_key_file",
@@ -487,8 +507,8 @@ impl Config {
                 return Err(format!("{what}: {} does not exist", p.display()));
             }
         }
-        self.policy.read_mask_keys()?;
-        a.read_subject_keys()?;
+        self.policy.read_mask_keys().map_err(|e| e.to_string())?;
+        a.read_subject_keys().map_err(|e| e.to_string())?;
         if let Some(p) = &self.policy.extra_consent_issuers
             && !p.is_file()
         {
@@ -611,7 +631,7 @@ mod tests {
             ),
         ];
         for (legacy, list, want) in cases {
-            let e = read(legacy, &list).unwrap_err();
+            let e = read(legacy, &list).unwrap_err().to_string();
             assert!(e.contains(want), "{list:?}: {e}");
             assert!(
                 e.starts_with("audit.subject_keys") || e.starts_with("give"),
@@ -625,7 +645,8 @@ mod tests {
             (vec![k("K2", &good2)], &good2),
         ] {
             let e = read(None, &list).unwrap_err();
-            assert!(e.contains(&file.display().to_string()), "{e}");
+            assert_eq!(e.file.as_ref(), Some(file), "{e}");
+            assert!(e.to_string().contains(&file.display().to_string()), "{e}");
         }
         // Through the loader: refused before anything is opened, naming the
         // config file and the key file; unknown keys in a key entry refused.

@@ -495,3 +495,48 @@ async fn consents_given_before_a_subject_key_rotation_keep_working() {
     );
     gw.stop().await;
 }
+
+/// A broken key list stops the gateway before anything is bound or opened,
+/// naming the key file: from the binary (`credgate serve`, through the
+/// config loader) and from `Gateway::build` given a config in memory.
+#[tokio::test]
+async fn a_broken_key_list_is_refused_before_serving_naming_the_file() {
+    let dir = TempDir::new("keys-bad");
+    let cfg = config(&dir.0, &format!("sqlite://{}/credgate.db", dir.0.display()));
+    let short = key_file(&dir.0, "short.key", b"fifteen bytes..");
+    let good = key_file(&dir.0, "good.key", b"sixteen bytes...");
+    for (list, file, want) in [
+        (vec![("k2", &short)], &short, "shorter than 16 bytes"),
+        (vec![("k2", &good), ("k2", &short)], &short, "given twice"),
+        (vec![("K2", &good)], &good, "must be 1-16 characters"),
+    ] {
+        let list: Vec<(&str, &Path)> = list.iter().map(|(i, f)| (*i, f.as_path())).collect();
+        let bad = with_subject_keys(&cfg, &list);
+        let e = match credgate::server::Gateway::build(&bad).await {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{list:?} must be refused"),
+        };
+        assert!(
+            e.contains(&file.display().to_string()) && e.contains(want),
+            "{e}"
+        );
+        let path = write_config_file(&bad, &dir.0.join("bad.toml"));
+        let (ok, out, err) = run(&["serve", "--config", path.to_str().unwrap()]);
+        assert!(!ok, "{out}");
+        assert!(
+            err.contains(&file.display().to_string()) && err.contains(want),
+            "{err}"
+        );
+    }
+    // The mask keys are checked alike.
+    let mut bad = cfg.clone();
+    bad.policy.mask_key_file = None;
+    bad.policy.mask_keys = keys(&[("k2", &short)]);
+    let path = write_config_file(&bad, &dir.0.join("bad.toml"));
+    let (ok, _, err) = run(&["serve", "--config", path.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("policy.mask_keys") && err.contains("short.key"),
+        "{err}"
+    );
+    assert!(!dir.0.join("credgate.db").exists(), "nothing was opened");
+}

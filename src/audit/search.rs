@@ -64,7 +64,7 @@ pub async fn search_store(
 ) -> Result<String, String> {
     let subjects = match subject {
         SubjectFilter::Id(id) => {
-            let keys = cfg.audit.read_subject_keys()?;
+            let keys = cfg.audit.read_subject_keys().map_err(|e| e.to_string())?;
             SubjectHasher::with_keys(&keys).hashes(&id)
         }
         SubjectFilter::Hashes(h) => parse_subject_hashes(&h).ok_or_else(|| {
