@@ -175,6 +175,35 @@ pub enum AuditCommand {
         #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
         format: String,
     },
+    /// Search the log by subject, from the store: a subject id is hashed
+    /// under every configured subject key (entries from before a key
+    /// rotation are found too), or give its hash (`k2:<hex>`, or the bare
+    /// hex of version 1-2 entries). Prints `{"seq", "entry"}` JSON lines in
+    /// log order. Reads the store like `audit export`; not itself audited.
+    Search {
+        /// Gateway configuration (the store and the subject keys).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Subject type of `--subject-id`.
+        #[arg(long, default_value = "legal_person", value_parser = ["legal_person", "natural_person"])]
+        subject_type: String,
+        /// The subject's id (credit code or ID card number).
+        #[arg(
+            long,
+            required_unless_present = "subject_hash",
+            conflicts_with = "subject_hash"
+        )]
+        subject_id: Option<String>,
+        /// Subject hashes instead, separated by spaces.
+        #[arg(long)]
+        subject_hash: Option<String>,
+        /// Only entries after this sequence number (the last one printed, for the next page).
+        #[arg(long)]
+        after: Option<u64>,
+        /// Most entries printed (1-10000).
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
     /// Rebuild the search index from the log (searches, reports and
     /// anomaly counts read the index; the log is the record).
     Reindex {
@@ -246,6 +275,30 @@ pub async fn restore(opts: crate::backup::RestoreOptions) -> Result<String, CliE
         .await
         .map(|r| r.to_string())
         .map_err(|e| CliError(e.to_string()))
+}
+
+/// `credgate audit search`.
+pub async fn audit_search(
+    config: &Path,
+    subject_type: &str,
+    subject_id: Option<&str>,
+    subject_hash: Option<&str>,
+    after: Option<u64>,
+    limit: u32,
+) -> Result<String, CliError> {
+    use crate::audit::search::{SubjectFilter, search_store};
+    let cfg = Config::load(config).map_err(|e| CliError(e.to_string()))?;
+    let filter = match (subject_id, subject_hash) {
+        (Some(id), _) => SubjectFilter::Id(
+            SubjectId::parse(subject_type, id)
+                .map_err(|e| CliError(format!("--subject-id: {e}")))?,
+        ),
+        (None, Some(h)) => SubjectFilter::Hashes(h.to_owned()),
+        (None, None) => return Err(CliError("give --subject-id or --subject-hash".into())),
+    };
+    search_store(&cfg, filter, after, limit)
+        .await
+        .map_err(CliError)
 }
 
 /// `credgate audit reindex`.
@@ -660,18 +713,24 @@ crls = ["{certs}/crl.pem"]
 
 [policy]
 dir = "{policies}"
-mask_key_file = "mask.key"
 # Development consent issuer (its private key is {data}/consent-issuer.key).
 # Production: leave unset and pin issuers in policies/consent.toml.
 extra_consent_issuers = "consent-issuers.toml"
+# The `hash` mask's keys, the current one first (see `credgate config example`).
+[[policy.mask_keys]]
+id = "k1"
+file = "mask.key"
 
 [store]
 url = "sqlite://{data}/credgate.db"
 
 [audit]
-subject_key_file = "subject.key"
 checkpoint_key_file = "checkpoint.key"
 origin = "credgate.dev/audit"
+# Subject keys, the current one first; searches match entries under any.
+[[audit.subject_keys]]
+id = "k1"
+file = "subject.key"
 "#,
         listen = args.listen,
         admin = args.admin_listen,

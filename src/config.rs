@@ -154,8 +154,15 @@ pub const MAX_CHAIN_DEPTH: u8 = 6;
 pub struct PolicyConfig {
     /// Directory holding the policy TOML files.
     pub dir: PathBuf,
-    /// File with the key for the `hash` mask (created by quickstart).
-    pub mask_key_file: PathBuf,
+    /// File with the key for the `hash` mask, as key id `k1`: the form
+    /// before key ids (give this or `mask_keys`, not both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask_key_file: Option<PathBuf>,
+    /// The keys of the `hash` mask, the current one first: masked values
+    /// are `<id>:<hex>` under it. Later ones are retired keys, kept only so
+    /// their ids are never reused for another key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mask_keys: Vec<KeyFile>,
     /// Additional consent issuers (`[[issuer]]` blocks only) pinned outside
     /// `policies/`, for a development issuer whose private key must not be
     /// committed. Leave unset in production; see `consent` module docs.
@@ -182,9 +189,16 @@ fn default_pool() -> u32 {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
-    /// Key for the keyed hash of subject ids (HMAC-SHA-256): the log holds
-    /// no clear ids, yet an auditor presenting an id can search for it.
-    pub subject_key_file: PathBuf,
+    /// Key for the keyed hash of subject ids (HMAC-SHA-256), as key id
+    /// `k1`: the form before key ids (give this or `subject_keys`, not both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_key_file: Option<PathBuf>,
+    /// Keys for the keyed hash of subject ids (HMAC-SHA-256): the log holds
+    /// no clear ids, yet an auditor presenting an id can search for it. The
+    /// first hashes new entries (`<id>:<hex>`); searches hash a presented id
+    /// under every one, so entries under a retired key stay searchable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_keys: Vec<KeyFile>,
     /// Ed25519 PKCS#8 key that signs checkpoints.
     pub checkpoint_key_file: PathBuf,
     /// Checkpoint origin line, e.g. `credgate.zibo.example/audit`.
@@ -200,6 +214,157 @@ pub struct AuditConfig {
     /// the SQLite file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_dir: Option<PathBuf>,
+}
+
+/// A key file with its key id (`[[audit.subject_keys]]`, `[[policy.mask_keys]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    /// 1 to 16 characters from `a-z0-9`, unique in its list; carried in
+    /// every hash the key makes.
+    pub id: String,
+    /// The key: at least [`MIN_KEY_BYTES`] bytes.
+    pub file: PathBuf,
+}
+
+/// Most keys in one list (a search hashes a subject under each).
+pub const MAX_KEYS: usize = 16;
+
+/// Shortest key file accepted.
+pub const MIN_KEY_BYTES: usize = 16;
+
+/// A key read from its file, with its id.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NamedKey {
+    /// Key id.
+    pub id: String,
+    /// Key bytes.
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for NamedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NamedKey({}, ..)", self.id)
+    }
+}
+
+/// The effective key list of a legacy single file or a list of key files.
+fn key_list(legacy: Option<&PathBuf>, list: &[KeyFile]) -> Vec<KeyFile> {
+    match legacy {
+        Some(file) => vec![KeyFile {
+            id: credlog::entry::LEGACY_KEY_ID.to_owned(),
+            file: file.clone(),
+        }],
+        None => list.to_vec(),
+    }
+}
+
+/// A key list that cannot be used: which list, which file (when one is at
+/// fault) and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{list}: {}{problem}", file.as_ref().map(|f| format!("{}: ", f.display())).unwrap_or_default())]
+pub struct KeyListError {
+    /// `audit.subject_keys` or `policy.mask_keys`.
+    pub list: String,
+    /// The key file at fault, if one is.
+    pub file: Option<PathBuf>,
+    /// What is wrong.
+    pub problem: String,
+}
+
+/// Check a key list (`what` names it in errors): one form, at least one
+/// key, well-formed unique ids, and every file readable and long enough.
+/// Returns the keys read, the current one first.
+pub fn read_key_list(
+    what: &str,
+    legacy_name: &str,
+    legacy: Option<&PathBuf>,
+    list: &[KeyFile],
+) -> Result<Vec<NamedKey>, KeyListError> {
+    let err = |file: Option<&PathBuf>, problem: String| KeyListError {
+        list: what.to_owned(),
+        file: file.cloned(),
+        problem,
+    };
+    if legacy.is_some() && !list.is_empty() {
+        return Err(err(None, format!("give {legacy_name} or {what}, not both")));
+    }
+    let keys = key_list(legacy, list);
+    if keys.is_empty() {
+        return Err(err(
+            None,
+            format!("at least one key is needed (or {legacy_name})"),
+        ));
+    }
+    if keys.len() > MAX_KEYS {
+        return Err(err(None, format!("at most {MAX_KEYS} keys")));
+    }
+    let mut out: Vec<NamedKey> = Vec::with_capacity(keys.len());
+    for k in &keys {
+        if !credlog::entry::valid_key_id(&k.id) {
+            return Err(err(
+                Some(&k.file),
+                format!(
+                    "key id {:?} must be 1-{} characters from a-z0-9",
+                    k.id,
+                    credlog::entry::MAX_KEY_ID_LEN
+                ),
+            ));
+        }
+        if out.iter().any(|o| o.id == k.id) {
+            return Err(err(
+                Some(&k.file),
+                format!("key id {:?} is given twice", k.id),
+            ));
+        }
+        let key =
+            std::fs::read(&k.file).map_err(|e| err(Some(&k.file), format!("cannot read: {e}")))?;
+        if key.len() < MIN_KEY_BYTES {
+            return Err(err(
+                Some(&k.file),
+                format!("key is shorter than {MIN_KEY_BYTES} bytes"),
+            ));
+        }
+        out.push(NamedKey {
+            id: k.id.clone(),
+            key,
+        });
+    }
+    Ok(out)
+}
+
+impl PolicyConfig {
+    /// The mask keys, the current one first (`mask_key_file` is key `k1`).
+    pub fn mask_key_files(&self) -> Vec<KeyFile> {
+        key_list(self.mask_key_file.as_ref(), &self.mask_keys)
+    }
+
+    /// Read and check the mask keys (see [`read_key_list`]).
+    pub fn read_mask_keys(&self) -> Result<Vec<NamedKey>, KeyListError> {
+        read_key_list(
+            "policy.mask_keys",
+            "policy.mask_key_file",
+            self.mask_key_file.as_ref(),
+            &self.mask_keys,
+        )
+    }
+}
+
+impl AuditConfig {
+    /// The subject keys, the current one first (`subject_key_file` is key `k1`).
+    pub fn subject_key_files(&self) -> Vec<KeyFile> {
+        key_list(self.subject_key_file.as_ref(), &self.subject_keys)
+    }
+
+    /// Read and check the subject keys (see [`read_key_list`]).
+    pub fn read_subject_keys(&self) -> Result<Vec<NamedKey>, KeyListError> {
+        read_key_list(
+            "audit.subject_keys",
+            "audit.subject_key_file",
+            self.subject_key_file.as_ref(),
+            &self.subject_keys,
+        )
+    }
 }
 
 fn default_checkpoint_secs() -> u64 {
@@ -247,9 +412,17 @@ impl Config {
         fix(&mut self.tls.key);
         self.tls.crls.iter_mut().for_each(fix);
         fix(&mut self.policy.dir);
-        fix(&mut self.policy.mask_key_file);
+        self.policy.mask_key_file.iter_mut().for_each(fix);
+        self.policy
+            .mask_keys
+            .iter_mut()
+            .for_each(|k| fix(&mut k.file));
         self.policy.extra_consent_issuers.iter_mut().for_each(fix);
-        fix(&mut self.audit.subject_key_file);
+        self.audit.subject_key_file.iter_mut().for_each(fix);
+        self.audit
+            .subject_keys
+            .iter_mut()
+            .for_each(|k| fix(&mut k.file));
         fix(&mut self.audit.checkpoint_key_file);
         self.audit.log_dir.iter_mut().for_each(fix);
         if let Some(rest) = self.store.url.strip_prefix("sqlite://") {
@@ -328,14 +501,14 @@ impl Config {
             ("tls.ca", &self.tls.ca),
             ("tls.cert", &self.tls.cert),
             ("tls.key", &self.tls.key),
-            ("policy.mask_key_file", &self.policy.mask_key_file),
-            ("audit.subject_key_file", &a.subject_key_file),
             ("audit.checkpoint_key_file", &a.checkpoint_key_file),
         ] {
             if !p.is_file() {
                 return Err(format!("{what}: {} does not exist", p.display()));
             }
         }
+        self.policy.read_mask_keys().map_err(|e| e.to_string())?;
+        a.read_subject_keys().map_err(|e| e.to_string())?;
         if let Some(p) = &self.policy.extra_consent_issuers
             && !p.is_file()
         {
@@ -401,5 +574,124 @@ mod tests {
         );
         cfg.tls.max_chain_depth = MAX_CHAIN_DEPTH;
         assert!(cfg.validate().unwrap_err().contains("does not exist"));
+    }
+
+    #[test]
+    fn key_lists_are_validated_and_errors_name_the_file() {
+        let dir = std::env::temp_dir().join(format!("credgate-keys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.key");
+        let good2 = dir.join("good2.key");
+        let short = dir.join("short.key");
+        std::fs::write(&good, b"0123456789abcdef").unwrap();
+        std::fs::write(&good2, b"fedcba9876543210").unwrap();
+        std::fs::write(&short, b"0123456789abcde").unwrap();
+        let missing = dir.join("missing.key");
+        let k = |id: &str, file: &PathBuf| KeyFile {
+            id: id.into(),
+            file: file.clone(),
+        };
+        let read = |legacy: Option<&PathBuf>, list: &[KeyFile]| {
+            read_key_list("audit.subject_keys", "audit.subject_key_file", legacy, list)
+        };
+        // Good: a list, the first current; the legacy file as k1.
+        let keys = read(None, &[k("k2", &good2), k("k1", &good)]).unwrap();
+        assert_eq!(
+            keys.iter().map(|k| k.id.as_str()).collect::<Vec<_>>(),
+            ["k2", "k1"]
+        );
+        assert_eq!(keys[0].key, b"fedcba9876543210");
+        let keys = read(Some(&good), &[]).unwrap();
+        assert_eq!((keys[0].id.as_str(), keys.len()), ("k1", 1));
+        // Bad: each refusal says what and, for a file, which.
+        let cases: Vec<(Option<&PathBuf>, Vec<KeyFile>, &str)> = vec![
+            (None, vec![], "at least one key"),
+            (Some(&good), vec![k("k2", &good2)], "not both"),
+            (None, vec![k("k2", &good2), k("k2", &good)], "given twice"),
+            (None, vec![k("K2", &good2)], "must be 1-16 characters"),
+            (None, vec![k("", &good2)], "must be 1-16 characters"),
+            (None, vec![k("k-2", &good2)], "must be 1-16 characters"),
+            (
+                None,
+                vec![k(&"a".repeat(17), &good2)],
+                "must be 1-16 characters",
+            ),
+            (None, vec![k("k2", &short)], "shorter than 16 bytes"),
+            (
+                None,
+                vec![k("k2", &good2), k("k1", &missing)],
+                "cannot read",
+            ),
+            (None, vec![k("k2", &dir)], "cannot read"),
+            (
+                None,
+                (0..=MAX_KEYS).map(|i| k(&format!("k{i}"), &good)).collect(),
+                "at most 16 keys",
+            ),
+        ];
+        for (legacy, list, want) in cases {
+            let e = read(legacy, &list).unwrap_err().to_string();
+            assert!(e.contains(want), "{list:?}: {e}");
+            assert!(
+                e.starts_with("audit.subject_keys") || e.starts_with("give"),
+                "{e}"
+            );
+        }
+        for (list, file) in [
+            (vec![k("k2", &short)], &short),
+            (vec![k("k2", &good2), k("k1", &missing)], &missing),
+            (vec![k("k2", &good2), k("k2", &good)], &good),
+            (vec![k("K2", &good2)], &good2),
+        ] {
+            let e = read(None, &list).unwrap_err();
+            assert_eq!(e.file.as_ref(), Some(file), "{e}");
+            assert!(e.to_string().contains(&file.display().to_string()), "{e}");
+        }
+        // Through the loader: refused before anything is opened, naming the
+        // config file and the key file; unknown keys in a key entry refused.
+        std::fs::write(dir.join("ca.pem"), b"x").unwrap();
+        std::fs::create_dir_all(dir.join("p")).unwrap();
+        let base = "[tls]\nca = \"ca.pem\"\ncert = \"ca.pem\"\nkey = \"ca.pem\"\n\
+             [policy]\ndir = \"p\"\nmask_key_file = \"good.key\"\n\
+             [store]\nurl = \"sqlite://x.db\"\n\
+             [audit]\ncheckpoint_key_file = \"good.key\"\norigin = \"o\"\n";
+        let f = dir.join("credgate.toml");
+        for (extra, want) in [
+            (
+                "[[audit.subject_keys]]\nid = \"k2\"\nfile = \"short.key\"\n",
+                "short.key: key is shorter than 16 bytes",
+            ),
+            (
+                "[[audit.subject_keys]]\nid = \"k2\"\nfile = \"good.key\"\nmode = 1\n",
+                "unknown field `mode`",
+            ),
+            ("", "audit.subject_keys: at least one key is needed"),
+        ] {
+            std::fs::write(&f, format!("{base}{extra}")).unwrap();
+            let e = Config::load(&f).unwrap_err().to_string();
+            assert!(e.contains(want), "{e}");
+            assert!(e.starts_with(&f.display().to_string()), "{e}");
+        }
+        std::fs::write(
+            &f,
+            format!("{base}[[audit.subject_keys]]\nid = \"k2\"\nfile = \"good2.key\"\n[[audit.subject_keys]]\nid = \"k1\"\nfile = \"good.key\"\n"),
+        )
+        .unwrap();
+        let cfg = Config::load(&f).unwrap();
+        assert_eq!(
+            cfg.audit.subject_key_files(),
+            [
+                k("k2", &dir.join("good2.key")),
+                k("k1", &dir.join("good.key"))
+            ]
+        );
+        // It serialises back to a file that loads the same.
+        std::fs::write(&f, toml::to_string(&cfg).unwrap()).unwrap();
+        assert_eq!(
+            Config::load(&f).unwrap().audit.subject_keys,
+            cfg.audit.subject_keys
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -77,12 +77,19 @@ crl_refresh_secs = 60
 # Directory of the policy files (organisations, purposes, catalog, grants,
 # prohibited additions, consent issuers, access).
 dir = "policies"
-# Key of the `hash` mask (at least 16 bytes; keep it secret and back it up:
-# masked values change with it).
-mask_key_file = "keys/mask.key"
 # Consent issuers pinned outside policies/ (`[[issuer]]` blocks only), for a
 # development issuer. Leave unset in production.
 # extra_consent_issuers = "consent-issuers.toml"
+
+# Keys of the `hash` mask, the current one first (each at least 16 bytes;
+# keep them secret). A masked value names its key: `k1:<hex>`, so a caller
+# can tell a key rotation from a changed value. Only the first key masks;
+# later ones are retired keys, listed so their ids are not reused. The older
+# single-key form, mask_key_file = "keys/mask.key", still loads as key k1.
+# Rotating: see the operator guide ("Rotate the mask and subject keys").
+[[policy.mask_keys]]
+id = "k1"
+file = "keys/mask.key"
 
 [store]
 # sqlite://path/to/file.db (embedded, one serving process) or
@@ -92,9 +99,6 @@ url = "sqlite://data/credgate.db"
 max_connections = 8
 
 [audit]
-# Key of the keyed hash (HMAC-SHA-256) of subject ids in the log. Searching
-# the log by subject needs the same key: back it up with the store.
-subject_key_file = "keys/subject.key"
 # Ed25519 PKCS#8 key that signs checkpoints. Rotating it: see the operator
 # guide ("Rotate the checkpoint key").
 checkpoint_key_file = "keys/checkpoint.key"
@@ -107,6 +111,18 @@ max_batch = 512
 # Directory of the audit log's files (SQLite stores only; PostgreSQL keeps
 # the log in the database). Default: `<database file>.tlog` beside it.
 # log_dir = "data/credgate.db.tlog"
+
+# Keys of the keyed hash (HMAC-SHA-256) of subject ids in the log, the
+# current one first (ids: 1-16 characters from a-z0-9, unique; files: at
+# least 16 bytes). New entries carry `<id>:<hex>`; a search by subject id
+# hashes it under every key listed, so keep a retired key here for as long
+# as entries under it must be found by subject id (back them up with the
+# store). The older single-key form, subject_key_file = "keys/subject.key",
+# still loads as key k1. Rotating: see the operator guide ("Rotate the mask
+# and subject keys").
+[[audit.subject_keys]]
+id = "k1"
+file = "keys/subject.key"
 "#;
 
 #[cfg(test)]
@@ -121,6 +137,13 @@ mod tests {
         let mut out = BTreeSet::new();
         for line in text.lines() {
             let l = line.trim();
+            // `[[a.b]]`: the key `b` of section `a`, whose own keys follow.
+            if let Some(s) = l.strip_prefix("[[").and_then(|s| s.strip_suffix("]]")) {
+                let (parent, key) = s.rsplit_once('.').expect("a nested array of tables");
+                out.insert((parent.to_owned(), key.to_owned()));
+                section = s.to_owned();
+                continue;
+            }
             if let Some(s) = l.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
                 section = s.to_owned();
                 continue;
@@ -148,8 +171,19 @@ mod tests {
         let v: toml::Table = toml::from_str(&toml::to_string(&full).unwrap()).unwrap();
         let mut out = BTreeSet::new();
         for (section, t) in v {
-            for (k, _) in t.as_table().expect("every top-level key is a section") {
+            for (k, v) in t.as_table().expect("every top-level key is a section") {
                 out.insert((section.clone(), k.clone()));
+                // An array of tables (`[[audit.subject_keys]]`): its keys too.
+                for t in v
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_table())
+                {
+                    for k2 in t.keys() {
+                        out.insert((format!("{section}.{k}"), k2.clone()));
+                    }
+                }
             }
         }
         out
@@ -170,7 +204,7 @@ mod tests {
         ] {
             let p = dir.join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, b"placeholder").unwrap();
+            std::fs::write(&p, b"placeholder-of-16-bytes").unwrap();
         }
         std::fs::create_dir_all(dir.join("policies")).unwrap();
         let path = dir.join("credgate.toml");
@@ -207,6 +241,26 @@ mod tests {
         let cfg = Config::load(&path).unwrap_or_else(|e| panic!("uncommented: {e}"));
         assert_eq!(cfg.server.node_id.as_deref(), Some("credgate-zibo-1"));
         assert!(cfg.audit.log_dir.is_some() && cfg.policy.extra_consent_issuers.is_some());
+        assert_eq!(cfg.audit.subject_key_files()[0].id, "k1");
+        assert_eq!(cfg.policy.mask_key_files()[0].id, "k1");
+        // The older single-file form still loads, as key id k1.
+        let legacy = EXAMPLE
+            .replace(
+                "[[policy.mask_keys]]\nid = \"k1\"\nfile = \"keys/mask.key\"",
+                "mask_key_file = \"keys/mask.key\"",
+            )
+            .replace(
+                "[[audit.subject_keys]]\nid = \"k1\"\nfile = \"keys/subject.key\"",
+                "subject_key_file = \"keys/subject.key\"",
+            );
+        assert!(!legacy.contains("\n[[") && legacy != EXAMPLE);
+        std::fs::write(&path, legacy).unwrap();
+        let cfg = Config::load(&path).unwrap_or_else(|e| panic!("legacy form: {e}"));
+        assert_eq!(cfg.audit.subject_key_files()[0].id, "k1");
+        assert_eq!(
+            cfg.policy.mask_key_files()[0].file,
+            dir.join("keys/mask.key")
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -124,6 +124,23 @@ fn main() -> ExitCode {
             }) => cli::audit_export(&config, &out, &format)
                 .await
                 .map(|s| print!("{s}")),
+            Command::Audit(AuditCommand::Search {
+                config,
+                subject_type,
+                subject_id,
+                subject_hash,
+                after,
+                limit,
+            }) => cli::audit_search(
+                &config,
+                &subject_type,
+                subject_id.as_deref(),
+                subject_hash.as_deref(),
+                after,
+                limit,
+            )
+            .await
+            .map(|s| print!("{s}")),
             Command::Audit(AuditCommand::Reindex { config }) => {
                 cli::audit_reindex(&config).await.map(|s| print!("{s}"))
             }

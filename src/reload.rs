@@ -139,8 +139,8 @@ pub struct Sources {
     pub extra_consent_issuers: Option<PathBuf>,
     /// The consent audience (`server.gateway_id`).
     pub audience: String,
-    /// The mask key (read once at start).
-    pub mask_key: Vec<u8>,
+    /// The current mask key and its id (read once at start).
+    pub mask_key: policy::MaskKey,
     /// The TLS files.
     pub tls: TlsPaths,
     /// `tls.crl_refresh_secs`.
@@ -149,7 +149,7 @@ pub struct Sources {
 
 impl Sources {
     /// The sources `cfg` names, with the mask key already read.
-    pub fn from_config(cfg: &Config, mask_key: Vec<u8>) -> Sources {
+    pub fn from_config(cfg: &Config, mask_key: policy::MaskKey) -> Sources {
         Sources {
             policy_dir: cfg.policy.dir.clone(),
             extra_consent_issuers: cfg.policy.extra_consent_issuers.clone(),
@@ -184,7 +184,7 @@ pub struct LoadedPolicy {
 pub fn load_policy(src: &Sources) -> Result<LoadedPolicy, ReloadError> {
     let extra = src.extra_consent_issuers.as_deref();
     let before = policy_hash(&src.policy_dir, extra)?;
-    let policy = policy::load(&src.policy_dir, &src.mask_key)?;
+    let policy = policy::load_with_mask(&src.policy_dir, src.mask_key.clone())?;
     let consent = crate::consent::policy::load(&src.policy_dir, extra, &src.audience)?;
     if policy_hash(&src.policy_dir, extra)? != before {
         return Err(ReloadError::Changed);
@@ -807,7 +807,7 @@ mod tests {
             policy_dir: dir.clone(),
             extra_consent_issuers: None,
             audience: "credgate-test".into(),
-            mask_key: b"0123456789abcdef".to_vec(),
+            mask_key: policy::MaskKey::new("k1", b"0123456789abcdef"),
             tls: TlsPaths {
                 ca: certs.join("ca.pem"),
                 cert: certs.join("server.pem"),

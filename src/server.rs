@@ -91,6 +91,18 @@ pub fn read_key(path: &Path) -> Result<Vec<u8>, StartError> {
     Ok(bytes)
 }
 
+/// A key list's refusal ([`crate::config::read_key_list`]) as a
+/// [`StartError::Key`] naming the file at fault (or the list).
+fn key_list_error(e: crate::config::KeyListError) -> StartError {
+    StartError::Key {
+        path: e
+            .file
+            .as_ref()
+            .map_or_else(|| e.list.clone(), |f| f.display().to_string()),
+        message: format!("{}: {}", e.list, e.problem),
+    }
+}
+
 /// A gateway ready to serve: everything validated and opened.
 pub struct Gateway {
     live: Arc<Live>,
@@ -104,7 +116,8 @@ pub struct Gateway {
 impl Gateway {
     /// Validate and open everything `cfg` names. No socket is bound here.
     pub async fn build(cfg: &Config) -> Result<Gateway, StartError> {
-        let mask_key = read_key(&cfg.policy.mask_key_file)?;
+        let mask_keys = cfg.policy.read_mask_keys().map_err(key_list_error)?;
+        let mask_key = crate::policy::MaskKey::new(&mask_keys[0].id, &mask_keys[0].key);
         let sources = reload::Sources::from_config(cfg, mask_key);
         let loaded = reload::load_policy(&sources).map_err(|e| match e {
             reload::ReloadError::Policy(e) => StartError::Policy(e),
@@ -113,7 +126,7 @@ impl Gateway {
         })?;
         reload::warn_extra_issuers(&loaded.consent);
         let (policy, consent, policy_hash) = (Arc::new(loaded.policy), loaded.consent, loaded.hash);
-        let subject_key = read_key(&cfg.audit.subject_key_file)?;
+        let subject_keys = cfg.audit.read_subject_keys().map_err(key_list_error)?;
         let cp_path = &cfg.audit.checkpoint_key_file;
         let cp_key = read_key(cp_path)?;
         let signer = CheckpointSigner::from_pkcs8(&cfg.audit.origin, &cp_key).map_err(|e| {
@@ -147,7 +160,7 @@ impl Gateway {
             policy,
             store,
             audit_log,
-            SubjectHasher::new(&subject_key),
+            SubjectHasher::with_keys(&subject_keys),
             metrics,
             cfg.server
                 .node_id

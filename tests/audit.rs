@@ -247,7 +247,7 @@ async fn only_auditors_reach_the_audit_api_and_every_call_is_audited() {
 async fn search_by_subject_finds_exactly_that_subjects_entries() {
     let gw = TestGateway::start().await;
     let hasher = credgate::audit::SubjectHasher::new(
-        &std::fs::read(&gw.config.audit.subject_key_file).unwrap(),
+        &std::fs::read(gw.config.audit.subject_key_file.as_ref().unwrap()).unwrap(),
     );
     let ceramics = credgate::ids::SubjectId::parse("legal_person", ids::CERAMICS).unwrap();
     assert_eq!(

@@ -710,7 +710,7 @@ async fn a_crash_between_commit_and_append_is_audited_at_restart() {
         cert_fp: Some("ab".repeat(32)),
         action: "submit_records".into(),
         subject_type: Some("legal_person".into()),
-        subject: Some("cd".repeat(32)),
+        subject: Some(format!("k1:{}", "cd".repeat(32))),
         purpose: None,
         consent: None,
         fields: vec![],

@@ -23,6 +23,7 @@
 
 pub mod anomaly;
 pub mod export;
+pub mod search;
 pub use credlog::{checkpoint, merkle, verify};
 
 use std::sync::Arc;
@@ -38,36 +39,91 @@ use crate::metrics::Histogram;
 use crate::store::{Store, StoreError, Writer};
 use checkpoint::{Checkpoint, CheckpointSigner};
 
-pub use credlog::entry::{AuditEntry, AuditField, ENTRY_VERSION};
+pub use credlog::entry::{AuditEntry, AuditField, ENTRY_VERSION, LEGACY_KEY_ID};
 
 /// Keyed hash of subject ids, so the log holds no clear ids while an auditor
 /// presenting an id can still find its entries.
+///
+/// It holds every configured subject key, the current one first: new
+/// entries carry the hash under the current key with its id (`k2:<hex>`,
+/// entry version 3), and a search hashes the presented id under every key
+/// ([`SubjectHasher::hashes`]), so entries under a retired key stay
+/// searchable for as long as that key is configured.
 #[derive(Clone)]
 pub struct SubjectHasher {
-    key: hmac::Key,
+    keys: Arc<[(String, hmac::Key)]>,
 }
 
 impl std::fmt::Debug for SubjectHasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SubjectHasher(..)")
+        let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
+        write!(f, "SubjectHasher({ids:?})")
     }
 }
 
 impl SubjectHasher {
-    /// Build from the key bytes.
+    /// One key, as key id `k1` (the single-file configuration).
     pub fn new(key: &[u8]) -> Self {
+        Self::with_keys(&[crate::config::NamedKey {
+            id: LEGACY_KEY_ID.to_owned(),
+            key: key.to_vec(),
+        }])
+    }
+
+    /// Several keys, the current one first. The list must not be empty
+    /// (the configuration is validated to have at least one key).
+    pub fn with_keys(keys: &[crate::config::NamedKey]) -> Self {
+        assert!(!keys.is_empty(), "a subject hasher needs a key");
         SubjectHasher {
-            key: hmac::Key::new(hmac::HMAC_SHA256, key),
+            keys: keys
+                .iter()
+                .map(|k| (k.id.clone(), hmac::Key::new(hmac::HMAC_SHA256, &k.key)))
+                .collect(),
         }
     }
 
-    /// `hex(HMAC-SHA-256(key, "<type>:<id>"))`.
-    pub fn hash(&self, subject: &SubjectId) -> String {
-        let mut ctx = hmac::Context::with_key(&self.key);
+    /// The id of the key new entries are hashed under.
+    pub fn current_id(&self) -> &str {
+        &self.keys[0].0
+    }
+
+    fn bare_under(key: &hmac::Key, subject: &SubjectId) -> String {
+        let mut ctx = hmac::Context::with_key(key);
         ctx.update(subject.kind().as_str().as_bytes());
         ctx.update(b":");
         ctx.update(subject.id().as_bytes());
         hex::encode(ctx.sign().as_ref())
+    }
+
+    /// `<current key id>:hex(HMAC-SHA-256(key, "<type>:<id>"))`, the form
+    /// an entry (version 3) carries.
+    pub fn hash(&self, subject: &SubjectId) -> String {
+        let (id, key) = &self.keys[0];
+        format!("{id}:{}", Self::bare_under(key, subject))
+    }
+
+    /// The subject's hash under every configured key, current first: what
+    /// a search by subject id matches (the search index holds every hash
+    /// in this keyed form, older entries' bare ones as `k1:`).
+    pub fn hashes(&self, subject: &SubjectId) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|(id, key)| format!("{id}:{}", Self::bare_under(key, subject)))
+            .collect()
+    }
+
+    /// The bare hex hash under the current key: the consent registry's
+    /// binding of a consent to its subject (not a public format).
+    pub fn bare(&self, subject: &SubjectId) -> String {
+        Self::bare_under(&self.keys[0].1, subject)
+    }
+
+    /// The bare hex hash under every configured key, current first.
+    pub fn bare_all(&self, subject: &SubjectId) -> Vec<String> {
+        self.keys
+            .iter()
+            .map(|(_, key)| Self::bare_under(key, subject))
+            .collect()
     }
 }
 
@@ -602,7 +658,8 @@ mod tests {
     fn subject_hash_is_keyed() {
         let s = SubjectId::parse("legal_person", "91350100M000100Y43").unwrap();
         let a = SubjectHasher::new(b"k1").hash(&s);
-        assert_eq!(a.len(), 64);
+        assert_eq!(a.len(), 3 + 64);
+        assert!(a.starts_with("k1:"), "{a}");
         assert_ne!(a, SubjectHasher::new(b"k2").hash(&s));
         assert!(!a.contains("91350100M000100Y43"));
     }
@@ -621,5 +678,27 @@ mod tests {
         assert_eq!(ts.len(), 24, "{ts}");
         let ms = time::Duration::milliseconds(1);
         assert!(parsed + ms > before && parsed <= after, "{ts}");
+    }
+
+    #[test]
+    fn a_rotated_hasher_hashes_under_the_current_key_and_matches_under_all() {
+        let s = SubjectId::parse("legal_person", "91350100M000100Y43").unwrap();
+        let key = |id: &str, k: &[u8]| crate::config::NamedKey {
+            id: id.into(),
+            key: k.to_vec(),
+        };
+        let old = SubjectHasher::new(b"0123456789abcdef");
+        let rotated = SubjectHasher::with_keys(&[
+            key("k2", b"fedcba9876543210"),
+            key("k1", b"0123456789abcdef"),
+        ]);
+        assert_eq!(rotated.current_id(), "k2");
+        let h = rotated.hash(&s);
+        assert!(h.starts_with("k2:"), "{h}");
+        assert_eq!(rotated.hashes(&s), vec![h.clone(), old.hash(&s)]);
+        // The bare form under k1 is what v1/v2 entries carry.
+        assert_eq!(old.hash(&s), format!("k1:{}", old.bare(&s)));
+        assert_eq!(rotated.bare_all(&s)[1], old.bare(&s));
+        assert_eq!(format!("{rotated:?}"), r#"SubjectHasher(["k2", "k1"])"#);
     }
 }

@@ -142,15 +142,20 @@ fn org_code(v: Option<String>) -> Result<Option<String>, ApiError> {
     .transpose()
 }
 
-fn subject_hash(v: Option<String>) -> Result<Option<String>, ApiError> {
-    match v {
-        None => Ok(None),
-        Some(s) if s.len() == 64 && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) => {
-            Ok(Some(s))
-        }
-        Some(_) => Err(invalid("subject_hash must be 64 lowercase hex characters")
-            .with(json!({"field": "subject_hash"}))),
-    }
+/// The `subject_hash` filter ([`crate::audit::search::parse_subject_hashes`]):
+/// one or more subject hashes, keyed or bare, in the index's keyed form.
+fn subject_hashes(v: Option<String>) -> Result<Vec<String>, ApiError> {
+    let Some(v) = v else {
+        return Ok(Vec::new());
+    };
+    crate::audit::search::parse_subject_hashes(&v).ok_or_else(|| {
+        invalid(format!(
+            "subject_hash must be 1-{} subject hashes separated by spaces, each 64 lowercase \
+             hex characters, optionally prefixed by a key id and ':' (k2:…)",
+            crate::audit::search::MAX_SUBJECT_HASHES
+        ))
+        .with(json!({"field": "subject_hash"}))
+    })
 }
 
 fn page(limit: Option<u32>) -> Result<u32, ApiError> {
@@ -248,18 +253,21 @@ pub(super) async fn search(
     r: SearchRequest,
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
-    let subject = match (r.subject, subject_hash(r.subject_hash)?) {
-        (Some(_), Some(_)) => {
+    let hashes = subject_hashes(r.subject_hash)?;
+    let subjects = match r.subject {
+        Some(_) if !hashes.is_empty() => {
             return Err(invalid("give subject or subject_hash, not both"));
         }
-        (Some(s), None) => {
+        Some(s) => {
             let id = SubjectId::parse(&s.kind, &s.id)?;
-            let h = app.hasher.hash(&id);
+            // Under every configured subject key: entries written before a
+            // rotation are found too.
+            let h = app.hasher.hashes(&id);
             // The auditor's look-up of a subject is itself on the record.
             draft.subject = Some(id);
-            Some(h)
+            h
         }
-        (None, h) => h,
+        None => hashes,
     };
     let decision = match r.decision.as_deref() {
         None => None,
@@ -279,7 +287,7 @@ pub(super) async fn search(
     let limit = page(r.limit)?;
     let q = AuditQuery {
         org: org_code(r.org)?,
-        subject,
+        subjects,
         purpose: code("purpose", r.purpose)?,
         actions: code("action", r.action)?.into_iter().collect(),
         outcome: code("outcome", r.outcome)?,
@@ -625,7 +633,9 @@ pub(super) async fn access_history(
     let subject = SubjectId::parse(&r.subject.kind, &r.subject.id)?;
     let limit = page(r.limit)?;
     let q = AuditQuery {
-        subject: Some(app.hasher.hash(&subject)),
+        // Under every configured subject key, so the history reaches back
+        // across a rotation.
+        subjects: app.hasher.hashes(&subject),
         actions: SUBJECT_VISIBLE_ACTIONS
             .iter()
             .map(|a| a.action().to_owned())
@@ -721,9 +731,13 @@ mod tests {
         ] {
             assert!(code("purpose", Some(bad.into())).is_err(), "{bad}");
         }
-        assert!(subject_hash(Some("ab".repeat(32))).is_ok());
-        assert!(subject_hash(Some("AB".repeat(32))).is_err());
-        assert!(subject_hash(Some("ab".repeat(31))).is_err());
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            subject_hashes(Some(hex.clone())).unwrap(),
+            vec![format!("k1:{hex}")]
+        );
+        assert!(subject_hashes(None).unwrap().is_empty());
+        assert!(subject_hashes(Some("AB".repeat(32))).is_err());
         assert!(page(Some(0)).is_err());
         assert!(page(Some(MAX_PAGE + 1)).is_err());
         assert_eq!(page(None).unwrap(), DEFAULT_PAGE);

@@ -78,7 +78,7 @@ pub(super) async fn decide_query(
         .fields()
         .iter()
         .any(|&(fi, _)| policy.class_of(&policy.fields()[fi]).consent != ConsentNeed::None);
-    let subject_hash = app.hasher.hash(subject);
+    let subject_hash = registry_subject(app, &claims.jti, subject).await?;
     let u = registry_use(&claims, &subject_hash);
     let blocked = if releases_consent_data {
         match app.store.use_consent(&u, &now_rfc3339()).await? {
@@ -92,6 +92,26 @@ pub(super) async fn decide_query(
         Some(o) => decide(&ConsentInput::Invalid(outcome_reason(o))),
         None => (decisions, permit),
     })
+}
+
+/// The subject hash a consent is bound to in the registry: the bare hash
+/// under the current subject key (the registry's own format, unchanged by
+/// key ids), or, after a key rotation, the hash under the retired key a row
+/// registered before the rotation holds, so a consent given before a
+/// rotation keeps working (and can be revoked) until it expires.
+async fn registry_subject(
+    app: &App,
+    jti: &str,
+    subject: &SubjectId,
+) -> Result<String, crate::store::StoreError> {
+    let mut all = app.hasher.bare_all(subject);
+    if all.len() > 1
+        && let Some(stored) = app.store.consent_subject(jti).await?
+        && all.contains(&stored)
+    {
+        return Ok(stored);
+    }
+    Ok(all.swap_remove(0))
 }
 
 fn registry_use<'a>(c: &'a ConsentClaims, subject_hash: &'a str) -> ConsentUse<'a> {
@@ -212,11 +232,10 @@ impl Collection {
         if self.tokens.is_empty() {
             return Ok(app.store.insert_records(batch, &intent, &now).await?);
         }
-        let hashes: Vec<String> = self
-            .tokens
-            .iter()
-            .map(|p| app.hasher.hash(&p.subject))
-            .collect();
+        let mut hashes: Vec<String> = Vec::with_capacity(self.tokens.len());
+        for p in &self.tokens {
+            hashes.push(registry_subject(app, &p.claims.jti, &p.subject).await?);
+        }
         let uses: Vec<ConsentUse<'_>> = self
             .tokens
             .iter()
@@ -294,7 +313,7 @@ pub(super) async fn revoke(
     let jti = consent_id(jti, draft)?;
     let r: RevokeRequest = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
     let subject = SubjectId::parse(&r.subject.kind, &r.subject.id)?;
-    let subject_hash = app.hasher.hash(&subject);
+    let subject_hash = registry_subject(app, &jti, &subject).await?;
     draft.subject = Some(subject);
     let intent = app.intend(draft, StatusCode::OK).await?;
     match app

@@ -29,7 +29,8 @@ pub mod submission;
 use serde::Serialize;
 
 use crate::ids::{FieldName, ItemId, OrgCode, Purpose, SubjectType};
-pub use load::{LoadError, load};
+pub use load::{LoadError, load, load_with_mask};
+pub use mask::MaskKey;
 pub use prohibited::Prohibited;
 
 /// What a party is, per the organisation registry (never per certificate).
@@ -441,9 +442,9 @@ pub struct Policy {
     /// `(role, purpose, field)` → field-level override.
     field_grants: FastMap<(usize, usize, usize), Action>,
     prohibited: Prohibited,
-    /// Key for the `hash` mask, so masked values are linkable only inside
-    /// one deployment.
-    mask_key: Vec<u8>,
+    /// Key for the `hash` mask (with its id), so masked values are linkable
+    /// only inside one deployment.
+    mask_key: MaskKey,
     /// Disclosure periods, repair visibility, views, list-derived items.
     lifecycle: lifecycle::Rules,
     /// The joint reward-and-punishment measures list.
@@ -534,7 +535,7 @@ impl Policy {
     }
 
     /// Key for the `hash` mask.
-    pub fn mask_key(&self) -> &[u8] {
+    pub fn mask_key(&self) -> &MaskKey {
         &self.mask_key
     }
 

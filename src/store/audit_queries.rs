@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use sqlx::QueryBuilder;
 
 use super::{Backend, Store, StoreError, StoredAudit};
-use credlog::entry::{AuditEntry, AuditField};
+use credlog::entry::{AuditEntry, AuditField, keyed_subject_hash};
 use credlog::merkle::{Hash, NodeId};
 
 /// Rows per `INSERT INTO audit_index` statement, largest first. A batch is
@@ -149,7 +149,7 @@ impl From<IndexedColumns<'_>> for IndexRow {
                 .fold(0, |m, f| m | decision_bits(&f.decision, &f.reason)),
             ts: c.ts.into_owned(),
             org: c.org.map(std::borrow::Cow::into_owned),
-            subject: c.subject.map(std::borrow::Cow::into_owned),
+            subject: c.subject.map(|h| keyed_subject_hash(&h).into_owned()),
             purpose: c.purpose.map(std::borrow::Cow::into_owned),
             outcome: c.outcome.into_owned(),
             action: c.action.into_owned(),
@@ -158,6 +158,12 @@ impl From<IndexedColumns<'_>> for IndexRow {
 }
 
 /// One entry's row in the search index.
+///
+/// The subject column holds the keyed form `<key id>:<hex>` whatever the
+/// entry's version (a v1 or v2 entry's bare hash as `k1:<hex>`, as
+/// migration 0009 rewrote the rows indexed before it), so one search by
+/// the hashes of a subject under every configured key finds entries of
+/// every version.
 ///
 /// The indexer reads entries back from the durable log, except those this
 /// gateway appended itself: it already holds them, and gives their rows to
@@ -183,7 +189,13 @@ impl IndexRow {
             decisions: decision_mask(&entry.fields),
             ts: entry.ts,
             org: entry.org,
-            subject: entry.subject,
+            subject: entry.subject.map(|h| {
+                if h.contains(':') {
+                    h
+                } else {
+                    keyed_subject_hash(&h).into_owned()
+                }
+            }),
             purpose: entry.purpose,
             outcome: entry.outcome,
             action: entry.action,
@@ -199,7 +211,7 @@ pub const REMEMBERED_ROWS: usize = 65_536;
 pub const INDEX_BATCH: u64 = 20_000;
 
 /// Length of the subject-hash prefix the `audit_subject` index covers
-/// (the `12` in its migration).
+/// (the `12` in its migration; with the key id, `k2:` and 9 hex digits).
 const SUBJECT_INDEX_PREFIX: usize = 12;
 
 /// Filters of an audit search; every present filter must match.
@@ -207,8 +219,10 @@ const SUBJECT_INDEX_PREFIX: usize = 12;
 pub struct AuditQuery {
     /// Caller org code.
     pub org: Option<String>,
-    /// Keyed subject hash.
-    pub subject: Option<String>,
+    /// Keyed subject hashes (`<key id>:<hex>`): an entry matches if its
+    /// subject is any of them (the subject's hash under each configured
+    /// key). Empty: any subject.
+    pub subjects: Vec<String>,
     /// Purpose.
     pub purpose: Option<String>,
     /// Only these actions (empty: any).
@@ -489,16 +503,24 @@ impl Store {
             // propagating `subject = ?` into the indexed expression, so the
             // `audit_subject` prefix index is used. PostgreSQL needs neither.
             let sqlite = matches!(self.backend, Backend::Sqlite(_));
-            let plus = if sqlite && q.subject.is_some() { "+" } else { "" };
+            let plus = if sqlite && !q.subjects.is_empty() { "+" } else { "" };
             let mut qb = QueryBuilder::new(format!("SELECT seq FROM audit_index WHERE {plus}seq >= "));
             // A cursor beyond any stored seq selects nothing (seqs fit in i64).
             qb.push_bind(q.after.map_or(0, |a| i64::try_from(a).map_or(i64::MAX, |a| a.saturating_add(1))));
             if let Some(v) = &q.org { qb.push(" AND org = ").push_bind(v.as_str()); }
-            if let Some(v) = &q.subject {
-                // The prefix matches the `audit_subject` expression index.
-                let prefix: String = v.chars().take(SUBJECT_INDEX_PREFIX).collect();
-                qb.push(" AND substr(subject, 1, 12) = ").push_bind(prefix);
-                qb.push(format!(" AND {plus}subject = ")).push_bind(v.as_str());
+            if !q.subjects.is_empty() {
+                // The prefixes match the `audit_subject` expression index.
+                qb.push(" AND substr(subject, 1, 12) IN (");
+                let mut sep = qb.separated(", ");
+                for v in &q.subjects {
+                    sep.push_bind(v.chars().take(SUBJECT_INDEX_PREFIX).collect::<String>());
+                }
+                qb.push(format!(") AND {plus}subject IN ("));
+                let mut sep = qb.separated(", ");
+                for v in &q.subjects {
+                    sep.push_bind(v.as_str());
+                }
+                qb.push(")");
             }
             if let Some(v) = &q.purpose { qb.push(" AND purpose = ").push_bind(v.as_str()); }
             if let Some(v) = &q.outcome { qb.push(" AND outcome = ").push_bind(v.as_str()); }

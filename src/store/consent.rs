@@ -226,6 +226,19 @@ fn status(r: StatusRow) -> ConsentStatus {
 }
 
 impl Store {
+    /// The subject hash a consent's registry row is bound to, if the `jti`
+    /// is registered. A row's subject never changes once written, so a
+    /// caller may read it before the statement that spends a use.
+    pub async fn consent_subject(&self, jti: &str) -> Result<Option<String>, StoreError> {
+        let row: Option<Option<String>> = dispatch!(self, p => {
+            sqlx::query_scalar("SELECT subject FROM consents WHERE jti = $1")
+                .bind(jti)
+                .fetch_optional(p)
+                .await?
+        });
+        Ok(row.flatten())
+    }
+
     /// Spend one use of a consent (registering it on first use). Atomic per
     /// row, so concurrent requests on any number of nodes never exceed
     /// `max_uses` and never use a revoked consent.

@@ -112,7 +112,8 @@ pub fn config(dir: &Path, db_url: &str) -> Config {
         },
         policy: PolicyConfig {
             dir: policies(),
-            mask_key_file: write("mask.key", b"test-mask-key-0123456789abcdef"),
+            mask_key_file: Some(write("mask.key", b"test-mask-key-0123456789abcdef")),
+            mask_keys: vec![],
             extra_consent_issuers: Some(consent_issuer.issuers_file),
         },
         store: StoreConfig {
@@ -120,7 +121,8 @@ pub fn config(dir: &Path, db_url: &str) -> Config {
             max_connections: 4,
         },
         audit: AuditConfig {
-            subject_key_file: write("subject.key", b"test-subject-key-0123456789abcd"),
+            subject_key_file: Some(write("subject.key", b"test-subject-key-0123456789abcd")),
+            subject_keys: vec![],
             checkpoint_key_file: write("checkpoint.key", &cp),
             origin: "credgate.test/audit".into(),
             checkpoint_interval_secs: 1,

@@ -202,7 +202,7 @@ try {
   const count = Number(await page.textContent("#result-count"));
   check(count === 3, `the search finds the bank's 3 queries (found ${count})`);
   const hashShown = await page.locator("main code").first().textContent();
-  check(/^[0-9a-f]{64}$/.test(hashShown || ""), "the page shows the subject's keyed hash");
+  check(/^[a-z0-9]{1,16}:[0-9a-f]{64}$/.test(hashShown || ""), "the page shows the subject's keyed hash (one subject key: one hash, with its key id)");
   await page.screenshot({ path: path.join(shots, "console-results.png"), fullPage: true });
 
   console.log("entry, verified in the browser");

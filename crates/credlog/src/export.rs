@@ -480,6 +480,16 @@ pub(crate) mod tests {
         }
     }
 
+    /// Entry `i` as version 3, under policy `policy`, its subject hashed
+    /// under key `key_id`.
+    pub(crate) fn entry_v3(i: u32, policy: &str, key_id: &str) -> AuditEntry {
+        AuditEntry {
+            v: 3,
+            subject: Some(format!("{key_id}:{i:064x}")),
+            ..entry_v2(i, policy)
+        }
+    }
+
     /// An in-memory export of `entries` (all of them in the tree) covering
     /// `[start, end)`, built from the reference tree functions.
     pub(crate) fn export_of(

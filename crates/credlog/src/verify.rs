@@ -511,7 +511,7 @@ pub fn verify_file_keys(
 mod tests {
     use super::*;
     use crate::export::ExportFormat;
-    use crate::export::tests::{entry, entry_v2, export_of, fixed_signer};
+    use crate::export::tests::{entry, entry_v2, entry_v3, export_of, fixed_signer};
 
     fn verify(text: &str, prev: Option<&str>) -> Result<VerifyReport, VerifyError> {
         let key = fixed_signer(7).verifier();
@@ -576,27 +576,32 @@ mod tests {
     #[test]
     fn logs_spanning_entry_versions_verify() {
         let signer = fixed_signer(7);
-        let entries: Vec<AuditEntry> = (0..10)
-            .map(|i| {
-                if i < 5 {
-                    entry(i)
-                } else {
-                    entry_v2(i, "sha256:aaaa")
-                }
+        // v1, v2, then v3 under key k1 and, after a rotation, k2.
+        let entries: Vec<AuditEntry> = (0..14)
+            .map(|i| match i {
+                0..5 => entry(i),
+                5..10 => entry_v2(i, "sha256:aaaa"),
+                10..12 => entry_v3(i, "sha256:aaaa", "k1"),
+                _ => entry_v3(i, "sha256:aaaa", "k2"),
             })
             .collect();
         for format in [ExportFormat::Jsonl, ExportFormat::Csv] {
-            for (a, b) in [(0, 10), (3, 7), (6, 10)] {
+            for (a, b) in [(0, 14), (3, 7), (6, 10), (8, 13), (11, 14)] {
                 let text = export_of(&entries, a, b, &signer, format, None);
                 let r = verify(&text, None).unwrap_or_else(|e| panic!("{a}..{b}: {e}"));
                 assert_eq!((r.start, r.end), (a, b));
             }
         }
-        let text = export_of(&entries, 0, 10, &signer, ExportFormat::Jsonl, None);
+        let text = export_of(&entries, 0, 14, &signer, ExportFormat::Jsonl, None);
         assert!(text.contains(r#"\"policy\":\"sha256:aaaa\""#), "{text}");
         let edited = text.replacen("sha256:aaaa", "sha256:bbbb", 1);
         let e = verify(&edited, None).unwrap_err();
         assert_eq!(e.seq, Some(5), "{e}");
+        // A subject's key id is part of the leaf: changing it is tampering.
+        let edited = text.replacen(r#"\"subject\":\"k2:"#, r#"\"subject\":\"k1:"#, 1);
+        assert_ne!(edited, text);
+        let e = verify(&edited, None).unwrap_err();
+        assert_eq!(e.seq, Some(12), "{e}");
     }
 
     #[test]

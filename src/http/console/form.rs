@@ -6,7 +6,9 @@
 //! `unknown_form_field`, a field sent twice is `duplicate_form_field`
 //! (whatever its values), a body that is not ASCII (browsers percent-encode
 //! everything else), is empty, or decodes to invalid UTF-8 is `malformed_form`, a value
-//! longer than [`MAX_VALUE`] characters is `invalid_request`. Empty values
+//! longer than [`MAX_VALUE`] characters ([`MAX_SUBJECT_HASH_VALUE`] for
+//! `subject_hash`, which carries a subject's hash under every configured
+//! subject key) is `invalid_request`. Empty values
 //! are what a browser sends for an untouched input and count as absent;
 //! nothing else is trimmed or normalised.
 
@@ -18,6 +20,10 @@ use crate::http::ApiError;
 
 /// Longest value accepted in any console form field, in characters.
 pub const MAX_VALUE: usize = 256;
+
+/// Longest `subject_hash` value: 16 keyed hashes (the most subject keys a
+/// configuration may list) (`<id of up to 16>:<64 hex>`) separated by spaces.
+pub const MAX_SUBJECT_HASH_VALUE: usize = 16 * (16 + 1 + 64) + 15;
 
 /// A parsed form: each known field at most once; empty values dropped.
 #[derive(Debug, Default)]
@@ -61,10 +67,15 @@ impl Form {
                 .with(json!({"field": known})));
             }
             seen.push(known);
-            if value.chars().count() > MAX_VALUE {
+            let max = if known == "subject_hash" {
+                MAX_SUBJECT_HASH_VALUE
+            } else {
+                MAX_VALUE
+            };
+            if value.chars().count() > max {
                 return Err(ApiError::bad_request(
                     "invalid_request",
-                    format!("the form field '{known}' is longer than {MAX_VALUE} characters"),
+                    format!("the form field '{known}' is longer than {max} characters"),
                 )
                 .with(json!({"field": known})));
             }

@@ -184,9 +184,11 @@ pub async fn search(app: &App, body: &Bytes, draft: &mut AuditDraft) -> Result<R
         limit: Some(PAGE),
     };
     let reply = auditor::search(app, req, draft).await?;
-    // The subject as the next page names it: its hash, never the id.
+    // The subject as the next page names it: its hashes under every
+    // configured key (entries from before a key rotation match too), never
+    // the id.
     let hash = match &draft.subject {
-        Some(s) => Some(app.hasher.hash(s)),
+        Some(s) => Some(app.hasher.hashes(s).join(" ")),
         None => f.get("subject_hash"),
     };
     let entries = reply.body["entries"]

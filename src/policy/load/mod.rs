@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::mask::MaskKey;
 use super::prohibited::{self, Category};
 use super::{
     Action, Classification, ConsentNeed, FastMap, FieldDef, ItemDef, MaskKind, Organisation,
@@ -280,8 +281,14 @@ fn role(s: &str) -> Option<Role> {
     Role::ALL.into_iter().find(|r| r.as_str() == s)
 }
 
-/// Load and compile `dir`. `mask_key` keys the `hash` mask.
+/// Load and compile `dir`. `mask_key` keys the `hash` mask, as key id
+/// `k1` (tools and tests; the gateway names its key: [`load_with_mask`]).
 pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
+    load_with_mask(dir, MaskKey::new(credlog::entry::LEGACY_KEY_ID, mask_key))
+}
+
+/// Load and compile `dir`; `mask_key` keys the `hash` mask.
+pub fn load_with_mask(dir: &Path, mask_key: MaskKey) -> Result<Policy, LoadError> {
     // Prohibited first: every other file is checked against it.
     let src = Source::read(dir, "prohibited.toml")?;
     let pf: ProhibitedFile = src.parse()?;
@@ -714,7 +721,7 @@ pub fn load(dir: &Path, mask_key: &[u8]) -> Result<Policy, LoadError> {
         class_grants,
         field_grants,
         prohibited,
-        mask_key: mask_key.to_vec(),
+        mask_key,
         lifecycle,
         measures,
     })
