@@ -133,7 +133,11 @@ impl AuditEntry {
     /// The canonical bytes: compact JSON in declaration order. Frozen by a
     /// golden test; an auditor's verifier recomputes leaf hashes from it.
     pub fn canonical(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("audit entries always serialise")
+        // Most entries are a few hundred bytes: one allocation, not a
+        // series of doublings from serde_json's 128.
+        let mut out = Vec::with_capacity(512 + 96 * self.fields.len());
+        serde_json::to_writer(&mut out, self).expect("audit entries always serialise");
+        out
     }
 
     /// Parse canonical bytes (strict: unknown keys refused; the fields must
