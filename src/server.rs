@@ -99,6 +99,9 @@ pub struct Gateway {
     settings: Config,
     /// Held while serving from an embedded store ([`crate::datadir`]).
     _lock: Option<DataDirLock>,
+    /// The SIGHUP handler the binary installed before building
+    /// ([`Gateway::with_hangup`]); `run` installs one if none was given.
+    hangup: Option<reload::Hangup>,
 }
 
 impl Gateway {
@@ -167,6 +170,7 @@ impl Gateway {
             checkpoint_signer: Arc::new(signer),
             settings: cfg.clone(),
             _lock: lock,
+            hangup: None,
         })
     }
 
@@ -179,6 +183,14 @@ impl Gateway {
     /// The swappable state (reload).
     pub fn live(&self) -> &Arc<Live> {
         &self.live
+    }
+
+    /// Serve with the SIGHUP handler installed at the process's start: a
+    /// SIGHUP received while building is one reload once serving (see
+    /// [`reload::Hangup`]).
+    pub fn with_hangup(mut self, hangup: reload::Hangup) -> Gateway {
+        self.hangup = Some(hangup);
+        self
     }
 
     /// The checkpoint verifier key to publish.
@@ -256,6 +268,7 @@ pub async fn run(
         checkpoint_signer,
         settings,
         _lock,
+        hangup,
     } = gateway;
     let s = &settings.server;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -278,7 +291,7 @@ pub async fn run(
         stop_rx.clone(),
     );
     let admin_task = tokio::spawn(serve_admin(admin, live.clone(), stop_rx.clone()));
-    let triggers = reload::spawn_triggers(live.clone(), stop_rx.clone());
+    let triggers = reload::spawn_triggers(live.clone(), hangup, stop_rx.clone());
     tracing::info!(addr = %listener.local_addr()?, store = store.kind(), "credgate serving");
 
     let slots = Arc::new(Semaphore::new(s.max_connections));
