@@ -392,7 +392,7 @@ impl Identity {
 /// Drive a hyper connection until it ends; start its graceful shutdown
 /// (finish what is in flight, then close) when the server shuts down or
 /// the connection's certificate has been found revoked.
-async fn drive<C: GracefulConnection>(
+pub(crate) async fn drive<C: GracefulConnection>(
     conn: C,
     stop: &mut watch::Receiver<bool>,
     close: &Notify,

@@ -5,6 +5,8 @@
 //!   policy, migrating, before any socket is bound) is queued and becomes
 //!   one reload once it serves, instead of ending the process
 //!   (`src/reload/triggers.rs`).
+//! * Keep-alive connections on the admin listener (a metrics scraper) do
+//!   not hold a shutdown past its drain deadline (`src/server.rs`).
 
 mod common;
 
@@ -15,9 +17,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::TempDir;
+use common::{TempDir, TestGateway};
 use credgate::store::Store;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 
 /// The real binary, killed if a test fails before stopping it.
@@ -197,4 +199,36 @@ async fn a_sighup_during_startup_is_one_reload_once_serving_not_the_end_of_the_p
             .await;
         admin.close().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_keep_alive_admin_connection_does_not_hold_the_shutdown() {
+    let gw = TestGateway::start_with(|_| {}, false).await;
+    let grace = Duration::from_millis(gw.config.server.shutdown_grace_ms);
+    // A scraper's connection: one answered request, kept open.
+    let tcp = tokio::net::TcpStream::connect(gw.admin).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::get("/metrics")
+        .header("host", "localhost")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.into_body().collect().await.unwrap();
+    send.ready().await.unwrap();
+
+    let started = Instant::now();
+    let stopped = tokio::time::timeout(grace + Duration::from_secs(5), gw.stop()).await;
+    let took = started.elapsed();
+    assert!(stopped.is_ok(), "shutdown still waiting after {took:?}");
+    assert!(
+        took < grace,
+        "shutdown took {took:?}, the drain deadline is {grace:?}"
+    );
+    // The gateway closed the connection (not the client).
+    let closed = tokio::time::timeout(Duration::from_secs(1), conn).await;
+    assert!(closed.is_ok(), "the admin connection is still open");
 }
