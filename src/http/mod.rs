@@ -558,11 +558,17 @@ impl App {
     /// Audit a request the HTTP layer refused before any handler ran
     /// (see [`crate::connection`]): action `malformed_http`, the caller's
     /// identity, the status sent (0 when the connection was closed without
-    /// a response) and the rejection as the outcome.
-    pub async fn audit_rejection(&self, caller: &Caller, rejection: Rejection) {
+    /// a response) and the rejection as the outcome. `request_id` is the
+    /// id already sent in hyper's response (`x-request-id`), if one was.
+    pub async fn audit_rejection(
+        &self,
+        caller: &Caller,
+        rejection: Rejection,
+        request_id: Option<String>,
+    ) {
         self.metrics.rejection(rejection.outcome);
         let draft = AuditDraft {
-            request_id: self.request_id(),
+            request_id: request_id.unwrap_or_else(|| self.request_id()),
             action: "malformed_http",
             org: caller.org_code(),
             cert_fp: caller.fingerprint(),
