@@ -9,7 +9,7 @@ use super::dto::{
     MAX_BATCH_CONSENT_TOKENS, MAX_BATCH_RECORDS, MAX_FIELD_NAME, MAX_QUERY_FIELDS, QueryRequest,
     SubmitRequest, audit_field_name, field_name_ok,
 };
-use super::error::{json_error, submission_refused};
+use super::error::{json_error_at, submission_refused, value_error_at};
 use super::{ApiError, App, AuditDraft, Reply, lifecycle};
 use crate::ids::SubjectId;
 use crate::policy::submission::{SubmissionRefusal, SubmittedRecord};
@@ -39,7 +39,8 @@ pub(super) async fn query(
     body: &Bytes,
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
-    let mut req: QueryRequest = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+    let mut req: QueryRequest =
+        serde_json::from_slice(body).map_err(|e| json_error_at(&e, body))?;
     let subject = SubjectId::parse(&req.subject.kind, &req.subject.id)?;
     draft.subject = Some(subject.clone());
     let purpose = app.policy.purpose(&req.purpose).ok_or_else(|| {
@@ -169,7 +170,7 @@ pub(super) async fn submit(
     body: &Bytes,
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
-    let raw: Value = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+    let raw: Value = serde_json::from_slice(body).map_err(|e| json_error_at(&e, body))?;
     // 1. Prohibited keys anywhere, before any schema check: nothing can be
     //    smuggled in an unexpected place.
     let prohibited = app.policy.prohibited();
@@ -221,7 +222,8 @@ pub(super) async fn submit(
         }
     }
     // 2. Schema.
-    let req: SubmitRequest = serde_json::from_value(raw).map_err(|e| json_error(&e))?;
+    let req: SubmitRequest =
+        serde_json::from_value(raw).map_err(|e| value_error_at::<SubmitRequest>(&e, body))?;
     if req.records.is_empty() || req.records.len() > MAX_BATCH_RECORDS {
         return Err(ApiError::bad_request(
             "invalid_request",

@@ -49,7 +49,7 @@ use super::dto::{
     ConsistencyRequest, ExportRequest, HistoryRequest, InclusionRequest, ProofFormat,
     ReportRequest, SearchRequest,
 };
-use super::error::json_error;
+use super::error::json_error_at;
 use super::{ApiError, App, AuditDraft, Reply};
 use crate::audit::AuditEntry;
 use crate::audit::export::{self, ExportFormat, ExportPlan, encode_hash};
@@ -99,7 +99,7 @@ const SUBJECT_VISIBLE_ACTIONS: [Endpoint; 13] = [
 
 /// Parse a typed request body (already strict JSON: see `http::strict_json`).
 pub(super) fn parse<'a, T: Deserialize<'a>>(body: &'a Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| json_error(&e))
+    serde_json::from_slice(body).map_err(|e| json_error_at(&e, body))
 }
 
 // ------------------------------------------------------------ validation
