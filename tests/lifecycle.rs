@@ -2568,3 +2568,46 @@ async fn a_repair_is_not_approved_after_its_record_expired() {
     assert_eq!(e.outcome, "ok");
     gw.stop().await;
 }
+
+/// A resident ID number's birth date is judged against the gateway's
+/// clock, the one every other decision of the request uses, not the
+/// system clock: under a clock pinned in 2101 a person born on 2101-01-01
+/// exists, and one born the day after today is refused.
+#[tokio::test]
+async fn id_numbers_are_judged_by_the_gateways_clock() {
+    let (gw, _clock) = start(date!(2101 - 01 - 10)).await;
+    let person = |birth: &str| {
+        let prefix = format!("110105{birth}001");
+        format!(
+            "{prefix}{}",
+            credgate::ids::IdNumber::check_char(&prefix).unwrap()
+        )
+    };
+    let np = |id: &str| json!({"type": "natural_person", "id": id});
+    let (born, unborn) = (person("21010101"), person("21010111"));
+    let bank = gw.client("bank");
+    let portal = gw.client("portal");
+    for (id, refused) in [(&born, false), (&unborn, true)] {
+        let q = json!({"subject": np(id), "purpose": "financing", "fields": ["enterprise_name"]});
+        let objection = json!({"subject": np(id), "record_id": 987654, "grounds": "记录有误"});
+        let history = json!({"subject": np(id)});
+        for r in [
+            bank.post("/v1/query", &q).await,
+            portal.post("/v1/objections", &objection).await,
+            portal.post("/v1/portal/access-history", &history).await,
+        ] {
+            let code = r.body["error"]["code"].as_str();
+            if refused {
+                assert_eq!(
+                    (r.status, code, r.body["error"]["details"]["check"].as_str()),
+                    (400, Some("invalid_identifier"), Some("birth_date")),
+                    "{id}: {}",
+                    r.body
+                );
+            } else {
+                assert_ne!(code, Some("invalid_identifier"), "{id}: {}", r.body);
+            }
+        }
+    }
+    gw.stop().await;
+}

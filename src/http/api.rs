@@ -41,7 +41,10 @@ pub(super) async fn query(
 ) -> Result<Reply, ApiError> {
     let mut req: QueryRequest =
         serde_json::from_slice(body).map_err(|e| json_error_at(&e, body))?;
-    let subject = SubjectId::parse(&req.subject.kind, &req.subject.id)?;
+    // One reading of the clock for the whole request: the identifier's
+    // birth-date check and the lifecycle decisions see the same day.
+    let today = app.today();
+    let subject = SubjectId::parse_at(&req.subject.kind, &req.subject.id, today)?;
     draft.subject = Some(subject.clone());
     let purpose = app.policy.purpose(&req.purpose).ok_or_else(|| {
         ApiError::bad_request("unknown_purpose", "purpose is not in the closed list")
@@ -91,7 +94,7 @@ pub(super) async fn query(
     }
     let shared = app
         .store
-        .read_shared(&subject, &permit, &app.policy, org, app.today())
+        .read_shared(&subject, &permit, &app.policy, org, today)
         .await?;
     lifecycle::audit_withheld(draft, &shared.withheld);
     // List entries that lapsed with their basis: the query's entry says so.
@@ -254,11 +257,12 @@ pub(super) async fn submit(
     }
     // 3. Every record against the catalog.
     let policy = &app.policy;
+    let today = app.today();
     let mut batch = Vec::with_capacity(req.records.len());
     let mut first_subject: Option<SubjectId> = None;
     let mut consents = super::consent::Collection::default();
     for (i, r) in req.records.into_iter().enumerate() {
-        let subject = SubjectId::parse(&r.subject.kind, &r.subject.id).map_err(|e| {
+        let subject = SubjectId::parse_at(&r.subject.kind, &r.subject.id, today).map_err(|e| {
             let mut err = ApiError::from(e.clone());
             err.message = format!("record {i}: {}", err.message);
             err.with(json!({"record": i, "check": e.check()}))

@@ -253,7 +253,7 @@ pub(super) async fn search(
             return Err(invalid("give subject or subject_hash, not both"));
         }
         (Some(s), None) => {
-            let id = SubjectId::parse(&s.kind, &s.id)?;
+            let id = SubjectId::parse_at(&s.kind, &s.id, app.today())?;
             let h = app.hasher.hash(&id);
             // The auditor's look-up of a subject is itself on the record.
             draft.subject = Some(id);
@@ -622,7 +622,7 @@ pub(super) async fn access_history(
     r: HistoryRequest,
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
-    let subject = SubjectId::parse(&r.subject.kind, &r.subject.id)?;
+    let subject = SubjectId::parse_at(&r.subject.kind, &r.subject.id, app.today())?;
     let limit = page(r.limit)?;
     let q = AuditQuery {
         subject: Some(app.hasher.hash(&subject)),

@@ -293,7 +293,7 @@ pub(super) async fn revoke(
 ) -> Result<Reply, ApiError> {
     let jti = consent_id(jti, draft)?;
     let r: RevokeRequest = serde_json::from_slice(body).map_err(|e| json_error_at(&e, body))?;
-    let subject = SubjectId::parse(&r.subject.kind, &r.subject.id)?;
+    let subject = SubjectId::parse_at(&r.subject.kind, &r.subject.id, app.today())?;
     let subject_hash = app.hasher.hash(&subject);
     draft.subject = Some(subject);
     let intent = app.intend(draft, StatusCode::OK).await?;

@@ -104,15 +104,19 @@ pub(super) fn date(what: &'static str, s: &str) -> Result<Date, ApiError> {
     })
 }
 
-pub(super) fn subject(dto: &SubjectDto, draft: &mut AuditDraft) -> Result<SubjectId, ApiError> {
-    let s = SubjectId::parse(&dto.kind, &dto.id)?;
+pub(super) fn subject(
+    app: &App,
+    dto: &SubjectDto,
+    draft: &mut AuditDraft,
+) -> Result<SubjectId, ApiError> {
+    let s = SubjectId::parse_at(&dto.kind, &dto.id, app.today())?;
     draft.subject = Some(s.clone());
     Ok(s)
 }
 
 /// A stored subject (validated when it was stored).
 pub(super) fn stored_subject(kind: &str, id: &str) -> Option<SubjectId> {
-    SubjectId::parse(kind, id).ok()
+    SubjectId::parse_stored(kind, id).ok()
 }
 
 pub(super) fn record_field(id: i64) -> String {
