@@ -303,9 +303,14 @@ impl<S: AsyncWrite + Unpin> Watched<S> {
     }
 
     /// Whether hyper may be writing its own error response now: HTTP/1.1,
-    /// no request being handled and an unanswered head pending.
+    /// no request being handled, none refused yet. (Not "a head pending":
+    /// a head pipelined behind an answered request may have been read
+    /// before that request's boundary was taken; [`hyper_error_head`]
+    /// tells hyper's response from ours, which always carry an id.)
     fn may_refuse(&self) -> bool {
-        self.h1 && self.state.head_pending() && self.state.rejection_id.get().is_none()
+        self.h1
+            && self.state.in_flight.load(Ordering::Acquire) == 0
+            && self.state.rejection_id.get().is_none()
     }
 }
 
@@ -626,7 +631,10 @@ pub async fn serve(
     if let Err(e) = &result {
         tracing::debug!(%peer, error = %e, "connection ended with error");
     }
-    if !h2 && state.head_pending() && (result.is_err() || hit != 0) {
+    // An unanswered head, or one hyper answered itself (also when it was
+    // pipelined behind an answered request and read with it).
+    let refused = state.head_pending() || state.rejection_id.get().is_some();
+    if !h2 && refused && (result.is_err() || hit != 0) {
         let rejection = classify(result.as_ref().err(), hit);
         let caller = ident.current(&live);
         let id = state.rejection_id.get().cloned();

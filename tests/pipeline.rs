@@ -190,6 +190,30 @@ async fn requests_the_http_layer_refuses_are_each_audited_once() {
         header_of(second, "x-request-id"),
         Some(two[1].request_id.as_str())
     );
+    // Pipelined: the refused head arrives with the answered request (one
+    // read) and is still one entry, with the id hyper's 400 carries.
+    let before = settle(&gw).await;
+    let resp = raw_exchange(
+        &gw,
+        "bank",
+        b"GET /v1/nope HTTP/1.1\r\nhost: x\r\n\r\nGARBAGE\r\n\r\n",
+    )
+    .await;
+    assert_eq!(settle(&gw).await, before + 2, "{resp:.300}");
+    let two = entries_after(&gw, before).await;
+    let (first, second) = resp.split_at(resp.rfind("HTTP/1.1 400").expect("a 400 after the 404"));
+    assert_eq!(
+        header_of(first, "x-request-id"),
+        Some(two[0].request_id.as_str())
+    );
+    assert_eq!(
+        (two[1].action.as_str(), two[1].outcome.as_str()),
+        ("malformed_http", "invalid_method")
+    );
+    assert_eq!(
+        header_of(second, "x-request-id"),
+        Some(two[1].request_id.as_str())
+    );
     let (_, metrics) = gw.admin_get("/metrics").await;
     assert!(
         metrics.contains("credgate_http_rejections_total{reason=\"uri_too_long\"} 1"),
