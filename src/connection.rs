@@ -134,6 +134,9 @@ struct ConnState {
     finished: AtomicU64,
     /// Why [`Watched`] ended the connection: 0 none, 1 head deadline, 2 idle.
     deadline_hit: std::sync::atomic::AtomicU8,
+    /// The request id [`Watched`] wrote into hyper's own error response,
+    /// which the rejection's entry then carries.
+    rejection_id: std::sync::OnceLock<String>,
 }
 
 impl ConnState {
@@ -164,9 +167,16 @@ impl Drop for RequestGuard {
 const HEAD_DEADLINE: u8 = 1;
 const IDLE_DEADLINE: u8 = 2;
 
-/// The decrypted stream with byte accounting and the read deadlines.
+/// The decrypted stream with byte accounting, the read deadlines, and the
+/// request id in the responses hyper writes itself (see
+/// [`Watched::poll_write`]).
 struct Watched<S> {
     inner: S,
+    live: Arc<Live>,
+    /// Bytes accepted from hyper but not yet written to `inner` (hyper's
+    /// own error response with its `x-request-id`), from `out_at` on.
+    out: Vec<u8>,
+    out_at: usize,
     state: Arc<ConnState>,
     limits: ConnLimits,
     h1: bool,
@@ -178,10 +188,13 @@ struct Watched<S> {
 }
 
 impl<S> Watched<S> {
-    fn new(inner: S, state: Arc<ConnState>, limits: ConnLimits, h1: bool) -> Self {
+    fn new(inner: S, live: Arc<Live>, state: Arc<ConnState>, limits: ConnLimits, h1: bool) -> Self {
         let now = Instant::now();
         Watched {
             inner,
+            live,
+            out: Vec::new(),
+            out_at: 0,
             state,
             limits,
             h1,
@@ -255,12 +268,80 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     }
 }
 
+/// hyper's own response to a request head it refused (400, 414 or 431 on
+/// HTTP/1.1): a status line and headers with no body, none of them an
+/// `x-request-id` (every response of ours has one). `Some(end of the
+/// status line)` when `buf` is exactly such a head.
+fn hyper_error_head(buf: &[u8]) -> Option<usize> {
+    let line_end = buf.windows(2).position(|w| w == b"\r\n")?;
+    let status = buf.get(..line_end)?.strip_prefix(b"HTTP/1.1 ")?;
+    let refused = [b"400 ", b"414 ", b"431 "]
+        .iter()
+        .any(|code| status.starts_with(*code));
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let has_id = buf
+        .split(|b| *b == b'\n')
+        .any(|l| l.len() >= 13 && l[..13].eq_ignore_ascii_case(b"x-request-id:"));
+    (refused && head_end == buf.len() && !has_id).then_some(line_end + 2)
+}
+
+impl<S: AsyncWrite + Unpin> Watched<S> {
+    /// Write out what `out` holds.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while self.out_at < self.out.len() {
+            let n = std::task::ready!(
+                Pin::new(&mut self.inner).poll_write(cx, &self.out[self.out_at..])
+            )?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            self.out_at += n;
+        }
+        self.out.clear();
+        self.out_at = 0;
+        Poll::Ready(Ok(()))
+    }
+
+    /// Whether hyper may be writing its own error response now: HTTP/1.1,
+    /// no request being handled, none refused yet. (Not "a head pending":
+    /// a head pipelined behind an answered request may have been read
+    /// before that request's boundary was taken; [`hyper_error_head`]
+    /// tells hyper's response from ours, which always carry an id.)
+    fn may_refuse(&self) -> bool {
+        self.h1
+            && self.state.in_flight.load(Ordering::Acquire) == 0
+            && self.state.rejection_id.get().is_none()
+    }
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    /// Passes hyper's bytes through, except for the response hyper writes
+    /// itself to a head it refused: that one gets the `x-request-id` of the
+    /// rejection's entry after its status line, so the client can quote
+    /// the id the log holds.
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        std::task::ready!(self.poll_drain(cx))?;
+        if self.may_refuse()
+            && let Some(at) = hyper_error_head(buf)
+        {
+            let id = self.live.app().request_id();
+            let mut out = Vec::with_capacity(buf.len() + id.len() + 16);
+            out.extend_from_slice(&buf[..at]);
+            out.extend_from_slice(b"x-request-id: ");
+            out.extend_from_slice(id.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&buf[at..]);
+            let _ = self.state.rejection_id.set(id);
+            self.out = out;
+            self.out_at = 0;
+            // Accepted; written by the drain (now, or at the next flush).
+            let _ = self.poll_drain(cx)?;
+            return Poll::Ready(Ok(buf.len()));
+        }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -269,6 +350,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        if self.may_refuse() || !self.out.is_empty() {
+            // One slice through `poll_write`, which may rewrite it (a head
+            // hyper writes itself comes as one slice).
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            return self.poll_write(cx, first);
+        }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
@@ -277,10 +367,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_drain(cx))?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_drain(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -392,7 +484,7 @@ impl Identity {
 /// Drive a hyper connection until it ends; start its graceful shutdown
 /// (finish what is in flight, then close) when the server shuts down or
 /// the connection's certificate has been found revoked.
-async fn drive<C: GracefulConnection>(
+pub(crate) async fn drive<C: GracefulConnection>(
     conn: C,
     stop: &mut watch::Receiver<bool>,
     close: &Notify,
@@ -476,7 +568,13 @@ pub async fn serve(
     };
 
     let state = Arc::new(ConnState::default());
-    let io = TokioIo::new(Watched::new(stream, state.clone(), limits, !h2));
+    let io = TokioIo::new(Watched::new(
+        stream,
+        live.clone(),
+        state.clone(),
+        limits,
+        !h2,
+    ));
     let svc = {
         let (live, ident, state) = (live.clone(), ident.clone(), state.clone());
         service_fn(move |req: Request<Incoming>| {
@@ -533,10 +631,14 @@ pub async fn serve(
     if let Err(e) = &result {
         tracing::debug!(%peer, error = %e, "connection ended with error");
     }
-    if !h2 && state.head_pending() && (result.is_err() || hit != 0) {
+    // An unanswered head, or one hyper answered itself (also when it was
+    // pipelined behind an answered request and read with it).
+    let refused = state.head_pending() || state.rejection_id.get().is_some();
+    if !h2 && refused && (result.is_err() || hit != 0) {
         let rejection = classify(result.as_ref().err(), hit);
         let caller = ident.current(&live);
-        live.app().audit_rejection(&caller, rejection).await;
+        let id = state.rejection_id.get().cloned();
+        live.app().audit_rejection(&caller, rejection, id).await;
     }
 }
 

@@ -144,6 +144,8 @@ endpoints! {
     AuditLogTile = "audit_log_tile", Get "/v1/audit/log/tile/{*path}", None;
     /// This API's OpenAPI 3.1 document (`docs/openapi.json`).
     OpenApi = "openapi", Get "/v1/openapi.json", None;
+    /// `/console` without the slash: a 308 redirect to `/console/`.
+    ConsoleRoot = "console_root", Get "/console", None;
     /// The auditor console: the log search form (`text/html`).
     ConsoleHome = "console_home", Get "/console/", None;
     /// The console's log search results, from an HTML form (subject id in the body).

@@ -425,12 +425,32 @@ pub enum SubjectId {
 }
 
 impl SubjectId {
-    /// Validate a (type, id) pair from the wire.
-    pub fn parse(kind: &str, id: &str) -> Result<Self, IdError> {
+    /// Validate a (type, id) pair from the wire, an ID number's birth date
+    /// against `today` in China Standard Time: the gateway's clock
+    /// (`App::today`), the one the rest of the request decides by.
+    pub fn parse_at(kind: &str, id: &str, today: time::Date) -> Result<Self, IdError> {
         match SubjectType::parse(kind)? {
             SubjectType::LegalPerson => CreditCode::parse(id).map(SubjectId::Legal),
-            SubjectType::NaturalPerson => IdNumber::parse(id).map(SubjectId::Natural),
+            SubjectType::NaturalPerson => IdNumber::parse_at(id, today).map(SubjectId::Natural),
         }
+    }
+
+    /// Validate a (type, id) pair against the system clock (tools, sample
+    /// data; a request uses [`SubjectId::parse_at`] with the gateway's
+    /// clock).
+    pub fn parse(kind: &str, id: &str) -> Result<Self, IdError> {
+        Self::parse_at(
+            kind,
+            id,
+            IdNumber::today_at(time::OffsetDateTime::now_utc()),
+        )
+    }
+
+    /// Read back a pair the gateway stored (validated when it was stored):
+    /// every check again except that against today's date, which a pinned
+    /// or earlier clock must not turn against a stored subject.
+    pub fn parse_stored(kind: &str, id: &str) -> Result<Self, IdError> {
+        Self::parse_at(kind, id, time::Date::MAX)
     }
 
     /// Validate an identifier whose type is not given (a consent token's

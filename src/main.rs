@@ -52,8 +52,13 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match args.command {
             Command::Serve { config } => {
+                // First, before the configuration is read, the store
+                // migrated or a socket bound: a SIGHUP during startup is
+                // queued as a reload, never the default action (which
+                // ends the process).
+                let hangup = credgate::reload::Hangup::install();
                 let cfg = Config::load(&config).map_err(|e| cli::CliError(e.to_string()))?;
-                let gw = Gateway::build(&cfg).await?;
+                let gw = Gateway::build(&cfg).await?.with_hangup(hangup);
                 cli::serve_with(&cfg, gw).await
             }
             Command::Reload { config } => credgate::reload::request(&config)

@@ -36,12 +36,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use serde_json::{Value, json};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::audit::{self, AuditField};
 use crate::config::Config;
@@ -49,6 +47,9 @@ use crate::consent::policy::ConsentPolicy;
 use crate::http::App;
 use crate::policy::{self, Policy};
 use crate::tls::{self, ServerTls, TlsPaths};
+
+mod triggers;
+pub use triggers::{Hangup, spawn_triggers};
 
 /// ALPN protocols the API listener offers.
 pub const ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
@@ -618,72 +619,6 @@ fn reload_fields(
         fields.push(f("error", "refused", reason, Some(detail)));
     }
     fields
-}
-
-/// Reload on SIGHUP, and refresh the CRLs on the timer and at their
-/// `nextUpdate`, until `stop` turns true.
-///
-/// SIGHUP's handler is installed before this returns (before the gateway
-/// accepts its first connection), so a SIGHUP never meets the default
-/// action, which would end the process.
-pub fn spawn_triggers(live: Arc<Live>, mut stop: watch::Receiver<bool>) -> JoinHandle<()> {
-    #[cfg(unix)]
-    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(h) => Some(h),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot install the SIGHUP handler; reload with `credgate reload`");
-            None
-        }
-    };
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(live.crl_refresh());
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tick.tick().await;
-        // The nextUpdate already acted on (a stale CRL is re-read once, then
-        // left to the timer).
-        let mut handled: Option<SystemTime> = None;
-        loop {
-            let next_update = live
-                .tls
-                .load()
-                .crl_next_update
-                .filter(|t| Some(*t) != handled);
-            let until = next_update.map(|t| {
-                t.duration_since(SystemTime::now())
-                    .unwrap_or(Duration::ZERO)
-            });
-            let at_next_update = async {
-                match until {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            #[cfg(unix)]
-            let signal = async {
-                match hup.as_mut() {
-                    Some(h) => {
-                        h.recv().await;
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let signal = std::future::pending::<()>();
-            tokio::select! {
-                () = async { let _ = stop.wait_for(|s| *s).await; } => return,
-                () = signal => {
-                    live.reload(Trigger::Signal).await;
-                }
-                _ = tick.tick() => {
-                    live.refresh_crls(Trigger::CrlRefresh).await;
-                }
-                () = at_next_update => {
-                    handled = next_update;
-                    live.refresh_crls(Trigger::CrlNextUpdate).await;
-                }
-            }
-        }
-    })
 }
 
 /// `credgate reload --config FILE`: ask the gateway serving with that

@@ -111,6 +111,9 @@ pub struct Gateway {
     settings: Config,
     /// Held while serving from an embedded store ([`crate::datadir`]).
     _lock: Option<DataDirLock>,
+    /// The SIGHUP handler the binary installed before building
+    /// ([`Gateway::with_hangup`]); `run` installs one if none was given.
+    hangup: Option<reload::Hangup>,
 }
 
 impl Gateway {
@@ -180,6 +183,7 @@ impl Gateway {
             checkpoint_signer: Arc::new(signer),
             settings: cfg.clone(),
             _lock: lock,
+            hangup: None,
         })
     }
 
@@ -192,6 +196,14 @@ impl Gateway {
     /// The swappable state (reload).
     pub fn live(&self) -> &Arc<Live> {
         &self.live
+    }
+
+    /// Serve with the SIGHUP handler installed at the process's start: a
+    /// SIGHUP received while building is one reload once serving (see
+    /// [`reload::Hangup`]).
+    pub fn with_hangup(mut self, hangup: reload::Hangup) -> Gateway {
+        self.hangup = Some(hangup);
+        self
     }
 
     /// The checkpoint verifier key to publish.
@@ -269,6 +281,7 @@ pub async fn run(
         checkpoint_signer,
         settings,
         _lock,
+        hangup,
     } = gateway;
     let s = &settings.server;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -290,8 +303,13 @@ pub async fn run(
         Duration::from_secs(settings.audit.checkpoint_interval_secs),
         stop_rx.clone(),
     );
-    let admin_task = tokio::spawn(serve_admin(admin, live.clone(), stop_rx.clone()));
-    let triggers = reload::spawn_triggers(live.clone(), stop_rx.clone());
+    let admin_task = tokio::spawn(serve_admin(
+        admin,
+        live.clone(),
+        stop_rx.clone(),
+        Duration::from_millis(s.shutdown_grace_ms),
+    ));
+    let triggers = reload::spawn_triggers(live.clone(), hangup, stop_rx.clone());
     tracing::info!(addr = %listener.local_addr()?, store = store.kind(), "credgate serving");
 
     let slots = Arc::new(Semaphore::new(s.max_connections));
@@ -372,14 +390,36 @@ pub async fn run(
     Ok(())
 }
 
-async fn serve_admin(listener: TcpListener, live: Arc<Live>, mut stop: watch::Receiver<bool>) {
+/// The admin listener: plain HTTP/1.1, keep-alive. When `stop` turns true
+/// (after the API's connections and requests have drained) it stops
+/// accepting and shuts every admin connection down gracefully: a response
+/// being written is finished, an idle keep-alive connection (a metrics
+/// scraper's) is closed at once. What is still open after `grace` is
+/// closed. Each connection holds the application, and so a handle on the
+/// audit log: one left open would keep the sequencer, and the shutdown,
+/// waiting.
+async fn serve_admin(
+    listener: TcpListener,
+    live: Arc<Live>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let mut conns = JoinSet::new();
     loop {
+        while conns.try_join_next().is_some() {}
         let (tcp, peer) = tokio::select! {
-            r = listener.accept() => match r { Ok(x) => x, Err(_) => continue },
-            _ = stop.changed() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = async { let _ = stop.wait_for(|s| *s).await; } => break,
         };
-        let live = live.clone();
-        tokio::spawn(async move {
+        let (live, mut stop) = (live.clone(), stop.clone());
+        conns.spawn(async move {
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                 let live = live.clone();
                 async move {
@@ -390,11 +430,20 @@ async fn serve_admin(listener: TcpListener, live: Arc<Live>, mut stop: watch::Re
                     Ok::<_, Infallible>(resp)
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), svc)
-                .await;
+            let conn =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc);
+            let _ = connection::drive(conn, &mut stop, &tokio::sync::Notify::new()).await;
         });
     }
+    drop(listener);
+    if tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over; closing remaining admin connections");
+    }
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
 }
 
 /// Whether `POST /reload` is accepted from `peer`: loopback only (IPv4,

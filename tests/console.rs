@@ -386,3 +386,134 @@ async fn entry_reports_overdue_and_an_export_that_verifies() {
     assert_eq!(r.body["entries"].as_array().unwrap().len(), 2);
     gw.stop().await;
 }
+
+/// A request as a browser sends it: `Accept: text/html,…`, or `accept`.
+async fn browser(
+    gw: &TestGateway,
+    who: &str,
+    method: &str,
+    path: &str,
+    form_body: Option<&str>,
+    accept: &str,
+) -> (u16, hyper::HeaderMap, String) {
+    use http_body_util::{BodyExt, Full};
+    let c = certs();
+    let (cert, key) = (
+        c.join(format!("{who}.pem")),
+        c.join(format!("{who}-key.pem")),
+    );
+    let tls =
+        credgate::tls::client_config(&c.join("ca.pem"), Some((cert.as_path(), key.as_path())))
+            .unwrap();
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost")
+        .header("accept", accept);
+    if form_body.is_some() {
+        req = req.header("content-type", FORM);
+    }
+    let body = Bytes::from(form_body.unwrap_or_default().to_owned());
+    let resp = send
+        .send_request(req.body(Full::new(body)).unwrap())
+        .await
+        .unwrap();
+    let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// Who, method, path, form body, status, code.
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    u16,
+    &'static str,
+);
+
+/// `/console` redirects (308) to `/console/`, admitted and audited like any
+/// console page; a browser's refusals on console paths are small HTML pages
+/// with the same stable code (and the request id of their entry), while
+/// clients that do not ask for HTML, and the API, keep the JSON envelope.
+#[tokio::test]
+async fn console_errors_are_pages_for_browsers_and_the_bare_path_redirects() {
+    let gw = TestGateway::start().await;
+    const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    let (status, h, _) = browser(&gw, "auditor", "GET", "/console", None, BROWSER).await;
+    assert_eq!(
+        (status, h["location"].to_str().unwrap()),
+        (308, "/console/")
+    );
+    let e = audit_entries(&gw.store).await.pop().unwrap();
+    assert_eq!((e.action.as_str(), e.status), ("console_root", 308));
+    let r = gw.client("bank").get("/console").await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (403, Some("role_not_permitted"))
+    );
+
+    #[rustfmt::skip]
+    let cases: Vec<Case> = vec![
+        ("bank", "GET", "/console/", None, 403, "role_not_permitted"),
+        ("bank", "GET", "/console", None, 403, "role_not_permitted"),
+        ("unregistered", "GET", "/console/reports", None, 403, "unregistered_organisation"),
+        ("auditor", "GET", "/console/nope", None, 404, "not_found"),
+        ("auditor", "GET", "/console/entries/999999", None, 404, "not_found"),
+        ("auditor", "DELETE", "/console/", None, 405, "method_not_allowed"),
+        ("auditor", "POST", "/console/search", Some("subject=x"), 400, "unknown_form_field"),
+        ("auditor", "POST", "/console/search", Some("org=a&org=b"), 400, "duplicate_form_field"),
+    ];
+    for (who, method, path, body, status, code) in cases {
+        let (s, h, page) = browser(&gw, who, method, path, body, BROWSER).await;
+        let what = format!("{who} {method} {path}");
+        assert_eq!(s, status, "{what}: {page}");
+        assert_eq!(h["content-type"], "text/html; charset=utf-8", "{what}");
+        assert_eq!(h["content-security-policy"], CSP, "{what}");
+        assert_eq!(h["cache-control"], "no-store", "{what}");
+        assert!(page.starts_with("<!DOCTYPE html>"), "{what}: {page}");
+        assert!(
+            page.contains(&format!("<code class=\"code\">{code}</code>")),
+            "{what}: {page}"
+        );
+        assert!(
+            !page.contains("<script>") && !page.contains("style="),
+            "{what}"
+        );
+        let e = audit_entries(&gw.store).await.pop().unwrap();
+        assert_eq!((e.status, e.outcome.as_str()), (status, code), "{what}");
+        let id = h["x-request-id"].to_str().unwrap();
+        assert_eq!(e.request_id, id, "{what}");
+        assert!(page.contains(id), "{what}: the page shows the request id");
+        assert!(h["x-audit-seq"].to_str().unwrap().parse::<u64>().is_ok());
+    }
+    // No HTML asked for (or refused with q=0): JSON, as before; the API
+    // stays JSON whatever the Accept header says.
+    for (path, accept) in [
+        ("/console/nope", "application/json"),
+        ("/console/nope", "text/html;q=0, application/json"),
+        ("/v1/nope", BROWSER),
+    ] {
+        let (s, h, body) = browser(&gw, "auditor", "GET", path, None, accept).await;
+        assert_eq!(
+            (s, h["content-type"].to_str().unwrap()),
+            (404, "application/json"),
+            "{path} {accept}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"]["code"], "not_found");
+    }
+    gw.stop().await;
+}

@@ -2305,15 +2305,20 @@ async fn an_expired_basis_is_never_written_as_an_exit() {
     assert_eq!(status["fields"]["black_listed"], false);
     assert_eq!(status["fields"]["focus_listed"], false);
 
-    // Approved and withdrawn after the expiry: nothing exited.
+    // After the expiry the approval is refused (nothing is left to
+    // repair) and the withdrawal allowed: nothing exited.
     let r = dept
         .post(
             &format!("/v1/repairs/{rid}/decision"),
             &json!({"decision": "approve"}),
         )
         .await;
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert!(r.body.get("exited_list_entries").is_none(), "{}", r.body);
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("record_expired")),
+        "{}",
+        r.body
+    );
     let r = dept
         .post(
             &format!("/v1/objections/{oid}/resolution"),
@@ -2503,6 +2508,106 @@ async fn a_batch_is_about_one_subject_and_its_entry_names_it() {
             .filter(|e| e["action"] == "submit_records")
             .count();
         assert_eq!(submissions, n, "{s}: {}", r.body);
+    }
+    gw.stop().await;
+}
+
+/// A repair applied for while its record was disclosed cannot be approved
+/// once the record's disclosure period has passed (it is shared with
+/// nobody; there is nothing left to repair): 409 `record_expired`, audited,
+/// the record not marked repaired. A rejection still closes the case.
+#[tokio::test]
+async fn a_repair_is_not_approved_after_its_record_expired() {
+    let s = code(31);
+    let (gw, clock) = start(date!(2026 - 11 - 23)).await;
+    let p = submit(
+        &gw,
+        "department",
+        vec![penalty(&s, "general", "2026-10-01", "罚款人民币3000元")],
+    )
+    .await[0];
+    // Opens 2027-01-01 (3 months); disclosed until 2027-10-01 (12 months).
+    clock.set(date!(2027 - 09 - 30));
+    let body =
+        json!({"subject": lp(&s), "record_id": p, "grounds": "已履行处罚决定并作出信用承诺"});
+    let r = gw.client("portal").post("/v1/repairs", &body).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let rid = r.body["repair_id"].as_i64().unwrap();
+
+    clock.set(date!(2027 - 10 - 01));
+    let decide = |d: &str| {
+        let c = gw.client("department");
+        let body = json!({"decision": d, "note": "符合修复条件"});
+        async move { c.post(&format!("/v1/repairs/{rid}/decision"), &body).await }
+    };
+    let r = decide("approve").await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (409, Some("record_expired")),
+        "{}",
+        r.body
+    );
+    let e = audited(&gw, "repair_decide").await.pop().unwrap();
+    assert_eq!((e.outcome.as_str(), e.status), ("record_expired", 409));
+    // Still pending, not approved.
+    let r = gw
+        .client("portal")
+        .post(
+            &format!("/v1/repairs/{rid}/status"),
+            &json!({"subject": lp(&s)}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (&r.body["status"], &r.body["decided_on"]),
+        (&json!("pending"), &Value::Null)
+    );
+    let r = decide("reject").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let e = audited(&gw, "repair_decide").await.pop().unwrap();
+    assert_eq!(e.outcome, "ok");
+    gw.stop().await;
+}
+
+/// A resident ID number's birth date is judged against the gateway's
+/// clock, the one every other decision of the request uses, not the
+/// system clock: under a clock pinned in 2101 a person born on 2101-01-01
+/// exists, and one born the day after today is refused.
+#[tokio::test]
+async fn id_numbers_are_judged_by_the_gateways_clock() {
+    let (gw, _clock) = start(date!(2101 - 01 - 10)).await;
+    let person = |birth: &str| {
+        let prefix = format!("110105{birth}001");
+        format!(
+            "{prefix}{}",
+            credgate::ids::IdNumber::check_char(&prefix).unwrap()
+        )
+    };
+    let np = |id: &str| json!({"type": "natural_person", "id": id});
+    let (born, unborn) = (person("21010101"), person("21010111"));
+    let bank = gw.client("bank");
+    let portal = gw.client("portal");
+    for (id, refused) in [(&born, false), (&unborn, true)] {
+        let q = json!({"subject": np(id), "purpose": "financing", "fields": ["enterprise_name"]});
+        let objection = json!({"subject": np(id), "record_id": 987654, "grounds": "记录有误"});
+        let history = json!({"subject": np(id)});
+        for r in [
+            bank.post("/v1/query", &q).await,
+            portal.post("/v1/objections", &objection).await,
+            portal.post("/v1/portal/access-history", &history).await,
+        ] {
+            let code = r.body["error"]["code"].as_str();
+            if refused {
+                assert_eq!(
+                    (r.status, code, r.body["error"]["details"]["check"].as_str()),
+                    (400, Some("invalid_identifier"), Some("birth_date")),
+                    "{id}: {}",
+                    r.body
+                );
+            } else {
+                assert_ne!(code, Some("invalid_identifier"), "{id}: {}", r.body);
+            }
+        }
     }
     gw.stop().await;
 }

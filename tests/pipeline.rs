@@ -97,6 +97,15 @@ async fn raw_exchange(gw: &TestGateway, who: &str, bytes: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A header of the first response head in `resp`.
+fn header_of<'a>(resp: &'a str, name: &str) -> Option<&'a str> {
+    let head = resp.split("\r\n\r\n").next()?;
+    head.split("\r\n").skip(1).find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
 fn status_line(resp: &str) -> u16 {
     resp.split(' ')
         .nth(1)
@@ -148,7 +157,63 @@ async fn requests_the_http_layer_refuses_are_each_audited_once() {
         assert_eq!(e.status, status, "{what}");
         assert_eq!(e.cert_fp.as_deref(), Some(fp.as_str()), "{what}");
         assert_eq!(e.org.as_deref(), Some(ids::BANK), "{what}");
+        // The id the client can quote is the one the log holds.
+        let sent = header_of(&resp, "x-request-id");
+        if status == 0 {
+            assert_eq!(sent, None, "{what}");
+        } else {
+            assert_eq!(sent, Some(e.request_id.as_str()), "{what}: {resp:.300}");
+        }
     }
+    // On a keep-alive connection after an answered request: that one keeps
+    // its own id, the refused one gets the rejection's.
+    let before = settle(&gw).await;
+    let mut s = connect(&gw, tls_config("bank", &[b"http/1.1"])).await;
+    s.write_all(b"GET /v1/nope HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write_all(b"GARBAGE\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
+    let resp = String::from_utf8_lossy(&out).into_owned();
+    assert_eq!(settle(&gw).await, before + 2, "{resp:.300}");
+    let two = entries_after(&gw, before).await;
+    let (first, second) = resp.split_at(resp.rfind("HTTP/1.1 400").expect("a 400 after the 404"));
+    assert_eq!(status_line(first), 404, "{first:.300}");
+    assert_eq!(
+        header_of(first, "x-request-id"),
+        Some(two[0].request_id.as_str())
+    );
+    assert_eq!(two[1].outcome, "invalid_method");
+    assert_eq!(
+        header_of(second, "x-request-id"),
+        Some(two[1].request_id.as_str())
+    );
+    // Pipelined: the refused head arrives with the answered request (one
+    // read) and is still one entry, with the id hyper's 400 carries.
+    let before = settle(&gw).await;
+    let resp = raw_exchange(
+        &gw,
+        "bank",
+        b"GET /v1/nope HTTP/1.1\r\nhost: x\r\n\r\nGARBAGE\r\n\r\n",
+    )
+    .await;
+    assert_eq!(settle(&gw).await, before + 2, "{resp:.300}");
+    let two = entries_after(&gw, before).await;
+    let (first, second) = resp.split_at(resp.rfind("HTTP/1.1 400").expect("a 400 after the 404"));
+    assert_eq!(
+        header_of(first, "x-request-id"),
+        Some(two[0].request_id.as_str())
+    );
+    assert_eq!(
+        (two[1].action.as_str(), two[1].outcome.as_str()),
+        ("malformed_http", "invalid_method")
+    );
+    assert_eq!(
+        header_of(second, "x-request-id"),
+        Some(two[1].request_id.as_str())
+    );
     let (_, metrics) = gw.admin_get("/metrics").await;
     assert!(
         metrics.contains("credgate_http_rejections_total{reason=\"uri_too_long\"} 1"),

@@ -553,3 +553,59 @@ async fn the_largest_request_the_limits_allow_fits_in_one_audit_entry() {
     assert_eq!((e.outcome.as_str(), e.status), ("invalid_request", 400));
     gw.stop().await;
 }
+
+/// Well-formed JSON of the wrong shape — a wrong type, a value outside a
+/// closed list, also where the wire type is an enum (which serde_json
+/// reports as a syntax error) — is 400 `invalid_request` naming the field's
+/// path, audited with that outcome; only a body that is not JSON is
+/// `malformed_json`.
+#[tokio::test]
+async fn wrong_types_and_unknown_variants_name_their_field() {
+    let gw = TestGateway::start().await;
+    let (bank, dept, auditor, portal) = (
+        gw.client("bank"),
+        gw.client("department"),
+        gw.client("auditor"),
+        gw.client("portal"),
+    );
+    let s = code(7);
+    let mut bad_tier = penalty(&s, "2026-10-01", "2026-10-01");
+    bad_tier["tier"] = json!(3);
+    #[rustfmt::skip]
+    let cases: Vec<(&Client, &str, Value, Option<&str>)> = vec![
+        (&auditor, "/v1/audit/export", json!({"format": 5}), Some("format")),
+        (&auditor, "/v1/audit/export", json!({"format": ["jsonl"]}), Some("format")),
+        (&auditor, "/v1/audit/export", json!({"format": "xml"}), Some("format")),
+        (&auditor, "/v1/audit/proof/inclusion", json!({"seq": "1"}), Some("seq")),
+        (&bank, "/v1/query", json!({"subject": {"type": 5, "id": ids::CERAMICS}, "purpose": "financing", "fields": []}), Some("subject.type")),
+        (&bank, "/v1/query", json!({"subject": {"type": "legal_person", "id": ids::CERAMICS}, "purpose": "financing", "fields": ["a", 2]}), Some("fields[1]")),
+        (&bank, "/v1/query", json!({"subject": {"type": "legal_person", "id": ids::CERAMICS, "kind": 1}, "purpose": "financing", "fields": []}), Some("subject.kind")),
+        (&dept, "/v1/records", json!({"records": [penalty(&s, "2026-10-01", "2026-10-01"), bad_tier]}), Some("records[1].tier")),
+        (&portal, "/v1/objections", json!({"subject": lp(&s), "record_id": "1", "grounds": "x"}), Some("record_id")),
+        (&bank, "/v1/query", json!({"purpose": "financing"}), None),
+    ];
+    let base = audit_entries(&gw.store).await.len();
+    for (client, path, body, field) in &cases {
+        let r = client.post(path, body).await;
+        assert_eq!(
+            (r.status, code_of(&r)),
+            (400, Some("invalid_request")),
+            "{path} {body}: {}",
+            r.body
+        );
+        assert_eq!(
+            r.body["error"]["details"]["field"].as_str(),
+            *field,
+            "{path} {body}: {}",
+            r.body
+        );
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(!message.contains(" at line "), "{message}");
+    }
+    let entries = audit_entries(&gw.store).await;
+    assert_eq!(entries.len(), base + cases.len());
+    for e in &entries[base..] {
+        assert_eq!((e.outcome.as_str(), e.status), ("invalid_request", 400));
+    }
+    gw.stop().await;
+}

@@ -9,7 +9,7 @@ use super::dto::{
     MAX_BATCH_CONSENT_TOKENS, MAX_BATCH_RECORDS, MAX_FIELD_NAME, MAX_QUERY_FIELDS, QueryRequest,
     SubmitRequest, audit_field_name, field_name_ok,
 };
-use super::error::{json_error, submission_refused};
+use super::error::{json_error_at, submission_refused, value_error_at};
 use super::{ApiError, App, AuditDraft, Reply, lifecycle};
 use crate::ids::SubjectId;
 use crate::policy::submission::{SubmissionRefusal, SubmittedRecord};
@@ -39,8 +39,12 @@ pub(super) async fn query(
     body: &Bytes,
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
-    let mut req: QueryRequest = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
-    let subject = SubjectId::parse(&req.subject.kind, &req.subject.id)?;
+    let mut req: QueryRequest =
+        serde_json::from_slice(body).map_err(|e| json_error_at(&e, body))?;
+    // One reading of the clock for the whole request: the identifier's
+    // birth-date check and the lifecycle decisions see the same day.
+    let today = app.today();
+    let subject = SubjectId::parse_at(&req.subject.kind, &req.subject.id, today)?;
     draft.subject = Some(subject.clone());
     let purpose = app.policy.purpose(&req.purpose).ok_or_else(|| {
         ApiError::bad_request("unknown_purpose", "purpose is not in the closed list")
@@ -90,7 +94,7 @@ pub(super) async fn query(
     }
     let shared = app
         .store
-        .read_shared(&subject, &permit, &app.policy, org, app.today())
+        .read_shared(&subject, &permit, &app.policy, org, today)
         .await?;
     lifecycle::audit_withheld(draft, &shared.withheld);
     // List entries that lapsed with their basis: the query's entry says so.
@@ -172,7 +176,7 @@ pub(super) async fn submit(
     body: &Bytes,
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
-    let raw: Value = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+    let raw: Value = serde_json::from_slice(body).map_err(|e| json_error_at(&e, body))?;
     // 1. Prohibited keys anywhere, before any schema check: nothing can be
     //    smuggled in an unexpected place.
     let prohibited = app.policy.prohibited();
@@ -224,7 +228,8 @@ pub(super) async fn submit(
         }
     }
     // 2. Schema.
-    let req: SubmitRequest = serde_json::from_value(raw).map_err(|e| json_error(&e))?;
+    let req: SubmitRequest =
+        serde_json::from_value(raw).map_err(|e| value_error_at::<SubmitRequest>(&e, body))?;
     if req.records.is_empty() || req.records.len() > MAX_BATCH_RECORDS {
         return Err(ApiError::bad_request(
             "invalid_request",
@@ -255,11 +260,12 @@ pub(super) async fn submit(
     }
     // 3. Every record against the catalog.
     let policy = &app.policy;
+    let today = app.today();
     let mut batch = Vec::with_capacity(req.records.len());
     let mut first_subject: Option<SubjectId> = None;
     let mut consents = super::consent::Collection::default();
     for (i, r) in req.records.into_iter().enumerate() {
-        let subject = SubjectId::parse(&r.subject.kind, &r.subject.id).map_err(|e| {
+        let subject = SubjectId::parse_at(&r.subject.kind, &r.subject.id, today).map_err(|e| {
             let mut err = ApiError::from(e.clone());
             err.message = format!("record {i}: {}", err.message);
             err.with(json!({"record": i, "check": e.check()}))

@@ -49,7 +49,7 @@ use super::dto::{
     ConsistencyRequest, ExportRequest, HistoryRequest, InclusionRequest, ProofFormat,
     ReportRequest, SearchRequest,
 };
-use super::error::json_error;
+use super::error::json_error_at;
 use super::{ApiError, App, AuditDraft, Reply};
 use crate::audit::AuditEntry;
 use crate::audit::export::{self, ExportFormat, ExportPlan, encode_hash};
@@ -99,7 +99,7 @@ const SUBJECT_VISIBLE_ACTIONS: [Endpoint; 13] = [
 
 /// Parse a typed request body (already strict JSON: see `http::strict_json`).
 pub(super) fn parse<'a, T: Deserialize<'a>>(body: &'a Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| json_error(&e))
+    serde_json::from_slice(body).map_err(|e| json_error_at(&e, body))
 }
 
 // ------------------------------------------------------------ validation
@@ -259,7 +259,7 @@ pub(super) async fn search(
             return Err(invalid("give subject or subject_hash, not both"));
         }
         Some(s) => {
-            let id = SubjectId::parse(&s.kind, &s.id)?;
+            let id = SubjectId::parse_at(&s.kind, &s.id, app.today())?;
             // Under every configured subject key: entries written before a
             // rotation are found too.
             let h = app.hasher.hashes(&id);
@@ -630,7 +630,7 @@ pub(super) async fn access_history(
     r: HistoryRequest,
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
-    let subject = SubjectId::parse(&r.subject.kind, &r.subject.id)?;
+    let subject = SubjectId::parse_at(&r.subject.kind, &r.subject.id, app.today())?;
     let limit = page(r.limit)?;
     let q = AuditQuery {
         // Under every configured subject key, so the history reaches back

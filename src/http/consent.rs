@@ -7,7 +7,7 @@ use hyper::StatusCode;
 use serde_json::json;
 
 use super::dto::RevokeRequest;
-use super::error::json_error;
+use super::error::json_error_at;
 use super::{ApiError, App, AuditDraft, Reply};
 use crate::audit::now_rfc3339;
 use crate::consent::token::{ConsentClaims, ConsentError};
@@ -311,8 +311,8 @@ pub(super) async fn revoke(
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
     let jti = consent_id(jti, draft)?;
-    let r: RevokeRequest = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
-    let subject = SubjectId::parse(&r.subject.kind, &r.subject.id)?;
+    let r: RevokeRequest = serde_json::from_slice(body).map_err(|e| json_error_at(&e, body))?;
+    let subject = SubjectId::parse_at(&r.subject.kind, &r.subject.id, app.today())?;
     let subject_hash = registry_subject(app, &jti, &subject).await?;
     draft.subject = Some(subject);
     let intent = app.intend(draft, StatusCode::OK).await?;

@@ -207,22 +207,46 @@ impl From<crate::policy::access::NotPermitted> for ApiError {
     }
 }
 
-/// Map a JSON body deserialisation error to a 400 without echoing input.
-pub fn json_error(e: &serde_json::Error) -> ApiError {
-    use serde_json::error::Category;
-    match e.classify() {
-        Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
-            "malformed_json",
-            format!(
-                "request body is not valid JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ),
-        ),
-        Category::Data => ApiError::bad_request(
+/// Map the error of reading a request body (`body`, the bytes) into its
+/// wire type: a body that is not strict JSON is refused as such
+/// (`malformed_json`, `duplicate_key`, `too_deep`); well-formed JSON of the
+/// wrong shape — an unknown key, a missing one, a wrong type, a value
+/// outside a closed list — is 400 `invalid_request` with `details.field`,
+/// the path of the value (`subject.type`, `records[0].tier`) when it has
+/// one. (serde_json reports a non-string where an enum is expected as a
+/// syntax error; on a body that is strict JSON it is a schema error.)
+pub fn json_error_at(e: &serde_json::Error, body: &[u8]) -> ApiError {
+    if let Err(not_json) = super::strict_json::check(body) {
+        return not_json.into();
+    }
+    let mut message = e.to_string();
+    // serde_json appends " at line L column C".
+    if let Some((what, _)) = message.rsplit_once(" at line ") {
+        message = what.to_owned();
+    }
+    match super::strict_json::path_of_error(body, e) {
+        Some(field) => ApiError::bad_request(
             "invalid_request",
-            format!("request does not match the schema: {e}"),
+            format!("request does not match the schema at `{field}`: {message}"),
+        )
+        .with(json!({ "field": field })),
+        None => ApiError::bad_request(
+            "invalid_request",
+            format!("request does not match the schema: {message}"),
         ),
+    }
+}
+
+/// The error of a wire type read from a `Value` already parsed from
+/// `body` (after a scan of the parsed tree): read again from the bytes, for
+/// the position [`json_error_at`] needs (on the error path only).
+pub fn value_error_at<T: serde::de::DeserializeOwned>(
+    e: &serde_json::Error,
+    body: &[u8],
+) -> ApiError {
+    match serde_json::from_slice::<T>(body) {
+        Err(located) => json_error_at(&located, body),
+        Ok(_) => json_error_at(e, body),
     }
 }
 

@@ -376,6 +376,8 @@ impl App {
             ..AuditDraft::default()
         };
         let has_body = !req.body().is_end_stream();
+        // A browser on a console page gets its errors as an HTML page.
+        let html_errors = console::wants_html(req.uri().path(), req.headers());
         let body_read = Arc::new(AtomicBool::new(false));
         req.extensions_mut().insert(BodyRead(body_read.clone()));
         let result = match AssertUnwindSafe(self.route(caller, req, &mut draft))
@@ -394,9 +396,19 @@ impl App {
             Ok(r) => (r.status, r.body, "ok", r.raw),
             Err(e) => {
                 allow = e.allow.clone();
-                (e.status, e.body(), e.code, None)
+                let page = html_errors.then(|| console::error_page(&e, &request_id));
+                (e.status, e.body(), e.code, page)
             }
         };
+        // A redirect's target travels in its (unsent) JSON body.
+        let location = status
+            .is_redirection()
+            .then(|| {
+                body["location"]
+                    .as_str()
+                    .and_then(|l| HeaderValue::from_str(l).ok())
+            })
+            .flatten();
         let pending = draft.pending.take();
         // An outbox row exists only if the change committed; clearing a
         // row that was never written is a no-op.
@@ -424,11 +436,18 @@ impl App {
         let seq = appended.as_ref().ok().copied();
         let mut resp = match appended {
             Ok(seq) => match raw {
-                Some((ctype, bytes)) => respond_raw(status, ctype, bytes, &request_id, seq),
+                Some((ctype, bytes)) => respond_raw(status, ctype, bytes, &request_id, Some(seq)),
                 None => respond(status, &body, &request_id, Some(seq)),
             },
+            Err(e) if html_errors => {
+                let (ctype, bytes) = console::error_page(&e, &request_id);
+                respond_raw(e.status, ctype, bytes, &request_id, None)
+            }
             Err(e) => respond(e.status, &e.body(), &request_id, None),
         };
+        if let Some(location) = location {
+            resp.headers_mut().insert(hyper::header::LOCATION, location);
+        }
         if let Some(allow) = allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
             resp.headers_mut().insert(hyper::header::ALLOW, allow);
         }
@@ -558,11 +577,17 @@ impl App {
     /// Audit a request the HTTP layer refused before any handler ran
     /// (see [`crate::connection`]): action `malformed_http`, the caller's
     /// identity, the status sent (0 when the connection was closed without
-    /// a response) and the rejection as the outcome.
-    pub async fn audit_rejection(&self, caller: &Caller, rejection: Rejection) {
+    /// a response) and the rejection as the outcome. `request_id` is the
+    /// id already sent in hyper's response (`x-request-id`), if one was.
+    pub async fn audit_rejection(
+        &self,
+        caller: &Caller,
+        rejection: Rejection,
+        request_id: Option<String>,
+    ) {
         self.metrics.rejection(rejection.outcome);
         let draft = AuditDraft {
-            request_id: self.request_id(),
+            request_id: request_id.unwrap_or_else(|| self.request_id()),
             action: "malformed_http",
             org: caller.org_code(),
             cert_fp: caller.fingerprint(),
@@ -687,7 +712,8 @@ impl App {
             Endpoint::OpenApi => Ok(Reply::json_bytes(Bytes::from_static(
                 OPENAPI_DOCUMENT.as_bytes(),
             ))),
-            Endpoint::ConsoleHome
+            Endpoint::ConsoleRoot
+            | Endpoint::ConsoleHome
             | Endpoint::ConsoleSearch
             | Endpoint::ConsoleEntry
             | Endpoint::ConsoleReports
@@ -802,9 +828,9 @@ fn respond_raw(
     ctype: &'static str,
     bytes: Bytes,
     request_id: &str,
-    seq: u64,
+    seq: Option<u64>,
 ) -> Response<Full<Bytes>> {
-    let mut resp = respond(status, &Value::Null, request_id, Some(seq));
+    let mut resp = respond(status, &Value::Null, request_id, seq);
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
     tiles::cache_control(ctype, resp.headers_mut());

@@ -137,9 +137,147 @@ impl Node {
     }
 }
 
+/// The path of the value a schema error on the strict JSON `bytes` is
+/// about ([`path_at`] at the error's position; serde_json reports its
+/// syntax-category errors on a strict body — a non-string where an enum is
+/// expected — one byte past the value's first byte).
+pub fn path_of_error(bytes: &[u8], e: &serde_json::Error) -> Option<String> {
+    let column = match e.classify() {
+        serde_json::error::Category::Syntax => e.column().saturating_sub(1),
+        _ => e.column(),
+    };
+    path_at(bytes, e.line(), column)
+}
+
+/// The path (`records[0].fields.x`, `subject.type`) of the value at
+/// `line`/`column` of `bytes` as serde_json reports them (1-based line,
+/// bytes into it): what a schema error on a strict JSON body points at.
+/// `None` when the position is outside the body or at its top level.
+pub fn path_at(bytes: &[u8], line: usize, column: usize) -> Option<String> {
+    enum Seg {
+        Key(Option<String>),
+        Index(usize),
+    }
+    let line_start = if line <= 1 {
+        0
+    } else {
+        bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(line - 2)?
+            .0
+            + 1
+    };
+    let end = line_start.checked_add(column)?.min(bytes.len());
+    let mut stack: Vec<Seg> = Vec::new();
+    let mut i = 0;
+    while i < end {
+        match bytes[i] {
+            b'{' => stack.push(Seg::Key(None)),
+            b'[' => stack.push(Seg::Index(0)),
+            b'}' | b']' => {
+                stack.pop();
+            }
+            b',' => match stack.last_mut() {
+                Some(Seg::Index(n)) => *n += 1,
+                Some(Seg::Key(k)) => *k = None,
+                None => {}
+            },
+            b'"' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                if let Some(Seg::Key(k @ None)) = stack.last_mut() {
+                    let raw = bytes.get(start..=i.min(bytes.len() - 1))?;
+                    *k = Some(serde_json::from_slice::<String>(raw).ok()?);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut path = String::new();
+    for seg in &stack {
+        match seg {
+            Seg::Key(Some(k)) => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+            }
+            Seg::Index(n) => path.push_str(&format!("[{n}]")),
+            Seg::Key(None) => {}
+        }
+    }
+    (!path.is_empty()).then(|| path.chars().take(128).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The path of the error serde_json reports for `body` read as `T`.
+    fn path_of<T: serde::de::DeserializeOwned + std::fmt::Debug>(body: &str) -> Option<String> {
+        let e = serde_json::from_str::<T>(body).unwrap_err();
+        path_of_error(body.as_bytes(), &e)
+    }
+
+    #[test]
+    fn schema_errors_point_at_their_field() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Inner {
+            #[serde(rename = "type")]
+            kind: Kind,
+            n: u32,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        enum Kind {
+            Legal,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Outer {
+            subject: Inner,
+            list: Vec<Inner>,
+        }
+        let ok = r#"{"type": "legal", "n": 1}"#;
+        for (body, path) in [
+            (
+                r#"{"subject": {"type": "alien", "n": 1}, "list": []}"#.to_string(),
+                "subject.type",
+            ),
+            (
+                r#"{"subject": {"type": 5, "n": 1}, "list": []}"#.to_string(),
+                "subject.type",
+            ),
+            (
+                format!(r#"{{"subject": {ok}, "list": [{ok}, {{"type": "legal", "n": "1"}}]}}"#),
+                "list[1].n",
+            ),
+            (
+                format!("{{\"subject\": {ok},\n \"list\": [{ok},\n {{\"type\": [], \"n\": 1}}]}}"),
+                "list[1].type",
+            ),
+            (
+                r#"{"subject": {"type": "legal", "n": 1, "x\"y": 2}, "list": []}"#.to_string(),
+                "subject.x\"y",
+            ),
+            (
+                r#"{"subject": {"type": "legal"}, "list": []}"#.to_string(),
+                "subject",
+            ),
+        ] {
+            assert_eq!(path_of::<Outer>(&body).as_deref(), Some(path), "{body}");
+        }
+        assert_eq!(path_of::<Outer>(r#"{"list": []}"#), None);
+    }
 
     #[test]
     fn accepts_ordinary_bodies() {

@@ -7,11 +7,16 @@
 //! role only (`policies/access.toml`), each request is audited like any
 //! other, and the pages are built from the same handlers the JSON API uses
 //! ([`super::auditor`], the overdue objections of
-//! [`super::lifecycle::objections`]). Errors are the API's JSON envelope
-//! with its stable codes.
+//! [`super::lifecycle::objections`]). Errors carry the API's stable codes:
+//! as the JSON envelope, or — when the request asks for `text/html` in
+//! `Accept`, as a browser does — as a small HTML page showing the same
+//! status, code, message and request id ([`wants_html`], [`error_page`];
+//! on console paths only, the API stays JSON). Refusals before routing
+//! (401, 403, 404, 405) on a console path are pages too.
 //!
 //! | page | what |
 //! |---|---|
+//! | `GET /console` | 308 to `/console/` (a row of the endpoint table like any page: admitted and audited) |
 //! | `GET /console/`, `POST /console/search` | log search; the subject id travels in the form body and is hashed server-side, never in a URL; pages by form too ([`search`]) |
 //! | `GET /console/entries/{seq}` | one entry; `console.js` fetches its inclusion proof and the checkpoint and verifies both with WebCrypto |
 //! | `GET /console/reports`, `POST /console/reports` | volume per organisation over time, denials, anomalies and quota refusals, most-queried subjects, as SVG drawn here ([`reports`]) |
@@ -52,7 +57,7 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /// Content type of the pages.
-const HTML: &str = "text/html; charset=utf-8";
+pub(super) const HTML: &str = "text/html; charset=utf-8";
 /// Content type of the script.
 const JS: &str = "text/javascript; charset=utf-8";
 /// Content type of the style sheet.
@@ -108,6 +113,68 @@ fn page(html: String) -> Reply {
     raw(HTML, html)
 }
 
+/// A 308 to `to` (same method, permanent), with a link for the rare
+/// client that does not follow it; `App::handle` sends `body.location` as
+/// the `Location` header.
+fn redirect(to: &'static str) -> Reply {
+    let link = format!(
+        "<!DOCTYPE html>\n<html lang=\"zh-CN\">\n<head>\n<meta charset=\"utf-8\">\n<title>credgate</title>\n</head>\n\
+<body><p><a href=\"{to}\">{to}</a></p></body>\n</html>\n"
+    );
+    Reply {
+        status: StatusCode::PERMANENT_REDIRECT,
+        body: serde_json::json!({ "location": to }),
+        raw: Some((HTML, link.into())),
+    }
+}
+
+/// Whether an error on this request is answered as an HTML page: a console
+/// path (`/console` or under `/console/`) and an `Accept` header naming
+/// `text/html` with a non-zero quality (a browser). Everything else — the
+/// API, and console clients that do not ask for HTML — gets the JSON
+/// envelope.
+pub(super) fn wants_html(path: &str, headers: &HeaderMap) -> bool {
+    if path != "/console" && !path.starts_with("/console/") {
+        return false;
+    }
+    headers
+        .get_all(hyper::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("");
+            let q_zero = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .is_some_and(|q| q.parse::<f32>().is_ok_and(|q| q <= 0.0))
+            });
+            media.eq_ignore_ascii_case("text/html") && !q_zero
+        })
+}
+
+/// The HTML page for a refusal on a console path: the status, the stable
+/// code (the same as the JSON envelope's, and the audit entry's outcome),
+/// the message and the request id to quote.
+pub(super) fn error_page(e: &ApiError, request_id: &str) -> (&'static str, Bytes) {
+    let status = e.status.as_u16();
+    let reason = e.status.canonical_reason().unwrap_or("");
+    let main = format!(
+        "<h1>{status} {reason}</h1>\n<dl class=\"error\">\n\
+<dt>{}</dt><dd><code class=\"code\">{}</code></dd>\n\
+<dt>{}</dt><dd>{}</dd>\n\
+<dt>{}</dt><dd><code>{}</code></dd>\n</dl>\n",
+        html::label("错误代码", "Code"),
+        html::esc(e.code),
+        html::label("说明", "Message"),
+        html::esc(&e.message),
+        html::label("请求编号", "Request id"),
+        html::esc(request_id),
+    );
+    let title = format!("{status} {reason}");
+    (HTML, Bytes::from(html::page(("错误", &title), "", &main)))
+}
+
 /// Serve one console endpoint; the pipeline has admitted the caller.
 pub(super) async fn serve(
     app: &App,
@@ -117,6 +184,7 @@ pub(super) async fn serve(
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
     match r.endpoint {
+        Endpoint::ConsoleRoot => Ok(redirect("/console/")),
         Endpoint::ConsoleHome => Ok(page(search::home())),
         Endpoint::ConsoleSearch => search::search(app, body, draft).await,
         Endpoint::ConsoleEntry => pages::entry(app, r.param("seq")).await,

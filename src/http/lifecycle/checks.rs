@@ -30,7 +30,7 @@ pub(in crate::http) async fn run_check(
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
     let req: CheckRequest = parse_body(app, body, draft)?;
-    let subject = subject(&req.subject, draft)?;
+    let subject = subject(app, &req.subject, draft)?;
     draft.purpose = Some("administrative_review".into());
     let policy = &app.policy;
     let Some(matter) = policy.matter(&req.matter) else {

@@ -8,7 +8,7 @@ use time::Date;
 
 use super::MAX_TEXT;
 use crate::http::dto::SubjectDto;
-use crate::http::error::json_error;
+use crate::http::error::{json_error_at, value_error_at};
 use crate::http::{ApiError, App, AuditDraft};
 use crate::ids::SubjectId;
 use crate::policy::lifecycle::parse_date;
@@ -20,7 +20,7 @@ pub(super) fn parse_body<T: DeserializeOwned>(
     body: &Bytes,
     draft: &mut AuditDraft,
 ) -> Result<T, ApiError> {
-    let raw: Value = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
+    let raw: Value = serde_json::from_slice(body).map_err(|e| json_error_at(&e, body))?;
     if let Some((path, cat)) = app.policy.prohibited().scan_json(&raw, &mut String::new()) {
         draft.field(
             format!("prohibited:{}", cat.id),
@@ -38,7 +38,7 @@ pub(super) fn parse_body<T: DeserializeOwned>(
         )
         .with(json!({"field": path, "category": cat.id})));
     }
-    serde_json::from_value(raw).map_err(|e| json_error(&e))
+    serde_json::from_value(raw).map_err(|e| value_error_at::<T>(&e, body))
 }
 
 /// A numeric id from the path: 1–18 ASCII digits, positive.
@@ -104,15 +104,19 @@ pub(super) fn date(what: &'static str, s: &str) -> Result<Date, ApiError> {
     })
 }
 
-pub(super) fn subject(dto: &SubjectDto, draft: &mut AuditDraft) -> Result<SubjectId, ApiError> {
-    let s = SubjectId::parse(&dto.kind, &dto.id)?;
+pub(super) fn subject(
+    app: &App,
+    dto: &SubjectDto,
+    draft: &mut AuditDraft,
+) -> Result<SubjectId, ApiError> {
+    let s = SubjectId::parse_at(&dto.kind, &dto.id, app.today())?;
     draft.subject = Some(s.clone());
     Ok(s)
 }
 
 /// A stored subject (validated when it was stored).
 pub(super) fn stored_subject(kind: &str, id: &str) -> Option<SubjectId> {
-    SubjectId::parse(kind, id).ok()
+    SubjectId::parse_stored(kind, id).ok()
 }
 
 pub(super) fn record_field(id: i64) -> String {

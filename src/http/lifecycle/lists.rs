@@ -34,7 +34,7 @@ pub(in crate::http) async fn add_list_entry(
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
     let req: ListRequest = parse_body(app, body, draft)?;
-    let subject = subject(&req.subject, draft)?;
+    let subject = subject(app, &req.subject, draft)?;
     let basis = text("basis", &req.basis)?;
     let basis_record_id = req
         .basis_record_id

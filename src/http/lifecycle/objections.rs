@@ -41,7 +41,7 @@ pub(super) fn status_subject(
     draft: &mut AuditDraft,
 ) -> Result<SubjectId, ApiError> {
     let req: StatusRequest = parse_body(app, body, draft)?;
-    subject(&req.subject, draft)
+    subject(app, &req.subject, draft)
 }
 
 /// `POST /v1/objections/{id}/status`: the objection and its answer, for
@@ -89,7 +89,7 @@ impl Filing {
     /// Parse and validate the body (the subject goes to the audit draft).
     pub(super) fn parse(app: &App, body: &Bytes, draft: &mut AuditDraft) -> Result<Self, ApiError> {
         let req: ApplicationRequest = parse_body(app, body, draft)?;
-        let subject = subject(&req.subject, draft)?;
+        let subject = subject(app, &req.subject, draft)?;
         let record_id = body_id("record_id", req.record_id)?;
         let grounds = text("grounds", &req.grounds)?.to_owned();
         Ok(Filing {

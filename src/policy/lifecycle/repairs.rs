@@ -5,7 +5,7 @@ use time::Date;
 
 use super::dates::add_months;
 use super::disclosure::Terms;
-use super::state::{RecordFacts, RecordState, StoredState};
+use super::state::{RecordFacts, RecordState};
 use super::steps::{Case, LifecycleRefusal, Noun};
 use crate::policy::{Organisation, Policy};
 
@@ -92,14 +92,19 @@ impl Policy {
     }
 
     /// Whether `org` may decide the application `case` describes, on a
-    /// record in `stored` state: only the record's provider, only while
-    /// the application is pending and the record still current; to anyone
-    /// else the application is [`LifecycleRefusal::NotVisible`].
+    /// record in `state` today: only the record's provider, only while the
+    /// application is pending and the record still current; to anyone else
+    /// the application is [`LifecycleRefusal::NotVisible`]. An approval
+    /// also needs the record still disclosed: once its disclosure period has
+    /// passed it is shared with nobody and there is nothing left to repair
+    /// ([`RepairRefusal::Expired`], as for an application); a rejection
+    /// still closes the case.
     pub fn repair_decision(
         &self,
         org: &Organisation,
         case: &Case<'_>,
-        stored: StoredState,
+        state: RecordState,
+        approve: bool,
     ) -> Result<RepairDecision, LifecycleRefusal> {
         if case.provider != org.code.as_str() {
             return Err(LifecycleRefusal::NotVisible(Noun::Repair));
@@ -107,10 +112,14 @@ impl Policy {
         if case.status != "pending" {
             return Err(LifecycleRefusal::RepairClosed(case.status.to_owned()));
         }
-        match stored {
-            StoredState::Active => Ok(RepairDecision { _minted: () }),
-            StoredState::Withdrawn => Err(LifecycleRefusal::RecordState(RecordState::Withdrawn)),
-            StoredState::Superseded => Err(LifecycleRefusal::RecordState(RecordState::Superseded)),
+        match state {
+            RecordState::Withdrawn | RecordState::Superseded => {
+                Err(LifecycleRefusal::RecordState(state))
+            }
+            RecordState::Expired if approve => {
+                Err(LifecycleRefusal::RepairIneligible(RepairRefusal::Expired))
+            }
+            _ => Ok(RepairDecision { _minted: () }),
         }
     }
 }

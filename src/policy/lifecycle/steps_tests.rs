@@ -367,22 +367,31 @@ proptest! {
     }
 
     /// Only the record's provider answers an objection or decides a repair,
-    /// only while it is open (pending) and, for a repair, the record current.
+    /// only while it is open (pending) and, for a repair, the record current
+    /// — and, for an approval, still disclosed (not expired).
     #[test]
     fn only_the_provider_takes_provider_steps(
         provider_i in 0usize..3,
         by_i in 0usize..2,
         status_i in 0usize..5,
-        stored_i in 0usize..3,
+        state_i in 0usize..6,
+        approve in proptest::bool::ANY,
     ) {
         let p = shared();
         let by = org(p, ISSUERS[by_i]);
         let status = ["open", "pending", "upheld", "approved", "rejected"][status_i];
         let case = Case { provider: ISSUERS[provider_i], status };
-        let stored = [StoredState::Active, StoredState::Withdrawn, StoredState::Superseded][stored_i];
+        let state = [
+            RecordState::Active,
+            RecordState::Disputed,
+            RecordState::Repaired,
+            RecordState::Expired,
+            RecordState::Withdrawn,
+            RecordState::Superseded,
+        ][state_i];
         let is_provider = provider_i == by_i;
         let answer = p.objection_answer(&by, &case).map(|_| ());
-        let decide = p.repair_decision(&by, &case, stored).map(|_| ());
+        let decide = p.repair_decision(&by, &case, state, approve).map(|_| ());
         if !is_provider {
             prop_assert_eq!(answer, Err(LifecycleRefusal::NotVisible(Noun::Objection)));
             prop_assert_eq!(decide, Err(LifecycleRefusal::NotVisible(Noun::Repair)));
@@ -391,10 +400,10 @@ proptest! {
                 answer,
                 if status == "open" { Ok(()) } else { Err(LifecycleRefusal::ObjectionClosed(status.into())) }
             );
-            let expected = match (status, stored) {
-                ("pending", StoredState::Active) => Ok(()),
-                ("pending", StoredState::Withdrawn) => Err(LifecycleRefusal::RecordState(RecordState::Withdrawn)),
-                ("pending", StoredState::Superseded) => Err(LifecycleRefusal::RecordState(RecordState::Superseded)),
+            let expected = match (status, state) {
+                ("pending", RecordState::Withdrawn | RecordState::Superseded) => Err(LifecycleRefusal::RecordState(state)),
+                ("pending", RecordState::Expired) if approve => Err(LifecycleRefusal::RepairIneligible(RepairRefusal::Expired)),
+                ("pending", _) => Ok(()),
                 (s, _) => Err(LifecycleRefusal::RepairClosed(s.into())),
             };
             prop_assert_eq!(decide, expected);

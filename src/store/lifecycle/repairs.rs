@@ -5,7 +5,7 @@ use time::Date;
 
 use super::{Application, ObjectionTarget, RecordRow, Refusal, Step};
 use crate::ids::SubjectId;
-use crate::policy::lifecycle::{Case, Noun, RecordState, StoredState, Terms, format_date};
+use crate::policy::lifecycle::{Case, Noun, RecordState, Terms, format_date};
 use crate::policy::{Organisation, Policy};
 use crate::store::{Backend, Store, StoreError};
 
@@ -169,19 +169,19 @@ impl Store {
         dispatch!(self, p => {
             let mut tx = p.begin().await?;
             lock_subject!(tx, t.subject_type.as_str(), t.subject_id.as_str());
-            let (status, state): (String, String) = sqlx::query_as(
-                "SELECT a.status, r.state FROM repairs a JOIN records r ON r.id = a.record_id WHERE a.id = $1",
-            )
-            .bind(repair_id)
-            .fetch_one(&mut *tx)
-            .await?;
+            let status: String = sqlx::query_scalar("SELECT status FROM repairs WHERE id = $1")
+                .bind(repair_id)
+                .fetch_one(&mut *tx)
+                .await?;
+            // The record's state today, under the lock: an approval needs
+            // it still disclosed.
+            let before = record_state!(tx, policy, t.record_id, today);
             let case = Case { provider: &t.provider, status: &status };
-            if let Err(e) = policy.repair_decision(org, &case, StoredState::from_db(&state)) {
+            if let Err(e) = policy.repair_decision(org, &case, before, approve) {
                 return Ok(Err(e.into()));
             }
             let mut lapsed = Vec::new();
             if approve {
-                let before = record_state!(tx, policy, t.record_id, today);
                 sqlx::query("UPDATE records SET repaired_on = $1 WHERE id = $2")
                     .bind(&day)
                     .bind(t.record_id)
