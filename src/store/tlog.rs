@@ -5,9 +5,11 @@
 //! * PostgreSQL (several nodes): tiles and bundles as rows ([`PgStorage`]),
 //!   each batch one transaction under the tree-head lock
 //!   (`SELECT … FOR UPDATE` on `tlog_head`), like Tessera's MySQL driver.
-//!   When another node advanced the head since this node's last batch, the
-//!   right edge is reloaded inside that transaction first, so sequence
-//!   numbers stay contiguous across nodes (invariant 10).
+//!   The bundle being filled is one `tlog_batches` row per batch (joined
+//!   on read). When another node advanced the head since this node's last
+//!   batch, the entries it appended are read inside that transaction first
+//!   (or, past 256 of them, the right edge), so sequence numbers stay
+//!   contiguous across nodes (invariant 10).
 //!
 //! Everything here reads the log back through tiles: entries from bundles,
 //! leaf hashes from level-0 tiles, proof nodes from hash tiles. File reads
