@@ -2,6 +2,7 @@
 # One credgate node against two on one PostgreSQL database, same machine.
 #
 #   bash bench/multinode.sh        # DURATION=6 CONC=128 by default
+#   CREDGATE_BIN=/path/to/credgate bash bench/multinode.sh   # no build
 #
 # Builds the release binary, creates a fresh database `credgate_bench` on
 # the local PostgreSQL (CREDGATE_BENCH_PG, default
@@ -17,8 +18,14 @@ conc=${CONC:-128}
 pg=${CREDGATE_BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 work=${BENCH_DIR:-$(mktemp -d /tmp/credgate-multinode.XXXXXX)}
 command -v oha >/dev/null || cargo install oha --locked
-cargo build --release --quiet
-bin=$root/target/release/credgate
+# CREDGATE_BIN: an already built binary (e.g. to compare two commits);
+# otherwise the release build, in CARGO_TARGET_DIR if set.
+if [ -n "${CREDGATE_BIN:-}" ]; then
+  bin=$CREDGATE_BIN
+else
+  cargo build --release --quiet
+  bin=${CARGO_TARGET_DIR:-$root/target}/release/credgate
+fi
 pids=()
 cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -55,8 +62,25 @@ load() { # port conc out
 }
 rate() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(f\"{d['summary']['requestsPerSec']:.0f} req/s, p99 {d['latencyPercentiles']['p99']*1000:.1f} ms, codes {d['statusCodeDistribution']}\")" "$1"; }
 rps() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['summary']['requestsPerSec'])" "$1"; }
-batches() { curl -s "http://127.0.0.1:$1/metrics" | awk '/^credgate_audit_(entries|batches)_total/ {printf "%s=%s ", $1, $2}'; }
+# Entries and batches so far, and the mean group commit (one PostgreSQL
+# transaction, tree-head lock included).
+batches() {
+  curl -s "http://127.0.0.1:$1/metrics" | awk '
+    /^credgate_audit_(entries|batches)_total/ {printf "%s=%s ", $1, $2}
+    /^credgate_audit_commit_duration_seconds_sum/ {s=$2}
+    /^credgate_audit_commit_duration_seconds_count/ {n=$2}
+    END {if (n > 0) printf "commit mean %.2f ms", 1000 * s / n}'
+}
+# Rows and blocks (heap + TOAST, hit or read) of the log tables since the
+# database was created: what the batches wrote and read.
+tables() {
+  psql "$pg/credgate_bench" -Atc "SELECT s.relname || ': ' || n_tup_ins || ' ins, ' || n_tup_upd || ' upd, ' || n_tup_del || ' del, ' ||
+    (coalesce(heap_blks_hit, 0) + coalesce(heap_blks_read, 0) + coalesce(toast_blks_hit, 0) + coalesce(toast_blks_read, 0)) || ' blocks'
+    FROM pg_stat_user_tables s JOIN pg_statio_user_tables io USING (relid)
+    WHERE s.relname LIKE 'tlog%' ORDER BY 1" | sed 's/^/  /'
+}
 
+echo "binary: $bin; load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 start 1 19190
 load 18543 "$conc" "$work/one.json"
 echo "one node, c=$conc: $(rate "$work/one.json")"
@@ -70,4 +94,8 @@ sum=$(echo "$(rps "$work/two-a.json") + $(rps "$work/two-b.json")" | bc)
 printf 'two nodes, sum: %.0f req/s (one node: %.0f)\n' "$sum" "$(rps "$work/one.json")"
 echo "  node 1: $(batches 19190)"
 echo "  node 2: $(batches 19191)"
+sleep 1.5
+echo "log tables (seed, one node, two nodes):"
+tables
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "raw results: $work"

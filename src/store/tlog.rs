@@ -5,9 +5,11 @@
 //! * PostgreSQL (several nodes): tiles and bundles as rows ([`PgStorage`]),
 //!   each batch one transaction under the tree-head lock
 //!   (`SELECT … FOR UPDATE` on `tlog_head`), like Tessera's MySQL driver.
-//!   When another node advanced the head since this node's last batch, the
-//!   right edge is reloaded inside that transaction first, so sequence
-//!   numbers stay contiguous across nodes (invariant 10).
+//!   The bundle being filled is one `tlog_batches` row per batch (joined
+//!   on read). When another node advanced the head since this node's last
+//!   batch, the entries it appended are read inside that transaction first
+//!   (or, past 256 of them, the right edge), so sequence numbers stay
+//!   contiguous across nodes (invariant 10).
 //!
 //! Everything here reads the log back through tiles: entries from bundles,
 //! leaf hashes from level-0 tiles, proof nodes from hash tiles. File reads
@@ -18,7 +20,9 @@ use std::path::{Path, PathBuf};
 
 use credlog::fs::FsLog;
 use credlog::merkle::{Hash, NodeId};
-use credlog::sequencer::{Batch, LogStorage, Sequencer, StorageError, TileReader, TreeState};
+use credlog::sequencer::{
+    Batch, Begun, LogStorage, Sequencer, StorageError, TileReader, TreeState,
+};
 use credlog::tiles::{self, TILE_WIDTH, TileId};
 use sqlx::{PgPool, Postgres, Transaction};
 
@@ -129,6 +133,9 @@ impl Store {
                     .await
                     .map_err(|e| StoreError::Log(e.to_string()))??)
             }
+            (_, Backend::Postgres(p)) if id.level == 0 => {
+                Ok(read_joined(p, Part::Leaves, id.index).await?)
+            }
             (_, Backend::Postgres(p)) => Ok(sqlx::query_scalar(
                 "SELECT data FROM tlog_tiles WHERE level = $1 AND idx = $2",
             )
@@ -149,12 +156,7 @@ impl Store {
                     .await
                     .map_err(|e| StoreError::Log(e.to_string()))??)
             }
-            (_, Backend::Postgres(p)) => Ok(sqlx::query_scalar(
-                "SELECT data FROM tlog_bundles WHERE idx = $1",
-            )
-            .bind(index as i64)
-            .fetch_optional(p)
-            .await?),
+            (_, Backend::Postgres(p)) => Ok(read_joined(p, Part::Entries, index).await?),
             _ => Ok(None),
         }
     }
@@ -286,34 +288,124 @@ impl Store {
     }
 }
 
+/// Which half of a bundle index the partial rows give.
+#[derive(Clone, Copy)]
+enum Part {
+    /// Entry bundle `index` (full: `tlog_bundles`).
+    Entries,
+    /// Hash tile 0/`index`, the entries' leaf hashes (full: `tlog_tiles`).
+    Leaves,
+}
+
+/// Bundle `index` or level-0 tile `index`: the full row if there is one,
+/// else the partial one joined from the batch rows (migration 0010), read
+/// with one statement so that a batch completing the bundle meanwhile
+/// cannot make both look absent.
+async fn read_joined<'e, X: sqlx::PgExecutor<'e>>(
+    ex: X,
+    part: Part,
+    index: u64,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let sql = match part {
+        Part::Entries => {
+            "SELECT -1::BIGINT, 0, data FROM tlog_bundles WHERE idx = $1 \
+             UNION ALL SELECT first, length(leaves) / 32, entries FROM tlog_batches \
+             WHERE first >= $1 * 256 AND first < ($1 + 1) * 256 ORDER BY 1"
+        }
+        Part::Leaves => {
+            "SELECT -1::BIGINT, 0, data FROM tlog_tiles WHERE level = 0 AND idx = $1 \
+             UNION ALL SELECT first, length(leaves) / 32, leaves FROM tlog_batches \
+             WHERE first >= $1 * 256 AND first < ($1 + 1) * 256 ORDER BY 1"
+        }
+    };
+    let rows: Vec<(i64, i32, Vec<u8>)> =
+        sqlx::query_as(sql).bind(index as i64).fetch_all(ex).await?;
+    let mut rows = rows.into_iter();
+    let Some((first, n, data)) = rows.next() else {
+        return Ok(None);
+    };
+    if first < 0 {
+        return Ok(Some(data));
+    }
+    let mut at = index * TILE_WIDTH;
+    let mut out = Vec::new();
+    for (first, n, data) in std::iter::once((first, n, data)).chain(rows) {
+        if first as u64 != at {
+            return Err(StoreError::Corrupt(format!(
+                "batch rows of bundle {index}: one starts at {first}, expected {at}"
+            )));
+        }
+        at += n as u64;
+        out.extend_from_slice(&data);
+    }
+    Ok(Some(out))
+}
+
 /// PostgreSQL rows behind [`LogStorage`]. Runs on a blocking thread and
 /// drives sqlx with the runtime handle it was created on.
+///
+/// A batch costs O(1) rows: its entries (and their leaf hashes) in the
+/// partial bundle are one `tlog_batches` row, and the head row is updated.
+/// Only when it fills a bundle does it write the full bundle and level-0
+/// tile (and any upper tile that changed) and delete that bundle's batch
+/// rows. A node whose head moved reads the other nodes' batch rows since
+/// its own size ([`Begun::Appended`]) rather than the whole right edge.
 pub(crate) struct PgStorage {
     pool: PgPool,
     rt: tokio::runtime::Handle,
     tx: Option<Transaction<'static, Postgres>>,
 }
 
+/// Largest gap caught up by reading the entries appended since this node's
+/// last batch; past it the right edge is reloaded (at most 255 entries and
+/// a tile per level).
+const CATCH_UP_MAX: u64 = TILE_WIDTH;
+
 fn db(e: sqlx::Error) -> StorageError {
     StorageError::Backend(format!("database: {e}"))
+}
+
+fn store_err(e: StoreError) -> StorageError {
+    match e {
+        StoreError::Corrupt(m) => StorageError::Corrupt(m),
+        other => StorageError::Backend(other.to_string()),
+    }
 }
 
 async fn load_edge(
     tx: &mut Transaction<'static, Postgres>,
     size: u64,
+    root: &[u8],
 ) -> Result<TreeState, StorageError> {
     let mut edge = vec![Vec::new(); usize::from(tiles::MAX_TILE_LEVEL) + 1];
+    let mut bundle = Vec::new();
     for (id, width) in tiles::edge_tiles(size) {
-        let data: Vec<u8> =
+        let w = width as usize;
+        let data = if id.level == 0 {
+            let entries = read_joined(&mut **tx, Part::Entries, id.index)
+                .await
+                .map_err(store_err)?
+                .ok_or_else(|| StorageError::Corrupt("missing partial bundle".into()))?;
+            let entries =
+                tiles::decode_bundle(&entries).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+            if entries.len() < w {
+                return Err(StorageError::Corrupt("partial bundle too short".into()));
+            }
+            bundle = entries[..w].iter().map(|e| e.to_vec()).collect();
+            read_joined(&mut **tx, Part::Leaves, id.index)
+                .await
+                .map_err(store_err)?
+        } else {
             sqlx::query_scalar("SELECT data FROM tlog_tiles WHERE level = $1 AND idx = $2")
                 .bind(i16::from(id.level))
                 .bind(id.index as i64)
                 .fetch_optional(&mut **tx)
                 .await
                 .map_err(db)?
-                .ok_or_else(|| StorageError::Corrupt(format!("missing edge tile {id:?}")))?;
+        };
+        let data =
+            data.ok_or_else(|| StorageError::Corrupt(format!("missing edge tile {id:?}")))?;
         let hs = tiles::decode_tile(&data).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        let w = width as usize;
         if hs.len() < w {
             return Err(StorageError::Corrupt(format!(
                 "edge tile {id:?} too narrow"
@@ -321,27 +413,7 @@ async fn load_edge(
         }
         edge[usize::from(id.level)] = hs[..w].to_vec();
     }
-    let mut bundle = Vec::new();
-    let w = (size % TILE_WIDTH) as usize;
-    if w > 0 {
-        let data: Vec<u8> = sqlx::query_scalar("SELECT data FROM tlog_bundles WHERE idx = $1")
-            .bind((size / TILE_WIDTH) as i64)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db)?
-            .ok_or_else(|| StorageError::Corrupt("missing partial bundle".into()))?;
-        let entries =
-            tiles::decode_bundle(&data).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-        if entries.len() < w {
-            return Err(StorageError::Corrupt("partial bundle too short".into()));
-        }
-        bundle = entries[..w].iter().map(|e| e.to_vec()).collect();
-    }
     let state = TreeState::from_edge(size, edge, bundle)?;
-    let root: Vec<u8> = sqlx::query_scalar("SELECT root FROM tlog_head WHERE id = 1")
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(db)?;
     if root != state.root() {
         return Err(StorageError::Corrupt(
             "stored root does not match the tiles".into(),
@@ -350,12 +422,190 @@ async fn load_edge(
     Ok(state)
 }
 
-async fn lock_head(tx: &mut Transaction<'static, Postgres>) -> Result<u64, StorageError> {
-    let size: i64 = sqlx::query_scalar("SELECT size FROM tlog_head WHERE id = 1 FOR UPDATE")
-        .fetch_one(&mut **tx)
-        .await
-        .map_err(db)?;
-    Ok(size as u64)
+/// The entries `[known, size)`: the full bundles past `known`'s and the
+/// batch rows from `known` on (a committed size always ends a batch row).
+/// `None` if the rows do not cover exactly that range.
+async fn entries_since(
+    tx: &mut Transaction<'static, Postgres>,
+    known: u64,
+    size: u64,
+) -> Result<Option<Vec<Vec<u8>>>, StorageError> {
+    let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        "SELECT idx * 256, data FROM tlog_bundles WHERE idx >= $1 AND idx < $2 \
+         UNION ALL SELECT first, entries FROM tlog_batches WHERE first >= $3 ORDER BY 1",
+    )
+    .bind((known / TILE_WIDTH) as i64)
+    .bind((size / TILE_WIDTH) as i64)
+    .bind(known as i64)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db)?;
+    let mut out = Vec::with_capacity((size - known) as usize);
+    let mut at = known;
+    for (first, data) in rows {
+        let first = first as u64;
+        if first > at {
+            return Ok(None);
+        }
+        let entries =
+            tiles::decode_bundle(&data).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let skip = (at - first) as usize;
+        for e in entries.iter().skip(skip) {
+            if at == size {
+                break;
+            }
+            out.push(e.to_vec());
+            at += 1;
+        }
+    }
+    Ok((at == size).then_some(out))
+}
+
+async fn lock_head(
+    tx: &mut Transaction<'static, Postgres>,
+) -> Result<(u64, Vec<u8>), StorageError> {
+    let (size, root): (i64, Vec<u8>) =
+        sqlx::query_as("SELECT size, root FROM tlog_head WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(db)?;
+    Ok((size as u64, root))
+}
+
+/// The rows one batch writes (see [`PgStorage`]).
+struct BatchRows {
+    /// Tiles to upsert: the full ones, and partial tiles above level 0
+    /// that the batch changed.
+    tiles: Vec<(TileId, Vec<u8>)>,
+    /// Full bundles.
+    bundles: Vec<(u64, Vec<u8>)>,
+    /// The batch's entries in the partial bundle: (first seq, bundle
+    /// bytes, leaf hashes).
+    partial: Option<(u64, Vec<u8>, Vec<u8>)>,
+    size: u64,
+    root: Vec<u8>,
+}
+
+impl BatchRows {
+    fn of<E: AsRef<[u8]>>(batch: &Batch<'_, E>) -> Result<Self, StorageError> {
+        let after = batch.after;
+        let size = after.size();
+        let mut tiles_rows: Vec<(TileId, Vec<u8>)> = batch
+            .integrated
+            .full_tiles
+            .iter()
+            .map(|(id, hs)| (*id, tiles::encode_tile(hs)))
+            .collect();
+        // A partial tile of level L holds nodes of height 8L: it changed iff
+        // the batch completed one, i.e. `first >> 8L` moved.
+        tiles_rows.extend(
+            after
+                .edge_tiles()
+                .filter(|(id, _)| {
+                    let shift = u32::from(id.level) * u32::from(tiles::TILE_HEIGHT);
+                    id.level > 0 && batch.first >> shift != size >> shift
+                })
+                .map(|(id, hs)| (id, tiles::encode_tile(hs))),
+        );
+        let bundle_start = after.bundle_index() * TILE_WIDTH;
+        let start = batch.first.max(bundle_start);
+        let partial = if size > start {
+            let leaves = after.edge_tile(0);
+            if leaves.len() != after.partial_bundle_len() {
+                return Err(StorageError::Corrupt(
+                    "partial tile and bundle differ in width".into(),
+                ));
+            }
+            let skip = (start - batch.first) as usize;
+            let entries = tiles::encode_bundle(batch.entries.get(skip..).unwrap_or_default())?;
+            let leaves = tiles::encode_tile(&leaves[(start - bundle_start) as usize..]);
+            Some((start, entries, leaves))
+        } else {
+            None
+        };
+        Ok(Self {
+            tiles: tiles_rows,
+            bundles: batch.integrated.full_bundles.clone(),
+            partial,
+            size,
+            root: after.root().to_vec(),
+        })
+    }
+
+    async fn write(self, tx: &mut Transaction<'static, Postgres>) -> Result<(), sqlx::Error> {
+        for chunk in self.tiles.chunks(200) {
+            let mut qb = sqlx::QueryBuilder::new("INSERT INTO tlog_tiles (level, idx, data) ");
+            qb.push_values(chunk, |mut b, (id, data)| {
+                b.push_bind(i16::from(id.level))
+                    .push_bind(id.index as i64)
+                    .push_bind(data.as_slice());
+            });
+            qb.push(" ON CONFLICT (level, idx) DO UPDATE SET data = EXCLUDED.data");
+            qb.build().execute(&mut **tx).await?;
+        }
+        for chunk in self.bundles.chunks(100) {
+            let mut qb = sqlx::QueryBuilder::new("INSERT INTO tlog_bundles (idx, data) ");
+            qb.push_values(chunk, |mut b, (idx, data)| {
+                b.push_bind(*idx as i64).push_bind(data.as_slice());
+            });
+            qb.push(" ON CONFLICT (idx) DO UPDATE SET data = EXCLUDED.data");
+            qb.build().execute(&mut **tx).await?;
+        }
+        if !self.bundles.is_empty() {
+            // The completed bundles' batch rows.
+            sqlx::query("DELETE FROM tlog_batches WHERE first < $1")
+                .bind(((self.size / TILE_WIDTH) * TILE_WIDTH) as i64)
+                .execute(&mut **tx)
+                .await?;
+        }
+        match self.partial {
+            // The usual batch: one statement, two rows.
+            Some((first, entries, leaves)) => sqlx::query(
+                "WITH b AS (INSERT INTO tlog_batches (first, entries, leaves) \
+                 VALUES ($3, $4, $5)) \
+                 UPDATE tlog_head SET size = $1, root = $2 WHERE id = 1",
+            )
+            .bind(self.size as i64)
+            .bind(self.root)
+            .bind(first as i64)
+            .bind(entries)
+            .bind(leaves),
+            None => sqlx::query("UPDATE tlog_head SET size = $1, root = $2 WHERE id = 1")
+                .bind(self.size as i64)
+                .bind(self.root),
+        }
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+impl PgStorage {
+    /// Open the batch's transaction and lock the head; if it moved, catch
+    /// up by the entries since `known_size` (if `catch_up` and the gap is
+    /// small) or reload the right edge.
+    fn begin_locked(&mut self, known_size: u64, catch_up: bool) -> Result<Begun, StorageError> {
+        let pool = self.pool.clone();
+        let (tx, begun) = self.rt.block_on(async move {
+            let mut tx = pool.begin().await.map_err(db)?;
+            let (size, root) = lock_head(&mut tx).await?;
+            if size == known_size {
+                return Ok((tx, Begun::Current));
+            }
+            let since = if catch_up && size > known_size && size - known_size <= CATCH_UP_MAX {
+                entries_since(&mut tx, known_size, size).await?
+            } else {
+                None
+            };
+            let begun = match (since, super::to_hash(&root)) {
+                (Some(entries), Ok(root)) => Begun::Appended { entries, root },
+                _ => Begun::Reload(load_edge(&mut tx, size, &root).await?),
+            };
+            Ok::<_, StorageError>((tx, begun))
+        })?;
+        self.tx = Some(tx);
+        Ok(begun)
+    }
 }
 
 impl LogStorage for PgStorage {
@@ -363,27 +613,25 @@ impl LogStorage for PgStorage {
         let pool = self.pool.clone();
         self.rt.block_on(async move {
             let mut tx = pool.begin().await.map_err(db)?;
-            let size = lock_head(&mut tx).await?;
-            let state = load_edge(&mut tx, size).await?;
+            let (size, root) = lock_head(&mut tx).await?;
+            let state = load_edge(&mut tx, size, &root).await?;
             tx.rollback().await.map_err(db)?;
             Ok(state)
         })
     }
 
     fn begin(&mut self, known_size: u64) -> Result<Option<TreeState>, StorageError> {
-        let pool = self.pool.clone();
-        let (tx, fresh) = self.rt.block_on(async move {
-            let mut tx = pool.begin().await.map_err(db)?;
-            let size = lock_head(&mut tx).await?;
-            let fresh = if size == known_size {
-                None
-            } else {
-                Some(load_edge(&mut tx, size).await?)
-            };
-            Ok::<_, StorageError>((tx, fresh))
-        })?;
-        self.tx = Some(tx);
-        Ok(fresh)
+        Ok(match self.begin_locked(known_size, false)? {
+            Begun::Current => None,
+            Begun::Reload(state) => Some(state),
+            Begun::Appended { .. } => {
+                return Err(StorageError::Backend("catch-up not asked for".into()));
+            }
+        })
+    }
+
+    fn begin_since(&mut self, known_size: u64) -> Result<Begun, StorageError> {
+        self.begin_locked(known_size, true)
     }
 
     fn commit<E: AsRef<[u8]>>(&mut self, batch: &Batch<'_, E>) -> Result<(), StorageError> {
@@ -391,54 +639,15 @@ impl LogStorage for PgStorage {
             .tx
             .take()
             .ok_or_else(|| StorageError::Backend("commit without begin".into()))?;
-        let mut tile_rows: Vec<(TileId, Vec<u8>)> = batch
-            .integrated
-            .full_tiles
-            .iter()
-            .map(|(id, hs)| (*id, tiles::encode_tile(hs)))
-            .collect();
-        let mut bundle_rows: Vec<(u64, Vec<u8>)> = batch.integrated.full_bundles.clone();
-        if !batch.entries.is_empty() {
-            tile_rows.extend(
-                batch
-                    .after
-                    .edge_tiles()
-                    .map(|(id, hs)| (id, tiles::encode_tile(hs))),
-            );
-            if !batch.after.partial_bundle().is_empty() {
-                bundle_rows.push((
-                    batch.after.bundle_index(),
-                    batch.after.partial_bundle().to_vec(),
-                ));
+        let rows = match BatchRows::of(batch) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = self.rt.block_on(tx.rollback());
+                return Err(e);
             }
-        }
-        let size = batch.after.size() as i64;
-        let root = batch.after.root().to_vec();
+        };
         self.rt.block_on(async move {
-            for chunk in tile_rows.chunks(200) {
-                let mut qb = sqlx::QueryBuilder::new("INSERT INTO tlog_tiles (level, idx, data) ");
-                qb.push_values(chunk, |mut b, (id, data)| {
-                    b.push_bind(i16::from(id.level))
-                        .push_bind(id.index as i64)
-                        .push_bind(data.as_slice());
-                });
-                qb.push(" ON CONFLICT (level, idx) DO UPDATE SET data = EXCLUDED.data");
-                qb.build().execute(&mut *tx).await.map_err(db)?;
-            }
-            for chunk in bundle_rows.chunks(100) {
-                let mut qb = sqlx::QueryBuilder::new("INSERT INTO tlog_bundles (idx, data) ");
-                qb.push_values(chunk, |mut b, (idx, data)| {
-                    b.push_bind(*idx as i64).push_bind(data.as_slice());
-                });
-                qb.push(" ON CONFLICT (idx) DO UPDATE SET data = EXCLUDED.data");
-                qb.build().execute(&mut *tx).await.map_err(db)?;
-            }
-            sqlx::query("UPDATE tlog_head SET size = $1, root = $2 WHERE id = 1")
-                .bind(size)
-                .bind(root)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            rows.write(&mut tx).await.map_err(db)?;
             tx.commit().await.map_err(db)
         })
     }

@@ -263,6 +263,24 @@ pub struct Batch<'a, E> {
     pub integrated: &'a Integrated,
 }
 
+/// What another writer changed, as found by [`LogStorage::begin_since`].
+#[derive(Debug)]
+pub enum Begun {
+    /// The stored log is still the writer's state.
+    Current,
+    /// Another writer appended `entries`, in order, after the writer's
+    /// state: the sequencer integrates them (in memory, writing nothing)
+    /// and checks that the result has the stored `root`.
+    Appended {
+        /// The entries appended since the writer's state, in order.
+        entries: Vec<Vec<u8>>,
+        /// The stored root after them.
+        root: Hash,
+    },
+    /// Replace the writer's state with this one (read from storage).
+    Reload(TreeState),
+}
+
 /// The writing side of a log backend. Exactly one per log at a time (per
 /// process for the file backend; for a shared database, [`LogStorage::begin`]
 /// serialises writers).
@@ -275,6 +293,19 @@ pub trait LogStorage: Send {
     /// and, if the stored size differs from `known_size`, returns the fresh
     /// state, which the batch is then integrated into.
     fn begin(&mut self, known_size: u64) -> Result<Option<TreeState>, StorageError>;
+
+    /// Start a batch, as [`LogStorage::begin`] does, but a backend may
+    /// answer a moved log with only the entries appended since
+    /// `known_size` ([`Begun::Appended`]) instead of the whole fresh right
+    /// edge: catching up on one other writer's batch then reads that batch,
+    /// not the partial tiles and bundle. [`Sequencer::append`] calls this;
+    /// the default is [`LogStorage::begin`].
+    fn begin_since(&mut self, known_size: u64) -> Result<Begun, StorageError> {
+        Ok(match self.begin(known_size)? {
+            None => Begun::Current,
+            Some(fresh) => Begun::Reload(fresh),
+        })
+    }
 
     /// Make the whole batch durable with one commit: afterwards the log has
     /// exactly `batch.after.size()` entries, also after a crash at any
@@ -383,8 +414,9 @@ pub fn width_of(id: TileId, size: u64) -> u64 {
 pub struct Sequencer<S> {
     storage: S,
     state: TreeState,
-    /// A commit failed after `state` integrated its batch: reload the
-    /// stored state before the next one.
+    /// A commit failed after `state` integrated its batch (or catching up
+    /// on another writer's entries failed): reload the stored state before
+    /// the next one.
     stale: bool,
 }
 
@@ -424,8 +456,24 @@ impl<S: LogStorage> Sequencer<S> {
             self.state = self.storage.load()?;
             self.stale = false;
         }
-        if let Some(fresh) = self.storage.begin(self.state.size())? {
-            self.state = fresh;
+        match self.storage.begin_since(self.state.size())? {
+            Begun::Current => {}
+            Begun::Reload(fresh) => self.state = fresh,
+            Begun::Appended { entries, root } => {
+                // Another writer's batches: their tiles and bundles are
+                // stored already, so what `integrate` completes is dropped.
+                let caught_up = self.state.integrate(&entries).map(drop);
+                if caught_up.is_err() || self.state.root() != root {
+                    self.storage.abort();
+                    self.stale = true;
+                    return Err(caught_up.err().unwrap_or_else(|| {
+                        StorageError::Corrupt(format!(
+                            "the {} entries appended by another writer do not give the stored root",
+                            entries.len()
+                        ))
+                    }));
+                }
+            }
         }
         let first = self.state.size();
         let integrated = match self.state.integrate(entries) {
@@ -564,6 +612,159 @@ mod tests {
         assert!(
             TreeState::from_edge(5, vec![vec![[0; 32]; 4]], vec![vec![]; 5]).is_err(),
             "wrong edge width"
+        );
+    }
+
+    /// One log in memory shared by several writers, answering
+    /// [`LogStorage::begin_since`] as the PostgreSQL backend does: the
+    /// entries appended since the writer's size, or a reload past `limit`.
+    #[derive(Default)]
+    struct Shared {
+        entries: Vec<Vec<u8>>,
+        leaves: Vec<Hash>,
+        bundles: HashMap<u64, Vec<u8>>,
+        /// Answer catch-ups with a wrong root.
+        bad_root: bool,
+    }
+
+    struct SharedWriter {
+        log: std::sync::Arc<std::sync::Mutex<Shared>>,
+        limit: u64,
+        catch_ups: usize,
+        reloads: usize,
+    }
+
+    impl LogStorage for SharedWriter {
+        fn load(&mut self) -> Result<TreeState, StorageError> {
+            let log = self.log.lock().unwrap();
+            let mut st = TreeState::new();
+            st.integrate(&log.entries)?;
+            Ok(st)
+        }
+        fn begin(&mut self, known: u64) -> Result<Option<TreeState>, StorageError> {
+            let size = self.log.lock().unwrap().entries.len() as u64;
+            Ok(if size == known {
+                None
+            } else {
+                Some(self.load()?)
+            })
+        }
+        fn begin_since(&mut self, known: u64) -> Result<Begun, StorageError> {
+            let log = self.log.lock().unwrap();
+            let size = log.entries.len() as u64;
+            if size == known {
+                return Ok(Begun::Current);
+            }
+            if size > known && size - known <= self.limit {
+                self.catch_ups += 1;
+                let mut root = merkle::root_of(&log.leaves);
+                if log.bad_root {
+                    root[0] ^= 1;
+                }
+                return Ok(Begun::Appended {
+                    entries: log.entries[known as usize..].to_vec(),
+                    root,
+                });
+            }
+            drop(log);
+            self.reloads += 1;
+            Ok(Begun::Reload(self.load()?))
+        }
+        fn commit<E: AsRef<[u8]>>(&mut self, b: &Batch<'_, E>) -> Result<(), StorageError> {
+            let mut log = self.log.lock().unwrap();
+            assert_eq!(b.first, log.entries.len() as u64, "contiguous");
+            for e in b.entries {
+                log.entries.push(e.as_ref().to_vec());
+                log.leaves.push(merkle::leaf_hash(e.as_ref()));
+            }
+            for (i, bytes) in &b.integrated.full_bundles {
+                assert!(
+                    log.bundles.insert(*i, bytes.clone()).is_none(),
+                    "bundle {i} twice"
+                );
+            }
+            Ok(())
+        }
+        fn abort(&mut self) {}
+    }
+
+    #[test]
+    fn writers_catch_up_on_each_others_entries() {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Shared::default()));
+        let writer = |limit| SharedWriter {
+            log: log.clone(),
+            limit,
+            catch_ups: 0,
+            reloads: 0,
+        };
+        let mut w = [
+            Sequencer::open(writer(256)).unwrap(),
+            Sequencer::open(writer(256)).unwrap(),
+            Sequencer::open(writer(0)).unwrap(),
+        ];
+        let mut next = 0u32;
+        let mut batch = |n: u32| {
+            let b: Vec<Vec<u8>> = (next..next + n)
+                .map(|i| format!("entry {i}").into_bytes())
+                .collect();
+            next += n;
+            b
+        };
+        for (k, n) in [1u32, 55, 300, 0, 255, 7, 256, 1, 600, 3, 200, 56, 9, 17]
+            .into_iter()
+            .cycle()
+            .take(60)
+            .enumerate()
+        {
+            let s = &mut w[k % 3];
+            let size = log.lock().unwrap().entries.len() as u64;
+            assert_eq!(s.append(&batch(n)).unwrap(), size, "batch {k}");
+            let shared = log.lock().unwrap();
+            assert_eq!(s.state().size(), shared.entries.len() as u64);
+            assert_eq!(
+                s.state().root(),
+                merkle::root_of(&shared.leaves),
+                "batch {k}"
+            );
+        }
+        // Caught up by entries (the first two) or reloaded (the third),
+        // every writer completed bundles with the right entries.
+        let shared = log.lock().unwrap();
+        assert!(w[0].storage().catch_ups >= 9 && w[1].storage().catch_ups >= 10);
+        assert!(w[0].storage().reloads >= 10, "gaps past the limit reload");
+        assert_eq!(w[2].storage().catch_ups, 0);
+        let full = shared.entries.len() / 256;
+        assert_eq!(shared.bundles.len(), full);
+        for i in 0..full {
+            let want = tiles::encode_bundle(&shared.entries[i * 256..(i + 1) * 256]).unwrap();
+            assert_eq!(shared.bundles[&(i as u64)], want, "bundle {i}");
+        }
+        drop(shared);
+
+        // A catch-up that does not give the stored root is refused, and the
+        // next batch reloads the stored state.
+        let [mut a, mut b, _] = w;
+        a.append(&batch(1)).unwrap();
+        b.append(&batch(3)).unwrap();
+        log.lock().unwrap().bad_root = true;
+        let before = log.lock().unwrap().entries.len();
+        assert!(matches!(a.append(&batch(2)), Err(StorageError::Corrupt(_))));
+        assert_eq!(
+            log.lock().unwrap().entries.len(),
+            before,
+            "nothing appended"
+        );
+        log.lock().unwrap().bad_root = false;
+        let reloads = a.storage().reloads;
+        assert_eq!(a.append(&batch(2)).unwrap(), before as u64);
+        assert_eq!(
+            a.storage().reloads,
+            reloads,
+            "reloaded by load, then current"
+        );
+        assert_eq!(
+            a.state().root(),
+            merkle::root_of(&log.lock().unwrap().leaves)
         );
     }
 

@@ -1,0 +1,4 @@
+-- Nothing changes for SQLite: migration 0010 is PostgreSQL's (the audit
+-- log's batch rows, `tlog_batches`); a SQLite store's log is files in
+-- `audit.log_dir`. This file keeps the two backends at the same schema
+-- version (backups record it; tests/backup.rs checks both).
