@@ -63,23 +63,43 @@ pub fn policies() -> PathBuf {
 pub async fn test_database(dir: &Path) -> (String, Option<String>) {
     match std::env::var("CREDGATE_TEST_DATABASE_URL") {
         Ok(base) if base.starts_with("postgres") => {
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let name = format!("credgate_t_{}_{}", std::process::id(), n);
-            let admin = Store::connect_admin(&base).await.unwrap();
-            admin
-                .execute_raw(&format!("DROP DATABASE IF EXISTS {name}"))
-                .await
-                .unwrap();
-            admin
-                .execute_raw(&format!("CREATE DATABASE {name}"))
-                .await
-                .unwrap();
-            admin.close().await;
-            let (prefix, _) = base.rsplit_once('/').unwrap();
-            (format!("{prefix}/{name}"), Some(name))
+            let (url, name) = pg_test_database(&base).await;
+            (url, Some(name))
         }
         _ => (format!("sqlite://{}/credgate.db", dir.display()), None),
     }
+}
+
+/// The PostgreSQL server the tests use: `CREDGATE_TEST_DATABASE_URL` if it
+/// names one, else the local one `scripts/test.sh` starts.
+#[allow(dead_code)]
+pub fn pg_base_url() -> String {
+    std::env::var("CREDGATE_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| u.starts_with("postgres"))
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh database on the PostgreSQL server at `base`: `(url, name)`.
+/// Panics when the server does not answer: a test that needs PostgreSQL
+/// fails without it, it never passes by doing nothing.
+pub async fn pg_test_database(base: &str) -> (String, String) {
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let name = format!("credgate_t_{}_{}", std::process::id(), n);
+    let admin = Store::connect_admin(base).await.unwrap_or_else(|e| {
+        panic!("this test needs PostgreSQL at {base} ({e}); scripts/test.sh starts one")
+    });
+    admin
+        .execute_raw(&format!("DROP DATABASE IF EXISTS {name}"))
+        .await
+        .unwrap();
+    admin
+        .execute_raw(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    admin.close().await;
+    let (prefix, _) = base.rsplit_once('/').unwrap();
+    (format!("{prefix}/{name}"), name)
 }
 
 pub fn config(dir: &Path, db_url: &str) -> Config {
