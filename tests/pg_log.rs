@@ -219,7 +219,7 @@ async fn write_old_layout(pool: &sqlx::PgPool, log: &[Vec<u8>]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_from_before_migration_0010_reads_the_same_and_grows() {
     let (url, name) = pg_database("mig").await;
-    // The schema as the release before: migrations up to 0008.
+    // The schema as the release before: migrations up to 0009.
     let dir = std::env::temp_dir().join(format!("credgate-pg-log-mig-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -232,7 +232,7 @@ async fn a_log_from_before_migration_0010_reads_the_same_and_grows() {
         }
     }
     let before = sqlx::migrate::Migrator::new(dir.as_path()).await.unwrap();
-    assert_eq!(before.iter().map(|m| m.version).max(), Some(8));
+    assert_eq!(before.iter().map(|m| m.version).max(), Some(9));
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     before.run(&pool).await.unwrap();
     let mut log: Vec<Vec<u8>> = (0..300).map(|i| entry(i).canonical()).collect();
