@@ -272,6 +272,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
 /// HTTP/1.1): a status line and headers with no body, none of them an
 /// `x-request-id` (every response of ours has one). `Some(end of the
 /// status line)` when `buf` is exactly such a head.
+/// Whether `buf` starts with a status line hyper writes for a head it
+/// refused (`400`, `414`, `431`): the cheap test before [`hyper_error_head`]
+/// looks at the whole head.
+fn refused_status(buf: &[u8]) -> bool {
+    [b"HTTP/1.1 400 ", b"HTTP/1.1 414 ", b"HTTP/1.1 431 "]
+        .iter()
+        .any(|p| buf.starts_with(*p))
+}
+
 fn hyper_error_head(buf: &[u8]) -> Option<usize> {
     let line_end = buf.windows(2).position(|w| w == b"\r\n")?;
     let status = buf.get(..line_end)?.strip_prefix(b"HTTP/1.1 ")?;
@@ -326,6 +335,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     ) -> Poll<std::io::Result<usize>> {
         std::task::ready!(self.poll_drain(cx))?;
         if self.may_refuse()
+            && refused_status(buf)
             && let Some(at) = hyper_error_head(buf)
         {
             let id = self.live.app().request_id();
@@ -350,13 +360,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        if self.may_refuse() || !self.out.is_empty() {
-            // One slice through `poll_write`, which may rewrite it (a head
-            // hyper writes itself comes as one slice).
-            let first = bufs
-                .iter()
-                .find(|b| !b.is_empty())
-                .map_or(&[][..], |b| &b[..]);
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &b[..]);
+        // Only a rewrite (a head hyper wrote itself, one slice) or bytes
+        // still to drain take the one-slice path; every answered request's
+        // head and body stay one vectored write (one TLS record, one
+        // `writev`). The request guard is dropped before hyper writes the
+        // answer, so `may_refuse` alone is true for ordinary responses.
+        if !self.out.is_empty() || (self.may_refuse() && refused_status(first)) {
             return self.poll_write(cx, first);
         }
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
@@ -692,5 +705,22 @@ mod tests {
             .await
             .expect("drained")
             .unwrap();
+    }
+
+    #[test]
+    fn only_heads_hyper_refused_are_rewritten() {
+        let hyper_431 =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\n\r\n";
+        assert!(refused_status(hyper_431));
+        assert_eq!(hyper_error_head(hyper_431), Some(46));
+        // An answered request: its head carries the id (and its body
+        // follows in another slice); a 200 is never even scanned.
+        let ours = b"HTTP/1.1 400 Bad Request\r\nx-request-id: r-1\r\n\r\n";
+        assert!(refused_status(ours));
+        assert_eq!(hyper_error_head(ours), None);
+        assert!(!refused_status(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n"
+        ));
+        assert!(!refused_status(b"HTTP/1.1 4"));
     }
 }

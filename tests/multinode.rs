@@ -263,9 +263,7 @@ async fn three_nodes_one_log_survive_a_kill() {
 
     let admin = Store::connect_admin(&base_url).await.unwrap();
     let _ = admin
-        .execute_raw(&format!(
-            "DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"
-        ))
+        .execute_raw(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
         .await;
     admin.close().await;
 }
