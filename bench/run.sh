@@ -3,6 +3,7 @@
 #
 #   bash bench/run.sh                 # full run (keep-alive at several concurrencies + new-connection mode)
 #   QUICK=1 bash bench/run.sh         # short run (CI smoke: seconds, not minutes)
+#   CREDGATE_BIN=/path/credgate bash bench/run.sh   # an already built binary, no build
 #
 # Builds credgate in release mode, generates certificates, seeds synthetic
 # subjects, starts the gateway (SQLite, durable group commit) and nginx
@@ -33,9 +34,15 @@ if ! need nginx && [ ! -x /usr/sbin/nginx ]; then
 fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
-echo "bench: building credgate (release)" >&2
-cargo build --release --quiet
-bin=$root/target/release/credgate
+# CREDGATE_BIN: an already built binary (e.g. to compare two commits);
+# otherwise the release build, in CARGO_TARGET_DIR if set.
+if [ -n "${CREDGATE_BIN:-}" ]; then
+  bin=$CREDGATE_BIN
+else
+  echo "bench: building credgate (release)" >&2
+  cargo build --release --quiet
+  bin=${CARGO_TARGET_DIR:-$root/target}/release/credgate
+fi
 
 pids=()
 cleanup() { for p in "${pids[@]:-}"; do kill "$p" 2>/dev/null || true; done; }
