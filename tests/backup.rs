@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 
 use common::*;
 use credgate::backup::{self, BackupError, RestoreOptions};
@@ -31,13 +31,6 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_credgate")
 }
 
-fn pg_base() -> String {
-    std::env::var("CREDGATE_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
 /// A gateway on SQLite whatever the suite's backend, and its directory
 /// (database, keys, dev consent issuer), which outlives the gateway.
 async fn start_sqlite(tag: &str) -> (TestGateway, TempDir) {
@@ -48,33 +41,8 @@ async fn start_sqlite(tag: &str) -> (TestGateway, TempDir) {
     (gw, home)
 }
 
-/// A fresh PostgreSQL database: (url, name).
-async fn pg_database(tag: &str) -> (String, String) {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let base = pg_base();
-    let name = format!(
-        "credgate_bk_{tag}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let admin = Store::connect_admin(&base)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {base} is required: {e}"));
-    admin
-        .execute_raw(&format!("DROP DATABASE IF EXISTS {name}"))
-        .await
-        .unwrap();
-    admin
-        .execute_raw(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    admin.close().await;
-    let (prefix, _) = base.rsplit_once('/').unwrap();
-    (format!("{prefix}/{name}"), name)
-}
-
 async fn drop_pg(name: &str) {
-    let admin = Store::connect_admin(&pg_base()).await.unwrap();
+    let admin = Store::connect_admin(&common::pg_base_url()).await.unwrap();
     let _ = admin
         .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await;
@@ -742,7 +710,7 @@ async fn backup_of_a_postgresql_store_points_at_pg_dump() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgresql_dump_restored_into_a_fresh_database_passes_audit_verify() {
-    let (url, name) = pg_database("src").await;
+    let (url, name) = common::pg_test_database(&common::pg_base_url()).await;
     let dir = TempDir::new("bk-pg");
     let cfg = config(&dir.0, &url);
     let gw = TestGateway::start_config(cfg.clone(), dir, None, true).await;
@@ -774,7 +742,7 @@ async fn a_postgresql_dump_restored_into_a_fresh_database_passes_audit_verify() 
     gw.stop().await;
     drop_pg(&name).await;
 
-    let (url2, name2) = pg_database("restored").await;
+    let (url2, name2) = common::pg_test_database(&common::pg_base_url()).await;
     let out = Command::new("psql")
         .args(["--quiet", "--set", "ON_ERROR_STOP=1", "--file"])
         .arg(&dumpfile)
@@ -807,7 +775,7 @@ async fn a_store_migrated_by_a_newer_version_is_refused_on_both_backends() {
     let known = credgate::backup::known_schema_version();
     let newer = 99_990_101i64;
     let dir = TempDir::new("bk-schema");
-    let (pg_url, pg_name) = pg_database("schema").await;
+    let (pg_url, pg_name) = common::pg_test_database(&common::pg_base_url()).await;
     for url in [format!("sqlite://{}/credgate.db", dir.0.display()), pg_url] {
         let store = Store::connect(&url, 2).await.unwrap();
         assert_eq!(store.schema_version().await.unwrap(), known);

@@ -8,45 +8,16 @@
 //! `postgres://postgres@127.0.0.1:5432/test`, and fails if it is not
 //! reachable.
 
+mod common;
+
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use credgate::audit::{AuditEntry, AuditField, AuditLog, ENTRY_VERSION, merkle};
 use credgate::store::Store;
 use credlog::tiles::{self, TileId};
 
-fn pg_base() -> String {
-    std::env::var("CREDGATE_TEST_DATABASE_URL")
-        .ok()
-        .filter(|u| u.starts_with("postgres"))
-        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-/// A fresh database: (url, name).
-async fn pg_database(tag: &str) -> (String, String) {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let base = pg_base();
-    let name = format!(
-        "credgate_pl_{tag}_{}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    let admin = Store::connect_admin(&base)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {base} is required: {e}"));
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {name}"),
-        format!("CREATE DATABASE {name}"),
-    ] {
-        admin.execute_raw(&sql).await.unwrap();
-    }
-    admin.close().await;
-    let (prefix, _) = base.rsplit_once('/').unwrap();
-    (format!("{prefix}/{name}"), name)
-}
-
 async fn drop_pg(name: &str) {
-    let admin = Store::connect_admin(&pg_base()).await.unwrap();
+    let admin = Store::connect_admin(&common::pg_base_url()).await.unwrap();
     let _ = admin
         .execute_raw(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await;
@@ -134,7 +105,7 @@ async fn assert_log_is(store: &Store, url: &str, log: &[Vec<u8>]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_writers_on_one_database_keep_one_log() {
-    let (url, name) = pg_database("two").await;
+    let (url, name) = common::pg_test_database(&common::pg_base_url()).await;
     let a = Store::connect(&url, 4).await.unwrap();
     let b = Store::connect(&url, 4).await.unwrap();
     let (log_a, task_a) = AuditLog::start(a.clone(), 64).await.unwrap();
@@ -218,7 +189,7 @@ async fn write_old_layout(pool: &sqlx::PgPool, log: &[Vec<u8>]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_from_before_migration_0010_reads_the_same_and_grows() {
-    let (url, name) = pg_database("mig").await;
+    let (url, name) = common::pg_test_database(&common::pg_base_url()).await;
     // The schema as the release before: migrations up to 0009.
     let dir = std::env::temp_dir().join(format!("credgate-pg-log-mig-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -12,10 +12,11 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::process::Process;
 use common::{TempDir, TestGateway, certs, ids, query};
 use credgate::audit::AuditEntry;
 use credgate::store::Store;
@@ -879,52 +880,6 @@ async fn a_crl_is_re_read_when_its_next_update_passes() {
 }
 
 // ------------------------------------------------- the real binary: SIGHUP
-
-/// The real `credgate serve`, SIGKILLed if dropped before it is stopped.
-struct Process {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Process {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig} failed");
-    }
-
-    /// SIGTERM and wait for a clean exit.
-    fn stop(mut self) {
-        self.signal("-TERM");
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(
-                    status.success(),
-                    "gateway exited with {status}:\n{}",
-                    self.log()
-                );
-                return;
-            }
-            assert!(std::time::Instant::now() < deadline, "gateway did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn credgate(args: &[&std::ffi::OsStr]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_credgate"))
