@@ -65,17 +65,31 @@ async fn log_size(gw: &TestGateway) -> u64 {
 /// Wait until the log and the record count stop changing (detached request
 /// tasks and rejections audited after the connection closed), then return
 /// the log size.
+///
+/// A drill can leave a backlog of detached requests longer than the
+/// store's pool timeout (900 hang-ups of 200 records each, 180,000 inserts
+/// through four connections, take about 30 s in a debug build): a count
+/// that times out waiting for a connection means "not settled yet", until
+/// an overall deadline.
 async fn settle(gw: &TestGateway) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
     let mut last = (u64::MAX, -1);
-    for _ in 0..100 {
-        let now = (log_size(gw).await, gw.store.record_count().await.unwrap());
-        if now == last {
-            return now.0;
+    loop {
+        let size = log_size(gw).await;
+        match gw.store.record_count().await {
+            Ok(n) if (size, n) == last => return size,
+            Ok(n) => last = (size, n),
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "the store stayed busy past the deadline: {e}"
+            ),
         }
-        last = now;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log never settled"
+        );
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    panic!("the log never settled");
 }
 
 async fn entries_after(gw: &TestGateway, size: u64) -> Vec<AuditEntry> {
