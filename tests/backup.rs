@@ -24,9 +24,6 @@ use credgate::store::Store;
 use serde_json::{Value, json};
 use sqlx::{Connection as _, Row as _};
 
-const NOTICE: &str =
-    "如未按约定履行还款义务，相关信息将被记入信用档案，可能影响您今后获得金融服务。";
-
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_credgate")
 }
@@ -60,26 +57,6 @@ async fn checkpoint_now(gw: &TestGateway) -> String {
         .unwrap();
     let (size, _) = gw.store.log_head().await.unwrap();
     gw.store.checkpoint(Some(size)).await.unwrap().unwrap().1
-}
-
-fn consent_token(home: &Path, n: u32) -> String {
-    let dev = credgate::consent::dev::DevIssuer::ensure(home).unwrap();
-    let args = credgate::cli::IssueArgs {
-        issuer_key: dev.key_file.clone(),
-        kid: dev.kid.clone(),
-        iss: dev.iss.clone(),
-        sub: ids::PERSON.into(),
-        grantee: ids::BANK.into(),
-        purpose: "financing".into(),
-        scope: vec!["income".into()],
-        ttl: 3600,
-        max_uses: Some(1000),
-        written: true,
-        notice_text: Some(NOTICE.into()),
-        aud: "credgate-test".into(),
-        jti: Some(format!("bk-{}-{n}", std::process::id())),
-    };
-    credgate::cli::consent_issue(&args, credgate::consent::now_unix()).unwrap()
 }
 
 fn subject(n: u32) -> String {
@@ -210,7 +187,7 @@ async fn a_backup_under_load_restores_to_a_gateway_with_the_same_log_and_state()
         .await;
     assert_eq!(r.status, 201, "{}", r.body);
     let objection = r.body["objection_id"].clone();
-    let token = consent_token(&home.0, 0);
+    let token = common::dev_income_token(&home.0, &format!("bk-{}-0", std::process::id()));
     let income = |t: &str| {
         let mut q = query(
             "natural_person",
@@ -952,7 +929,7 @@ fn issuer_token(kid: &str, pkcs8: &[u8], n: u32) -> String {
         written: Some(true),
         notice: Some(hex::encode(ring::digest::digest(
             &ring::digest::SHA256,
-            NOTICE.as_bytes(),
+            common::NOTICE.as_bytes(),
         ))),
     };
     credgate::consent::token::issue(kid, credgate::consent::token::KeyAlg::EdDSA, pkcs8, &claims)

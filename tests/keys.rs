@@ -15,9 +15,6 @@ use credgate::config::{Config, KeyFile, NamedKey};
 use credgate::ids::SubjectId;
 use serde_json::{Value, json};
 
-const NOTICE: &str =
-    "如未按约定履行还款义务，相关信息将被记入信用档案，可能影响您今后获得金融服务。";
-
 fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_credgate")
 }
@@ -409,26 +406,6 @@ async fn masked_values_carry_the_mask_key_id() {
     gw.stop().await;
 }
 
-fn consent_token(home: &Path, jti: &str) -> String {
-    let dev = credgate::consent::dev::DevIssuer::ensure(home).unwrap();
-    let args = credgate::cli::IssueArgs {
-        issuer_key: dev.key_file.clone(),
-        kid: dev.kid.clone(),
-        iss: dev.iss.clone(),
-        sub: ids::PERSON.into(),
-        grantee: ids::BANK.into(),
-        purpose: "financing".into(),
-        scope: vec!["income".into()],
-        ttl: 3600,
-        max_uses: Some(1000),
-        written: true,
-        notice_text: Some(NOTICE.into()),
-        aud: "credgate-test".into(),
-        jti: Some(jti.into()),
-    };
-    credgate::cli::consent_issue(&args, credgate::consent::now_unix()).unwrap()
-}
-
 async fn income(gw: &TestGateway, token: &str) -> (u16, Vec<(String, String, String)>) {
     let mut q = query(
         "natural_person",
@@ -458,8 +435,8 @@ async fn consents_given_before_a_subject_key_rotation_keep_working() {
     );
     let jti = |n: u32| format!("keys-{}-{n}", std::process::id());
     let (old_token, new_token) = (
-        consent_token(&dir.0, &jti(1)),
-        consent_token(&dir.0, &jti(2)),
+        common::dev_income_token(&dir.0, &jti(1)),
+        common::dev_income_token(&dir.0, &jti(2)),
     );
 
     let gw =

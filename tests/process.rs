@@ -13,7 +13,7 @@ mod common;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -70,16 +70,7 @@ async fn a_sighup_during_startup_is_one_reload_once_serving_not_the_end_of_the_p
     cfg.server.admin_listen = admin;
     let config = common::write_config_file(&cfg, &dir.0.join("credgate.toml"));
     let log = dir.0.join("gateway.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_credgate"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut gw = Process { child, log };
+    let mut gw = Process::serve(&config, log);
 
     // Opening the pipe for writing returns once the gateway opened it for
     // reading: it is inside its start, reading the policy.

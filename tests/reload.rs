@@ -12,7 +12,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -913,16 +913,7 @@ async fn sighup_and_credgate_reload_on_the_real_binary() {
         store.close().await;
     }
     let log = dir.0.join("gateway.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_credgate"))
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let gw = Process { child, log };
+    let gw = Process::serve(&config, log);
     let ready = eventually(60, || async {
         Conn::open(addr, &m.certs, "bank2").await.is_ok()
     })

@@ -451,3 +451,30 @@ pub async fn audit_entries(store: &Store) -> Vec<credgate::audit::AuditEntry> {
         .map(|s| credgate::audit::AuditEntry::parse(&s.entry).unwrap())
         .collect()
 }
+
+/// The negative-information notice a written consent shows (as the
+/// consent tests' issuer sends it).
+pub const NOTICE: &str =
+    "如未按约定履行还款义务，相关信息将被记入信用档案，可能影响您今后获得金融服务。";
+
+/// A consent token from the dev issuer in `home`: the sample person lets
+/// the sample bank read income for financing, an hour, up to 1,000 uses.
+pub fn dev_income_token(home: &Path, jti: &str) -> String {
+    let dev = credgate::consent::dev::DevIssuer::ensure(home).unwrap();
+    let args = credgate::cli::IssueArgs {
+        issuer_key: dev.key_file.clone(),
+        kid: dev.kid.clone(),
+        iss: dev.iss.clone(),
+        sub: ids::PERSON.into(),
+        grantee: ids::BANK.into(),
+        purpose: "financing".into(),
+        scope: vec!["income".into()],
+        ttl: 3600,
+        max_uses: Some(1000),
+        written: true,
+        notice_text: Some(NOTICE.into()),
+        aud: "credgate-test".into(),
+        jti: Some(jti.into()),
+    };
+    credgate::cli::consent_issue(&args, credgate::consent::now_unix()).unwrap()
+}

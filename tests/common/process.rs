@@ -1,8 +1,8 @@
 //! The real `credgate serve` as a child process, for tests that send it
 //! signals: SIGKILLed if a test fails before stopping it.
 
-use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running gateway process and the file its output goes to.
@@ -12,6 +12,21 @@ pub struct Process {
 }
 
 impl Process {
+    /// `credgate serve --config <config>`, its log (`RUST_LOG=info`, stderr)
+    /// in `log`.
+    pub fn serve(config: &Path, log: PathBuf) -> Process {
+        let child = Command::new(env!("CARGO_BIN_EXE_credgate"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Process { child, log }
+    }
+
     /// Everything the process wrote so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
