@@ -31,8 +31,15 @@ const INDEX_CHUNKS: [usize; 4] = [64, 16, 4, 1];
 
 /// The insert statement for the largest chunk of [`INDEX_CHUNKS`] that
 /// fits `remaining` rows, and that chunk's size.
-fn index_insert(remaining: usize) -> (&'static str, usize) {
-    static SQL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+///
+/// PostgreSQL needs numbered placeholders (`$1`); SQLite gets anonymous
+/// ones (`?`, numbered by position). sqlx asks SQLite for each
+/// parameter's name when binding, and for a named parameter SQLite finds
+/// it by a linear scan of the statement's parameter list: binding the 512
+/// parameters of a 64-row insert cost O(n²), about 10 % of the gateway's
+/// CPU under load (`bench/RESULTS.md`, "CPU per request, fourth session").
+fn index_insert(remaining: usize, numbered: bool) -> (&'static str, usize) {
+    fn build(numbered: bool) -> Vec<String> {
         INDEX_CHUNKS
             .iter()
             .map(|&n| {
@@ -40,26 +47,40 @@ fn index_insert(remaining: usize) -> (&'static str, usize) {
                     "INSERT INTO audit_index (seq, ts, org, subject, purpose, outcome, action, decisions) VALUES ",
                 );
                 for r in 0..n {
-                    let b = r * 8;
                     if r > 0 {
                         sql.push_str(", ");
                     }
-                    sql.push_str(&format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8
-                    ));
+                    sql.push('(');
+                    for c in 0..INDEX_COLUMNS {
+                        if c > 0 {
+                            sql.push_str(", ");
+                        }
+                        if numbered {
+                            sql.push('$');
+                            sql.push_str(&(r * INDEX_COLUMNS + c + 1).to_string());
+                        } else {
+                            sql.push('?');
+                        }
+                    }
+                    sql.push(')');
                 }
                 sql
             })
             .collect()
-    });
+    }
+    static NUMBERED: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| build(true));
+    static ANONYMOUS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| build(false));
     debug_assert!(remaining > 0);
     let i = INDEX_CHUNKS
         .iter()
         .position(|&n| n <= remaining)
         .unwrap_or(INDEX_CHUNKS.len() - 1);
-    (SQL[i].as_str(), INDEX_CHUNKS[i])
+    let sql = if numbered { &NUMBERED } else { &ANONYMOUS };
+    (sql[i].as_str(), INDEX_CHUNKS[i])
 }
+
+/// Columns bound per row by [`index_insert`]'s statements.
+const INDEX_COLUMNS: usize = 8;
 
 /// Bit in the `decisions` column: some field was `returned`.
 pub const DECISION_RETURNED: i32 = 1;
@@ -355,7 +376,10 @@ impl Store {
                     .collect();
                 let mut rest = &rows[..];
                 while !rest.is_empty() {
-                    let (sql, n) = index_insert(rest.len());
+                    let (sql, n) = index_insert(
+                        rest.len(),
+                        matches!(self.backend, Backend::Postgres(_)),
+                    );
                     let (chunk, tail) = rest.split_at(n);
                     rest = tail;
                     let mut q = sqlx::query(sql);
@@ -671,4 +695,31 @@ impl Store {
 /// Index nodes by id for [`credlog::merkle::assemble`].
 pub fn node_map(nodes: Vec<(NodeId, Hash)>) -> HashMap<NodeId, Hash> {
     nodes.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_inserts_bind_eight_columns_per_row_in_each_dialect() {
+        for &n in &INDEX_CHUNKS {
+            let (pg, rows) = index_insert(n, true);
+            assert_eq!(rows, n);
+            assert_eq!(pg.matches('$').count(), n * INDEX_COLUMNS);
+            assert!(pg.ends_with(&format!("${})", n * INDEX_COLUMNS)), "{pg}");
+            assert!(!pg.contains('?'));
+            let (lite, rows) = index_insert(n, false);
+            assert_eq!(rows, n);
+            // Anonymous placeholders only: a named one makes SQLite's
+            // parameter lookup (which sqlx calls per bind) a linear scan.
+            assert_eq!(lite.matches('?').count(), n * INDEX_COLUMNS);
+            assert!(!lite.contains('$'));
+        }
+        // The largest chunk that fits, down to single rows.
+        assert_eq!(index_insert(100, false).1, 64);
+        assert_eq!(index_insert(63, false).1, 16);
+        assert_eq!(index_insert(5, true).1, 4);
+        assert_eq!(index_insert(3, true).1, 1);
+    }
 }
