@@ -440,9 +440,18 @@ impl Store {
             .remembered
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let rows: Vec<(u64, Option<IndexRow>)> =
-            (from..to).map(|seq| (seq, m.remove(&seq))).collect();
-        m.retain(|seq, _| *seq >= to);
+        // Ordered by seq: everything before `to` leaves the map in one
+        // split (a `retain` over a hash map scanned all remembered rows,
+        // up to 65,536, under the lock every request takes).
+        let rest = m.split_off(&to);
+        let mut taken = std::mem::replace(&mut *m, rest).into_iter().peekable();
+        drop(m);
+        let rows: Vec<(u64, Option<IndexRow>)> = (from..to)
+            .map(|seq| {
+                while taken.next_if(|(s, _)| *s < seq).is_some() {}
+                (seq, taken.next_if(|(s, _)| *s == seq).map(|(_, r)| r))
+            })
+            .collect();
         let missing = rows.iter().any(|(_, r)| r.is_none());
         (rows, missing)
     }
