@@ -361,8 +361,8 @@ pub async fn run(
     }
     conns.abort_all();
     while conns.join_next().await.is_some() {}
-    // Requests are handled detached from their connections: wait for the
-    // ones still running (their entries must reach the log) before the
+    // Aborting a connection hands its request's handling to a task of its
+    // own (`connection::handoff`): wait for the ones still running (their entries must reach the log) before the
     // sequencer is allowed to stop.
     if tokio::time::timeout(grace, in_flight.drained())
         .await

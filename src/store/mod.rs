@@ -221,7 +221,8 @@ pub(crate) struct AuditShared {
     pub(crate) durable: tokio::sync::watch::Sender<u64>,
     /// Rows of this process's own durable entries, for the indexer
     /// ([`audit_queries::IndexRow`]).
-    pub(crate) remembered: std::sync::Mutex<std::collections::BTreeMap<u64, audit_queries::IndexRow>>,
+    pub(crate) remembered:
+        std::sync::Mutex<std::collections::BTreeMap<u64, audit_queries::IndexRow>>,
 }
 
 /// A record to insert (already validated against the catalog).

@@ -4,12 +4,13 @@
 //! 2. The identity, once: the leaf certificate's organisation code and
 //!    fingerprint become a [`Caller`] for every request on the connection.
 //! 3. The protocol by ALPN: `h2` gets HTTP/2, anything else HTTP/1.1.
-//! 4. Each request's handling is *detached* from the connection: hyper's
-//!    service future only waits for a task that owns the request. When the
-//!    client hangs up, hyper drops the waiting future, but the task still
-//!    reaches its audit entry (and, for a submission, its commit or its
-//!    refusal). [`InFlight`] counts those tasks so that shutdown can wait
-//!    for them before the audit sequencer stops.
+//! 4. Each request's handling cannot be cancelled by the client: it runs
+//!    inside hyper's service future, and when the client hangs up and hyper
+//!    drops that future, the rest of the handling moves to a task of its
+//!    own ([`handoff`]), which still reaches its audit entry (and, for a
+//!    submission, its commit or its refusal). [`InFlight`] counts handlings
+//!    in progress so that shutdown can wait for them before the audit
+//!    sequencer stops.
 //! 5. What hyper refuses before any handler runs (a bad request line,
 //!    oversized or malformed headers, conflicting lengths, an HTTP/2 preface
 //!    on HTTP/1.1, a head that never completes) is audited here, as one
@@ -62,8 +63,11 @@ use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 
 use crate::http::Caller;
+
+mod handoff;
 use crate::metrics::Handshake;
 use crate::reload::Live;
+use handoff::FinishOnDrop;
 
 /// Deadlines and limits of one connection.
 #[derive(Debug, Clone, Copy)]
@@ -600,20 +604,15 @@ pub async fn serve(
             };
             let revoked = matches!(*caller, Caller::Revoked { .. });
             let ident = ident.clone();
-            // Detached: runs to its audit entry even if hyper drops the
-            // future below because the client went away.
-            let task = tokio::spawn(async move {
+            // Runs to its audit entry even if hyper drops the future
+            // below because the client went away (`handoff`).
+            let handling = FinishOnDrop::new(async move {
                 let resp = app.handle(&caller, req).await;
                 drop(guard);
                 resp
             });
             async move {
-                let resp = match task.await {
-                    Ok(resp) => resp,
-                    // `App::handle` catches handler panics itself; this is
-                    // only reached if the runtime is shutting down.
-                    Err(_) => crate::http::internal_error_response(),
-                };
+                let resp = handling.await;
                 if revoked {
                     ident.close.notify_one();
                 }
