@@ -590,9 +590,9 @@ fn reload_fields(
 ) -> Vec<AuditField> {
     let f = |field: &str, decision: &str, reason: &str, detail: Option<String>| AuditField {
         field: field.into(),
-        decision: decision.into(),
-        reason: reason.into(),
-        detail,
+        decision: decision.to_owned().into(),
+        reason: reason.to_owned().into(),
+        detail: detail.map(Into::into),
     };
     let mut fields = vec![
         f("trigger", trigger.as_str(), "requested", None),

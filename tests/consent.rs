@@ -364,7 +364,7 @@ async fn hostile_tokens_are_refused_with_stable_sub_reasons() {
             .find(|f| f.field == "monthly_income")
             .unwrap();
         assert_eq!(
-            (f.reason.as_str(), f.detail.as_deref()),
+            (&*f.reason, f.detail.as_deref()),
             ("consent_invalid", Some(*sub)),
             "{name}"
         );
@@ -802,7 +802,7 @@ async fn revocation_of_an_unseen_consent_is_bound_to_the_revoking_subject() {
         .find(|f| f.field == "monthly_income")
         .unwrap();
     assert_eq!(
-        (f.reason.as_str(), f.detail.as_deref()),
+        (&*f.reason, f.detail.as_deref()),
         ("consent_invalid", Some("jti_conflict"))
     );
     assert_eq!(queries[0].consent.as_deref(), Some(id.as_str()));
@@ -815,7 +815,7 @@ async fn revocation_of_an_unseen_consent_is_bound_to_the_revoking_subject() {
     let got: Vec<_> = submit
         .fields
         .iter()
-        .map(|f| (f.field.as_str(), f.decision.as_str(), f.detail.as_deref()))
+        .map(|f| (f.field.as_str(), &*f.decision, f.detail.as_deref()))
         .collect();
     assert_eq!(got, [("monthly_income", "refused", Some("jti_conflict"))]);
     gw.stop().await;

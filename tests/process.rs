@@ -132,7 +132,7 @@ async fn a_sighup_during_startup_is_one_reload_once_serving_not_the_end_of_the_p
         .filter(|e| e.action == "policy_reload")
         .map(|e| {
             let trigger = e.fields.iter().find(|f| f.field == "trigger").unwrap();
-            (trigger.decision.as_str(), e.outcome.as_str())
+            (&*trigger.decision, e.outcome.as_str())
         })
         .collect();
     assert_eq!(reloads, [("sighup", "ok")], "{entries:?}");

@@ -485,7 +485,7 @@ async fn a_broken_crl_is_refused_once_and_the_old_one_keeps_serving() {
     let r = reloads(&entries);
     let outcomes: Vec<(&str, &str)> = r
         .iter()
-        .map(|e| (e.outcome.as_str(), field(e, "tls").decision.as_str()))
+        .map(|e| (e.outcome.as_str(), &*field(e, "tls").decision))
         .collect();
     assert_eq!(outcomes, [("reload_refused", "refused"), ("ok", "loaded")]);
     assert_eq!(field(r[0], "error").reason, "invalid_tls");
@@ -771,7 +771,7 @@ async fn queries_racing_reloads_are_each_decided_and_logged_under_one_policy() {
     assert_eq!(queries.len(), answered);
     let mut under = [0, 0];
     for e in &queries {
-        let decision = field(e, FIELD).decision.as_str();
+        let decision = &*field(e, FIELD).decision;
         let hash = e.policy.as_deref().unwrap();
         if hash == hash_returned {
             assert_eq!(decision, "returned", "{e:?}");
@@ -980,8 +980,8 @@ async fn sighup_and_credgate_reload_on_the_real_binary() {
         .iter()
         .map(|e| {
             (
-                field(e, "trigger").decision.as_str(),
-                field(e, "policy").decision.as_str(),
+                &*field(e, "trigger").decision,
+                &*field(e, "policy").decision,
                 e.outcome.as_str(),
             )
         })

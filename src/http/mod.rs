@@ -307,12 +307,35 @@ impl AuditDraft {
         }
     }
 
-    fn field(&mut self, field: String, decision: &str, reason: &str, detail: Option<&str>) {
+    fn field(
+        &mut self,
+        field: String,
+        decision: &'static str,
+        reason: &'static str,
+        detail: Option<&'static str>,
+    ) {
         self.fields.push(AuditField {
             field,
-            decision: decision.to_owned(),
-            reason: reason.to_owned(),
-            detail: detail.map(str::to_owned),
+            decision: decision.into(),
+            reason: reason.into(),
+            detail: detail.map(Into::into),
+        });
+    }
+
+    /// [`AuditDraft::field`] about a stored record: the detail is the
+    /// record's catalog item.
+    fn field_on(
+        &mut self,
+        field: String,
+        decision: &'static str,
+        reason: impl Into<std::borrow::Cow<'static, str>>,
+        item: &str,
+    ) {
+        self.fields.push(AuditField {
+            field,
+            decision: decision.into(),
+            reason: reason.into(),
+            detail: Some(item.to_owned().into()),
         });
     }
 }
@@ -509,10 +532,7 @@ impl App {
         if let Some(org) = &entry.org {
             let denied = crate::policy::is_denied_attempt(
                 &entry.outcome,
-                entry
-                    .fields
-                    .iter()
-                    .map(|f| (f.decision.as_str(), f.reason.as_str())),
+                entry.fields.iter().map(|f| (&*f.decision, &*f.reason)),
             );
             self.metrics.anomalies.record(org, denied);
         }

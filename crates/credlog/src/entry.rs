@@ -21,6 +21,8 @@
 //!
 //! All three are read and verified; new entries are v3.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// Current canonical format version.
@@ -73,17 +75,21 @@ pub fn keyed_subject_hash(h: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// One field's outcome as logged.
+///
+/// Decisions, reasons and details are the gateway's own stable codes, so
+/// they are borrowed `'static` strings when an entry is made (no allocation
+/// per field on the request path) and owned when an entry is read back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditField {
     /// Catalog field name, `prohibited:<category>` for a prohibited name, or
     /// the (truncated) requested name for a non-catalog one.
     pub field: String,
     /// `returned`, `masked`, `withheld`, or for submissions `accepted`/`refused`.
-    pub decision: String,
+    pub decision: Cow<'static, str>,
     /// Stable reason code.
-    pub reason: String,
+    pub reason: Cow<'static, str>,
     /// Sub-reason (e.g. consent `expired`).
-    pub detail: Option<String>,
+    pub detail: Option<Cow<'static, str>>,
 }
 
 /// One audit entry. Field order is the canonical order: do not reorder, add

@@ -39,11 +39,11 @@ pub(in crate::http) fn expand_view<'a>(
 /// response: a caller must not learn that an expired record exists).
 pub(in crate::http) fn audit_withheld(draft: &mut AuditDraft, withheld: &[WithheldRecord]) {
     for w in withheld {
-        draft.field(
+        draft.field_on(
             record_field(w.record_id),
             "withheld",
             w.reason.as_str(),
-            Some(&w.item),
+            &w.item,
         );
     }
 }

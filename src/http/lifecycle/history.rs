@@ -23,7 +23,7 @@ pub(in crate::http) async fn history(
     let subject = stored_subject(&h.subject_type, &h.subject_id);
     draft.subject = subject.clone();
     let view = app.policy.history_view(org, &h.provided_by)?;
-    draft.field(record_field(id), "history", h.state.as_str(), Some(&h.item));
+    draft.field_on(record_field(id), "history", h.state.as_str(), &h.item);
     let mut body = serde_json::to_value(&h).map_err(|_| ApiError::internal())?;
     if view == SubjectView::Hashed
         && let Some(obj) = body.as_object_mut()

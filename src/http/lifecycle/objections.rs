@@ -71,7 +71,7 @@ pub(super) fn status_reply<T: serde::Serialize>(
     (record_id, status, item): (i64, &str, &str),
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
-    draft.field(record_field(record_id), "status", status, Some(item));
+    draft.field_on(record_field(record_id), "status", status.to_owned(), item);
     let mut body = serde_json::to_value(case).map_err(|_| ApiError::internal())?;
     body["subject"] = json!({"type": asked.kind().as_str(), "id": asked.id()});
     Ok(Reply::ok(body))
@@ -135,11 +135,11 @@ pub(in crate::http) async fn file_objection(
         .await?
         .map_err(ApiError::from)?;
     let (id, o) = (filed.objection_id, filed);
-    draft.field(
+    draft.field_on(
         record_field(record_id),
         "disputed",
         "objection_filed",
-        Some(&o.item),
+        &o.item,
     );
     Ok(Reply {
         status: StatusCode::CREATED,
@@ -237,14 +237,14 @@ pub(in crate::http) async fn resolve_objection(
         Resolution::Upheld => "objection_upheld",
         Resolution::Withdrawn => "withdrawn",
     };
-    draft.field(
+    draft.field_on(
         record_field(t.record_id),
         resolution.as_str(),
         reason,
-        Some(&t.item),
+        &t.item,
     );
     if let Some(n) = new_id {
-        draft.field(record_field(n), "accepted", "correction", Some(&t.item));
+        draft.field_on(record_field(n), "accepted", "correction", &t.item);
         draft.records = 1;
     }
     for e in &lapsed {

@@ -93,7 +93,7 @@ pub(in crate::http) async fn decide_repair(
     } else {
         ("rejected", "repair_rejected")
     };
-    draft.field(record_field(t.record_id), status, reason, Some(&t.item));
+    draft.field_on(record_field(t.record_id), status, reason, &t.item);
     for e in &lapsed {
         draft.field(format!("list_entry:{e}"), "exited", "basis_repaired", None);
     }

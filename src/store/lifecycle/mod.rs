@@ -392,8 +392,12 @@ impl Store {
 
 /// The latest version of record `id` (following corrections) and its
 /// state, from `states` (record id → state and the version superseding it).
-pub(super) fn latest_version(
-    states: &std::collections::HashMap<i64, (crate::policy::lifecycle::RecordState, Option<i64>)>,
+pub(super) fn latest_version<S: std::hash::BuildHasher>(
+    states: &std::collections::HashMap<
+        i64,
+        (crate::policy::lifecycle::RecordState, Option<i64>),
+        S,
+    >,
     mut id: i64,
 ) -> (i64, Option<crate::policy::lifecycle::RecordState>) {
     use crate::policy::lifecycle::RecordState;

@@ -81,7 +81,8 @@ impl Store {
             return Ok(out);
         }
         let rows = self.subject_rows(subject).await?;
-        let mut states = std::collections::HashMap::new();
+        // Record ids from our own store: no hash flooding to fear.
+        let mut states = crate::policy::FastMap::default();
         for CachedRow { row, data } in rows.iter() {
             let state = policy.record_state(&row.facts(data), today);
             states.insert(row.id, (state, row.superseded_by));
