@@ -308,6 +308,7 @@ pub async fn run(
         live.clone(),
         stop_rx.clone(),
         Duration::from_millis(s.shutdown_grace_ms),
+        Duration::from_millis(s.header_timeout_ms),
     ));
     let triggers = reload::spawn_triggers(live.clone(), hangup, stop_rx.clone());
     tracing::info!(addr = %listener.local_addr()?, store = store.kind(), "credgate serving");
@@ -390,7 +391,17 @@ pub async fn run(
     Ok(())
 }
 
-/// The admin listener: plain HTTP/1.1, keep-alive. When `stop` turns true
+/// Concurrent connections on the admin listener; more are closed at accept.
+/// Scrapers, probes and an operator's `curl` need a handful; the cap keeps
+/// anything that can reach the port from holding file descriptors (and
+/// application handles) without bound.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// The admin listener: plain HTTP/1.1, keep-alive. A request head must
+/// arrive whole within `head_deadline` (`server.header_timeout_ms`), and
+/// a keep-alive connection with no request closes after the same time:
+/// the listener has no authentication, so a stalled client must not hold a
+/// slot. At most [`ADMIN_MAX_CONNECTIONS`] at once. When `stop` turns true
 /// (after the API's connections and requests have drained) it stops
 /// accepting and shuts every admin connection down gracefully: a response
 /// being written is finished, an idle keep-alive connection (a metrics
@@ -403,6 +414,7 @@ async fn serve_admin(
     live: Arc<Live>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
+    head_deadline: Duration,
 ) {
     let mut conns = JoinSet::new();
     loop {
@@ -418,6 +430,11 @@ async fn serve_admin(
             },
             () = async { let _ = stop.wait_for(|s| *s).await; } => break,
         };
+        if conns.len() >= ADMIN_MAX_CONNECTIONS {
+            tracing::debug!(%peer, "admin connection refused: at the cap");
+            drop(tcp);
+            continue;
+        }
         let (live, mut stop) = (live.clone(), stop.clone());
         conns.spawn(async move {
             let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -430,8 +447,10 @@ async fn serve_admin(
                     Ok::<_, Infallible>(resp)
                 }
             });
-            let conn =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(head_deadline)
+                .serve_connection(TokioIo::new(tcp), svc);
             let _ = connection::drive(conn, &mut stop, &tokio::sync::Notify::new()).await;
         });
     }
