@@ -118,7 +118,7 @@ impl<'de> Visitor<'de> for Node {
         let depth = self.enter::<A::Error>()?;
         let mut seen: Vec<Cow<'de, str>> = Vec::new();
         while let Some(key) = map.next_key_seed(Key)? {
-            if seen.iter().any(|k| *k == key) {
+            if seen.contains(&key) {
                 return Err(de::Error::custom(format_args!("{DUP}{key}")));
             }
             seen.push(key);
