@@ -92,11 +92,7 @@ impl Store {
         Ok(match (&self.log, &self.backend) {
             (Log::Files(f), _) => Writer::Files(Sequencer::open(f.writer()?)?),
             (Log::Postgres, Backend::Postgres(pool)) => {
-                Writer::Postgres(Sequencer::open(PgStorage {
-                    pool: pool.clone(),
-                    rt: tokio::runtime::Handle::current(),
-                    tx: None,
-                })?)
+                Writer::Postgres(Sequencer::open(PgStorage::open(pool)?)?)
             }
             (Log::Postgres, Backend::Sqlite(_)) => {
                 return Err(StoreError::Corrupt("no log for this backend".into()));
@@ -341,8 +337,15 @@ async fn read_joined<'e, X: sqlx::PgExecutor<'e>>(
     Ok(Some(out))
 }
 
-/// PostgreSQL rows behind [`LogStorage`]. Runs on a blocking thread and
-/// drives sqlx with the runtime handle it was created on.
+/// PostgreSQL rows behind [`LogStorage`]. Runs on the sequencer's thread,
+/// over a connection of its own driven by a single-threaded runtime of its
+/// own ([`PgStorage::open`]).
+///
+/// Why not the gateway's runtime and pool: a commit is four or five round
+/// trips under the tree-head lock, and on the shared runtime each reply
+/// was noticed only when a worker busy with requests next polled the I/O
+/// driver. Under load that, not PostgreSQL, was most of a commit
+/// (`bench/RESULTS.md`, "PostgreSQL: the writer's own runtime").
 ///
 /// A batch costs O(1) rows: its entries (and their leaf hashes) in the
 /// partial bundle are one `tlog_batches` row, and the head row is updated.
@@ -351,9 +354,64 @@ async fn read_joined<'e, X: sqlx::PgExecutor<'e>>(
 /// rows. A node whose head moved reads the other nodes' batch rows since
 /// its own size ([`Begun::Appended`]) rather than the whole right edge.
 pub(crate) struct PgStorage {
+    /// One connection, bound to `rt`.
     pool: PgPool,
-    rt: tokio::runtime::Handle,
+    /// `None` only while dropping.
+    rt: Option<tokio::runtime::Runtime>,
     tx: Option<Transaction<'static, Postgres>>,
+}
+
+impl PgStorage {
+    /// A writer connected like `gateway_pool`, on a runtime of its own.
+    /// Blocking: call it off the async threads.
+    fn open(gateway_pool: &PgPool) -> Result<Self, StorageError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .thread_name("credgate-audit-pg")
+            .build()
+            .map_err(|e| {
+                StorageError::Backend(format!("cannot start the log writer's runtime: {e}"))
+            })?;
+        let options = (*gateway_pool.connect_options()).clone();
+        let pool = rt
+            .block_on(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(0)
+                    .acquire_timeout(std::time::Duration::from_secs(10))
+                    .after_release(|conn, _| {
+                        Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+                    })
+                    .connect_with(options),
+            )
+            .map_err(db)?;
+        Ok(PgStorage {
+            pool,
+            rt: Some(rt),
+            tx: None,
+        })
+    }
+
+    fn rt(&self) -> &tokio::runtime::Runtime {
+        self.rt.as_ref().expect("the runtime lives until drop")
+    }
+}
+
+impl Drop for PgStorage {
+    fn drop(&mut self) {
+        // Without blocking: a writer may be dropped on an async thread
+        // (where dropping a runtime the usual way panics). What sqlx spawns
+        // while letting go of an open transaction's connection goes to this
+        // runtime, which is stopped without running it; the server rolls
+        // the transaction back when the connection closes.
+        if let Some(rt) = self.rt.take() {
+            {
+                let _on = rt.enter();
+                self.tx.take();
+            }
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// Largest gap caught up by reading the entries appended since this node's
@@ -586,7 +644,7 @@ impl PgStorage {
     /// small) or reload the right edge.
     fn begin_locked(&mut self, known_size: u64, catch_up: bool) -> Result<Begun, StorageError> {
         let pool = self.pool.clone();
-        let (tx, begun) = self.rt.block_on(async move {
+        let (tx, begun) = self.rt().block_on(async move {
             let mut tx = pool.begin().await.map_err(db)?;
             let (size, root) = lock_head(&mut tx).await?;
             if size == known_size {
@@ -611,7 +669,7 @@ impl PgStorage {
 impl LogStorage for PgStorage {
     fn load(&mut self) -> Result<TreeState, StorageError> {
         let pool = self.pool.clone();
-        self.rt.block_on(async move {
+        self.rt().block_on(async move {
             let mut tx = pool.begin().await.map_err(db)?;
             let (size, root) = lock_head(&mut tx).await?;
             let state = load_edge(&mut tx, size, &root).await?;
@@ -642,11 +700,11 @@ impl LogStorage for PgStorage {
         let rows = match BatchRows::of(batch) {
             Ok(r) => r,
             Err(e) => {
-                let _ = self.rt.block_on(tx.rollback());
+                let _ = self.rt().block_on(tx.rollback());
                 return Err(e);
             }
         };
-        self.rt.block_on(async move {
+        self.rt().block_on(async move {
             rows.write(&mut tx).await.map_err(db)?;
             tx.commit().await.map_err(db)
         })
@@ -654,7 +712,7 @@ impl LogStorage for PgStorage {
 
     fn abort(&mut self) {
         if let Some(tx) = self.tx.take() {
-            let _ = self.rt.block_on(tx.rollback());
+            let _ = self.rt().block_on(tx.rollback());
         }
     }
 }
