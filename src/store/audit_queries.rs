@@ -377,9 +377,8 @@ impl Store {
                     // Only what is not remembered is read back from the log,
                     // one read per stretch (`missing_spans`): typically the
                     // last few entries, made durable after this round began
-                    // and not handed over yet. Reading the whole round's range
-                    // for them read every full bundle of it again, about 16
-                    // files per round under load.
+                    // and not handed over yet (reading the whole round's
+                    // range for them read every full bundle in it again).
                     for (a, b) in missing_spans(&rows) {
                         let entries = self.audit_range(a, b).await?;
                         if entries.len() as u64 != b - a {
