@@ -179,10 +179,18 @@ pub struct StoreConfig {
     /// Connection pool size.
     #[serde(default = "default_pool")]
     pub max_connections: u32,
+    /// How long a request waits for a free pool connection before it is
+    /// answered 503 `store_unavailable`.
+    #[serde(default = "default_acquire_timeout")]
+    pub acquire_timeout_ms: u64,
 }
 
 fn default_pool() -> u32 {
     8
+}
+
+fn default_acquire_timeout() -> u64 {
+    crate::store::DEFAULT_ACQUIRE_TIMEOUT.as_millis() as u64
 }
 
 /// Audit log settings.
@@ -481,6 +489,9 @@ impl Config {
         if self.store.max_connections == 0 {
             return Err("store.max_connections must be at least 1".into());
         }
+        if !(100..=120_000).contains(&self.store.acquire_timeout_ms) {
+            return Err("store.acquire_timeout_ms must be between 100 and 120000".into());
+        }
         let a = &self.audit;
         if a.origin.is_empty() || a.origin.contains(char::is_whitespace) {
             return Err("audit.origin must be non-empty and contain no whitespace".into());
@@ -573,6 +584,27 @@ mod tests {
             "tls.max_chain_depth must be between 0 and 6"
         );
         cfg.tls.max_chain_depth = MAX_CHAIN_DEPTH;
+        assert!(cfg.validate().unwrap_err().contains("does not exist"));
+    }
+
+    #[test]
+    fn the_store_acquire_timeout_defaults_to_ten_seconds_and_is_bounded() {
+        let mut cfg: Config = toml::from_str(
+            "[tls]\nca = \"ca.pem\"\ncert = \"s.pem\"\nkey = \"k.pem\"\n\
+             [policy]\ndir = \"p\"\nmask_key_file = \"m\"\n\
+             [store]\nurl = \"sqlite://x.db\"\n\
+             [audit]\nsubject_key_file = \"s\"\ncheckpoint_key_file = \"c\"\norigin = \"o\"\n",
+        )
+        .unwrap();
+        assert_eq!(cfg.store.acquire_timeout_ms, 10_000);
+        for bad in [0, 99, 120_001] {
+            cfg.store.acquire_timeout_ms = bad;
+            assert_eq!(
+                cfg.validate().unwrap_err(),
+                "store.acquire_timeout_ms must be between 100 and 120000"
+            );
+        }
+        cfg.store.acquire_timeout_ms = 100;
         assert!(cfg.validate().unwrap_err().contains("does not exist"));
     }
 

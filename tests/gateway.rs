@@ -620,3 +620,48 @@ async fn refused_handshakes_are_counted_by_reason() {
     assert!(audit_entries(&gw.store).await.is_empty());
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_full_store_pool_answers_503_after_the_acquire_timeout_and_recovers() {
+    let gw = TestGateway::start_with(
+        |c| {
+            c.store.max_connections = 1;
+            c.store.acquire_timeout_ms = 300;
+        },
+        true,
+    )
+    .await;
+    let dept = gw.client("department");
+    let rec = json!({"records": [{"subject": {"type": "legal_person", "id": ids::CHEM},
+        "item": "admin_licence", "fields": {"licence_no": "POOL1"}}]});
+    let before = gw.store.record_count().await.unwrap();
+    let held = gw.store.hold_connection().await.unwrap();
+    let started = std::time::Instant::now();
+    let r = dept.post("/v1/records", &rec).await;
+    let waited = started.elapsed();
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (503, Some("store_unavailable")),
+        "{}",
+        r.body
+    );
+    // Answered after the configured wait, not sqlx's 30 s.
+    assert!(
+        waited >= std::time::Duration::from_millis(250),
+        "{waited:?}"
+    );
+    assert!(waited < std::time::Duration::from_secs(5), "{waited:?}");
+    drop(held);
+    assert_eq!(gw.store.record_count().await.unwrap(), before);
+    // The refusal is audited like any other answer.
+    let entries = audit_entries(&gw.store).await;
+    let last = entries.last().unwrap();
+    assert_eq!(
+        (last.action.as_str(), last.outcome.as_str(), last.status),
+        ("submit_records", "store_unavailable", 503)
+    );
+    // With the connection back, the same batch is stored.
+    assert_eq!(dept.post("/v1/records", &rec).await.status, 201);
+    assert_eq!(gw.store.record_count().await.unwrap(), before + 1);
+    gw.stop().await;
+}

@@ -225,6 +225,10 @@ pub(crate) struct AuditShared {
         std::sync::Mutex<std::collections::BTreeMap<u64, audit_queries::IndexRow>>,
 }
 
+/// How long a request waits for a free pool connection by default
+/// (`store.acquire_timeout_ms`); sqlx's own default is 30 s.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A record to insert (already validated against the catalog).
 #[derive(Debug, Clone)]
 pub struct NewRecord {
@@ -284,11 +288,12 @@ impl Store {
     }
 
     /// Connect as configured: `store.url`, `store.max_connections`,
-    /// `audit.log_dir`.
+    /// `store.acquire_timeout_ms`, `audit.log_dir`.
     pub async fn connect_config(cfg: &crate::config::Config) -> Result<Store, StoreError> {
-        Self::connect_with_log(
+        Self::connect_pool(
             &cfg.store.url,
             cfg.store.max_connections,
+            Duration::from_millis(cfg.store.acquire_timeout_ms),
             cfg.audit.log_dir.as_deref(),
         )
         .await
@@ -307,6 +312,28 @@ impl Store {
         max_connections: u32,
         log_dir: Option<&std::path::Path>,
     ) -> Result<Store, StoreError> {
+        Self::connect_pool(url, max_connections, DEFAULT_ACQUIRE_TIMEOUT, log_dir).await
+    }
+
+    /// Test hook: take one pool connection and hold it until the returned
+    /// guard is dropped (to fill the pool). Debug builds only.
+    #[cfg(debug_assertions)]
+    #[doc(hidden)]
+    pub async fn hold_connection(&self) -> Result<Box<dyn std::any::Any + Send>, StoreError> {
+        Ok(match &self.backend {
+            Backend::Sqlite(p) => Box::new(p.acquire().await?),
+            Backend::Postgres(p) => Box::new(p.acquire().await?),
+        })
+    }
+
+    /// [`Store::connect_with_log`] with how long a caller may wait for a
+    /// free pool connection (`store.acquire_timeout_ms`).
+    async fn connect_pool(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+        log_dir: Option<&std::path::Path>,
+    ) -> Result<Store, StoreError> {
         let mut log = tlog::Log::Postgres;
         let backend = if url.starts_with("sqlite:") {
             let opts = SqliteConnectOptions::from_str(url)?
@@ -317,6 +344,7 @@ impl Store {
                 .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections)
+                .acquire_timeout(acquire_timeout)
                 .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
                 .connect_with(opts.clone())
                 .await?;
@@ -354,7 +382,7 @@ impl Store {
             let opts = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
                 .max_connections(max_connections)
-                .acquire_timeout(Duration::from_secs(10))
+                .acquire_timeout(acquire_timeout)
                 .after_release(|conn, _| Box::pin(async move { Ok(!conn.is_in_transaction()) }))
                 .connect_with(opts)
                 .await?;

@@ -141,6 +141,7 @@ pub fn config(dir: &Path, db_url: &str) -> Config {
         store: StoreConfig {
             url: db_url.to_owned(),
             max_connections: 4,
+            acquire_timeout_ms: credgate::store::DEFAULT_ACQUIRE_TIMEOUT.as_millis() as u64,
         },
         audit: AuditConfig {
             subject_key_file: Some(write("subject.key", b"test-subject-key-0123456789abcd")),
