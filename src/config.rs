@@ -547,6 +547,17 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The smallest configuration that parses (its files do not exist).
+    fn minimal() -> Config {
+        toml::from_str(
+            "[tls]\nca = \"ca.pem\"\ncert = \"s.pem\"\nkey = \"k.pem\"\n\
+             [policy]\ndir = \"p\"\nmask_key_file = \"m\"\n\
+             [store]\nurl = \"sqlite://x.db\"\n\
+             [audit]\nsubject_key_file = \"s\"\ncheckpoint_key_file = \"c\"\norigin = \"o\"\n",
+        )
+        .unwrap()
+    }
+
     #[test]
     fn unknown_key_names_the_line() {
         let dir = std::env::temp_dir().join(format!("credgate-cfg-{}", std::process::id()));
@@ -569,13 +580,7 @@ mod tests {
 
     #[test]
     fn max_chain_depth_defaults_to_zero_and_is_bounded() {
-        let mut cfg: Config = toml::from_str(
-            "[tls]\nca = \"ca.pem\"\ncert = \"s.pem\"\nkey = \"k.pem\"\n\
-             [policy]\ndir = \"p\"\nmask_key_file = \"m\"\n\
-             [store]\nurl = \"sqlite://x.db\"\n\
-             [audit]\nsubject_key_file = \"s\"\ncheckpoint_key_file = \"c\"\norigin = \"o\"\n",
-        )
-        .unwrap();
+        let mut cfg = minimal();
         assert_eq!(cfg.tls.max_chain_depth, 0);
         cfg.tls.max_chain_depth = MAX_CHAIN_DEPTH + 1;
         // Checked before any file is looked at.
@@ -589,13 +594,7 @@ mod tests {
 
     #[test]
     fn the_store_acquire_timeout_defaults_to_ten_seconds_and_is_bounded() {
-        let mut cfg: Config = toml::from_str(
-            "[tls]\nca = \"ca.pem\"\ncert = \"s.pem\"\nkey = \"k.pem\"\n\
-             [policy]\ndir = \"p\"\nmask_key_file = \"m\"\n\
-             [store]\nurl = \"sqlite://x.db\"\n\
-             [audit]\nsubject_key_file = \"s\"\ncheckpoint_key_file = \"c\"\norigin = \"o\"\n",
-        )
-        .unwrap();
+        let mut cfg = minimal();
         assert_eq!(cfg.store.acquire_timeout_ms, 10_000);
         for bad in [0, 99, 120_001] {
             cfg.store.acquire_timeout_ms = bad;
