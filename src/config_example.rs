@@ -95,8 +95,12 @@ file = "keys/mask.key"
 # sqlite://path/to/file.db (embedded, one serving process) or
 # postgres://user@host/db (several nodes).
 url = "sqlite://data/credgate.db"
-# Connection pool size.
+# Connection pool size (PostgreSQL: plus one connection for the audit log
+# writer).
 max_connections = 8
+# How long a request waits for a free connection before it is answered 503
+# store_unavailable (100..=120000).
+acquire_timeout_ms = 10000
 
 [audit]
 # Ed25519 PKCS#8 key that signs checkpoints. Rotating it: see the operator
