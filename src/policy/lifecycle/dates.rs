@@ -18,20 +18,24 @@ pub fn add_months(date: Date, months: u32) -> Date {
     Date::from_calendar_date(year, month, day).unwrap_or(Date::MAX)
 }
 
-/// Parse a `YYYY-MM-DD` date: exactly ten ASCII characters, so stored
-/// dates compare correctly as text (no signs, no five-digit years), and a
-/// year from 0001 (year 0000 is refused).
-pub fn parse_date(s: &str) -> Option<Date> {
-    let b = s.as_bytes();
-    let shape = b.len() == 10
+/// Whether `b` is shaped `DDDD-DD-DD` (ASCII digits and two dashes).
+fn date_shaped(b: &[u8]) -> bool {
+    b.len() == 10
         && b.iter().enumerate().all(|(i, c)| {
             if i == 4 || i == 7 {
                 *c == b'-'
             } else {
                 c.is_ascii_digit()
             }
-        });
-    if !shape {
+        })
+}
+
+/// Parse a `YYYY-MM-DD` date: exactly ten ASCII characters, so stored
+/// dates compare correctly as text (no signs, no five-digit years), and a
+/// year from 0001 (year 0000 is refused).
+pub fn parse_date(s: &str) -> Option<Date> {
+    let b = s.as_bytes();
+    if !date_shaped(b) {
         return None;
     }
     // The shape is checked, so the digits are read directly: a query
@@ -95,16 +99,8 @@ mod tests {
         time::macros::format_description!("[year]-[month]-[day]");
 
     fn reference(s: &str) -> Option<Date> {
-        let b = s.as_bytes();
-        let shape = b.len() == 10
-            && b.iter().enumerate().all(|(i, c)| {
-                if i == 4 || i == 7 {
-                    *c == b'-'
-                } else {
-                    c.is_ascii_digit()
-                }
-            });
-        shape
+        // The shape is the same rule; the digits go through `time`.
+        date_shaped(s.as_bytes())
             .then(|| Date::parse(s, DATE).ok())
             .flatten()
             .filter(|d| d.year() >= 1)
