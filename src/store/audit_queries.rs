@@ -399,24 +399,25 @@ impl Store {
                     .into_iter()
                     .filter_map(|(seq, r)| r.map(|r| (seq, r)))
                     .collect();
-                let mut rest = &rows[..];
-                while !rest.is_empty() {
+                // The rows' strings are moved into the statements: bound
+                // by reference, each would be copied again (sqlx owns its
+                // arguments).
+                let mut rest = rows.into_iter();
+                while rest.len() > 0 {
                     let (sql, n) = index_insert(
                         rest.len(),
                         matches!(self.backend, Backend::Postgres(_)),
                     );
-                    let (chunk, tail) = rest.split_at(n);
-                    rest = tail;
                     let mut q = sqlx::query(sql);
-                    for (seq, e) in chunk {
+                    for (seq, e) in rest.by_ref().take(n) {
                         q = q
-                            .bind(*seq as i64)
-                            .bind(e.ts.as_str())
-                            .bind(e.org.as_deref())
-                            .bind(e.subject.as_deref())
-                            .bind(e.purpose.as_deref())
-                            .bind(e.outcome.as_str())
-                            .bind(e.action.as_str())
+                            .bind(seq as i64)
+                            .bind(e.ts)
+                            .bind(e.org)
+                            .bind(e.subject)
+                            .bind(e.purpose)
+                            .bind(e.outcome)
+                            .bind(e.action)
                             .bind(e.decisions);
                     }
                     q.execute(&mut *tx).await?;
