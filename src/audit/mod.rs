@@ -158,7 +158,7 @@ pub enum AuditError {
 
 struct Job {
     entry: Vec<u8>,
-    done: oneshot::Sender<Result<u64, AuditError>>,
+    done: oneshot::Sender<Result<(u64, Vec<u8>), AuditError>>,
     /// When the entry was handed to the sequencer.
     queued: Instant,
 }
@@ -237,6 +237,12 @@ impl AuditHealth {
     }
 }
 
+impl AsRef<[u8]> for Job {
+    fn as_ref(&self) -> &[u8] {
+        &self.entry
+    }
+}
+
 /// Handle to the sequencer. Clone it freely; the sequencer stops when the
 /// last handle is dropped, after committing what it holds.
 #[derive(Clone)]
@@ -304,7 +310,8 @@ impl AuditLog {
             })
             .await
             .map_err(|_| AuditError::Closed)?;
-        wait.await.map_err(|_| AuditError::Closed)?
+        let (seq, _entry) = wait.await.map_err(|_| AuditError::Closed)??;
+        Ok(seq)
     }
 
     /// Health and counters.
@@ -348,8 +355,7 @@ fn sequencer(
     health: Arc<AuditHealth>,
 ) {
     let mut writer = Some(writer);
-    let mut jobs = Vec::with_capacity(max_batch);
-    let mut entries: Vec<Vec<u8>> = Vec::with_capacity(max_batch);
+    let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
     loop {
         // While failing, probe the storage with an empty commit when no
         // entry arrives: readiness must recover without traffic, since a
@@ -359,7 +365,7 @@ fn sequencer(
                 Recv::Job(job) => Some(job),
                 Recv::Closed => None,
                 Recv::Timeout => {
-                    if commit(&store, &mut writer, &[], &health).is_ok() {
+                    if commit::<Job>(&store, &mut writer, &[], &health).is_ok() {
                         tracing::info!("audit log writable again");
                         health.failing.store(false, Ordering::Release);
                     }
@@ -377,11 +383,9 @@ fn sequencer(
                 Err(_) => break,
             }
         }
-        entries.extend(jobs.iter_mut().map(|j| std::mem::take(&mut j.entry)));
         let n = jobs.len() as u64;
         let started = Instant::now();
-        let r = commit(&store, &mut writer, &entries, &health);
-        entries.clear();
+        let r = commit(&store, &mut writer, &jobs, &health);
         match r {
             Ok((first_seq, size)) => {
                 let durable = Instant::now();
@@ -397,8 +401,10 @@ fn sequencer(
                 health.failing.store(false, Ordering::Release);
                 health.committed.fetch_add(n, Ordering::Relaxed);
                 health.batches.fetch_add(1, Ordering::Relaxed);
+                // Each entry's buffer goes back to the request that made
+                // it: freed on the thread that allocated it.
                 for (i, j) in jobs.drain(..).enumerate() {
-                    let _ = j.done.send(Ok(first_seq + i as u64));
+                    let _ = j.done.send(Ok((first_seq + i as u64, j.entry)));
                 }
                 store.notify_durable(size);
             }
@@ -421,10 +427,10 @@ fn sequencer(
 
 /// One batch: `(first sequence number, log size after)`. Without a writer
 /// (the last one panicked) a new one is opened from storage first.
-fn commit(
+fn commit<E: AsRef<[u8]>>(
     store: &Store,
     writer: &mut Option<Writer>,
-    entries: &[Vec<u8>],
+    entries: &[E],
     health: &AuditHealth,
 ) -> Result<(u64, u64), String> {
     #[cfg(debug_assertions)]

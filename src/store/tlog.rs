@@ -61,7 +61,7 @@ pub(crate) enum Writer {
 
 impl Writer {
     /// Append a batch; the first entry's sequence number once durable.
-    pub(crate) fn append(&mut self, entries: &[Vec<u8>]) -> Result<u64, StorageError> {
+    pub(crate) fn append<E: AsRef<[u8]>>(&mut self, entries: &[E]) -> Result<u64, StorageError> {
         match self {
             Writer::Files(s) => s.append(entries),
             Writer::Postgres(s) => s.append(entries),
