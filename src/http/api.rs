@@ -39,7 +39,7 @@ pub(super) async fn query(
     body: &Bytes,
     draft: &mut AuditDraft,
 ) -> Result<Reply, ApiError> {
-    let mut req: QueryRequest =
+    let mut req: QueryRequest<'_> =
         serde_json::from_slice(body).map_err(|e| json_error_at(&e, body))?;
     // One reading of the clock for the whole request: the identifier's
     // birth-date check and the lifecycle decisions see the same day.
@@ -59,12 +59,12 @@ pub(super) async fn query(
             format!("fields must name between 1 and {MAX_QUERY_FIELDS} fields"),
         ));
     }
-    if let Some(f) = req.fields.iter().find(|f| !field_name_ok(f)) {
+    if let Some(f) = req.fields.iter().find(|f| !field_name_ok(f.as_ref())) {
         return Err(ApiError::bad_request(
             "invalid_request",
             format!("a field name is 1 to {MAX_FIELD_NAME} bytes without control characters"),
         )
-        .with(json!({"length": f.len()})));
+        .with(json!({"length": f.0.len()})));
     }
     // Counted only once the query is well formed, and before any data (or
     // consent) is read: a refused query does not use the subject quota.

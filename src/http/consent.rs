@@ -49,15 +49,15 @@ fn verified(app: &App, token: &str, draft: &mut AuditDraft) -> Result<ConsentCla
 
 /// Decide a query's fields under the consent `token` presents, spending a
 /// use only if a consent-classified field is actually released.
-pub(super) async fn decide_query(
+pub(super) async fn decide_query<'f, S: AsRef<str>>(
     app: &App,
     org: &Organisation,
     purpose: &PurposeDef,
     subject: &SubjectId,
-    fields: &[String],
+    fields: &'f [S],
     token: Option<&str>,
     draft: &mut AuditDraft,
-) -> Result<(Vec<FieldDecision>, Permit), ApiError> {
+) -> Result<(Vec<FieldDecision<'f>>, Permit), ApiError> {
     let policy = &app.policy;
     let decide = |c: &ConsentInput| policy.decide_query(org, purpose, subject.kind(), fields, c);
     let Some(token) = token else {

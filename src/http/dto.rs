@@ -2,8 +2,22 @@
 //! (and refuse unknown keys); handlers convert them into validated domain
 //! values ([`crate::ids`]) before anything else happens.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::{Map, Value};
+
+/// A string of a request body, borrowed from the body unless it holds
+/// escapes (a plain `String` costs an allocation per value).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct BodyStr<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl AsRef<str> for BodyStr<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
 
 /// `{"type": "legal_person" | "natural_person", "id": "…"}`.
 #[derive(Debug, Deserialize)]
@@ -19,14 +33,14 @@ pub struct SubjectDto {
 /// Body of `POST /v1/query`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct QueryRequest {
+pub struct QueryRequest<'a> {
     /// Whose data.
     pub subject: SubjectDto,
     /// Why (closed list).
     pub purpose: String,
     /// Which catalog fields (empty when a `view` is named).
-    #[serde(default)]
-    pub fields: Vec<String>,
+    #[serde(default, borrow)]
+    pub fields: Vec<BodyStr<'a>>,
     /// A named view from the catalog (e.g. `financing_profile`) instead of
     /// `fields`; the response then carries a `summary` block.
     #[serde(default)]
@@ -270,7 +284,31 @@ pub fn media_type_is(value: &str, want: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::media_type_is;
+    use std::borrow::Cow;
+
+    use super::{QueryRequest, media_type_is};
+
+    #[test]
+    fn query_field_names_are_borrowed_unless_escaped() {
+        let body = br#"{"subject":{"type":"legal_person","id":"x"},"purpose":"financing",
+            "fields":["enterprise_name","\u0065nterprise_name","penalty_date"]}"#;
+        let req: QueryRequest<'_> = serde_json::from_slice(body).unwrap();
+        let names: Vec<&str> = req.fields.iter().map(AsRef::as_ref).collect();
+        assert_eq!(
+            names,
+            ["enterprise_name", "enterprise_name", "penalty_date"]
+        );
+        assert!(matches!(req.fields[0].0, Cow::Borrowed(_)));
+        assert!(
+            matches!(req.fields[1].0, Cow::Owned(_)),
+            "escapes are decoded"
+        );
+        assert!(matches!(req.fields[2].0, Cow::Borrowed(_)));
+        // Still strict: a field name must be a string.
+        let bad =
+            br#"{"subject":{"type":"legal_person","id":"x"},"purpose":"financing","fields":[1]}"#;
+        assert!(serde_json::from_slice::<QueryRequest<'_>>(bad).is_err());
+    }
 
     #[test]
     fn media_types_are_parsed_not_prefixed() {

@@ -309,9 +309,10 @@ impl Reason {
 
 /// The decision for one requested field.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldDecision {
-    /// The name as requested (may be a non-catalog or prohibited name).
-    pub field: String,
+pub struct FieldDecision<'a> {
+    /// The name as requested (may be a non-catalog or prohibited name),
+    /// borrowed from the request.
+    pub field: &'a str,
     /// Returned, masked or withheld.
     pub decision: Decision,
     /// Why.
@@ -556,16 +557,16 @@ impl Policy {
     }
 
     /// Decide one field. `purpose` must come from [`Policy::purpose`].
-    pub fn decide_field(
+    pub fn decide_field<'a>(
         &self,
         org: &Organisation,
         purpose: &PurposeDef,
         subject: SubjectType,
-        name: &str,
+        name: &'a str,
         consent: &ConsentInput,
-    ) -> (FieldDecision, Option<(usize, Action)>) {
+    ) -> (FieldDecision<'a>, Option<(usize, Action)>) {
         let withheld = |reason, detail| FieldDecision {
-            field: name.to_owned(),
+            field: name,
             decision: Decision::Withheld,
             reason,
             detail,
@@ -593,7 +594,7 @@ impl Policy {
             None | Some(Action::Deny) => (withheld(Reason::NotAuthorised, None), None),
             Some(a @ Action::Mask(_)) => (
                 FieldDecision {
-                    field: name.to_owned(),
+                    field: name,
                     decision: Decision::Masked,
                     reason: Reason::Minimised,
                     detail: None,
@@ -602,7 +603,7 @@ impl Policy {
             ),
             Some(Action::Return) => (
                 FieldDecision {
-                    field: name.to_owned(),
+                    field: name,
                     decision: Decision::Returned,
                     reason: Reason::Authorised,
                     detail: None,
@@ -614,18 +615,22 @@ impl Policy {
 
     /// Decide every requested field and mint the [`Permit`] for the ones
     /// that may be released. Duplicate requests of one field are decided once.
-    pub fn decide_query(
+    pub fn decide_query<'a, S: AsRef<str>>(
         &self,
         org: &Organisation,
         purpose: &PurposeDef,
         subject: SubjectType,
-        requested: &[String],
+        requested: &'a [S],
         consent: &ConsentInput,
-    ) -> (Vec<FieldDecision>, Permit) {
+    ) -> (Vec<FieldDecision<'a>>, Permit) {
         let mut decisions = Vec::with_capacity(requested.len());
         let mut fields = Vec::with_capacity(requested.len());
         for name in requested {
-            if decisions.iter().any(|d: &FieldDecision| &d.field == name) {
+            let name = name.as_ref();
+            if decisions
+                .iter()
+                .any(|d: &FieldDecision<'_>| d.field == name)
+            {
                 continue;
             }
             let (d, p) = self.decide_field(org, purpose, subject, name, consent);

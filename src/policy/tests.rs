@@ -37,7 +37,8 @@ fn precedence_and_reasons() {
     let fin = p.purpose("financing").unwrap().clone();
     let lp = SubjectType::LegalPerson;
     let np = SubjectType::NaturalPerson;
-    let d = |subject, f: &str, c: &ConsentInput| p.decide_field(&bank, &fin, subject, f, c).0;
+    let d =
+        |subject, f: &'static str, c: &ConsentInput| p.decide_field(&bank, &fin, subject, f, c).0;
     let none = ConsentInput::Absent;
     assert_eq!(d(lp, "enterprise_name", &none).reason, Reason::Authorised);
     assert_eq!(d(lp, "religion", &none).reason, Reason::Prohibited);

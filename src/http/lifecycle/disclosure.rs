@@ -1,9 +1,12 @@
 //! The lifecycle parts of queries and submissions: views and their summary,
 //! records withheld by the lifecycle rules.
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value, json};
 
 use super::input::record_field;
+use crate::http::dto::BodyStr;
 use crate::http::{ApiError, App, AuditDraft};
 use crate::ids::SubjectId;
 use crate::policy::lifecycle::{RecordStatus, ViewDef, format_date};
@@ -15,7 +18,7 @@ use crate::store::{SharedRecord, WithheldRecord};
 pub(in crate::http) fn expand_view<'a>(
     app: &'a App,
     view: Option<&str>,
-    fields: &mut Vec<String>,
+    fields: &mut Vec<BodyStr<'_>>,
     subject: &SubjectId,
     purpose: &PurposeDef,
 ) -> Result<Option<&'a ViewDef>, ApiError> {
@@ -31,7 +34,11 @@ pub(in crate::http) fn expand_view<'a>(
             "name either fields or a view, not both",
         ));
     }
-    fields.clone_from(&v.fields);
+    *fields = v
+        .fields
+        .iter()
+        .map(|f| BodyStr(Cow::Owned(f.clone())))
+        .collect();
     Ok(Some(v))
 }
 
