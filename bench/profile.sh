@@ -113,7 +113,12 @@ cpu1=$(awk '{print $14 + $15}' "/proc/$gp/stat")
 rps=$(rps_of "$work/oha.txt")
 n=$(python3 -c "print(int(float('$rps') * $dur))")
 ticks=$(getconf CLK_TCK)
-echo "c=$conc: $rps req/s, $(python3 -c "print(round(($cpu1 - $cpu0) / $ticks * 1e6 / $n, 1))") µs CPU per request"
+# Entries per group commit over the whole run (warm-up included): the
+# sequencer's cost per request falls as batches grow.
+per_commit=$(curl -sf "http://127.0.0.1:$admin/metrics" | awk '
+  $1 == "credgate_audit_entries_total" {e = $2} $1 == "credgate_audit_batches_total" {b = $2}
+  END {if (b > 0) printf "%.1f", e / b; else print "?"}')
+echo "c=$conc: $rps req/s, $(python3 -c "print(round(($cpu1 - $cpu0) / $ticks * 1e6 / $n, 1))") µs CPU per request, $per_commit entries per commit"
 case $mode in
   switches)
     per_thread status voluntary_ctxt_switches nonvoluntary_ctxt_switches >"$work/after"
