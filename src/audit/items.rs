@@ -36,18 +36,23 @@ use credlog::entry::{AuditEntry, AuditField};
 /// How many bulk fields one entry lists individually; the rest are counted
 /// per (kind, decision, reason).
 ///
-/// Budget: a bulk field is at most 200 bytes of canonical JSON (the comma
+/// Budget: a bulk field is at most 185 bytes of canonical JSON (the comma
 /// included): `{"field":"` 10, `list_entry:` and a 19-digit id 30,
 /// `","decision":"` 14 and a decision code (≤ 16), `","reason":"` 12 and a
 /// reason code (≤ 24), `","detail":"` 12 and a catalog item id (≤ 64,
-/// snake_case ASCII: no escapes), `"}` and `,` 3 — 185. Listing 100 takes
-/// at most 20,000 bytes, and the counts (one per withheld reason and one per
-/// lapse reason, about 100 bytes each) under 1,000. An ordinary query's
-/// other fields and header are a few kilobytes, so its entry stays well
-/// under 65,535 bytes; the largest query the request limits allow (256
-/// field names of 64 characters escaping to 170 bytes, about 63,000 bytes
-/// in all) lists fewer ([`append_bounded`]). 100 named records is also
-/// what an auditor reads; the counts say how many more there were.
+/// snake_case ASCII: no escapes), `"}` and `,` 3; call it 200. Listing 100
+/// takes at most 20,000 bytes, and the counts (one per withheld reason and
+/// one per lapse reason, under 200 bytes each) under 2,000. A query naming
+/// catalog fields only (at most 256 names of at most 64 ASCII characters,
+/// under 120 bytes a decision: 31,000 bytes) with its header (under 1,000
+/// bytes, consent id included) therefore stays under 55,000 bytes. Only
+/// unknown names that escape to more leave less room: the largest query
+/// the request limits allow (256 names of 64 characters escaping to 170
+/// bytes each) is 63,504 bytes before any bulk field, and then fewer are
+/// listed ([`append_bounded`]; the test
+/// `the_largest_query_with_many_withheld_records_fits_in_one_slot`).
+/// 100 named records is also what an auditor reads; the counts say how
+/// many more there were.
 pub const MAX_LISTED_ITEMS: usize = 100;
 
 /// What a bulk field is about.
@@ -102,9 +107,10 @@ pub fn bound_entry(entry: &mut AuditEntry, items: Vec<(ItemKind, AuditField)>) {
 
 /// Canonical length of one field in an entry's `fields` array, with the
 /// comma that separates it from its neighbour (an upper bound for the
-/// first field, which has none).
+/// first field, which has none). A field that would not serialise (it
+/// always does) counts as larger than a slot.
 fn len_in_entry(f: &AuditField) -> usize {
-    serde_json::to_vec(f).map_or(usize::MAX / 4, |v| v.len()) + 1
+    serde_json::to_vec(f).map_or(credlog::tiles::MAX_ENTRY_LEN + 1, |v| v.len()) + 1
 }
 
 /// Append `items` to `fields`: the first [`MAX_LISTED_ITEMS`] as they are,
