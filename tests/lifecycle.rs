@@ -2611,3 +2611,126 @@ async fn id_numbers_are_judged_by_the_gateways_clock() {
     }
     gw.stop().await;
 }
+
+/// A subject with more withheld records than one entry can name (800
+/// expired penalties: one `record:<id>` field each was about 71,000 bytes,
+/// over the log's 65,535-byte slot, and every query about the subject
+/// answered 503 `audit_unavailable`): the query is answered, and its entry
+/// names the first `MAX_LISTED_ITEMS` records and counts the rest per
+/// reason (`src/audit/items.rs`).
+#[tokio::test]
+async fn a_subject_with_many_withheld_records_is_still_queried_and_audited_within_one_entry() {
+    use credgate::audit::items::MAX_LISTED_ITEMS;
+    const EXPIRED: usize = 800;
+    let s = code(400);
+    let (gw, clock) = start(date!(2025 - 12 - 01)).await;
+    // Minor penalties (shared for 3 months), then one to be withdrawn and
+    // one serious penalty still shared after them.
+    let mut batch: Vec<Value> = (0..EXPIRED)
+        .map(|i| penalty(&s, "minor", "2025-11-30", &format!("警告{i}")))
+        .collect();
+    batch.push(penalty(&s, "general", "2025-11-30", "罚款"));
+    batch.push(penalty(&s, "serious", "2025-11-30", "吊销许可证"));
+    let ids = submit(&gw, "department", batch).await;
+    let (expired, withdrawn, shared) = (&ids[..EXPIRED], ids[EXPIRED], ids[EXPIRED + 1]);
+    let r = gw
+        .client("portal")
+        .post(
+            "/v1/objections",
+            &json!({"subject": lp(&s), "record_id": withdrawn, "grounds": "处罚决定已撤销"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let o = r.body["objection_id"].as_i64().unwrap();
+    let r = gw
+        .client("department")
+        .post(
+            &format!("/v1/objections/{o}/resolution"),
+            &json!({"outcome": "withdrawn"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    clock.set(date!(2026 - 03 - 01));
+
+    let r = gw
+        .client("bank")
+        .post(
+            "/v1/query",
+            &query("legal_person", &s, "financing", &["penalty_content"]),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let recs = r.body["records"].as_array().unwrap();
+    assert_eq!(ids_of(recs), [shared]);
+    let seq: u64 = r.headers["x-audit-seq"].to_str().unwrap().parse().unwrap();
+    let stored = gw.store.audit_range(seq, seq + 1).await.unwrap();
+    let bytes = &stored[0].entry;
+    assert!(
+        bytes.len() < credlog::tiles::MAX_ENTRY_LEN,
+        "{} bytes",
+        bytes.len()
+    );
+    let e = credgate::audit::AuditEntry::parse(bytes).unwrap();
+    assert_eq!(
+        (e.action.as_str(), e.status, e.outcome.as_str(), e.records),
+        ("query", 200, "ok", 1)
+    );
+    // The query's own decision, then the first records by name, in id order.
+    assert_eq!(e.fields[0].field, "penalty_content");
+    let named: Vec<_> = e.fields[1..=MAX_LISTED_ITEMS]
+        .iter()
+        .map(|f| {
+            (
+                f.field.clone(),
+                f.decision.to_string(),
+                f.reason.to_string(),
+                f.detail.as_deref().map(str::to_owned),
+            )
+        })
+        .collect();
+    let want: Vec<_> = expired[..MAX_LISTED_ITEMS]
+        .iter()
+        .map(|id| {
+            (
+                format!("record:{id}"),
+                "withheld".to_owned(),
+                "expired".to_owned(),
+                Some("admin_penalty".to_owned()),
+            )
+        })
+        .collect();
+    assert_eq!(named, want);
+    // The rest counted, one field per reason; nothing else.
+    let summary: Vec<_> = e.fields[MAX_LISTED_ITEMS + 1..]
+        .iter()
+        .map(|f| {
+            (
+                f.field.as_str(),
+                &*f.decision,
+                &*f.reason,
+                f.detail.as_deref(),
+            )
+        })
+        .collect();
+    let rest = format!("{} more", EXPIRED - MAX_LISTED_ITEMS);
+    assert_eq!(
+        summary,
+        [
+            (
+                "records_withheld",
+                "withheld",
+                "expired",
+                Some(rest.as_str())
+            ),
+            ("records_withheld", "withheld", "withdrawn", Some("1 more")),
+        ]
+    );
+    // No record beyond the first ones is named.
+    assert!(!has_field(
+        &e,
+        &format!("record:{}", expired[MAX_LISTED_ITEMS]),
+        "withheld",
+        "expired"
+    ));
+    gw.stop().await;
+}

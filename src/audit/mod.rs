@@ -23,6 +23,7 @@
 
 pub mod anomaly;
 pub mod export;
+pub mod items;
 pub mod search;
 pub use credlog::{checkpoint, merkle, verify};
 

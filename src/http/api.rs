@@ -11,6 +11,7 @@ use super::dto::{
 };
 use super::error::{json_error_at, submission_refused, value_error_at};
 use super::{ApiError, App, AuditDraft, Reply, lifecycle};
+use crate::audit::items::ItemKind;
 use crate::ids::SubjectId;
 use crate::policy::submission::{SubmissionRefusal, SubmittedRecord};
 use crate::policy::{Decision, Organisation, Reason};
@@ -99,12 +100,7 @@ pub(super) async fn query(
     lifecycle::audit_withheld(draft, &shared.withheld);
     // List entries that lapsed with their basis: the query's entry says so.
     for (entry, reason) in &shared.lapsed_entries {
-        draft.field(
-            format!("list_entry:{entry}"),
-            "lapsed",
-            reason.as_str(),
-            None,
-        );
+        draft.item(ItemKind::ListEntry, *entry, "lapsed", reason.as_str(), None);
     }
     draft.records = shared.records.len() as u32;
     let reply = QueryReply {

@@ -36,6 +36,7 @@ use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde_json::Value;
 
+use crate::audit::items::ItemKind;
 use crate::audit::{AuditEntry, AuditField, AuditLog, ENTRY_VERSION, SubjectHasher, now_rfc3339};
 use crate::connection::{InFlight, Rejection};
 use crate::consent::token::ConsentVerifier;
@@ -277,6 +278,10 @@ pub struct AuditDraft {
     purpose: Option<String>,
     consent: Option<String>,
     fields: Vec<AuditField>,
+    /// Bulk fields, one per record or list entry ([`AuditDraft::item`]):
+    /// after `fields` in the entry, bounded there
+    /// ([`crate::audit::items::append_bounded`]).
+    items: Vec<(ItemKind, AuditField)>,
     records: u32,
     /// The caller's organisation code and certificate fingerprint.
     org: Option<String>,
@@ -299,6 +304,7 @@ impl AuditDraft {
             purpose: self.purpose.clone(),
             consent: self.consent.clone(),
             fields: self.fields.clone(),
+            items: self.items.clone(),
             records: self.records,
             org: self.org.clone(),
             cert_fp: self.cert_fp.clone(),
@@ -337,6 +343,31 @@ impl AuditDraft {
             reason: reason.into(),
             detail: Some(item.to_owned().into()),
         });
+    }
+
+    /// A field about one of many records or list entries (every record a
+    /// query withheld, every list entry exited with a change): `record:<id>`
+    /// or `list_entry:<id>`. The entry lists the first
+    /// [`MAX_LISTED_ITEMS`](crate::audit::items::MAX_LISTED_ITEMS)
+    /// individually, after every [`AuditDraft::field`], and counts the rest
+    /// (see [`crate::audit::items`]).
+    fn item(
+        &mut self,
+        kind: ItemKind,
+        id: i64,
+        decision: &'static str,
+        reason: &'static str,
+        detail: Option<&str>,
+    ) {
+        self.items.push((
+            kind,
+            AuditField {
+                field: kind.field(id),
+                decision: decision.into(),
+                reason: reason.into(),
+                detail: detail.map(|d| d.to_owned().into()),
+            },
+        ));
     }
 }
 
@@ -506,7 +537,7 @@ impl App {
 
     /// The entry for a finished request.
     fn entry(&self, draft: AuditDraft, status: u16, outcome: &str) -> AuditEntry {
-        AuditEntry {
+        let mut entry = AuditEntry {
             v: ENTRY_VERSION,
             ts: now_rfc3339(),
             request_id: draft.request_id,
@@ -523,7 +554,9 @@ impl App {
             status,
             outcome: outcome.to_owned(),
             policy: Some(self.policy_hash.clone()),
-        }
+        };
+        crate::audit::items::bound_entry(&mut entry, draft.items);
+        entry
     }
 
     /// Count a finished request in the metrics and anomaly counters.

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value, json};
 
-use super::input::record_field;
+use crate::audit::items::ItemKind;
 use crate::http::dto::BodyStr;
 use crate::http::{ApiError, App, AuditDraft};
 use crate::ids::SubjectId;
@@ -43,14 +43,17 @@ pub(in crate::http) fn expand_view<'a>(
 }
 
 /// Log the records the lifecycle rules withheld from a query (never in the
-/// response: a caller must not learn that an expired record exists).
+/// response: a caller must not learn that an expired record exists): the
+/// first ones individually, the rest counted per reason
+/// ([`crate::audit::items`]).
 pub(in crate::http) fn audit_withheld(draft: &mut AuditDraft, withheld: &[WithheldRecord]) {
     for w in withheld {
-        draft.field_on(
-            record_field(w.record_id),
+        draft.item(
+            ItemKind::Record,
+            w.record_id,
             "withheld",
             w.reason.as_str(),
-            &w.item,
+            Some(&w.item),
         );
     }
 }

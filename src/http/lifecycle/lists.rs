@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::input::{body_id, date, parse_body, stored_subject, subject, text};
+use crate::audit::items::ItemKind;
 use crate::audit::now_rfc3339;
 use crate::http::dto::SubjectDto;
 use crate::http::{ApiError, App, AuditDraft, Reply};
@@ -80,8 +81,9 @@ pub(in crate::http) async fn add_list_entry(
         Some(list.as_str()),
     );
     for r in &added.removed_red {
-        draft.field(
-            format!("list_entry:{r}"),
+        draft.item(
+            ItemKind::ListEntry,
+            *r,
             "exited",
             "black_listed",
             Some("red"),

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::input::{body_id, opt_text, parse_body, record_field, stored_subject, subject, text};
+use crate::audit::items::ItemKind;
 use crate::audit::now_rfc3339;
 use crate::http::dto::{MAX_FIELD_NAME, SubjectDto, audit_field_name, field_name_ok};
 use crate::http::error::submission_refused;
@@ -248,7 +249,7 @@ pub(in crate::http) async fn resolve_objection(
         draft.records = 1;
     }
     for e in &lapsed {
-        draft.field(format!("list_entry:{e}"), "exited", "basis_withdrawn", None);
+        draft.item(ItemKind::ListEntry, *e, "exited", "basis_withdrawn", None);
     }
     let mut body =
         json!({"objection_id": id, "record_id": t.record_id, "status": resolution.as_str()});

@@ -7,6 +7,7 @@ use serde_json::json;
 
 use super::input::{opt_text, parse_body, record_field, stored_subject};
 use super::objections::{Filing, status_reply, status_subject};
+use crate::audit::items::ItemKind;
 use crate::audit::now_rfc3339;
 use crate::http::{ApiError, App, AuditDraft, Reply};
 use crate::policy::Organisation;
@@ -95,7 +96,7 @@ pub(in crate::http) async fn decide_repair(
     };
     draft.field_on(record_field(t.record_id), status, reason, &t.item);
     for e in &lapsed {
-        draft.field(format!("list_entry:{e}"), "exited", "basis_repaired", None);
+        draft.item(ItemKind::ListEntry, *e, "exited", "basis_repaired", None);
     }
     let mut body = json!({"repair_id": id, "record_id": t.record_id, "status": status});
     if approve {
