@@ -55,9 +55,29 @@
 //! the subject has no such record (learning that there is none is also
 //! consented information). A query that asks only for public fields, or
 //! whose consent fields are all withheld for other reasons, spends nothing —
-//! but a revoked or exhausted token is still reported as such. A submission
-//! spends one use per distinct token per batch, in the same transaction that
-//! stores the records.
+//! but a revoked or exhausted token is still reported as such.
+//!
+//! A query's use counts only if the query is answered with the data. It is
+//! spent (one conditional statement, so the last use goes to one request
+//! on one node) before the request's audit entry exists; if that entry then
+//! cannot be made durable (storage refusing writes, the entry refused as
+//! too large, the sequencer closed) or the handler fails after the spend,
+//! the request is answered 503 without data and the use is given back
+//! before the answer (`Store::give_back_consent`, also one conditional
+//! statement): `uses` drops by one, an `exhausted` the spend caused becomes
+//! `active` again, a revocation that arrived meanwhile stands. While the
+//! request is in flight its use is taken, so a concurrent request may be
+//! refused `exhausted` for a use that is then given back (fail closed). A
+//! refund that fails is logged at error level and the use stays spent —
+//! the subject may lose a use, data is never released without one. A crash
+//! between the spend and the entry also leaves the use spent.
+//!
+//! A submission spends one use per distinct token per batch, in the same
+//! transaction that stores the records and writes their audit entry to the
+//! outbox (`store::outbox`). Those uses are never given back: once the
+//! transaction commits the records are stored, and if the entry then cannot
+//! be appended (503) it stays in the outbox and reaches the log at the next
+//! start — the consent admitted data that is kept.
 //!
 //! # Sub-reasons
 //!

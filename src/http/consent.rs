@@ -82,7 +82,15 @@ pub(super) async fn decide_query<'f, S: AsRef<str>>(
     let u = registry_use(&claims, &subject_hash);
     let blocked = if releases_consent_data {
         match app.store.use_consent(&u, &now_rfc3339()).await? {
-            UseOutcome::Counted { .. } => None,
+            UseOutcome::Counted { .. } => {
+                // Counted for now; `App::handle` gives it back unless the
+                // request is answered with the data (see `give_back`).
+                draft.spent.push(Spent {
+                    subject_hash: subject_hash.clone(),
+                    claims: claims.clone(),
+                });
+                None
+            }
             other => Some(other),
         }
     } else {
@@ -92,6 +100,45 @@ pub(super) async fn decide_query<'f, S: AsRef<str>>(
         Some(o) => decide(&ConsentInput::Invalid(outcome_reason(o))),
         None => (decisions, permit),
     })
+}
+
+/// A use a query spent, to give back if the request is not answered with
+/// the data it opened.
+#[derive(Debug)]
+pub(super) struct Spent {
+    subject_hash: String,
+    claims: ConsentClaims,
+}
+
+/// Give back the uses `spent` by a request that was not answered with the
+/// data: its entry could not be made durable (503 `audit_unavailable`) or
+/// the handler failed after the spend. A refund that fails is logged at
+/// error level and the use stays spent: the request still fails closed,
+/// never releasing data, and the subject's consent may have one use less
+/// than it should (never more).
+pub(super) async fn give_back(app: &App, request_id: &str, spent: &[Spent]) {
+    for s in spent {
+        let u = registry_use(&s.claims, &s.subject_hash);
+        match app.store.give_back_consent(&u).await {
+            Ok(Some(left)) => tracing::info!(
+                request_id,
+                jti = %s.claims.jti,
+                uses = left,
+                "consent use given back: the request was not answered with the data"
+            ),
+            Ok(None) => tracing::error!(
+                request_id,
+                jti = %s.claims.jti,
+                "consent use to give back not found in the registry; nothing changed"
+            ),
+            Err(e) => tracing::error!(
+                request_id,
+                jti = %s.claims.jti,
+                error = %e,
+                "consent use could not be given back; it stays spent"
+            ),
+        }
+    }
 }
 
 /// The subject hash a consent is bound to in the registry: the bare hash

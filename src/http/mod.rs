@@ -7,7 +7,11 @@
 //!    the subject, purpose and field decisions;
 //! 3. append the finished audit entry and wait until it is durable;
 //! 4. only then send the response — or 503 `audit_unavailable` if the log
-//!    could not be written (fail closed).
+//!    could not be written (fail closed). A consent use the query spent
+//!    counts only if the request is answered with the data: when the entry
+//!    cannot be made durable or the handler failed after the spend, the use
+//!    is given back first (`Store::give_back_consent`; see
+//!    [`crate::consent`], "Binding and counting").
 //!
 //! Every request that reaches this point produces exactly one audit entry,
 //! whatever the outcome.
@@ -292,6 +296,10 @@ pub struct AuditDraft {
     /// An outbox row was written for this request (final or provisional
     /// intent); it is cleared once the entry is in the log.
     outbox: bool,
+    /// Consent uses the request spent that count only if it is answered
+    /// with the data: given back if its entry cannot be made durable or the
+    /// handler fails ([`App::handle`]). Never part of the entry.
+    spent: Vec<consent::Spent>,
 }
 
 impl AuditDraft {
@@ -310,6 +318,7 @@ impl AuditDraft {
             cert_fp: self.cert_fp.clone(),
             pending: None,
             outbox: false,
+            spent: Vec::new(),
         }
     }
 
@@ -467,6 +476,7 @@ impl App {
         // An outbox row exists only if the change committed; clearing a
         // row that was never written is a no-op.
         let written = draft.outbox;
+        let spent = std::mem::take(&mut draft.spent);
         let entry = match pending {
             // The entry went into the change's transaction; append the same.
             Some(e) if outcome == "ok" => e,
@@ -476,6 +486,12 @@ impl App {
         };
         self.count(&entry);
         let appended = self.append(&entry).await;
+        // A consent use counts only for a request answered with the data it
+        // opened: give it back before answering otherwise, so a retry finds
+        // it (see `crate::consent`, "Binding and counting").
+        if !spent.is_empty() && (appended.is_err() || entry.outcome != "ok") {
+            consent::give_back(self, &request_id, &spent).await;
+        }
         if written && appended.is_ok() {
             let store = self.store.clone();
             let request_id = entry.request_id.clone();

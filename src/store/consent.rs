@@ -1,12 +1,28 @@
 //! The consent registry: revocation and use counting for consent tokens.
 //!
-//! A token is registered by its `jti` the first time it actually releases or
-//! admits consent-classified data; a revocation may create the row earlier,
-//! so a token revoked before its first use is still refused. Every decision
-//! that matters is one conditional statement on that row — the use count
-//! rises only `WHERE state = 'active' AND (max_uses IS NULL OR uses <
+//! A token is registered by its `jti` the first time it is about to release
+//! or admit consent-classified data; a revocation may create the row
+//! earlier, so a token revoked before its first use is still refused. Every
+//! decision that matters is one conditional statement on that row — the use
+//! count rises only `WHERE state = 'active' AND (max_uses IS NULL OR uses <
 //! max_uses)` — so two gateway nodes on one PostgreSQL can never both spend
 //! the last use, and a committed revocation wins over any later request.
+//!
+//! # Giving a use back
+//!
+//! A query spends its use before its audit entry is durable. If the entry
+//! then fails (or the handler does), the request is not answered with the
+//! data and [`Store::give_back_consent`] compensates exactly that spend:
+//! one conditional statement on the same row and binding, `uses = uses -
+//! 1`, `exhausted` back to `active` (the state only the spend can have
+//! caused, since `uses` is then below `max_uses` again), `revoked` and
+//! `expired` left as they are. Spends and refunds on any number of nodes
+//! are each atomic on the row, so `uses` is always the number of counted
+//! spends not given back: never above `max_uses`, never below zero (`WHERE
+//! uses > 0`). A spend refused while another request held the last use is
+//! not retried when that use is given back — refusing is the safe side.
+//! A submission's uses are spent in the transaction that stores its records
+//! and are never given back (see `crate::consent`).
 //!
 //! States: `active`, `revoked` (by the portal, final), `exhausted` (the use
 //! that reached `max_uses` flips it), `expired` (set when the status of a
@@ -92,9 +108,12 @@ pub struct ConsentStatus {
     pub max_uses: Option<u64>,
     /// Token expiry (unix seconds), once registered by a use.
     pub exp: Option<u64>,
-    /// First use (RFC 3339); `None` if never used.
+    /// First attempted use (RFC 3339), kept even if that use was given
+    /// back; `None` if never used.
     pub registered_at: Option<String>,
-    /// Latest use (RFC 3339).
+    /// Latest counted use (RFC 3339); a use given back may leave the time of
+    /// its attempt here while other uses are still counted, and clears it
+    /// when none is.
     pub last_used_at: Option<String>,
     /// When it was revoked (RFC 3339).
     pub revoked_at: Option<String>,
@@ -110,6 +129,23 @@ const USE_SQL: &str = "UPDATE consents SET uses = uses + 1, last_used_at = $2, \
      state = CASE WHEN max_uses IS NOT NULL AND uses + 1 >= max_uses THEN 'exhausted' ELSE state END \
      WHERE jti = $1 AND state = 'active' AND (max_uses IS NULL OR uses < max_uses) \
      AND iss = $3 AND subject = $4 AND grantee = $5 AND purpose = $6 \
+     RETURNING uses";
+
+/// The one statement that gives a use back ([`Store::give_back_consent`]):
+/// the compensation of exactly one counted [`USE_SQL`] for the same `jti`
+/// and binding whose request was not answered with the data. It undoes the
+/// state flip that use may have made (`exhausted` → `active`) and nothing
+/// else: a consent revoked (or marked expired) meanwhile keeps that state,
+/// so a refund never resurrects it. `last_used_at` is cleared when no
+/// counted use remains. Like the spend it is one statement on the row, so
+/// it composes with concurrent spends and refunds on any node: `uses` is
+/// always the number of spends not given back, never above `max_uses`.
+const GIVE_BACK_SQL: &str = "UPDATE consents SET uses = uses - 1, \
+     last_used_at = CASE WHEN uses = 1 THEN NULL ELSE last_used_at END, \
+     state = CASE WHEN state = 'exhausted' AND max_uses IS NOT NULL AND uses - 1 < max_uses \
+     THEN 'active' ELSE state END \
+     WHERE jti = $1 AND uses > 0 \
+     AND iss = $2 AND subject = $3 AND grantee = $4 AND purpose = $5 \
      RETURNING uses";
 
 const WHY_SQL: &str = "SELECT state, iss, subject, grantee, purpose FROM consents WHERE jti = $1";
@@ -248,6 +284,28 @@ impl Store {
         now: &str,
     ) -> Result<UseOutcome, StoreError> {
         Ok(dispatch!(self, p => spend!(p, u, now)))
+    }
+
+    /// Give back one use of `u` that [`Store::use_consent`] counted for a
+    /// request that was then not answered with the data (its audit entry
+    /// could not be made durable, or it failed after the spend). One
+    /// conditional statement ([`GIVE_BACK_SQL`]): it restores `active` only
+    /// if the spend had made the consent `exhausted`, never over a
+    /// revocation. Returns the uses left counted, or `None` if no counted
+    /// use of that binding was found (nothing changed). Call it at most
+    /// once per counted use.
+    pub async fn give_back_consent(&self, u: &ConsentUse<'_>) -> Result<Option<u64>, StoreError> {
+        let left: Option<i64> = dispatch!(self, p => {
+            sqlx::query_scalar(GIVE_BACK_SQL)
+                .bind(u.jti)
+                .bind(u.iss)
+                .bind(u.subject)
+                .bind(u.grantee)
+                .bind(u.purpose)
+                .fetch_optional(p)
+                .await?
+        });
+        Ok(left.map(|n| u64::try_from(n).unwrap_or(0)))
     }
 
     /// Whether a consent may still be used, without spending a use (for
