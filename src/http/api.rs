@@ -87,7 +87,7 @@ pub(super) async fn query(
             Decision::Withheld => "withheld",
         };
         draft.field(
-            audit_name(app, &d.field, d.reason),
+            audit_name(app, d.field, d.reason),
             decision,
             d.reason.as_str(),
             d.detail,
@@ -112,7 +112,7 @@ pub(super) async fn query(
         decisions: decisions
             .iter()
             .map(|d| DecisionOut {
-                field: &d.field,
+                field: d.field,
                 decision: d.decision,
                 reason: d.reason,
                 detail: d.detail,
