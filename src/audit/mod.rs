@@ -503,7 +503,8 @@ impl Indexer {
 
 /// The search indexer: after the log grows (this node's batches, or every
 /// second for other nodes' on PostgreSQL), waits [`INDEX_DELAY`] and
-/// indexes everything new in batches of [`crate::store::INDEX_BATCH`].
+/// indexes everything new in transactions of
+/// [`crate::store::LIVE_INDEX_BATCH`] entries.
 fn spawn_indexer(store: Store, health: Arc<AuditHealth>) -> Indexer {
     let (stop, mut stopped) = oneshot::channel::<()>();
     let mut durable = store.subscribe_durable();
@@ -521,7 +522,7 @@ fn spawn_indexer(store: Store, health: Arc<AuditHealth>) -> Indexer {
                 tokio::time::sleep(INDEX_DELAY).await;
             }
             loop {
-                match store.index_pending(crate::store::INDEX_BATCH).await {
+                match store.index_pending(crate::store::LIVE_INDEX_BATCH).await {
                     Ok((done, size)) => {
                         health.indexed.store(done, Ordering::Relaxed);
                         health
