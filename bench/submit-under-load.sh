@@ -29,7 +29,7 @@ if [ ! -x "$bin" ]; then
   cargo build --release --quiet
 fi
 "$bin" quickstart --certs "$work/certs" --data "$work/data" --policies "$root/policies" \
-  --listen 127.0.0.1:$port --admin-listen 127.0.0.1:$admin --no-serve >/dev/null
+  --listen 127.0.0.1:$port --admin-listen 127.0.0.1:$admin --no-serve >/dev/null 2>&1
 "$bin" seed --config "$work/data/credgate.toml" --subjects 10000 >/dev/null 2>&1
 RUST_LOG=warn "$bin" serve --config "$work/data/credgate.toml" 2>"$work/gateway.log" &
 gp=$!
