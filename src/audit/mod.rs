@@ -297,11 +297,7 @@ impl AuditLog {
     /// would have joined.
     pub async fn append(&self, entry: &AuditEntry) -> Result<u64, AuditError> {
         let bytes = entry.canonical();
-        if bytes.len() > credlog::tiles::MAX_ENTRY_LEN {
-            tracing::error!(len = bytes.len(), action = %entry.action, "audit entry too large for the log");
-            self.health.failed.fetch_add(1, Ordering::Relaxed);
-            return Err(AuditError::WriteFailed);
-        }
+        self.check_len(&bytes, &entry.action)?;
         let (done, wait) = oneshot::channel();
         self.tx
             .send(Job {
@@ -313,6 +309,20 @@ impl AuditLog {
             .map_err(|_| AuditError::Closed)?;
         let (seq, _entry) = wait.await.map_err(|_| AuditError::Closed)??;
         Ok(seq)
+    }
+
+    /// Refuse `canonical` (an entry of `action`) if it is longer than a
+    /// bundle slot ([`credlog::tiles::MAX_ENTRY_LEN`]): [`AuditLog::append`]
+    /// checks every entry, and a change checks the entry it writes to the
+    /// outbox *before* its transaction (`App::intend`), since an intent that
+    /// could never be appended would stop the next start's outbox recovery.
+    pub fn check_len(&self, canonical: &[u8], action: &str) -> Result<(), AuditError> {
+        if canonical.len() > credlog::tiles::MAX_ENTRY_LEN {
+            tracing::error!(len = canonical.len(), %action, "audit entry too large for the log");
+            self.health.failed.fetch_add(1, Ordering::Relaxed);
+            return Err(AuditError::WriteFailed);
+        }
+        Ok(())
     }
 
     /// Health and counters.
@@ -678,6 +688,23 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_longer_than_a_bundle_slot_is_refused_before_it_is_queued() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let log = AuditLog {
+            tx,
+            health: Arc::new(AuditHealth::default()),
+        };
+        let max = credlog::tiles::MAX_ENTRY_LEN;
+        assert!(log.check_len(&vec![b'x'; max], "query").is_ok());
+        assert!(matches!(
+            log.check_len(&vec![b'x'; max + 1], "submit"),
+            Err(AuditError::WriteFailed)
+        ));
+        assert_eq!(log.health.failed.load(Ordering::Relaxed), 1);
+        assert!(rx.try_recv().is_err(), "nothing reached the sequencer");
+    }
 
     #[test]
     fn subject_hash_is_keyed() {

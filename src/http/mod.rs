@@ -599,7 +599,7 @@ impl App {
     ) -> Result<AuditIntent, ApiError> {
         let log_size = self.store.log_head().await?.0;
         let entry = self.entry(draft.snapshot(), status.as_u16(), "ok");
-        let intent = AuditIntent::new(&entry.request_id, log_size, entry.canonical());
+        let intent = AuditIntent::new(&entry.request_id, log_size, self.intent_bytes(&entry)?);
         draft.pending = Some(entry);
         draft.outbox = true;
         Ok(intent)
@@ -626,12 +626,20 @@ impl App {
             None,
         );
         let entry = self.entry(snapshot, status.as_u16(), "ok");
+        let bytes = self.intent_bytes(&entry)?;
         draft.outbox = true;
-        Ok(AuditIntent::new(
-            &entry.request_id,
-            log_size,
-            entry.canonical(),
-        ))
+        Ok(AuditIntent::new(&entry.request_id, log_size, bytes))
+    }
+
+    /// The canonical bytes of an outbox intent, refused (503, before the
+    /// change's transaction) if the log could never take them.
+    fn intent_bytes(&self, entry: &AuditEntry) -> Result<Vec<u8>, ApiError> {
+        let bytes = entry.canonical();
+        self.audit.check_len(&bytes, &entry.action).map_err(|e| {
+            self.metrics.audit_failures.inc();
+            ApiError::from(e)
+        })?;
+        Ok(bytes)
     }
 
     /// Append `entry` and wait until it is durable; the error is the 503

@@ -367,6 +367,7 @@ impl Store {
     /// one transaction under the index-head lock (so several nodes never
     /// index an entry twice). Returns (indexed size, log size).
     pub async fn index_pending(&self, max: u64) -> Result<(u64, u64), StoreError> {
+        let _turn = self.write_turn().await;
         let (size, _) = self.log_head().await?;
         let done = dispatch!(self, p => {
             let mut tx = p.begin().await?;
@@ -515,12 +516,15 @@ impl Store {
     /// Drop the index and rebuild it from the log (`credgate audit reindex`).
     /// Returns the number of entries indexed.
     pub async fn reindex(&self) -> Result<u64, StoreError> {
-        dispatch!(self, p => {
-            let mut tx = p.begin().await?;
-            sqlx::query("UPDATE audit_index_head SET size = 0 WHERE id = 1").execute(&mut *tx).await?;
-            sqlx::query("DELETE FROM audit_index").execute(&mut *tx).await?;
-            tx.commit().await?;
-        });
+        {
+            let _turn = self.write_turn().await;
+            dispatch!(self, p => {
+                let mut tx = p.begin().await?;
+                sqlx::query("UPDATE audit_index_head SET size = 0 WHERE id = 1").execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM audit_index").execute(&mut *tx).await?;
+                tx.commit().await?;
+            });
+        }
         self.audit
             .indexed
             .store(0, std::sync::atomic::Ordering::Release);

@@ -283,6 +283,7 @@ impl Store {
         u: &ConsentUse<'_>,
         now: &str,
     ) -> Result<UseOutcome, StoreError> {
+        let _turn = self.write_turn().await;
         Ok(dispatch!(self, p => spend!(p, u, now)))
     }
 
@@ -295,6 +296,7 @@ impl Store {
     /// use of that binding was found (nothing changed). Call it at most
     /// once per counted use.
     pub async fn give_back_consent(&self, u: &ConsentUse<'_>) -> Result<Option<u64>, StoreError> {
+        let _turn = self.write_turn().await;
         let left: Option<i64> = dispatch!(self, p => {
             sqlx::query_scalar(GIVE_BACK_SQL)
                 .bind(u.jti)
@@ -344,6 +346,7 @@ impl Store {
         intent: &super::AuditIntent,
         now: &str,
     ) -> Result<Option<ConsentStatus>, StoreError> {
+        let _turn = self.write_turn().await;
         let request_id = intent.request_id();
         let row: Option<StatusRow> = dispatch!(self, p => {
             let mut tx = p.begin().await?;
@@ -383,6 +386,7 @@ impl Store {
         jti: &str,
         now_unix: u64,
     ) -> Result<Option<ConsentStatus>, StoreError> {
+        let _turn = self.write_turn().await;
         let now = i64::try_from(now_unix).unwrap_or(i64::MAX);
         let row: Option<StatusRow> = dispatch!(self, p => {
             sqlx::query("UPDATE consents SET state = 'expired' WHERE jti = $1 AND state = 'active' AND exp <= $2")
@@ -407,6 +411,7 @@ impl Store {
         intent: &super::AuditIntent,
         now: &str,
     ) -> Result<Result<Vec<i64>, (usize, UseOutcome)>, StoreError> {
+        let _turn = self.write_turn().await;
         let request_id = intent.request_id();
         dispatch!(self, p => {
             let mut tx = p.begin().await?;

@@ -101,6 +101,8 @@ pub struct Store {
     audit: Arc<AuditShared>,
     /// Per-subject cache of record rows; SQLite only (see [`SubjectCache`]).
     cache: Option<Arc<SubjectCache>>,
+    /// Writers' turns; SQLite only (see [`write_gate`]).
+    gate: Option<Arc<write_gate::WriteGate>>,
 }
 
 /// Cache of each subject's record rows, parsed, for the query hot path.
@@ -208,6 +210,7 @@ pub use lifecycle::{
 mod audit_queries;
 pub use audit_queries::*;
 mod tlog;
+mod write_gate;
 pub(crate) use tlog::Writer;
 pub use tlog::default_log_dir;
 
@@ -409,6 +412,7 @@ impl Store {
             return Err(StoreError::Url);
         };
         let cache = matches!(backend, Backend::Sqlite(_)).then(Arc::default);
+        let gate = matches!(backend, Backend::Sqlite(_)).then(Arc::default);
         let store = Store {
             backend,
             log,
@@ -418,6 +422,7 @@ impl Store {
                 remembered: Default::default(),
             }),
             cache,
+            gate,
         };
         // Checkpoints are signed heads of the log: one beyond the log means
         // the log's storage lost entries (or belongs to another database).
@@ -462,6 +467,7 @@ impl Store {
                 remembered: Default::default(),
             }),
             cache: None,
+            gate: None,
         })
     }
 
@@ -493,6 +499,7 @@ impl Store {
         intent: &AuditIntent,
         now: &str,
     ) -> Result<Vec<i64>, StoreError> {
+        let _turn = self.write_turn().await;
         let request_id = intent.request_id();
         dispatch!(self, p => {
             let mut tx = p.begin().await?;
@@ -517,6 +524,7 @@ impl Store {
         label: &str,
         now: &str,
     ) -> Result<Vec<i64>, StoreError> {
+        let _turn = self.write_turn().await;
         dispatch!(self, p => {
             let mut tx = p.begin().await?;
             let mut ids = Vec::with_capacity(batch.len());
@@ -598,6 +606,7 @@ impl Store {
         note: &str,
         now: &str,
     ) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         dispatch!(self, p => {
             sqlx::query(
                 "INSERT INTO checkpoints (size, root, note, created_at) VALUES ($1, $2, $3, $4) \

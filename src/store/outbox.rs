@@ -97,6 +97,7 @@ impl Store {
 
     /// The entry of `request_id` is in the log: forget the row.
     pub async fn outbox_done(&self, request_id: &str) -> Result<(), StoreError> {
+        let _turn = self.write_turn().await;
         dispatch!(self, p => {
             sqlx::query("DELETE FROM audit_outbox WHERE request_id = $1")
                 .bind(request_id)

@@ -121,6 +121,7 @@ impl Store {
         result: &Value,
         intent: &crate::store::AuditIntent,
     ) -> Result<i64, StoreError> {
+        let _turn = self.write_turn().await;
         let request_id = intent.request_id();
         dispatch!(self, p => {
             let mut tx = p.begin().await?;
@@ -178,6 +179,7 @@ impl Store {
         intent: &crate::store::AuditIntent,
         now: &str,
     ) -> Result<Result<(), Refusal>, StoreError> {
+        let _turn = self.write_turn().await;
         let id = permit.check_id();
         let request_id = intent.request_id();
         let n = dispatch!(self, p => {

@@ -114,6 +114,7 @@ impl Store {
         today: Date,
         intent: &crate::store::AuditIntent,
     ) -> Result<Result<ListAdded, Refusal>, StoreError> {
+        let _turn = self.write_turn().await;
         let day = format_date(today);
         let (kind, id) = (e.subject.kind().as_str(), e.subject.id());
         dispatch!(self, p => {
@@ -192,6 +193,7 @@ impl Store {
         policy: &Policy,
         intent: &crate::store::AuditIntent,
     ) -> Result<Result<(ListKind, String, String), Refusal>, StoreError> {
+        let _turn = self.write_turn().await;
         let request_id = intent.request_id();
         type Row = (
             String,

@@ -162,6 +162,7 @@ impl Store {
         today: Date,
         intent: &crate::store::AuditIntent,
     ) -> Result<Result<ObjectionRow, Refusal>, StoreError> {
+        let _turn = self.write_turn().await;
         dispatch!(self, p => {
             let mut tx = p.begin().await?;
             lock_subject!(tx, a.subject.kind().as_str(), a.subject.id());
@@ -227,6 +228,7 @@ impl Store {
         policy: &Policy,
         intent: &crate::store::AuditIntent,
     ) -> Result<Result<(Option<i64>, Vec<i64>), Refusal>, StoreError> {
+        let _turn = self.write_turn().await;
         let Step {
             id: objection_id,
             org,

@@ -44,6 +44,7 @@ impl Store {
         today: Date,
         intent: &crate::store::AuditIntent,
     ) -> Result<Result<(i64, Terms), Refusal>, StoreError> {
+        let _turn = self.write_turn().await;
         let applied_on = format_date(today);
         dispatch!(self, p => {
             let mut tx = p.begin().await?;
@@ -154,6 +155,7 @@ impl Store {
         policy: &Policy,
         intent: &crate::store::AuditIntent,
     ) -> Result<Result<(ObjectionTarget, Vec<i64>), Refusal>, StoreError> {
+        let _turn = self.write_turn().await;
         let Step {
             id: repair_id,
             org,
