@@ -250,15 +250,15 @@ pub const REMEMBERED_ROWS: usize = 65_536;
 pub const INDEX_BATCH: u64 = 20_000;
 
 /// Entries the live indexer writes per transaction. On SQLite a transaction
-/// holds the database's one write lock, and a writer that finds it taken
-/// (a department's submission, a consent use, a checkpoint) waits in
-/// SQLite's busy handler, which polls: while the indexer runs transaction
-/// after transaction to catch up under load, such a writer can miss every
-/// gap between them. With 20,000 rows a submission waited up to 4.8 s
-/// under c=1,000 query load, with 2,048 up to 1.3 s
-/// (`bench/submit-under-load.sh`, `bench/RESULTS.md`). Per-transaction
-/// overhead (the head's read and update, the commit) stays small against
-/// 2,048 rows.
+/// holds the database's one write lock, and request writes (a department's
+/// submission, a consent use, a checkpoint) queue behind it at the write
+/// gate (`write_gate.rs`): a write waits for at most one index transaction
+/// of this size, not for the indexer's backlog. With 20,000 rows and no
+/// gate a submission waited up to 4.8 s under c=1,000 query load; with
+/// 2,048 rows and the gate, up to 0.8 s (`bench/submit-under-load.sh`,
+/// `bench/RESULTS.md`). 512 rows measured no better (the wait is then the
+/// write's own commits on saturated cores). Per-transaction overhead (the
+/// head's read and update, the commit) stays small against 2,048 rows.
 pub const LIVE_INDEX_BATCH: u64 = 2_048;
 
 /// Length of the subject-hash prefix the `audit_subject` index covers
