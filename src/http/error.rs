@@ -224,6 +224,7 @@ pub fn json_error_at(e: &serde_json::Error, body: &[u8]) -> ApiError {
     if let Some((what, _)) = message.rsplit_once(" at line ") {
         message = what.to_owned();
     }
+    let message = without_values(&message);
     match super::strict_json::path_of_error(body, e) {
         Some(field) => ApiError::bad_request(
             "invalid_request",
@@ -235,6 +236,42 @@ pub fn json_error_at(e: &serde_json::Error, body: &[u8]) -> ApiError {
             format!("request does not match the schema: {message}"),
         ),
     }
+}
+
+/// A serde message without the client's value in it: `unknown variant
+/// `…`` and `string "…"` name the value's length instead. A value may be
+/// an identifier or other personal data sent in the wrong place; an error
+/// body travels through proxies and client logs, so it carries only what
+/// the client needs to fix the request (the field, what was expected).
+/// Field names (`unknown field `…``) stay: they are the schema's words or
+/// the client's own key, and the prohibited-key check ran before.
+fn without_values(message: &str) -> String {
+    const MARKERS: [(&str, &str); 2] = [("unknown variant `", "`"), ("string \"", "\"")];
+    for (open, close) in MARKERS {
+        let Some(start) = message.find(open) else {
+            continue;
+        };
+        let from = start + open.len();
+        // The value may itself hold `", expected`; the expected part never does.
+        let end = message[from..]
+            .rfind(&format!("{close}, expected "))
+            .map(|i| from + i)
+            .or_else(|| {
+                message[from..]
+                    .ends_with(close)
+                    .then(|| message.len() - close.len())
+            });
+        if let Some(end) = end.filter(|&e| e >= from) {
+            let kind = open.trim_end_matches(['`', '"']);
+            return format!(
+                "{}{kind}({} bytes){}",
+                &message[..start],
+                end - from,
+                &message[end + close.len()..]
+            );
+        }
+    }
+    message.to_owned()
 }
 
 /// The error of a wire type read from a `Value` already parsed from
@@ -523,5 +560,57 @@ fn terms_refused(i: Option<usize>, item: &str, e: &TermsError) -> ApiError {
         Some(i) => ApiError::bad_request(code, format!("record {i}: {msg}"))
             .with(json!({"record": i, "item": item, "field": field})),
         None => ApiError::bad_request(code, msg).with(json!({"item": item, "field": field})),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message_for<T: serde::de::DeserializeOwned + std::fmt::Debug>(body: &str) -> String {
+        let e = serde_json::from_str::<T>(body).unwrap_err();
+        json_error_at(&e, body.as_bytes()).body()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Wire {
+        kind: Kind,
+        count: Option<u32>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum Kind {
+        LegalPerson,
+    }
+
+    #[test]
+    fn schema_errors_never_echo_the_clients_value() {
+        let id = "110101199003071234";
+        let m = message_for::<Wire>(&format!(r#"{{"kind":"{id}"}}"#));
+        assert!(!m.contains(id), "{m}");
+        assert!(
+            m.contains("unknown variant (18 bytes), expected `legal_person`"),
+            "{m}"
+        );
+        let m = message_for::<Wire>(&format!(r#"{{"kind":"legal_person","count":"{id}"}}"#));
+        assert!(!m.contains(id), "{m}");
+        assert!(
+            m.contains("invalid type: string (18 bytes), expected u32"),
+            "{m}"
+        );
+        // A value that imitates the message's own punctuation.
+        let tricky = r#"x\", expected y"#;
+        let m = message_for::<Wire>(&format!(r#"{{"kind":"legal_person","count":"{tricky}"}}"#));
+        assert!(!m.contains("expected y"), "{m}");
+        assert!(m.ends_with("expected u32"), "{m}");
+        // Field names stay: the client needs them to fix the request.
+        let m = message_for::<Wire>(r#"{"kind":"legal_person","colour":1}"#);
+        assert!(m.contains("unknown field `colour`"), "{m}");
     }
 }
