@@ -909,6 +909,81 @@ async fn idle_http2_connections_are_closed() {
     gw.stop().await;
 }
 
+/// A change that commits while the log cannot take its entry (here the
+/// writer panics on the batch holding it) is answered 503 with
+/// `details.stored`, and its entry is appended once the log recovers, by
+/// the running gateway and not only at the next start: exactly one entry,
+/// the change's, and its outbox row cleared (so the next start has nothing
+/// to recover and appends nothing twice).
+#[cfg(debug_assertions)]
+#[tokio::test]
+async fn a_change_whose_entry_failed_is_logged_once_the_log_recovers() {
+    let dir = TempDir::new("late-entry");
+    let (url, pg_db) = test_database(&dir.0).await;
+    let cfg = config(&dir.0, &url);
+    let mut audit = None;
+    let gw = TestGateway::start_prepared(cfg, dir, pg_db, true, |g| {
+        audit = Some(g.app().audit.clone());
+    })
+    .await;
+    let audit = audit.unwrap();
+    let dept = gw.client("department");
+    let body = json!({"records": [{"subject": {"type": "legal_person", "id": ids::CHEM},
+        "item": "admin_licence", "fields": {"licence_no": "LATE-1"}}]});
+    let before = audit_entries(&gw.store).await.len();
+
+    audit.inject_writer_panic();
+    let r = dept.post("/v1/records", &body).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (503, Some("audit_unavailable")),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["error"]["details"]["stored"], true, "{}", r.body);
+    assert!(r.headers.get("x-audit-seq").is_none());
+    let rid = r.headers["x-request-id"].to_str().unwrap().to_owned();
+
+    // No further traffic: the sequencer's probe finds the log writable and
+    // the deferred entry is appended (bounded wait for a loaded machine).
+    let mut logged = Vec::new();
+    for _ in 0..100 {
+        logged = audit_entries(&gw.store).await;
+        if logged.iter().any(|e| e.request_id == rid) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mine: Vec<&AuditEntry> = logged.iter().filter(|e| e.request_id == rid).collect();
+    assert_eq!(mine.len(), 1, "the stored change has no entry: {rid}");
+    assert_eq!(
+        (
+            mine[0].action.as_str(),
+            mine[0].outcome.as_str(),
+            mine[0].status,
+            mine[0].records
+        ),
+        ("submit_records", "ok", 201, 1)
+    );
+    assert_eq!(logged.len(), before + 1, "only the late entry was added");
+    for _ in 0..50 {
+        if gw.store.outbox_pending().await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gw.store.outbox_pending().await.unwrap().is_empty());
+    let (_, metrics) = gw.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("credgate_audit_late_appended_total 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("credgate_audit_late_waiting_entries 0\n"));
+
+    drop(audit);
+    gw.stop().await;
+}
+
 /// A panic on the audit writer's blocking thread (debug-only fault hook)
 /// fails the batch it held closed; the sequencer reopens the writer, so the
 /// next requests are served and logged again, and `/readyz` recovers.

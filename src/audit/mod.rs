@@ -18,14 +18,19 @@
 //!   reports the cause until a later commit succeeds. While failing and idle
 //!   the sequencer probes with an empty commit every [`PROBE_INTERVAL`], so
 //!   readiness recovers without traffic.
+//! * A change that committed while its append failed is answered 503 with
+//!   `details.stored: true`, and its entry is appended as soon as the log
+//!   recovers ([`AuditLog::defer`], `late.rs`), not only at the next start.
 //! * A checkpointer signs the tree head ([`checkpoint`]) every few seconds
 //!   while it grows, and once more at shutdown.
 
 pub mod anomaly;
 pub mod export;
 pub mod items;
+mod late;
 pub mod search;
 pub use credlog::{checkpoint, merkle, verify};
+pub use late::MAX_LATE;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -185,6 +190,14 @@ pub struct AuditHealth {
     pub index_lag: AtomicU64,
     /// Index batches that failed.
     pub index_failures: AtomicU64,
+    /// Entries of stored changes waiting for the log to recover
+    /// ([`AuditLog::defer`]).
+    pub late_waiting: AtomicU64,
+    /// Deferred entries appended after the log recovered.
+    pub late_appended: AtomicU64,
+    /// Deferred entries beyond [`MAX_LATE`], left in the outbox for
+    /// the next start.
+    pub late_overflow: AtomicU64,
     /// From `append` handing an entry over to its batch being durable.
     pub durable_latency: Histogram,
     /// One group commit (the blocking write, fsync or transaction).
@@ -208,6 +221,9 @@ impl Default for AuditHealth {
             indexed: AtomicU64::default(),
             index_lag: AtomicU64::default(),
             index_failures: AtomicU64::default(),
+            late_waiting: AtomicU64::default(),
+            late_appended: AtomicU64::default(),
+            late_overflow: AtomicU64::default(),
             durable_latency: Histogram::durations(),
             commit_duration: Histogram::durations(),
             batch_size: Histogram::sizes(),
@@ -250,6 +266,7 @@ impl AsRef<[u8]> for Job {
 pub struct AuditLog {
     tx: mpsc::Sender<Job>,
     health: Arc<AuditHealth>,
+    late: Arc<late::LateEntries>,
 }
 
 impl AuditLog {
@@ -286,7 +303,9 @@ impl AuditLog {
             let _ = sequenced.await;
             indexer.stop().await;
         });
-        Ok((AuditLog { tx, health }, task))
+        let late = Arc::new(late::LateEntries::default());
+        late::spawn(store, tx.downgrade(), late.clone(), health.clone());
+        Ok((AuditLog { tx, health, late }, task))
     }
 
     /// Append `entry`; resolves once it is durable, with its sequence number.
@@ -298,17 +317,16 @@ impl AuditLog {
     pub async fn append(&self, entry: &AuditEntry) -> Result<u64, AuditError> {
         let bytes = entry.canonical();
         self.check_len(&bytes, &entry.action)?;
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send(Job {
-                entry: bytes,
-                done,
-                queued: Instant::now(),
-            })
-            .await
-            .map_err(|_| AuditError::Closed)?;
-        let (seq, _entry) = wait.await.map_err(|_| AuditError::Closed)??;
+        let (seq, _entry) = send(&self.tx, bytes).await?;
         Ok(seq)
+    }
+
+    /// Append `entry`, the entry of a change that committed although its
+    /// append failed, as soon as the log takes entries again, and clear
+    /// its outbox row then (see `late.rs`). `false` if too many wait
+    /// already: its row then waits for the next start.
+    pub fn defer(&self, entry: AuditEntry) -> bool {
+        self.late.push(entry, &self.health)
     }
 
     /// Refuse `canonical` (an entry of `action`) if it is longer than a
@@ -337,6 +355,20 @@ impl AuditLog {
     pub fn inject_writer_panic(&self) {
         self.health.panic_next_commit.store(true, Ordering::Release);
     }
+}
+
+/// Hand `entry` (canonical bytes) to the sequencer and wait until it is
+/// durable: its sequence number, and the buffer back.
+async fn send(tx: &mpsc::Sender<Job>, entry: Vec<u8>) -> Result<(u64, Vec<u8>), AuditError> {
+    let (done, wait) = oneshot::channel();
+    tx.send(Job {
+        entry,
+        done,
+        queued: Instant::now(),
+    })
+    .await
+    .map_err(|_| AuditError::Closed)?;
+    wait.await.map_err(|_| AuditError::Closed)?
 }
 
 /// How often a failing sequencer probes the log's storage while idle.
@@ -695,6 +727,7 @@ mod tests {
         let log = AuditLog {
             tx,
             health: Arc::new(AuditHealth::default()),
+            late: Arc::default(),
         };
         let max = credlog::tiles::MAX_ENTRY_LEN;
         assert!(log.check_len(&vec![b'x'; max], "query").is_ok());

@@ -143,6 +143,19 @@ impl From<AuditError> for ApiError {
     }
 }
 
+/// 503 for a change that committed although the log did not take its
+/// entry: the entry is appended once the log recovers (`AuditLog::defer`),
+/// and the client is told the change is stored, so that it does not store
+/// it twice by resubmitting.
+pub(crate) fn stored_without_entry() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "audit_unavailable",
+        "the change is stored, but the audit log cannot be written now; its entry is appended when the log recovers, so do not resubmit it",
+    )
+    .with(json!({"stored": true}))
+}
+
 impl From<QuotaExceeded> for ApiError {
     fn from(e: QuotaExceeded) -> Self {
         ApiError::new(

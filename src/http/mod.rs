@@ -486,10 +486,15 @@ impl App {
         };
         self.count(&entry);
         let appended = self.append(&entry).await;
+        // A change that committed without its entry: its entry is appended
+        // once the log recovers, and the client learns that it is stored
+        // (a resubmission would store it twice). The consent uses it spent
+        // stay spent, as the change stands.
+        let late = written && outcome == "ok" && appended.is_err();
         // A consent use counts only for a request answered with the data it
         // opened: give it back before answering otherwise, so a retry finds
         // it (see `crate::consent`, "Binding and counting").
-        if !spent.is_empty() && (appended.is_err() || entry.outcome != "ok") {
+        if !spent.is_empty() && !late && (appended.is_err() || entry.outcome != "ok") {
             consent::give_back(self, &request_id, &spent).await;
         }
         if written && appended.is_ok() {
@@ -503,6 +508,13 @@ impl App {
                 }
             });
         }
+        let appended = appended.map_err(|e| {
+            if late {
+                error::stored_without_entry()
+            } else {
+                e
+            }
+        });
         let seq = appended.as_ref().ok().copied();
         let mut resp = match appended {
             Ok(seq) => match raw {
@@ -547,6 +559,8 @@ impl App {
         if let Some(seq) = seq {
             self.store
                 .remember_indexed(seq, crate::store::IndexRow::of(entry));
+        } else if late && !self.audit.defer(entry) {
+            tracing::error!(%request_id, "too many stored changes wait for the audit log; this one's entry waits for the next start");
         }
         resp
     }

@@ -386,6 +386,24 @@ impl Collector for AuditCollector {
             "Search index batches that failed.",
             ConstCounter::new(load(&a.index_failures)),
         )?;
+        encode_one(
+            &mut e,
+            "credgate_audit_late_waiting_entries",
+            "Entries of stored changes whose append failed, waiting for the log to recover.",
+            ConstGauge::new(load(&a.late_waiting) as i64),
+        )?;
+        encode_one(
+            &mut e,
+            "credgate_audit_late_appended",
+            "Entries of stored changes appended after the log recovered.",
+            ConstCounter::new(load(&a.late_appended)),
+        )?;
+        encode_one(
+            &mut e,
+            "credgate_audit_late_overflow",
+            "Entries of stored changes left in the outbox for the next start (too many waiting).",
+            ConstCounter::new(load(&a.late_overflow)),
+        )?;
         encode_histograms(
             &mut e,
             "credgate_audit_append_to_durable_seconds",
