@@ -984,6 +984,56 @@ async fn a_change_whose_entry_failed_is_logged_once_the_log_recovers() {
     gw.stop().await;
 }
 
+/// A commit reported as failed may have been durable all the same (a
+/// PostgreSQL `COMMIT` whose answer was lost; here the writer panics after
+/// its batch is written and synced): the stored change's entry is then in
+/// the log already, and the running gateway must not append it a second
+/// time when the log recovers.
+#[cfg(debug_assertions)]
+#[tokio::test]
+async fn a_change_whose_failed_commit_was_durable_is_not_logged_twice() {
+    let dir = TempDir::new("late-durable");
+    let (url, pg_db) = test_database(&dir.0).await;
+    let cfg = config(&dir.0, &url);
+    let mut audit = None;
+    let gw = TestGateway::start_prepared(cfg, dir, pg_db, true, |g| {
+        audit = Some(g.app().audit.clone());
+    })
+    .await;
+    let audit = audit.unwrap();
+    let body = json!({"records": [{"subject": {"type": "legal_person", "id": ids::CHEM},
+        "item": "admin_licence", "fields": {"licence_no": "LATE-2"}}]});
+    audit.inject_writer_panic_after_commit();
+    let r = gw.client("department").post("/v1/records", &body).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.body["error"]["details"]["stored"], true, "{}", r.body);
+    let rid = r.headers["x-request-id"].to_str().unwrap().to_owned();
+    // The deferred entry is resolved (found in the log) once the log
+    // recovers: its outbox row goes.
+    let mut cleared = false;
+    for _ in 0..100 {
+        if gw.store.outbox_pending().await.unwrap().is_empty() {
+            cleared = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(cleared, "the outbox row of {rid} was never cleared");
+    let logged = audit_entries(&gw.store).await;
+    assert_eq!(
+        logged.iter().filter(|e| e.request_id == rid).count(),
+        1,
+        "the change's entry is in the log once"
+    );
+    let (_, metrics) = gw.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("credgate_audit_late_appended_total 0\n"),
+        "{metrics}"
+    );
+    drop(audit);
+    gw.stop().await;
+}
+
 /// A panic on the audit writer's blocking thread (debug-only fault hook)
 /// fails the batch it held closed; the sequencer reopens the writer, so the
 /// next requests are served and logged again, and `/readyz` recovers.

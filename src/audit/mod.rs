@@ -204,10 +204,11 @@ pub struct AuditHealth {
     pub commit_duration: Histogram,
     /// Entries per committed batch.
     pub batch_size: Histogram,
-    /// Test hook: the next commit panics inside the writer
+    /// Test hook: the next commit panics inside the writer, before it
+    /// writes (1) or after its batch is durable (2)
     /// ([`AuditLog::inject_writer_panic`]). Debug builds only.
     #[cfg(debug_assertions)]
-    panic_next_commit: AtomicBool,
+    panic_next_commit: std::sync::atomic::AtomicU8,
 }
 
 impl Default for AuditHealth {
@@ -228,7 +229,7 @@ impl Default for AuditHealth {
             commit_duration: Histogram::durations(),
             batch_size: Histogram::sizes(),
             #[cfg(debug_assertions)]
-            panic_next_commit: AtomicBool::default(),
+            panic_next_commit: Default::default(),
         }
     }
 }
@@ -322,11 +323,14 @@ impl AuditLog {
     }
 
     /// Append `entry`, the entry of a change that committed although its
-    /// append failed, as soon as the log takes entries again, and clear
-    /// its outbox row then (see `late.rs`). `false` if too many wait
-    /// already: its row then waits for the next start.
-    pub fn defer(&self, entry: AuditEntry) -> bool {
-        self.late.push(entry, &self.health)
+    /// append failed, as soon as the log takes entries again, unless the
+    /// log holds it after all (a batch durable although its commit failed:
+    /// the log from `since`, its outbox row's log size, is searched for
+    /// its request id first), and clear its outbox row then (see
+    /// `late.rs`). `false` if too many wait already: its row then waits
+    /// for the next start.
+    pub fn defer(&self, entry: AuditEntry, since: u64) -> bool {
+        self.late.push(entry, since, &self.health)
     }
 
     /// Refuse `canonical` (an entry of `action`) if it is longer than a
@@ -353,7 +357,15 @@ impl AuditLog {
     /// Debug builds only; release builds do not contain it.
     #[cfg(debug_assertions)]
     pub fn inject_writer_panic(&self) {
-        self.health.panic_next_commit.store(true, Ordering::Release);
+        self.health.panic_next_commit.store(1, Ordering::Release);
+    }
+
+    /// Test hook: make the next commit panic inside the writer *after* its
+    /// batch is durable, so that a batch reported as failed is in the log
+    /// (what an ambiguous PostgreSQL `COMMIT` also does). Debug builds only.
+    #[cfg(debug_assertions)]
+    pub fn inject_writer_panic_after_commit(&self) {
+        self.health.panic_next_commit.store(2, Ordering::Release);
     }
 }
 
@@ -477,7 +489,7 @@ fn commit<E: AsRef<[u8]>>(
     health: &AuditHealth,
 ) -> Result<(u64, u64), String> {
     #[cfg(debug_assertions)]
-    let fault = health.panic_next_commit.swap(false, Ordering::AcqRel);
+    let fault = health.panic_next_commit.swap(0, Ordering::AcqRel);
     #[cfg(not(debug_assertions))]
     let _ = health;
     let w = match writer {
@@ -491,10 +503,15 @@ fn commit<E: AsRef<[u8]>>(
     };
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         #[cfg(debug_assertions)]
-        if fault {
+        if fault == 1 {
             panic!("fault injection: audit writer panic");
         }
-        w.append(entries).map(|first| (first, w.size()))
+        let r = w.append(entries).map(|first| (first, w.size()));
+        #[cfg(debug_assertions)]
+        if fault == 2 {
+            panic!("fault injection: audit writer panic after its commit");
+        }
+        r
     })) {
         Ok(r) => r.map_err(|e| e.to_string()),
         Err(_) => {

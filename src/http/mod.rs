@@ -294,8 +294,9 @@ pub struct AuditDraft {
     /// ([`App::intend`]); appended as is if the handler succeeds.
     pending: Option<AuditEntry>,
     /// An outbox row was written for this request (final or provisional
-    /// intent); it is cleared once the entry is in the log.
-    outbox: bool,
+    /// intent), with the log's size then (a lower bound of the entry's
+    /// sequence number); the row is cleared once the entry is in the log.
+    outbox: Option<u64>,
     /// Consent uses the request spent that count only if it is answered
     /// with the data: given back if its entry cannot be made durable or the
     /// handler fails ([`App::handle`]). Never part of the entry.
@@ -317,7 +318,7 @@ impl AuditDraft {
             org: self.org.clone(),
             cert_fp: self.cert_fp.clone(),
             pending: None,
-            outbox: false,
+            outbox: None,
             spent: Vec::new(),
         }
     }
@@ -490,14 +491,14 @@ impl App {
         // once the log recovers, and the client learns that it is stored
         // (a resubmission would store it twice). The consent uses it spent
         // stay spent, as the change stands.
-        let late = written && outcome == "ok" && appended.is_err();
+        let late = written.filter(|_| outcome == "ok" && appended.is_err());
         // A consent use counts only for a request answered with the data it
         // opened: give it back before answering otherwise, so a retry finds
         // it (see `crate::consent`, "Binding and counting").
-        if !spent.is_empty() && !late && (appended.is_err() || entry.outcome != "ok") {
+        if !spent.is_empty() && late.is_none() && (appended.is_err() || entry.outcome != "ok") {
             consent::give_back(self, &request_id, &spent).await;
         }
-        if written && appended.is_ok() {
+        if written.is_some() && appended.is_ok() {
             let store = self.store.clone();
             let request_id = entry.request_id.clone();
             // Off the response path; a row left behind is only re-checked
@@ -509,7 +510,7 @@ impl App {
             });
         }
         let appended = appended.map_err(|e| {
-            if late {
+            if late.is_some() {
                 error::stored_without_entry()
             } else {
                 e
@@ -559,7 +560,9 @@ impl App {
         if let Some(seq) = seq {
             self.store
                 .remember_indexed(seq, crate::store::IndexRow::of(entry));
-        } else if late && !self.audit.defer(entry) {
+        } else if let Some(since) = late
+            && !self.audit.defer(entry, since)
+        {
             tracing::error!(%request_id, "too many stored changes wait for the audit log; this one's entry waits for the next start");
         }
         resp
@@ -615,7 +618,7 @@ impl App {
         let entry = self.entry(draft.snapshot(), status.as_u16(), "ok");
         let intent = AuditIntent::new(&entry.request_id, log_size, self.intent_bytes(&entry)?);
         draft.pending = Some(entry);
-        draft.outbox = true;
+        draft.outbox = Some(log_size);
         Ok(intent)
     }
 
@@ -641,7 +644,7 @@ impl App {
         );
         let entry = self.entry(snapshot, status.as_u16(), "ok");
         let bytes = self.intent_bytes(&entry)?;
-        draft.outbox = true;
+        draft.outbox = Some(log_size);
         Ok(AuditIntent::new(&entry.request_id, log_size, bytes))
     }
 
