@@ -96,6 +96,22 @@ use files::{read_state, write_atomic, write_file};
 use wal::{parse_record, read_records, record_len_at};
 pub use writer::FsWriter;
 
+/// Read into `buf` from `pos` until it is full or the file ends; the bytes
+/// read.
+fn read_up_to(f: &File, buf: &mut [u8], pos: u64) -> Result<usize, StorageError> {
+    use std::os::unix::fs::FileExt;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read_at(&mut buf[n..], pos + n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(n)
+}
+
 /// Size of `wal` beyond which a snapshot is taken.
 pub const WAL_LIMIT: u64 = 64 * 1024 * 1024;
 
@@ -163,6 +179,9 @@ pub struct FsLog {
     has_writer: Arc<AtomicBool>,
     /// Serialises refreshes of this view.
     refresh: Arc<Mutex<()>>,
+    /// Times this view looked at the WAL in full, with a `stat` (tests).
+    #[cfg(test)]
+    full_looks: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FsLog {
@@ -181,6 +200,8 @@ impl FsLog {
             lock: Arc::new(lock),
             has_writer: Arc::default(),
             refresh: Arc::default(),
+            #[cfg(test)]
+            full_looks: Arc::default(),
         };
         log.lock.lock()?;
         let r = log.sync_view(true);
@@ -242,6 +263,36 @@ impl FsLog {
         self.sync_view_locked(repair)
     }
 
+    /// Whether this view is up to date with `wal` (same generation, no
+    /// record where it stopped, nothing pending), found by reading, without
+    /// a `stat` of the file: on a file system with multigrain timestamps
+    /// (Linux 6.13 on), a stat makes the next write take a fine-grained
+    /// time, which dirties the inode, and ext4 then writes the inode with
+    /// every `fdatasync` — measured here, a second device write per commit
+    /// (`bench/RESULTS.md`). `false` whenever in doubt: the caller then
+    /// looks at the file in full.
+    fn nothing_new(&self, f: &File) -> Result<bool, StorageError> {
+        let mut header = [0u8; WAL_HEADER as usize];
+        if read_up_to(f, &mut header, 0)? < header.len() || &header[..8] != WAL_MAGIC {
+            return Ok(false);
+        }
+        let base = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
+        let s = self.shared.read().unwrap_or_else(|e| e.into_inner());
+        if s.base != base
+            || s.wal_seen < WAL_HEADER
+            || !s.pending_tiles.is_empty()
+            || !s.pending_bundles.is_empty()
+        {
+            return Ok(false);
+        }
+        // Where the view stopped, a zero length prefix: the preallocated
+        // zeros. (Fewer than four bytes there, the file may have been cut
+        // short of what the view holds: look in full.)
+        let mut next = [0u8; 4];
+        let n = read_up_to(f, &mut next, s.wal_seen)?;
+        Ok(n == next.len() && next == [0; 4])
+    }
+
     fn sync_view_locked(&self, repair: bool) -> Result<(), StorageError> {
         let wal_path = self.dir.join("wal");
         let mut file = match File::open(&wal_path) {
@@ -249,6 +300,13 @@ impl FsLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e.into()),
         };
+        if let Some(f) = &file
+            && self.nothing_new(f)?
+        {
+            return Ok(());
+        }
+        #[cfg(test)]
+        self.full_looks.fetch_add(1, Ordering::Relaxed);
         let len = match &file {
             Some(f) => f.metadata()?.len(),
             None => 0,
@@ -644,6 +702,39 @@ mod tests {
         let log = FsLog::open(&d.0).unwrap();
         assert_eq!(log.head().unwrap(), (3000, merkle::root_of(&leaves)));
         assert_eq!(entries_from(&log, 0, 3000).unwrap(), all);
+    }
+
+    /// A lone writer's batches, and the heads read between them, never
+    /// `stat` the WAL (`FsLog::nothing_new`: a stat makes ext4 write the
+    /// inode with the next `fdatasync`); a batch by another process is
+    /// still seen.
+    #[test]
+    fn a_lone_writer_commits_without_a_stat_of_the_wal() {
+        let d = tmp("nostat");
+        let all = entries(400);
+        let leaves: Vec<Hash> = all.iter().map(|e| merkle::leaf_hash(e)).collect();
+        let log = FsLog::open(&d.0).unwrap();
+        let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
+        s.append(&all[..3]).unwrap();
+        let looks = log.full_looks.load(Ordering::Relaxed);
+        // 130 batches of three: across a full bundle (256 entries), whose
+        // file is written after its batch.
+        for i in 1..131 {
+            s.append(&all[i * 3..i * 3 + 3]).unwrap();
+            assert_eq!(log.head().unwrap().0, (i as u64 + 1) * 3);
+        }
+        assert_eq!(
+            log.full_looks.load(Ordering::Relaxed),
+            looks,
+            "a lone writer looked at the WAL in full"
+        );
+        drop(s);
+        // Another process's batch: found by the cheap look, read in full.
+        let other = FsLog::open(&d.0).unwrap();
+        let mut t = Sequencer::open(other.writer().unwrap()).unwrap();
+        assert_eq!(t.append(&all[393..400]).unwrap(), 393);
+        assert_eq!(log.head().unwrap(), (400, merkle::root_of(&leaves)));
+        assert!(log.full_looks.load(Ordering::Relaxed) > looks);
     }
 
     #[test]
