@@ -7,6 +7,8 @@
 #   bash bench/profile.sh perf    [BIN]   # the same, plus `perf record` call graphs (perf.data in the work dir)
 #   bash bench/profile.sh switches [BIN]  # context switches per request, per thread name
 #   bash bench/profile.sh io      [BIN]   # bytes written per request, per thread name
+#   bash bench/profile.sh commits [BIN]   # at a fixed RATE (2000/s, c=16): block I/O requests
+#                                         # per group commit, mean commit time, p99 latency
 #
 # BIN defaults to the release build (built if missing). Environment: CONC
 # (concurrency, 64), DUR (seconds measured, 5), WORK (work directory; a new
@@ -35,7 +37,7 @@ if ! need oha; then
 fi
 case $mode in
   instr) need valgrind || DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind >/dev/null ;;
-  perf) need perf || DEBIAN_FRONTEND=noninteractive apt-get install -y -q linux-perf >/dev/null ;;
+  perf|commits) need perf || DEBIAN_FRONTEND=noninteractive apt-get install -y -q linux-perf >/dev/null ;;
   cpu|switches|io) ;;
   *) echo "profile: unknown mode $mode" >&2; exit 2 ;;
 esac
@@ -97,6 +99,31 @@ if [ "$mode" = instr ]; then
 fi
 
 "${load[@]}" -z 2s -c "$conc" "$url" >/dev/null
+metric() { curl -sf "http://127.0.0.1:$admin/metrics" | awk -v k="$1" '$1 == k {print $2}'; }
+if [ "$mode" = commits ]; then
+  # Device requests the gateway's threads issue (the WAL's data, its
+  # flush, an inode write if one is due), per group commit, at a rate the
+  # machine sustains easily: figures that do not depend on its load.
+  rate=${RATE:-2000}
+  b0=$(metric credgate_audit_batches_total)
+  s0=$(metric credgate_audit_commit_duration_seconds_sum)
+  perf stat -e block:block_rq_issue -x, -p "$gp" -o "$work/blk.txt" -- sleep "$dur" &
+  ps=$!
+  "${load[@]}" -z "${dur}s" -c 16 -q "$rate" "$url" >"$work/oha.txt"
+  wait "$ps" || true
+  b1=$(metric credgate_audit_batches_total)
+  s1=$(metric credgate_audit_commit_duration_seconds_sum)
+  rq=$(awk -F, '/block_rq_issue/ {print $1}' "$work/blk.txt")
+  python3 - "$b0" "$b1" "$s0" "$s1" "$rq" "$work/oha.txt" "$rate" <<'PY'
+import re, sys
+b0, b1, s0, s1, rq = (float(x) for x in sys.argv[1:6])
+p99 = re.search(r"99\.00% in ([0-9.]+) (\w+)", open(sys.argv[6]).read())
+n = b1 - b0
+print(f"@{sys.argv[7]}/s c=16: {rq / n:.2f} block requests per group commit ({int(rq)} in {int(n)}), "
+      f"mean commit {(s1 - s0) / n * 1e6:.0f} µs, p99 {p99.group(1)} {p99.group(2)}")
+PY
+  exit 0
+fi
 case $mode in
   switches) per_thread status voluntary_ctxt_switches nonvoluntary_ctxt_switches >"$work/before" ;;
   io) per_thread io write_bytes wchar >"$work/before" ;;

@@ -76,6 +76,18 @@
 //! for the same reason). The zeros are written once per [`WAL_PREALLOC`]
 //! bytes, in the commit that needs them. Readers never read the zeros: they
 //! read record by record and stop at a zero length.
+//!
+//! # Why a view does not `stat` the WAL
+//!
+//! Every batch first brings the writer's view up to the file (another
+//! process may have written). It does so by reading the header and the four
+//! bytes where the view stopped ([`FsLog`]'s `nothing_new`), not with an
+//! `fstat`: with multigrain timestamps (Linux 6.13 on), a stat makes the
+//! next write take a fine-grained modification time, which dirties the
+//! inode, and ext4 then writes the inode synchronously within the
+//! `fdatasync` — a second device write and wait per commit. Measured with
+//! `bash bench/profile.sh commits`: 2.0 block requests per group commit
+//! with the stat, 1.2 without, and the mean commit fell by 35–70 %.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
