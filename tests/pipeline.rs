@@ -92,6 +92,23 @@ async fn settle(gw: &TestGateway) -> u64 {
     }
 }
 
+/// [`settle`], once the log holds at least `size` entries: a quiet spell
+/// of 150 ms alone can come before the first entry on a slow disk (the
+/// first group commit also writes the WAL's preallocated zeros), and the
+/// drill then read an empty log. Extra entries still show: `settle` waits
+/// for the log to stop growing.
+async fn settle_at_least(gw: &TestGateway, size: u64) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while log_size(gw).await < size {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log never reached {size} entries"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    settle(gw).await
+}
+
 async fn entries_after(gw: &TestGateway, size: u64) -> Vec<AuditEntry> {
     audit_entries(&gw.store)
         .await
@@ -588,7 +605,7 @@ async fn hang_up_drill(attempts: usize, per_batch: usize) {
         }
     }
     while tasks.join_next().await.is_some() {}
-    settle(&gw).await;
+    settle_at_least(&gw, attempts as u64).await;
     let stored: HashMap<String, i64> = gw
         .store
         .records_per_request()
@@ -877,13 +894,7 @@ async fn answered_submissions_leave_the_outbox_empty() {
         (e.action.as_str(), e.records, e.status),
         ("submit_records", 1, 201)
     );
-    for _ in 0..50 {
-        if gw.store.outbox_pending().await.unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(gw.store.outbox_pending().await.unwrap().is_empty());
+    assert!(outbox_empties(&gw).await);
     gw.stop().await;
 }
 
@@ -909,6 +920,51 @@ async fn idle_http2_connections_are_closed() {
     gw.stop().await;
 }
 
+/// A gateway on a fresh store, and a handle to its audit log (for the
+/// debug-only fault hooks). Drop the handle before `gw.stop()`.
+#[cfg(debug_assertions)]
+async fn gateway_and_log(tag: &str) -> (TestGateway, credgate::audit::AuditLog) {
+    let dir = TempDir::new(tag);
+    let (url, pg_db) = test_database(&dir.0).await;
+    let cfg = config(&dir.0, &url);
+    let mut audit = None;
+    let gw = TestGateway::start_prepared(cfg, dir, pg_db, true, |g| {
+        audit = Some(g.app().audit.clone());
+    })
+    .await;
+    (gw, audit.unwrap())
+}
+
+/// Submit one record while the log refuses the batch that would hold its
+/// entry: 503 `audit_unavailable`, `details.stored`, no `x-audit-seq`.
+/// Returns the request id.
+#[cfg(debug_assertions)]
+async fn submit_refused_by_the_log(gw: &TestGateway, licence: &str) -> String {
+    let body = json!({"records": [{"subject": {"type": "legal_person", "id": ids::CHEM},
+        "item": "admin_licence", "fields": {"licence_no": licence}}]});
+    let r = gw.client("department").post("/v1/records", &body).await;
+    assert_eq!(
+        (r.status, r.body["error"]["code"].as_str()),
+        (503, Some("audit_unavailable")),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["error"]["details"]["stored"], true, "{}", r.body);
+    assert!(r.headers.get("x-audit-seq").is_none());
+    r.headers["x-request-id"].to_str().unwrap().to_owned()
+}
+
+/// Whether the outbox is empty within a bounded wait (for a loaded machine).
+async fn outbox_empties(gw: &TestGateway) -> bool {
+    for _ in 0..100 {
+        if gw.store.outbox_pending().await.unwrap().is_empty() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 /// A change that commits while the log cannot take its entry (here the
 /// writer panics on the batch holding it) is answered 503 with
 /// `details.stored`, and its entry is appended once the log recovers, by
@@ -918,31 +974,10 @@ async fn idle_http2_connections_are_closed() {
 #[cfg(debug_assertions)]
 #[tokio::test]
 async fn a_change_whose_entry_failed_is_logged_once_the_log_recovers() {
-    let dir = TempDir::new("late-entry");
-    let (url, pg_db) = test_database(&dir.0).await;
-    let cfg = config(&dir.0, &url);
-    let mut audit = None;
-    let gw = TestGateway::start_prepared(cfg, dir, pg_db, true, |g| {
-        audit = Some(g.app().audit.clone());
-    })
-    .await;
-    let audit = audit.unwrap();
-    let dept = gw.client("department");
-    let body = json!({"records": [{"subject": {"type": "legal_person", "id": ids::CHEM},
-        "item": "admin_licence", "fields": {"licence_no": "LATE-1"}}]});
+    let (gw, audit) = gateway_and_log("late-entry").await;
     let before = audit_entries(&gw.store).await.len();
-
     audit.inject_writer_panic();
-    let r = dept.post("/v1/records", &body).await;
-    assert_eq!(
-        (r.status, r.body["error"]["code"].as_str()),
-        (503, Some("audit_unavailable")),
-        "{}",
-        r.body
-    );
-    assert_eq!(r.body["error"]["details"]["stored"], true, "{}", r.body);
-    assert!(r.headers.get("x-audit-seq").is_none());
-    let rid = r.headers["x-request-id"].to_str().unwrap().to_owned();
+    let rid = submit_refused_by_the_log(&gw, "LATE-1").await;
 
     // No further traffic: the sequencer's probe finds the log writable and
     // the deferred entry is appended (bounded wait for a loaded machine).
@@ -966,13 +1001,7 @@ async fn a_change_whose_entry_failed_is_logged_once_the_log_recovers() {
         ("submit_records", "ok", 201, 1)
     );
     assert_eq!(logged.len(), before + 1, "only the late entry was added");
-    for _ in 0..50 {
-        if gw.store.outbox_pending().await.unwrap().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(gw.store.outbox_pending().await.unwrap().is_empty());
+    assert!(outbox_empties(&gw).await, "the outbox row of {rid} stays");
     let (_, metrics) = gw.admin_get("/metrics").await;
     assert!(
         metrics.contains("credgate_audit_late_appended_total 1\n"),
@@ -992,33 +1021,12 @@ async fn a_change_whose_entry_failed_is_logged_once_the_log_recovers() {
 #[cfg(debug_assertions)]
 #[tokio::test]
 async fn a_change_whose_failed_commit_was_durable_is_not_logged_twice() {
-    let dir = TempDir::new("late-durable");
-    let (url, pg_db) = test_database(&dir.0).await;
-    let cfg = config(&dir.0, &url);
-    let mut audit = None;
-    let gw = TestGateway::start_prepared(cfg, dir, pg_db, true, |g| {
-        audit = Some(g.app().audit.clone());
-    })
-    .await;
-    let audit = audit.unwrap();
-    let body = json!({"records": [{"subject": {"type": "legal_person", "id": ids::CHEM},
-        "item": "admin_licence", "fields": {"licence_no": "LATE-2"}}]});
+    let (gw, audit) = gateway_and_log("late-durable").await;
     audit.inject_writer_panic_after_commit();
-    let r = gw.client("department").post("/v1/records", &body).await;
-    assert_eq!(r.status, 503, "{}", r.body);
-    assert_eq!(r.body["error"]["details"]["stored"], true, "{}", r.body);
-    let rid = r.headers["x-request-id"].to_str().unwrap().to_owned();
+    let rid = submit_refused_by_the_log(&gw, "LATE-2").await;
     // The deferred entry is resolved (found in the log) once the log
     // recovers: its outbox row goes.
-    let mut cleared = false;
-    for _ in 0..100 {
-        if gw.store.outbox_pending().await.unwrap().is_empty() {
-            cleared = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(cleared, "the outbox row of {rid} was never cleared");
+    assert!(outbox_empties(&gw).await, "the outbox row of {rid} stays");
     let logged = audit_entries(&gw.store).await;
     assert_eq!(
         logged.iter().filter(|e| e.request_id == rid).count(),
@@ -1040,15 +1048,7 @@ async fn a_change_whose_failed_commit_was_durable_is_not_logged_twice() {
 #[cfg(debug_assertions)]
 #[tokio::test]
 async fn a_panicking_audit_writer_is_reopened_and_serving_resumes() {
-    let dir = TempDir::new("writer-panic");
-    let (url, pg_db) = test_database(&dir.0).await;
-    let cfg = config(&dir.0, &url);
-    let mut audit = None;
-    let gw = TestGateway::start_prepared(cfg, dir, pg_db, true, |g| {
-        audit = Some(g.app().audit.clone());
-    })
-    .await;
-    let audit = audit.unwrap();
+    let (gw, audit) = gateway_and_log("writer-panic").await;
     let q = query(
         "legal_person",
         ids::CERAMICS,
