@@ -6,7 +6,8 @@
 //! manifest.json          format, version, schema version, tree size and root,
 //!                        the latest signed checkpoint, SHA-256 of every file
 //! credgate.db            the database, from `VACUUM INTO`
-//! credgate.db.tlog/      the audit log's files: state, wal, checkpoint,
+//! credgate.db.tlog/      the audit log's files: state, wal (and wal.prev
+//!                        while a snapshot is under way), checkpoint,
 //!                        tile/… (no lock file)
 //! ```
 //!
@@ -240,7 +241,9 @@ async fn snapshot_into(db: &Path, log_dir: &Path, staging: &Path) -> Result<(), 
     // The log is frozen from here until `lock` is dropped (see the module docs).
     let r = async {
         copy_tiles(log_dir, &to_log)?;
-        for name in ["state", "wal", "checkpoint"] {
+        // `wal.prev` exists while a snapshot is under way: `state` is
+        // then older than `wal`, and the two together are the log.
+        for name in ["state", "wal", "wal.prev", "checkpoint"] {
             let from = log_dir.join(name);
             match fs::copy(&from, to_log.join(name)) {
                 Ok(_) => {}

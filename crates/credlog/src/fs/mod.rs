@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! <dir>/wal                    batches since the last snapshot (append-only)
+//! <dir>/wal.prev               the generation before, while a snapshot is under way
 //! <dir>/state                  snapshot: size, partial edge tiles, partial bundle
 //! <dir>/tile/<L>/<N>           full hash tiles, written once, never changed
 //! <dir>/tile/entries/<N>       full entry bundles, written once, never changed
@@ -22,15 +23,30 @@
 //! partial tiles and the partial bundle live in memory (served from there)
 //! and in the snapshot.
 //!
-//! When `wal` exceeds [`WAL_LIMIT`] bytes, a *snapshot* starts: a background
-//! thread fsyncs the full tiles and bundles completed since the WAL's
-//! generation began; the next commit after that replaces `state`
-//! atomically (temp, fsync, rename, fsync of the directory) and starts a new
-//! WAL generation holding only the records after the snapshot. A restart
-//! therefore replays little more than [`WAL_LIMIT`] bytes. Per entry the
-//! durable cost is one share of one `fdatasync` plus 1/256 of a file write;
-//! the snapshot's fsyncs are amortised over [`WAL_LIMIT`] bytes of entries
-//! and are off the commit path.
+//! # Snapshots
+//!
+//! When `wal` exceeds [`WAL_LIMIT`] bytes, a *snapshot* begins at the
+//! current size: a new WAL generation starts there, and the old file stays
+//! as `wal.prev` (a header is written and fsynced to `wal.next`, `wal` is
+//! hard-linked to `wal.prev`, `wal.next` renamed over `wal`, the directory
+//! fsynced; the log has a `wal` at every instant). A background thread then
+//! fsyncs the full tiles and bundles completed during the old generation,
+//! and a later commit finishes the snapshot: it replaces `state`
+//! atomically (temp, fsync, rename, fsync of the directory) and removes
+//! `wal.prev`. A restart therefore replays little more than two
+//! generations. Nothing is copied: an earlier design started the new
+//! generation when the snapshot finished, copying the records written
+//! meanwhile into it, and that copy and its fsync held the commit path for
+//! 60–85 ms once per [`WAL_LIMIT`] bytes under load (`bench/RESULTS.md`).
+//!
+//! While a snapshot is due, `state` is older than the current generation
+//! and every view reads `wal.prev` on top of it ([`FsLog`]'s `state_at`). A
+//! crash at any step leaves either generation complete: a `wal.next` is
+//! removed, a `wal.prev` no longer needed (the same file as `wal`, or older
+//! than `state`) is removed, and a snapshot found due is finished by the
+//! next writer. Per entry the durable cost is one share of one `fdatasync`
+//! plus 1/256 of a file write; the snapshot's fsyncs are amortised over
+//! [`WAL_LIMIT`] bytes of entries and are off the commit path.
 //!
 //! Several processes may write one directory: each batch runs under an
 //! exclusive `flock` on `lock`; a writer that finds records it has not seen
@@ -124,6 +140,62 @@ fn read_up_to(f: &File, buf: &mut [u8], pos: u64) -> Result<usize, StorageError>
     Ok(n)
 }
 
+/// Full tiles and bundles a replay completed, encoded.
+type Done = (HashMap<TileId, Vec<u8>>, HashMap<u64, Vec<u8>>);
+
+/// Replay the records in `data` (read from byte `at` of a WAL file) onto
+/// `state`: `(bytes consumed, torn)`. Records wholly inside `state` (a
+/// crash between writing `state` and removing the WAL they came from leaves
+/// them) are skipped, and so are empty ones (probes) from before it. A
+/// record that does not parse or whose root does not match ends the replay
+/// as torn if it is the last; before others it is corruption.
+fn replay(
+    state: &mut TreeState,
+    data: &[u8],
+    at: u64,
+    done: &mut Done,
+) -> Result<(usize, bool), StorageError> {
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let Some((len, first, entries, root)) = parse_record(&data[pos..]) else {
+            return Ok((pos, true));
+        };
+        let end = first + entries.len() as u64;
+        let skip = if entries.is_empty() {
+            first < state.size()
+        } else {
+            end <= state.size()
+        };
+        if !skip {
+            if first != state.size() {
+                return Err(StorageError::Corrupt(format!(
+                    "wal record at byte {} starts at {first}, log has {}",
+                    at + pos as u64,
+                    state.size()
+                )));
+            }
+            let mut next = state.clone();
+            let completed = next.integrate(&entries)?;
+            if next.root() != root {
+                if pos + len == data.len() {
+                    return Ok((pos, true));
+                }
+                return Err(StorageError::Corrupt(format!(
+                    "wal record at byte {} does not match its root",
+                    at + pos as u64
+                )));
+            }
+            *state = next;
+            for (id, hs) in completed.full_tiles {
+                done.0.insert(id, tiles::encode_tile(&hs));
+            }
+            done.1.extend(completed.full_bundles);
+        }
+        pos += len;
+    }
+    Ok((pos, false))
+}
+
 /// Size of `wal` beyond which a snapshot is taken.
 pub const WAL_LIMIT: u64 = 64 * 1024 * 1024;
 
@@ -135,6 +207,11 @@ pub const WAL_PREALLOC: u64 = 4 * 1024 * 1024;
 /// generation: a reader that sees another one reloads).
 const WAL_MAGIC: &[u8; 8] = b"credwal1";
 const WAL_HEADER: u64 = 16;
+
+/// The previous WAL generation while a snapshot is under way.
+const WAL_PREV: &str = "wal.prev";
+/// A new generation being created (removed if a crash leaves it).
+const WAL_NEXT: &str = "wal.next";
 
 /// What readers see: the durable right edge, already encoded.
 #[derive(Debug, Default)]
@@ -148,6 +225,20 @@ struct Shared {
     /// Full tiles and bundles not (yet) readable from their files.
     pending_tiles: HashMap<TileId, Vec<u8>>,
     pending_bundles: HashMap<u64, Vec<u8>>,
+    /// A snapshot under way: `wal.prev` bridges the `state` file to this
+    /// generation (see the module docs, "Snapshots").
+    snapshot_due: Option<SnapshotDue>,
+}
+
+/// A snapshot begun and not yet finished: the `state` file holds `from`
+/// entries, `wal.prev` the batches from there to `state.size()`, the
+/// current WAL generation's base. Finishing it writes `state` (once the
+/// full tiles and bundles of `[from, state.size())` are durable) and
+/// removes `wal.prev`.
+#[derive(Clone, Debug)]
+pub(super) struct SnapshotDue {
+    pub(super) from: u64,
+    pub(super) state: TreeState,
 }
 
 impl Shared {
@@ -336,7 +427,8 @@ impl FsLog {
         // WAL holds no records.
         let body_start = if base.is_some() { WAL_HEADER } else { len };
         let base = base.unwrap_or(0);
-        let (mut state, start) = {
+        let mut done: Done = Default::default();
+        let (mut state, start, due) = {
             let s = self.shared.read().unwrap_or_else(|e| e.into_inner());
             if s.base == base && s.wal_seen >= body_start && s.wal_seen <= len {
                 // Nothing new: no record starts where this view stopped
@@ -350,73 +442,36 @@ impl FsLog {
                 {
                     return Ok(());
                 }
-                (s.state.clone(), s.wal_seen)
+                (s.state.clone(), s.wal_seen, s.snapshot_due.clone())
             } else {
-                (read_state(&self.dir)?, body_start)
+                drop(s);
+                let (state, due) = self.state_at(base, repair, &mut done)?;
+                (state, body_start, due)
             }
         };
         let data = match file.as_ref() {
             Some(f) if start < len => read_records(f, start, len)?,
             _ => Vec::new(),
         };
-        let start = start as usize;
         if state.size() < base {
             return Err(StorageError::Corrupt(format!(
                 "wal continues a snapshot of {base} entries, state holds {}",
                 state.size()
             )));
         }
-        let mut done_tiles = HashMap::new();
-        let mut done_bundles = HashMap::new();
-        let mut torn = false;
-        let mut pos = 0usize;
-        while pos < data.len() {
-            let Some((len, first, entries, root)) = parse_record(&data[pos..]) else {
-                torn = true;
-                break;
-            };
-            let end = first + entries.len() as u64;
-            // Records wholly inside the snapshot (a crash between writing
-            // `state` and restarting the WAL leaves them) are skipped; so are
-            // empty ones (probes) from before it.
-            let skip = if entries.is_empty() {
-                first < state.size()
-            } else {
-                end <= state.size()
-            };
-            if !skip {
-                if first != state.size() {
-                    return Err(StorageError::Corrupt(format!(
-                        "wal record at byte {} starts at {first}, log has {}",
-                        start + pos,
-                        state.size()
-                    )));
-                }
-                let mut next = state.clone();
-                let done = next.integrate(&entries)?;
-                if next.root() != root {
-                    if pos + len == data.len() {
-                        torn = true;
-                        break;
-                    }
-                    return Err(StorageError::Corrupt(format!(
-                        "wal record at byte {} does not match its root",
-                        start + pos
-                    )));
-                }
-                state = next;
-                for (id, hs) in done.full_tiles {
-                    done_tiles.insert(id, tiles::encode_tile(&hs));
-                }
-                done_bundles.extend(done.full_bundles);
-            }
-            pos += len;
-        }
+        let (pos, torn) = replay(&mut state, &data, start, &mut done)?;
+        let (mut done_tiles, mut done_bundles) = done;
+        let start = start as usize;
         if repair {
             if torn {
                 let f = OpenOptions::new().write(true).open(&wal_path)?;
                 f.set_len((start + pos) as u64)?;
                 f.sync_all()?;
+            }
+            // A generation a crash left half made.
+            match fs::remove_file(self.dir.join(WAL_NEXT)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
             }
             let mut dirs = Default::default();
             for (id, bytes) in done_tiles.drain() {
@@ -429,6 +484,7 @@ impl FsLog {
         let mut s = self.shared.write().unwrap_or_else(|e| e.into_inner());
         s.base = base;
         s.wal_seen = (start + pos) as u64;
+        s.snapshot_due = due;
         s.pending_tiles.extend(done_tiles);
         s.pending_bundles.extend(done_bundles);
         // Another process's full files, once it has written them, are read
@@ -439,6 +495,74 @@ impl FsLog {
         s.pending_bundles
             .retain(|i, _| !dir.join(bundle_path(*i, TILE_WIDTH)).exists());
         s.publish(state)
+    }
+
+    /// The log as of the start of the WAL generation `base`: the `state`
+    /// file, and while a snapshot is under way (`state` older than `base`)
+    /// the batches of `wal.prev` on top, with the snapshot still due. With
+    /// `repair` a `wal.prev` no longer needed (a crash after `state` was
+    /// replaced, or before the new generation was renamed into place) is
+    /// removed. Without, a `wal.prev` found missing means a snapshot
+    /// finished meanwhile: `state` is read again.
+    fn state_at(
+        &self,
+        base: u64,
+        repair: bool,
+        done: &mut Done,
+    ) -> Result<(TreeState, Option<SnapshotDue>), StorageError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut state = read_state(&self.dir)?;
+            if state.size() >= base {
+                if repair {
+                    match fs::remove_file(self.dir.join(WAL_PREV)) {
+                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                            return Err(e.into());
+                        }
+                        _ => {}
+                    }
+                }
+                return Ok((state, None));
+            }
+            let prev = match File::open(self.dir.join(WAL_PREV)) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !repair && attempt < 3 => {
+                    continue;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(StorageError::Corrupt(format!(
+                        "wal continues a snapshot of {base} entries, state holds {} and no wal.prev bridges them",
+                        state.size()
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let from = state.size();
+            // A stat of `wal.prev` is harmless: nothing writes it any more.
+            let len = prev.metadata()?.len();
+            let mut header = [0u8; WAL_HEADER as usize];
+            let n = read_up_to(&prev, &mut header, 0)?;
+            let prev_base = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
+            if n < header.len() || &header[..8] != WAL_MAGIC || prev_base > from {
+                return Err(StorageError::Corrupt(format!(
+                    "wal.prev does not continue the state of {from} entries"
+                )));
+            }
+            let data = read_records(&prev, WAL_HEADER, len)?;
+            replay(&mut state, &data, WAL_HEADER, done)?;
+            if state.size() != base {
+                return Err(StorageError::Corrupt(format!(
+                    "wal.prev ends at {} entries, the wal begins at {base}",
+                    state.size()
+                )));
+            }
+            let due = SnapshotDue {
+                from,
+                state: state.clone(),
+            };
+            return Ok((state, Some(due)));
+        }
     }
 
     fn read_full(&self, rel: &str) -> Result<Option<Vec<u8>>, StorageError> {
@@ -714,6 +838,110 @@ mod tests {
         let log = FsLog::open(&d.0).unwrap();
         assert_eq!(log.head().unwrap(), (3000, merkle::root_of(&leaves)));
         assert_eq!(entries_from(&log, 0, 3000).unwrap(), all);
+    }
+
+    /// A snapshot begins a new WAL generation without copying a record:
+    /// while its files are fsynced, `wal.prev` bridges the old `state` to
+    /// the new generation for every view (another process's, a restart's),
+    /// and a later batch finishes it without replacing `wal`.
+    #[test]
+    fn a_snapshot_under_way_is_read_through_wal_prev_and_finished_in_place() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tmp("due");
+        let all = entries(900);
+        let leaves: Vec<Hash> = all.iter().map(|e| merkle::leaf_hash(e)).collect();
+        let other = {
+            let log = FsLog::open(&d.0).unwrap();
+            let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
+            s.append(&all[..300]).unwrap();
+            let other = FsLog::open(&d.0).unwrap();
+            assert_eq!(other.head().unwrap().0, 300);
+            drop(s);
+            let mut w = log.writer().unwrap();
+            w.load().unwrap();
+            w.begin_snapshot_only().unwrap();
+            assert!(d.0.join(WAL_PREV).exists());
+            assert_eq!(fs::metadata(d.0.join("wal")).unwrap().len(), WAL_HEADER);
+            let mut s = Sequencer::open(w).unwrap();
+            s.append(&all[300..500]).unwrap();
+            // The writer stops here (a crash, as far as the files go): no
+            // `state` yet, the snapshot due.
+            assert!(!d.0.join("state").exists());
+            other
+        };
+        assert_eq!(
+            other.head().unwrap(),
+            (500, merkle::root_of(&leaves[..500]))
+        );
+        let log = FsLog::open(&d.0).unwrap();
+        assert_eq!(log.head().unwrap(), (500, merkle::root_of(&leaves[..500])));
+        let wal_inode = fs::metadata(d.0.join("wal")).unwrap().ino();
+        // The next writer finishes the due snapshot after its batches.
+        let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
+        let mut next = 500;
+        while d.0.join(WAL_PREV).exists() {
+            assert!(next < 900, "the due snapshot was never finished");
+            s.append(&all[next..next + 1]).unwrap();
+            next += 1;
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        // The snapshot is of the generation's start.
+        assert_eq!(read_state(&d.0).unwrap().size(), 300);
+        assert_eq!(
+            fs::metadata(d.0.join("wal")).unwrap().ino(),
+            wal_inode,
+            "finishing the snapshot replaced the wal"
+        );
+        s.append(&all[next..]).unwrap();
+        drop(s);
+        assert_eq!(other.head().unwrap(), (900, merkle::root_of(&leaves)));
+        let log = FsLog::open(&d.0).unwrap();
+        assert_eq!(log.head().unwrap(), (900, merkle::root_of(&leaves)));
+        assert_eq!(entries_from(&log, 0, 900).unwrap(), all);
+    }
+
+    /// A crash at each step of beginning or finishing a snapshot leaves a
+    /// log that opens with every batch, and the leftovers are removed.
+    #[test]
+    fn a_crash_at_any_step_of_a_snapshot_recovers() {
+        let d = tmp("snapsteps");
+        let all = entries(700);
+        let leaves: Vec<Hash> = all.iter().map(|e| merkle::leaf_hash(e)).collect();
+        let head = |n: usize| (n as u64, merkle::root_of(&leaves[..n]));
+        {
+            let log = FsLog::open(&d.0).unwrap();
+            let mut s = Sequencer::open(log.writer().unwrap()).unwrap();
+            s.append(&all[..300]).unwrap();
+        }
+        // The new generation half written.
+        fs::write(d.0.join(WAL_NEXT), b"credwal1\x2c\x01").unwrap();
+        assert_eq!(FsLog::open(&d.0).unwrap().head().unwrap(), head(300));
+        assert!(!d.0.join(WAL_NEXT).exists());
+        // `wal` linked to `wal.prev`, the new generation not renamed yet.
+        fs::hard_link(d.0.join("wal"), d.0.join(WAL_PREV)).unwrap();
+        assert_eq!(FsLog::open(&d.0).unwrap().head().unwrap(), head(300));
+        assert!(!d.0.join(WAL_PREV).exists());
+        // `state` replaced, `wal.prev` not yet removed.
+        let old_wal = fs::read(d.0.join("wal")).unwrap();
+        {
+            let log = FsLog::open(&d.0).unwrap();
+            let mut w = log.writer().unwrap();
+            w.load().unwrap();
+            w.snapshot().unwrap();
+            let mut s = Sequencer::open(w).unwrap();
+            s.append(&all[300..700]).unwrap();
+        }
+        fs::write(d.0.join(WAL_PREV), &old_wal).unwrap();
+        let log = FsLog::open(&d.0).unwrap();
+        assert_eq!(log.head().unwrap(), head(700));
+        assert!(!d.0.join(WAL_PREV).exists());
+        assert_eq!(entries_from(&log, 0, 700).unwrap(), all);
+        // A `wal.prev` that does not reach the new generation is refused.
+        drop(log);
+        fs::remove_file(d.0.join("state")).unwrap();
+        // (The first record, 300 entries, is longer than 2,000 bytes.)
+        fs::write(d.0.join(WAL_PREV), &old_wal[..2000]).unwrap();
+        assert!(matches!(FsLog::open(&d.0), Err(StorageError::Corrupt(_))));
     }
 
     /// A lone writer's batches, and the heads read between them, never

@@ -3,8 +3,8 @@
 //! full tiles and bundles after the fsync, and the background snapshot.
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,21 +14,23 @@ use crate::tiles::{self, TILE_WIDTH, TileId, bundle_path, tile_path};
 
 use super::files::{encode_state, write_atomic, write_file};
 use super::wal::write_zeros;
-use super::{FsLog, WAL_HEADER, WAL_LIMIT, WAL_MAGIC, WAL_PREALLOC};
+use super::{
+    FsLog, SnapshotDue, WAL_HEADER, WAL_LIMIT, WAL_MAGIC, WAL_NEXT, WAL_PREALLOC, WAL_PREV,
+};
+
+/// How long a snapshot whose files failed to fsync waits before it is tried
+/// again.
+const SNAPSHOT_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub(super) const SNAP_RUNNING: u8 = 0;
 pub(super) const SNAP_READY: u8 = 1;
 pub(super) const SNAP_FAILED: u8 = 2;
 
-/// A snapshot whose files a background thread is making durable.
+/// The background fsync of a due snapshot's full tiles and bundles.
 #[derive(Debug)]
 struct Snapshot {
-    /// Encoded `state` file.
-    state: Vec<u8>,
+    /// The generation whose snapshot it is (the log size it ends at).
     size: u64,
-    /// WAL generation and the offset in it up to which `size` reaches.
-    base: u64,
-    wal_offset: u64,
     status: Arc<std::sync::atomic::AtomicU8>,
 }
 
@@ -78,8 +80,13 @@ pub struct FsWriter {
     /// The file may hold bytes past what is durable (a failed write or
     /// fsync): cut them off and re-sync before the next record.
     broken: bool,
-    /// A snapshot in progress.
+    /// The fsync of a due snapshot's files, in progress.
     snap: Option<Snapshot>,
+    /// A failed snapshot fsync is retried from here on.
+    snap_retry: Option<std::time::Instant>,
+    /// A new WAL generation was renamed into place but the directory's
+    /// fsync failed: no record may go into it until one succeeds.
+    dir_unsynced: bool,
     /// WAL size that starts a snapshot ([`WAL_LIMIT`]).
     wal_limit: u64,
     /// Zeros kept ahead of the last record ([`WAL_PREALLOC`]).
@@ -124,6 +131,8 @@ impl FsWriter {
             locked: false,
             broken: true,
             snap: None,
+            snap_retry: None,
+            dir_unsynced: false,
             wal_limit: WAL_LIMIT,
             wal_prealloc: WAL_PREALLOC,
             wal_alloc: 0,
@@ -198,17 +207,71 @@ impl FsWriter {
         Ok(f)
     }
 
-    /// Start a snapshot of the current state: a background thread fsyncs
-    /// the full tiles and bundles completed since the WAL's generation
-    /// began (off the commit path: that is hundreds of fsyncs); a later
-    /// commit then finishes it ([`FsWriter::finish_snapshot`]). Under the lock.
-    fn start_snapshot(&mut self) -> Result<(), StorageError> {
+    /// Begin a snapshot at the current size (under the lock, after a
+    /// durable batch): a new WAL generation starts here, and the old file
+    /// stays as `wal.prev` until the snapshot is finished. Nothing is
+    /// copied: a small header is written and fsynced, `wal` is linked to
+    /// `wal.prev`, the new file renamed over `wal`, and the directory
+    /// fsynced, so the log has a `wal` at every instant and a crash at any
+    /// step leaves either generation complete.
+    fn begin_snapshot(&mut self) -> Result<(), StorageError> {
         self.flush_pending()?;
-        let (state, base, seen) = {
+        let (state, from) = {
             let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
-            (s.state.clone(), s.base, s.wal_seen)
+            if s.snapshot_due.is_some() {
+                return Ok(());
+            }
+            // With no snapshot due, `state` holds the generation's base.
+            (s.state.clone(), s.base)
         };
-        let files = full_files_between(&self.log.dir, base, state.size());
+        let dir = &self.log.dir;
+        let size = state.size();
+        let next = dir.join(WAL_NEXT);
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&next)?;
+        f.write_all(WAL_MAGIC)?;
+        f.write_all(&size.to_le_bytes())?;
+        f.sync_all()?;
+        // A `wal.prev` here is stale: no snapshot is due.
+        match fs::remove_file(dir.join(WAL_PREV)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        fs::hard_link(dir.join("wal"), dir.join(WAL_PREV))?;
+        fs::rename(&next, dir.join("wal"))?;
+        // From here on `wal` is the new file, whatever else fails.
+        {
+            let mut s = self.log.shared.write().unwrap_or_else(|e| e.into_inner());
+            s.base = size;
+            s.wal_seen = WAL_HEADER;
+            s.snapshot_due = Some(SnapshotDue { from, state });
+        }
+        self.wal = Some(f);
+        self.wal_alloc = WAL_HEADER;
+        self.broken = false;
+        self.keep_tail = false;
+        self.dir_unsynced = true;
+        self.sync_dir()
+    }
+
+    /// fsync the directory if a new generation's name is not yet durable.
+    fn sync_dir(&mut self) -> Result<(), StorageError> {
+        if self.dir_unsynced {
+            File::open(&self.log.dir)?.sync_all()?;
+            self.dir_unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Start the background fsync of the due snapshot's full tiles and
+    /// bundles (hundreds of files: off the commit path).
+    fn spawn_snapshot_sync(&mut self, from: u64, size: u64) -> Result<(), StorageError> {
+        self.flush_pending()?;
+        let files = full_files_between(&self.log.dir, from, size);
         let status = Arc::new(std::sync::atomic::AtomicU8::new(SNAP_RUNNING));
         let st = status.clone();
         std::thread::Builder::new()
@@ -217,40 +280,80 @@ impl FsWriter {
                 let ok = sync_files(&files).is_ok();
                 st.store(if ok { SNAP_READY } else { SNAP_FAILED }, Ordering::Release);
             })?;
-        self.snap = Some(Snapshot {
-            state: encode_state(&state)?,
-            size: state.size(),
-            base,
-            wal_offset: seen,
-            status,
-        });
+        self.snap = Some(Snapshot { size, status });
         Ok(())
     }
 
-    /// Finish a snapshot whose files are durable: replace `state`, start a
-    /// new WAL generation holding the records after it. Under the lock.
+    /// Finish the due snapshot whose files are durable: replace `state`
+    /// (temp, fsync, rename, fsync of the directory) and remove `wal.prev`.
+    /// Under the lock.
     fn finish_snapshot(&mut self) -> Result<(), StorageError> {
         let Some(snap) = self.snap.take() else {
             return Ok(());
         };
-        let (base, seen) = self.wal_seen();
-        if base != snap.base || seen < snap.wal_offset {
-            return Ok(()); // another writer took one meanwhile
+        let due = {
+            let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
+            match &s.snapshot_due {
+                // Still this generation's (another process may have moved on).
+                Some(d) if d.state.size() == snap.size && s.base == snap.size => d.state.clone(),
+                _ => return Ok(()),
+            }
+        };
+        write_atomic(&self.log.dir, "state", &encode_state(&due)?, true)?;
+        match fs::remove_file(self.log.dir.join(WAL_PREV)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
         }
-        write_atomic(&self.log.dir, "state", &snap.state, true)?;
-        let mut wal = WAL_MAGIC.to_vec();
-        wal.extend_from_slice(&snap.size.to_le_bytes());
-        let mut f = File::open(self.log.dir.join("wal"))?;
-        f.seek(SeekFrom::Start(snap.wal_offset))?;
-        f.take(seen - snap.wal_offset).read_to_end(&mut wal)?;
-        write_atomic(&self.log.dir, "wal", &wal, true)?;
-        {
-            let mut s = self.log.shared.write().unwrap_or_else(|e| e.into_inner());
-            s.base = snap.size;
-            s.wal_seen = wal.len() as u64;
-        }
-        self.wal = None; // the old file was replaced
+        self.log
+            .shared
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .snapshot_due = None;
         Ok(())
+    }
+
+    /// After a durable batch: move a snapshot along (begin one past
+    /// [`WAL_LIMIT`], fsync its files in the background, finish it).
+    /// Failures are left for a later batch: the WALs still hold everything.
+    fn advance_snapshot(&mut self, seen: u64) {
+        match self.snap.as_ref().map(|s| s.status.load(Ordering::Acquire)) {
+            Some(SNAP_READY) => {
+                let _ = self.finish_snapshot();
+            }
+            Some(SNAP_FAILED) => {
+                self.snap = None;
+                self.snap_retry = Some(std::time::Instant::now() + SNAPSHOT_RETRY);
+            }
+            Some(_) => {}
+            None => {
+                if self
+                    .snap_retry
+                    .is_some_and(|t| std::time::Instant::now() < t)
+                {
+                    return;
+                }
+                let due = {
+                    let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
+                    s.snapshot_due.as_ref().map(|d| (d.from, d.state.size()))
+                };
+                let due = match due {
+                    Some(d) => Some(d),
+                    None if seen > self.wal_limit => {
+                        if self.begin_snapshot().is_err() {
+                            self.snap_retry = Some(std::time::Instant::now() + SNAPSHOT_RETRY);
+                        }
+                        let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
+                        s.snapshot_due.as_ref().map(|d| (d.from, d.state.size()))
+                    }
+                    None => None,
+                };
+                if let Some((from, size)) = due
+                    && self.spawn_snapshot_sync(from, size).is_err()
+                {
+                    self.snap_retry = Some(std::time::Instant::now() + SNAPSHOT_RETRY);
+                }
+            }
+        }
     }
 
     /// Change the WAL size that starts a snapshot (tests).
@@ -270,8 +373,19 @@ impl FsWriter {
         self.log.lock.lock()?;
         self.locked = true;
         let r = (|| {
+            let refresh = self.log.refresh.clone();
             self.log.sync_view(true)?;
-            self.start_snapshot()?;
+            let _view = refresh.lock().unwrap_or_else(|e| e.into_inner());
+            self.sync_dir()?;
+            self.begin_snapshot()?;
+            let (from, size) = {
+                let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
+                match &s.snapshot_due {
+                    Some(d) => (d.from, d.state.size()),
+                    None => return Ok(()),
+                }
+            };
+            self.spawn_snapshot_sync(from, size)?;
             while self
                 .snap
                 .as_ref()
@@ -284,6 +398,20 @@ impl FsWriter {
                 _ => Err(StorageError::Backend("snapshot fsync failed".into())),
             }
         })();
+        self.unlock();
+        r
+    }
+
+    /// Begin a snapshot and leave it due, as a crash after the new
+    /// generation was renamed into place would (tests).
+    #[cfg(test)]
+    pub(super) fn begin_snapshot_only(&mut self) -> Result<(), StorageError> {
+        self.log.lock.lock()?;
+        self.locked = true;
+        let r = self
+            .log
+            .sync_view(true)
+            .and_then(|()| self.begin_snapshot());
         self.unlock();
         r
     }
@@ -386,6 +514,7 @@ impl FsWriter {
         // a new generation).
         let mut at = None;
         let res = (|| {
+            self.sync_dir()?;
             self.wal_file()?;
             let (_, seen) = self.wal_seen();
             at = Some(seen);
@@ -467,18 +596,7 @@ impl FsWriter {
             s.publish_newer(batch.after);
             s.wal_seen
         };
-        // A failed snapshot is retried later; the WAL still holds everything.
-        match self.snap.as_ref().map(|s| s.status.load(Ordering::Acquire)) {
-            Some(SNAP_READY) => {
-                let _ = self.finish_snapshot();
-            }
-            Some(SNAP_FAILED) => self.snap = None,
-            Some(_) => {}
-            None if seen > self.wal_limit => {
-                let _ = self.start_snapshot();
-            }
-            None => {}
-        }
+        self.advance_snapshot(seen);
         Ok(())
     }
 }
