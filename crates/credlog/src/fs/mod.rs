@@ -27,8 +27,8 @@
 //!
 //! When `wal` exceeds [`WAL_LIMIT`] bytes, a *snapshot* begins at the
 //! current size: a new WAL generation starts there, and the old file stays
-//! as `wal.prev` (a header is written and fsynced to `wal.next`, `wal` is
-//! hard-linked to `wal.prev`, `wal.next` renamed over `wal`, the directory
+//! as `wal.prev` (a header is written and fsynced to `wal.next.<pid>`,
+//! `wal` is hard-linked to `wal.prev`, that file renamed over `wal`, the directory
 //! fsynced; the log has a `wal` at every instant). A background thread then
 //! fsyncs the full tiles and bundles completed during the old generation,
 //! and a later commit finishes the snapshot: it replaces `state`
@@ -39,9 +39,21 @@
 //! meanwhile into it, and that copy and its fsync held the commit path for
 //! 60–85 ms once per [`WAL_LIMIT`] bytes under load (`bench/RESULTS.md`).
 //!
+//! The next generation's file is prepared before it is needed: once the
+//! WAL passes half of [`WAL_LIMIT`], a background thread writes
+//! `wal.next.<pid>` full of zeros ([`WAL_LIMIT`] plus [`WAL_PREALLOC`] bytes, fsynced a
+//! mebibyte at a time), and the snapshot then only writes its header. A
+//! generation therefore starts with all the zeros it will need, and no
+//! commit writes any (see "Why the WAL is preallocated"): before, every
+//! [`WAL_PREALLOC`] bytes one commit wrote and flushed 4 MiB of zeros, a
+//! 5–25 ms stall of every request waiting for it. If the file is not ready
+//! the snapshot waits for it (the WAL runs a little past the limit); if it
+//! could not be written, the generation starts empty and commits write
+//! zeros as they go, as the first generation does.
+//!
 //! While a snapshot is due, `state` is older than the current generation
 //! and every view reads `wal.prev` on top of it ([`FsLog`]'s `state_at`). A
-//! crash at any step leaves either generation complete: a `wal.next` is
+//! crash at any step leaves either generation complete: a `wal.next.<pid>` is
 //! removed, a `wal.prev` no longer needed (the same file as `wal`, or older
 //! than `state`) is removed, and a snapshot found due is finished by the
 //! next writer. Per entry the durable cost is one share of one `fdatasync`
@@ -210,8 +222,14 @@ const WAL_HEADER: u64 = 16;
 
 /// The previous WAL generation while a snapshot is under way.
 const WAL_PREV: &str = "wal.prev";
-/// A new generation being created (removed if a crash leaves it).
-const WAL_NEXT: &str = "wal.next";
+/// A new generation being created or prepared, by the process whose id
+/// follows (a crash's leftovers are removed; two processes never write one).
+const WAL_NEXT: &str = "wal.next.";
+
+/// This process's name for its next WAL generation.
+fn wal_next_name() -> String {
+    format!("{WAL_NEXT}{}", std::process::id())
+}
 
 /// What readers see: the durable right edge, already encoded.
 #[derive(Debug, Default)]
@@ -280,6 +298,10 @@ pub struct FsLog {
     shared: Arc<RwLock<Shared>>,
     lock: Arc<File>,
     has_writer: Arc<AtomicBool>,
+    /// This process's writer is filling its `wal.next.<pid>` with zeros,
+    /// or holds it filled for its next snapshot (a repair then leaves the
+    /// file alone).
+    preparing: Arc<AtomicBool>,
     /// Serialises refreshes of this view.
     refresh: Arc<Mutex<()>>,
     /// Times this view looked at the WAL in full, with a `stat` (tests).
@@ -302,6 +324,7 @@ impl FsLog {
             shared: Arc::default(),
             lock: Arc::new(lock),
             has_writer: Arc::default(),
+            preparing: Arc::default(),
             refresh: Arc::default(),
             #[cfg(test)]
             full_looks: Arc::default(),
@@ -468,11 +491,7 @@ impl FsLog {
                 f.set_len((start + pos) as u64)?;
                 f.sync_all()?;
             }
-            // A generation a crash left half made.
-            match fs::remove_file(self.dir.join(WAL_NEXT)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-                _ => {}
-            }
+            self.remove_stale_next()?;
             let mut dirs = Default::default();
             for (id, bytes) in done_tiles.drain() {
                 write_file(&self.dir, &tile_path(id, TILE_WIDTH), &bytes, &mut dirs)?;
@@ -495,6 +514,26 @@ impl FsLog {
         s.pending_bundles
             .retain(|i, _| !dir.join(bundle_path(*i, TILE_WIDTH)).exists());
         s.publish(state)
+    }
+
+    /// Remove generations a crash left half made: every `wal.next.<pid>`
+    /// but the one this process's writer is preparing. (Another process's
+    /// file being prepared goes too; that process then starts its next
+    /// generation empty.)
+    fn remove_stale_next(&self) -> Result<(), StorageError> {
+        let own = wal_next_name();
+        let preparing = self.preparing.load(Ordering::Acquire);
+        for e in fs::read_dir(&self.dir)? {
+            let name = e?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with(WAL_NEXT) && !(preparing && name == own) {
+                match fs::remove_file(self.dir.join(name)) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The log as of the start of the WAL generation `base`: the `state`
@@ -900,6 +939,50 @@ mod tests {
         assert_eq!(entries_from(&log, 0, 900).unwrap(), all);
     }
 
+    /// The next generation's file is filled with zeros in the background
+    /// before the snapshot that starts it: the commits of that generation
+    /// write no zeros of their own.
+    #[test]
+    fn a_prepared_generation_needs_no_zeros_from_its_commits() {
+        let d = tmp("prep");
+        let all = entries(4000);
+        let leaves: Vec<Hash> = all.iter().map(|e| merkle::leaf_hash(e)).collect();
+        let log = FsLog::open(&d.0).unwrap();
+        let mut w = log.writer().unwrap();
+        w.set_wal_limit(16 * 1024);
+        w.set_wal_prealloc(4 * 1024);
+        let mut s = Sequencer::open(w).unwrap();
+        let base = |log: &FsLog| log.shared.read().unwrap().base;
+        let mut next = 0;
+        // Past half the limit: the preparation starts; wait for it.
+        while !s.storage().next_wal_ready() {
+            assert!(next < 1500, "wal.next was never prepared");
+            s.append(&all[next..next + 10]).unwrap();
+            next += 10;
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(base(&log), 0, "prepared before the snapshot began");
+        while base(&log) == 0 {
+            assert!(next < 3000, "no snapshot began");
+            s.append(&all[next..next + 10]).unwrap();
+            next += 10;
+        }
+        let fills = s.storage().zero_fills;
+        // About 6 KB of records, well inside the prepared 20 KB.
+        for _ in 0..40 {
+            s.append(&all[next..next + 10]).unwrap();
+            next += 10;
+        }
+        assert_eq!(s.storage().zero_fills, fills, "a commit wrote zeros");
+        drop(s);
+        let log = FsLog::open(&d.0).unwrap();
+        assert_eq!(
+            log.head().unwrap(),
+            (next as u64, merkle::root_of(&leaves[..next]))
+        );
+        assert_eq!(entries_from(&log, 0, next as u64).unwrap(), all[..next]);
+    }
+
     /// A crash at each step of beginning or finishing a snapshot leaves a
     /// log that opens with every batch, and the leftovers are removed.
     #[test]
@@ -914,9 +997,10 @@ mod tests {
             s.append(&all[..300]).unwrap();
         }
         // The new generation half written.
-        fs::write(d.0.join(WAL_NEXT), b"credwal1\x2c\x01").unwrap();
+        let next = d.0.join(format!("{WAL_NEXT}4242"));
+        fs::write(&next, b"credwal1\x2c\x01").unwrap();
         assert_eq!(FsLog::open(&d.0).unwrap().head().unwrap(), head(300));
-        assert!(!d.0.join(WAL_NEXT).exists());
+        assert!(!next.exists());
         // `wal` linked to `wal.prev`, the new generation not renamed yet.
         fs::hard_link(d.0.join("wal"), d.0.join(WAL_PREV)).unwrap();
         assert_eq!(FsLog::open(&d.0).unwrap().head().unwrap(), head(300));

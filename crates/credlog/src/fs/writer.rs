@@ -14,9 +14,7 @@ use crate::tiles::{self, TILE_WIDTH, TileId, bundle_path, tile_path};
 
 use super::files::{encode_state, write_atomic, write_file};
 use super::wal::write_zeros;
-use super::{
-    FsLog, SnapshotDue, WAL_HEADER, WAL_LIMIT, WAL_MAGIC, WAL_NEXT, WAL_PREALLOC, WAL_PREV,
-};
+use super::{FsLog, SnapshotDue, WAL_HEADER, WAL_LIMIT, WAL_MAGIC, WAL_PREALLOC, WAL_PREV};
 
 /// How long a snapshot whose files failed to fsync waits before it is tried
 /// again.
@@ -25,6 +23,19 @@ const SNAPSHOT_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 pub(super) const SNAP_RUNNING: u8 = 0;
 pub(super) const SNAP_READY: u8 = 1;
 pub(super) const SNAP_FAILED: u8 = 2;
+
+/// The next WAL generation's file, being filled with zeros in the
+/// background (see the module docs of [`super`], "Snapshots").
+#[derive(Debug)]
+struct NextWal {
+    /// Its length once filled.
+    len: u64,
+    status: Arc<std::sync::atomic::AtomicU8>,
+}
+
+/// Zeros per write and `fdatasync` while preparing the next WAL: its
+/// writeback is spread out instead of queued ahead of commits at once.
+const PREPARE_CHUNK: u64 = 1024 * 1024;
 
 /// The background fsync of a due snapshot's full tiles and bundles.
 #[derive(Debug)]
@@ -82,6 +93,8 @@ pub struct FsWriter {
     broken: bool,
     /// The fsync of a due snapshot's files, in progress.
     snap: Option<Snapshot>,
+    /// The next generation's file, prepared ahead of the snapshot.
+    next_wal: Option<NextWal>,
     /// A failed snapshot fsync is retried from here on.
     snap_retry: Option<std::time::Instant>,
     /// A new WAL generation was renamed into place but the directory's
@@ -118,6 +131,7 @@ impl Drop for FsWriter {
             s.base = u64::MAX;
         }
         self.unlock();
+        self.log.preparing.store(false, Ordering::Release);
         self.log.has_writer.store(false, Ordering::Release);
     }
 }
@@ -132,6 +146,7 @@ impl FsWriter {
             broken: true,
             snap: None,
             snap_retry: None,
+            next_wal: None,
             dir_unsynced: false,
             wal_limit: WAL_LIMIT,
             wal_prealloc: WAL_PREALLOC,
@@ -224,18 +239,56 @@ impl FsWriter {
             // With no snapshot due, `state` holds the generation's base.
             (s.state.clone(), s.base)
         };
-        let dir = &self.log.dir;
+        let dir = self.log.dir.clone();
         let size = state.size();
-        let next = dir.join(WAL_NEXT);
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&next)?;
-        f.write_all(WAL_MAGIC)?;
-        f.write_all(&size.to_le_bytes())?;
-        f.sync_all()?;
+        let next = dir.join(super::wal_next_name());
+        let mut header = WAL_MAGIC.to_vec();
+        header.extend_from_slice(&size.to_le_bytes());
+        let prepared = match self
+            .next_wal
+            .as_ref()
+            .map(|n| n.status.load(Ordering::Acquire))
+        {
+            // Not filled yet: the WAL runs on past the limit meanwhile.
+            Some(SNAP_RUNNING) => return Ok(()),
+            Some(SNAP_READY) => self.next_wal.take().map(|n| n.len),
+            _ => {
+                self.next_wal = None;
+                None
+            }
+        };
+        // Used now (or failed): a repair may remove a leftover from here on.
+        self.log.preparing.store(false, Ordering::Release);
+        // The prepared file (overwriting its first zeros), or else an empty
+        // one (another process's repair may have removed it).
+        let opened = match prepared {
+            Some(len) => OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&next)
+                .ok()
+                .map(|f| (f, len)),
+            None => None,
+        };
+        let (f, alloc) = match opened {
+            Some((f, len)) => {
+                use std::os::unix::fs::FileExt;
+                f.write_all_at(&header, 0)?;
+                f.sync_data()?;
+                (f, len)
+            }
+            None => {
+                let mut f = OpenOptions::new()
+                    .create(true)
+                    .truncate(true)
+                    .read(true)
+                    .write(true)
+                    .open(&next)?;
+                f.write_all(&header)?;
+                f.sync_all()?;
+                (f, WAL_HEADER)
+            }
+        };
         // A `wal.prev` here is stale: no snapshot is due.
         match fs::remove_file(dir.join(WAL_PREV)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
@@ -251,7 +304,7 @@ impl FsWriter {
             s.snapshot_due = Some(SnapshotDue { from, state });
         }
         self.wal = Some(f);
-        self.wal_alloc = WAL_HEADER;
+        self.wal_alloc = alloc;
         self.broken = false;
         self.keep_tail = false;
         self.dir_unsynced = true;
@@ -264,6 +317,48 @@ impl FsWriter {
             File::open(&self.log.dir)?.sync_all()?;
             self.dir_unsynced = false;
         }
+        Ok(())
+    }
+
+    /// Start filling `wal.next` with zeros in the background.
+    fn prepare_next_wal(&mut self) -> Result<(), StorageError> {
+        let len = self.wal_limit + self.wal_prealloc + 4;
+        let path = self.log.dir.join(super::wal_next_name());
+        let status = Arc::new(std::sync::atomic::AtomicU8::new(SNAP_RUNNING));
+        let (st, preparing) = (status.clone(), self.log.preparing.clone());
+        preparing.store(true, Ordering::Release);
+        let spawned = std::thread::Builder::new()
+            .name("credlog-wal-prep".into())
+            .spawn(move || {
+                let r = (|| -> Result<(), StorageError> {
+                    let f = OpenOptions::new()
+                        .create(true)
+                        .truncate(true)
+                        .write(true)
+                        .open(&path)?;
+                    let mut at = 0;
+                    while at < len {
+                        let to = (at + PREPARE_CHUNK).min(len);
+                        write_zeros(&f, at, to)?;
+                        f.sync_data()?;
+                        at = to;
+                    }
+                    f.sync_all()?;
+                    Ok(())
+                })();
+                st.store(
+                    if r.is_ok() { SNAP_READY } else { SNAP_FAILED },
+                    Ordering::Release,
+                );
+                if r.is_err() {
+                    preparing.store(false, Ordering::Release);
+                }
+            });
+        if let Err(e) = spawned {
+            self.log.preparing.store(false, Ordering::Release);
+            return Err(e.into());
+        }
+        self.next_wal = Some(NextWal { len, status });
         Ok(())
     }
 
@@ -336,6 +431,9 @@ impl FsWriter {
                     let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
                     s.snapshot_due.as_ref().map(|d| (d.from, d.state.size()))
                 };
+                if due.is_none() && self.next_wal.is_none() && seen > self.wal_limit / 2 {
+                    let _ = self.prepare_next_wal();
+                }
                 let due = match due {
                     Some(d) => Some(d),
                     None if seen > self.wal_limit => {
@@ -377,6 +475,7 @@ impl FsWriter {
             self.log.sync_view(true)?;
             let _view = refresh.lock().unwrap_or_else(|e| e.into_inner());
             self.sync_dir()?;
+            self.wait_for_next_wal();
             self.begin_snapshot()?;
             let (from, size) = {
                 let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
@@ -402,12 +501,33 @@ impl FsWriter {
         r
     }
 
+    /// Wait until a `wal.next` being prepared is filled (or failed).
+    fn wait_for_next_wal(&self) {
+        while self
+            .next_wal
+            .as_ref()
+            .is_some_and(|n| n.status.load(Ordering::Acquire) == SNAP_RUNNING)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
+    /// Whether a prepared `wal.next` is filled and waits for the next
+    /// snapshot (tests).
+    #[cfg(test)]
+    pub(super) fn next_wal_ready(&self) -> bool {
+        self.next_wal
+            .as_ref()
+            .is_some_and(|n| n.status.load(Ordering::Acquire) == SNAP_READY)
+    }
+
     /// Begin a snapshot and leave it due, as a crash after the new
     /// generation was renamed into place would (tests).
     #[cfg(test)]
     pub(super) fn begin_snapshot_only(&mut self) -> Result<(), StorageError> {
         self.log.lock.lock()?;
         self.locked = true;
+        self.wait_for_next_wal();
         let r = self
             .log
             .sync_view(true)
