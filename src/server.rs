@@ -210,6 +210,31 @@ impl Gateway {
     pub fn checkpoint_verifier_key(&self) -> String {
         self.checkpoint_signer.verifier_key()
     }
+
+    /// Close a gateway that never served (`quickstart --no-serve`): the
+    /// log commits what it holds, the search indexer catches up and stops,
+    /// a checkpoint is signed, the store closes. Dropping it instead ended
+    /// the runtime under the indexer (a spurious "audit index batch failed
+    /// … was cancelled" warning, and an index left behind until the next
+    /// start).
+    pub async fn close(self) {
+        let Gateway {
+            live,
+            audit_task,
+            checkpoint_signer,
+            settings,
+            ..
+        } = self;
+        let store = live.app().store.clone();
+        drop(live);
+        let _ = audit_task.await;
+        if let Err(e) =
+            audit::checkpoint_once(&store, &checkpoint_signer, &settings.audit.origin).await
+        {
+            tracing::warn!(error = %e, "final checkpoint failed");
+        }
+        store.close().await;
+    }
 }
 
 /// Append the entries of changes that committed before a crash cut their

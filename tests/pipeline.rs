@@ -1108,3 +1108,63 @@ async fn a_panicking_audit_writer_is_reopened_and_serving_resumes() {
     drop(audit);
     gw.stop().await;
 }
+
+/// A gateway closed without serving (`quickstart --no-serve` calls
+/// `Gateway::close`) commits its entries, leaves the search index covering
+/// the whole log and signs a checkpoint for it, on both stores. (Dropped
+/// instead, it ended the runtime under the indexer: a "task … was
+/// cancelled" warning, and an index and checkpoint behind the log.)
+#[tokio::test]
+async fn a_gateway_closed_without_serving_leaves_its_log_indexed_and_signed() {
+    let dir = TempDir::new("close");
+    let (url, pg) = test_database(&dir.0).await;
+    let cfg = config(&dir.0, &url);
+    let entry = |rid: String| AuditEntry {
+        v: credgate::audit::ENTRY_VERSION,
+        ts: "2026-12-01T08:00:00.000Z".into(),
+        request_id: rid,
+        gateway: cfg.server.gateway_id.clone(),
+        org: Some(ids::BANK.into()),
+        cert_fp: Some("ab".repeat(32)),
+        action: "query".into(),
+        subject_type: Some("legal_person".into()),
+        subject: Some(format!("k1:{}", "cd".repeat(32))),
+        purpose: Some("financing".into()),
+        consent: None,
+        fields: vec![],
+        records: 0,
+        status: 200,
+        outcome: "ok".into(),
+        policy: Some("0123456789abcdef0123456789abcdef".into()),
+    };
+    let gw = credgate::server::Gateway::build(&cfg).await.unwrap();
+    {
+        let app = gw.app();
+        for i in 0..5 {
+            app.audit
+                .append(&entry(format!("r-close-{i}")))
+                .await
+                .unwrap();
+        }
+    }
+    gw.close().await;
+    let store = credgate::store::Store::connect_config(&cfg).await.unwrap();
+    let (size, _) = store.log_head().await.unwrap();
+    assert_eq!(size, 5);
+    assert_eq!(
+        store.index_pending(0).await.unwrap(),
+        (5, 5),
+        "the index covers the whole log"
+    );
+    let (signed, _) = store.checkpoint(None).await.unwrap().expect("a checkpoint");
+    assert_eq!(signed, 5, "the last checkpoint signs the whole log");
+    store.close().await;
+    if let Some(db) = pg {
+        let base = std::env::var("CREDGATE_TEST_DATABASE_URL").unwrap();
+        let admin = credgate::store::Store::connect_admin(&base).await.unwrap();
+        let _ = admin
+            .execute_raw(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .await;
+        admin.close().await;
+    }
+}

@@ -859,6 +859,7 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), CliError> {
         crate::consent::dev::example(&dev, &args.certs, cfg.server.listen, &self_path())
     );
     if args.no_serve {
+        gw.close().await;
         return Ok(());
     }
     serve_with(&cfg, gw).await
