@@ -9,6 +9,8 @@
 #   bash bench/profile.sh io      [BIN]   # bytes written per request, per thread name
 #   bash bench/profile.sh commits [BIN]   # at a fixed RATE (2000/s, c=16): block I/O requests
 #                                         # per group commit, mean commit time, p99 latency
+#   bash bench/profile.sh stalls [BIN]    # at a fixed RATE (7000/s, c=64) for DUR (15 s), past
+#                                         # a WAL snapshot: commits over 5/10/25 ms, p99/p99.9/max
 #
 # BIN defaults to the release build (built if missing). Environment: CONC
 # (concurrency, 64), DUR (seconds measured, 5), WORK (work directory; a new
@@ -38,7 +40,7 @@ fi
 case $mode in
   instr) need valgrind || DEBIAN_FRONTEND=noninteractive apt-get install -y -q valgrind >/dev/null ;;
   perf|commits) need perf || DEBIAN_FRONTEND=noninteractive apt-get install -y -q linux-perf >/dev/null ;;
-  cpu|switches|io) ;;
+  cpu|switches|io|stalls) ;;
   *) echo "profile: unknown mode $mode" >&2; exit 2 ;;
 esac
 if [ ! -x "$bin" ]; then
@@ -122,6 +124,22 @@ n = b1 - b0
 print(f"@{sys.argv[7]}/s c=16: {rq / n:.2f} block requests per group commit ({int(rq)} in {int(n)}), "
       f"mean commit {(s1 - s0) / n * 1e6:.0f} µs, p99 {p99.group(1)} {p99.group(2)}")
 PY
+  exit 0
+fi
+if [ "$mode" = stalls ]; then
+  # Long commits hold every request waiting for them; at this rate and
+  # duration the log passes its 64 MiB snapshot threshold at least once.
+  rate=${RATE:-7000}
+  sdur=${DUR_STALLS:-15}
+  hist() { curl -sf "http://127.0.0.1:$admin/metrics" | awk -v le="$1" \
+    '$1 == "credgate_audit_commit_duration_seconds_bucket{le=\""le"\"}" {print $2}'; }
+  total0=$(hist +Inf); b5=$(hist 0.005); b10=$(hist 0.01); b25=$(hist 0.025)
+  "${load[@]}" -z "${sdur}s" -c 64 -q "$rate" "$url" >"$work/oha.txt"
+  total1=$(hist +Inf); a5=$(hist 0.005); a10=$(hist 0.01); a25=$(hist 0.025)
+  n=$((total1 - total0))
+  over() { echo $(( (total1 - $2) - (total0 - $1) )); }
+  q() { awk -v k="$1" '$1 == k {print $3, $4}' "$work/oha.txt"; }
+  echo "@$rate/s c=64 ${sdur}s: $n commits, over 5 ms $(over "$b5" "$a5"), over 10 ms $(over "$b10" "$a10"), over 25 ms $(over "$b25" "$a25"); p99 $(q 99.00%), p99.9 $(q 99.90%), slowest $(awk '/Slowest/ {print $2, $3}' "$work/oha.txt")"
   exit 0
 fi
 case $mode in
