@@ -1425,14 +1425,7 @@ async fn acknowledged_queries_survive_kill_9() {
         encode_hash(&head_root)
     );
     store.close().await;
-    if let Some(db) = pg_db {
-        let base = std::env::var("CREDGATE_TEST_DATABASE_URL").unwrap();
-        let admin = Store::connect_admin(&base).await.unwrap();
-        let _ = admin
-            .execute_raw(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .await;
-        admin.close().await;
-    }
+    drop_test_database(pg_db).await;
 }
 
 // ------------------------------------------------------------ log v2: index, checkpoints

@@ -870,14 +870,7 @@ async fn a_crash_between_commit_and_append_is_audited_at_restart() {
     assert_eq!(per_request.get("r-lost"), Some(&1));
     let (l, a) = listeners().await;
     credgate::server::run(l, a, gw, async {}).await.unwrap();
-    if let Some(db) = pg {
-        let base = std::env::var("CREDGATE_TEST_DATABASE_URL").unwrap();
-        let admin = credgate::store::Store::connect_admin(&base).await.unwrap();
-        let _ = admin
-            .execute_raw(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .await;
-        admin.close().await;
-    }
+    drop_test_database(pg).await;
 }
 
 /// Every committed submission leaves no outbox row behind once answered.
@@ -1159,12 +1152,5 @@ async fn a_gateway_closed_without_serving_leaves_its_log_indexed_and_signed() {
     let (signed, _) = store.checkpoint(None).await.unwrap().expect("a checkpoint");
     assert_eq!(signed, 5, "the last checkpoint signs the whole log");
     store.close().await;
-    if let Some(db) = pg {
-        let base = std::env::var("CREDGATE_TEST_DATABASE_URL").unwrap();
-        let admin = credgate::store::Store::connect_admin(&base).await.unwrap();
-        let _ = admin
-            .execute_raw(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .await;
-        admin.close().await;
-    }
+    drop_test_database(pg).await;
 }

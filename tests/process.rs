@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::process::Process;
-use common::{TempDir, TestGateway};
+use common::{TempDir, TestGateway, drop_test_database};
 use credgate::store::Store;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
@@ -137,14 +137,7 @@ async fn a_sighup_during_startup_is_one_reload_once_serving_not_the_end_of_the_p
         .collect();
     assert_eq!(reloads, [("sighup", "ok")], "{entries:?}");
     store.close().await;
-    if let Some(db) = pg_db {
-        let base = std::env::var("CREDGATE_TEST_DATABASE_URL").unwrap();
-        let admin = Store::connect_admin(&base).await.unwrap();
-        let _ = admin
-            .execute_raw(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .await;
-        admin.close().await;
-    }
+    drop_test_database(pg_db).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

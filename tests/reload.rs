@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::process::Process;
-use common::{TempDir, TestGateway, certs, ids, query};
+use common::{TempDir, TestGateway, certs, drop_test_database, ids, query};
 use credgate::audit::AuditEntry;
 use credgate::store::Store;
 use http_body_util::{BodyExt, Full};
@@ -1011,12 +1011,5 @@ async fn sighup_and_credgate_reload_on_the_real_binary() {
     );
     assert!(revoked.iter().all(|e| e.status == 401));
     store.close().await;
-    if let Some(db) = pg_db {
-        let base = std::env::var("CREDGATE_TEST_DATABASE_URL").unwrap();
-        let admin = Store::connect_admin(&base).await.unwrap();
-        let _ = admin
-            .execute_raw(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .await;
-        admin.close().await;
-    }
+    drop_test_database(pg_db).await;
 }

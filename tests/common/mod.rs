@@ -72,6 +72,19 @@ pub async fn test_database(dir: &Path) -> (String, Option<String>) {
     }
 }
 
+/// Drop the PostgreSQL database [`test_database`] made for a test, if it
+/// made one (`None`: the test ran on SQLite in its temporary directory).
+#[allow(dead_code)]
+pub async fn drop_test_database(name: Option<String>) {
+    let Some(db) = name else { return };
+    let base = std::env::var("CREDGATE_TEST_DATABASE_URL").unwrap();
+    let admin = credgate::store::Store::connect_admin(&base).await.unwrap();
+    let _ = admin
+        .execute_raw(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .await;
+    admin.close().await;
+}
+
 /// The PostgreSQL server the tests use: `CREDGATE_TEST_DATABASE_URL` if it
 /// names one, else the local one `scripts/test.sh` starts.
 #[allow(dead_code)]
