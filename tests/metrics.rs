@@ -162,6 +162,17 @@ async fn histograms_count_the_requests_made() {
         histogram_count(&s, "credgate_audit_commit_duration_seconds", &[]),
         batches
     );
+    // The embedded log's write-ahead file holds the five entries' records
+    // and no snapshot is under way; PostgreSQL has no such file.
+    let on_postgres =
+        std::env::var("CREDGATE_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres"));
+    let wal = value(&s, "credgate_audit_wal_bytes", &[]);
+    if on_postgres {
+        assert_eq!(wal, 0.0);
+    } else {
+        assert!(wal > 5.0 * 100.0, "{wal} bytes of WAL for five entries");
+    }
+    assert_eq!(value(&s, "credgate_audit_snapshot_due", &[]), 0.0);
     // The index lag is a gauge (it may be non-zero until the indexer runs).
     assert!(matches!(
         find(&s, "credgate_audit_index_lag_entries", &[]).map(|x| &x.value),

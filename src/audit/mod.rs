@@ -198,6 +198,10 @@ pub struct AuditHealth {
     /// Deferred entries beyond [`MAX_LATE`], left in the outbox for
     /// the next start.
     pub late_overflow: AtomicU64,
+    /// Bytes of records in the embedded log's current write-ahead file.
+    pub wal_bytes: AtomicU64,
+    /// A snapshot of the embedded log is under way (`wal.prev` needed).
+    pub snapshot_due: AtomicBool,
     /// From `append` handing an entry over to its batch being durable.
     pub durable_latency: Histogram,
     /// One group commit (the blocking write, fsync or transaction).
@@ -225,6 +229,8 @@ impl Default for AuditHealth {
             late_waiting: AtomicU64::default(),
             late_appended: AtomicU64::default(),
             late_overflow: AtomicU64::default(),
+            wal_bytes: AtomicU64::default(),
+            snapshot_due: AtomicBool::default(),
             durable_latency: Histogram::durations(),
             commit_duration: Histogram::durations(),
             batch_size: Histogram::sizes(),
@@ -490,8 +496,6 @@ fn commit<E: AsRef<[u8]>>(
 ) -> Result<(u64, u64), String> {
     #[cfg(debug_assertions)]
     let fault = health.panic_next_commit.swap(0, Ordering::AcqRel);
-    #[cfg(not(debug_assertions))]
-    let _ = health;
     let w = match writer {
         Some(w) => w,
         None => {
@@ -507,6 +511,10 @@ fn commit<E: AsRef<[u8]>>(
             panic!("fault injection: audit writer panic");
         }
         let r = w.append(entries).map(|first| (first, w.size()));
+        if let Some((bytes, due)) = w.wal_status() {
+            health.wal_bytes.store(bytes, Ordering::Relaxed);
+            health.snapshot_due.store(due, Ordering::Relaxed);
+        }
         #[cfg(debug_assertions)]
         if fault == 2 {
             panic!("fault injection: audit writer panic after its commit");

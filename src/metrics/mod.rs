@@ -388,6 +388,18 @@ impl Collector for AuditCollector {
         )?;
         encode_one(
             &mut e,
+            "credgate_audit_wal_bytes",
+            "Bytes of records in the embedded log's current write-ahead file (a new one begins past 64 MiB; 0 on PostgreSQL).",
+            ConstGauge::new(load(&a.wal_bytes) as i64),
+        )?;
+        encode_one(
+            &mut e,
+            "credgate_audit_snapshot_due",
+            "1 while a snapshot of the embedded log is under way; one that stays 1 means its files fail to fsync and the write-ahead file grows.",
+            ConstGauge::new(i64::from(a.snapshot_due.load(Ordering::Relaxed))),
+        )?;
+        encode_one(
+            &mut e,
             "credgate_audit_late_waiting_entries",
             "Entries of stored changes whose append failed, waiting for the log to recover.",
             ConstGauge::new(load(&a.late_waiting) as i64),

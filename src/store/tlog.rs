@@ -68,6 +68,16 @@ impl Writer {
         }
     }
 
+    /// The embedded log's write-ahead file: bytes of records in the
+    /// current generation and whether a snapshot is due (`None` on
+    /// PostgreSQL).
+    pub(crate) fn wal_status(&self) -> Option<(u64, bool)> {
+        match self {
+            Writer::Files(s) => Some(s.storage().log().wal_status()),
+            Writer::Postgres(_) => None,
+        }
+    }
+
     /// Size after the last batch this writer committed.
     pub(crate) fn size(&self) -> u64 {
         match self {

@@ -348,6 +348,15 @@ impl FsLog {
         Ok((s.state.size(), s.state.root()))
     }
 
+    /// Bytes of the current WAL generation up to its last record, and
+    /// whether a snapshot is under way (`wal.prev` still needed), as this
+    /// view last saw them. A snapshot that stays due means its files keep
+    /// failing to fsync: no new generation begins and the WAL grows.
+    pub fn wal_status(&self) -> (u64, bool) {
+        let s = self.shared.read().unwrap_or_else(|e| e.into_inner());
+        (s.wal_seen, s.snapshot_due.is_some())
+    }
+
     /// This process's writer (at most one per process).
     pub fn writer(&self) -> Result<FsWriter, StorageError> {
         if self.has_writer.swap(true, Ordering::AcqRel) {
@@ -900,6 +909,7 @@ mod tests {
             w.load().unwrap();
             w.begin_snapshot_only().unwrap();
             assert!(d.0.join(WAL_PREV).exists());
+            assert_eq!(log.wal_status(), (WAL_HEADER, true));
             assert_eq!(fs::metadata(d.0.join("wal")).unwrap().len(), WAL_HEADER);
             let mut s = Sequencer::open(w).unwrap();
             s.append(&all[300..500]).unwrap();
@@ -926,6 +936,7 @@ mod tests {
         }
         // The snapshot is of the generation's start.
         assert_eq!(read_state(&d.0).unwrap().size(), 300);
+        assert!(!log.wal_status().1, "no snapshot due once finished");
         assert_eq!(
             fs::metadata(d.0.join("wal")).unwrap().ino(),
             wal_inode,
