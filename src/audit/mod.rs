@@ -389,6 +389,40 @@ async fn send(tx: &mpsc::Sender<Job>, entry: Vec<u8>) -> Result<(u64, Vec<u8>), 
     wait.await.map_err(|_| AuditError::Closed)?
 }
 
+/// A snapshot of the embedded log due longer than this is warned about,
+/// and again after each further such interval (one takes seconds).
+pub const SNAPSHOT_DUE_WARN: Duration = Duration::from_secs(60);
+
+/// Watches the embedded log's snapshot from the sequencer: one that stays
+/// due means its tile files keep failing to fsync, so no new write-ahead
+/// generation begins and the file grows. The metric
+/// (`credgate_audit_snapshot_due`) says so; this puts it in the log too.
+#[derive(Debug, Default)]
+struct SnapshotWatch {
+    since: Option<Instant>,
+    warned: Option<Instant>,
+}
+
+impl SnapshotWatch {
+    /// Note the snapshot's state after a commit at `now`; `true` if a
+    /// warning is due now.
+    fn observe(&mut self, due: bool, now: Instant) -> bool {
+        if !due {
+            *self = Self::default();
+            return false;
+        }
+        let since = *self.since.get_or_insert(now);
+        let warn = now.duration_since(since) >= SNAPSHOT_DUE_WARN
+            && self
+                .warned
+                .is_none_or(|w| now.duration_since(w) >= SNAPSHOT_DUE_WARN);
+        if warn {
+            self.warned = Some(now);
+        }
+        warn
+    }
+}
+
 /// How often a failing sequencer probes the log's storage while idle.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -417,6 +451,7 @@ fn sequencer(
 ) {
     let mut writer = Some(writer);
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
+    let mut snapshot = SnapshotWatch::default();
     loop {
         // While failing, probe the storage with an empty commit when no
         // entry arrives: readiness must recover without traffic, since a
@@ -460,6 +495,12 @@ fn sequencer(
                         .observe_duration(durable.saturating_duration_since(j.queued));
                 }
                 health.failing.store(false, Ordering::Release);
+                if snapshot.observe(health.snapshot_due.load(Ordering::Relaxed), durable) {
+                    tracing::warn!(
+                        wal_bytes = health.wal_bytes.load(Ordering::Relaxed),
+                        "audit log snapshot due for over a minute: its tile files do not fsync (check the disk); the write-ahead file grows until it finishes"
+                    );
+                }
                 health.committed.fetch_add(n, Ordering::Relaxed);
                 health.batches.fetch_add(1, Ordering::Relaxed);
                 // Each entry's buffer goes back to the request that made
@@ -762,6 +803,25 @@ mod tests {
         ));
         assert_eq!(log.health.failed.load(Ordering::Relaxed), 1);
         assert!(rx.try_recv().is_err(), "nothing reached the sequencer");
+    }
+
+    #[test]
+    fn a_snapshot_due_for_a_minute_is_warned_about_once_a_minute() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut w = SnapshotWatch::default();
+        assert!(!w.observe(true, at(0)));
+        assert!(!w.observe(true, at(59)));
+        assert!(w.observe(true, at(60)), "due for a minute");
+        assert!(!w.observe(true, at(61)), "not again at once");
+        assert!(w.observe(true, at(120)), "again a minute later");
+        assert!(!w.observe(false, at(121)), "finished");
+        assert!(
+            !w.observe(true, at(122)),
+            "a new snapshot starts the clock again"
+        );
+        assert!(!w.observe(true, at(181)));
+        assert!(w.observe(true, at(182)));
     }
 
     #[test]
