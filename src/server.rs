@@ -227,14 +227,31 @@ impl Gateway {
         } = self;
         let store = live.app().store.clone();
         drop(live);
-        let _ = audit_task.await;
-        if let Err(e) =
-            audit::checkpoint_once(&store, &checkpoint_signer, &settings.audit.origin).await
-        {
-            tracing::warn!(error = %e, "final checkpoint failed");
-        }
-        store.close().await;
+        finish(
+            store,
+            audit_task,
+            &checkpoint_signer,
+            &settings.audit.origin,
+        )
+        .await;
     }
+}
+
+/// The end of every gateway's life, once nothing else holds the
+/// application: the sequencer exits when the last `AuditLog` handle is gone
+/// (after committing what it holds) and the indexer catches up and stops;
+/// then a final checkpoint is signed and the store closes.
+async fn finish(
+    store: crate::store::Store,
+    audit_task: JoinHandle<()>,
+    signer: &CheckpointSigner,
+    origin: &str,
+) {
+    let _ = audit_task.await;
+    if let Err(e) = audit::checkpoint_once(&store, signer, origin).await {
+        tracing::warn!(error = %e, "final checkpoint failed");
+    }
+    store.close().await;
 }
 
 /// Append the entries of changes that committed before a crash cut their
@@ -404,14 +421,13 @@ pub async fn run(
     let _ = checkpointer.await;
     let _ = triggers.await;
     drop(live);
-    // The sequencer exits once the last AuditLog handle is gone, after
-    // committing what it holds.
-    let _ = audit_task.await;
-    if let Err(e) = audit::checkpoint_once(&store, &checkpoint_signer, &settings.audit.origin).await
-    {
-        tracing::warn!(error = %e, "final checkpoint failed");
-    }
-    store.close().await;
+    finish(
+        store,
+        audit_task,
+        &checkpoint_signer,
+        &settings.audit.origin,
+    )
+    .await;
     tracing::info!("credgate stopped");
     Ok(())
 }

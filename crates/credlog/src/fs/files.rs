@@ -92,6 +92,14 @@ pub(super) fn temp_name(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
+/// Remove `path` if it exists.
+pub(super) fn remove_if_exists(path: &Path) -> Result<(), StorageError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// Write `dir/rel` via a temp file and rename (no fsync: the WAL covers it).
 pub(super) fn write_file(
     dir: &Path,

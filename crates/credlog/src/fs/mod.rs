@@ -132,7 +132,7 @@ mod files;
 mod wal;
 mod writer;
 
-use files::{read_state, write_atomic, write_file};
+use files::{read_state, remove_if_exists, write_atomic, write_file};
 use wal::{parse_record, read_records, record_len_at};
 pub use writer::FsWriter;
 
@@ -536,10 +536,7 @@ impl FsLog {
             let name = e?.file_name();
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(WAL_NEXT) && !(preparing && name == own) {
-                match fs::remove_file(self.dir.join(name)) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-                    _ => {}
-                }
+                remove_if_exists(&self.dir.join(name))?;
             }
         }
         Ok(())
@@ -564,12 +561,7 @@ impl FsLog {
             let mut state = read_state(&self.dir)?;
             if state.size() >= base {
                 if repair {
-                    match fs::remove_file(self.dir.join(WAL_PREV)) {
-                        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                            return Err(e.into());
-                        }
-                        _ => {}
-                    }
+                    remove_if_exists(&self.dir.join(WAL_PREV))?;
                 }
                 return Ok((state, None));
             }

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use crate::sequencer::StorageError;
 use crate::tiles::{self, TILE_WIDTH, TileId, bundle_path, tile_path};
 
-use super::super::files::{encode_state, write_atomic};
+use super::super::files::{encode_state, remove_if_exists, write_atomic};
 use super::super::wal::write_zeros;
 use super::super::{SnapshotDue, WAL_HEADER, WAL_MAGIC, WAL_PREV};
 use super::FsWriter;
@@ -154,10 +154,7 @@ impl FsWriter {
             }
         };
         // A `wal.prev` here is stale: no snapshot is due.
-        match fs::remove_file(dir.join(WAL_PREV)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
-        }
+        remove_if_exists(&dir.join(WAL_PREV))?;
         fs::hard_link(dir.join("wal"), dir.join(WAL_PREV))?;
         fs::rename(&next, dir.join("wal"))?;
         // From here on `wal` is the new file, whatever else fails.
@@ -173,6 +170,12 @@ impl FsWriter {
         self.keep_tail = false;
         self.dir_unsynced = true;
         self.sync_dir()
+    }
+
+    /// The due snapshot's range `[from, size)`, if one is due.
+    fn due_range(&self) -> Option<(u64, u64)> {
+        let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
+        s.snapshot_due.as_ref().map(|d| (d.from, d.state.size()))
     }
 
     /// fsync the directory if a new generation's name is not yet durable.
@@ -259,10 +262,7 @@ impl FsWriter {
             }
         };
         write_atomic(&self.log.dir, "state", &encode_state(&due)?, true)?;
-        match fs::remove_file(self.log.dir.join(WAL_PREV)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
-        }
+        remove_if_exists(&self.log.dir.join(WAL_PREV))?;
         self.log
             .shared
             .write()
@@ -291,10 +291,7 @@ impl FsWriter {
                 {
                     return;
                 }
-                let due = {
-                    let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
-                    s.snapshot_due.as_ref().map(|d| (d.from, d.state.size()))
-                };
+                let due = self.due_range();
                 if due.is_none() && self.next_wal.is_none() && seen > self.wal_limit / 2 {
                     let _ = self.prepare_next_wal();
                 }
@@ -304,8 +301,7 @@ impl FsWriter {
                         if self.begin_snapshot().is_err() {
                             self.snap_retry = Some(std::time::Instant::now() + SNAPSHOT_RETRY);
                         }
-                        let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
-                        s.snapshot_due.as_ref().map(|d| (d.from, d.state.size()))
+                        self.due_range()
                     }
                     None => None,
                 };
@@ -329,12 +325,8 @@ impl FsWriter {
             self.sync_dir()?;
             self.wait_for_next_wal();
             self.begin_snapshot()?;
-            let (from, size) = {
-                let s = self.log.shared.read().unwrap_or_else(|e| e.into_inner());
-                match &s.snapshot_due {
-                    Some(d) => (d.from, d.state.size()),
-                    None => return Ok(()),
-                }
+            let Some((from, size)) = self.due_range() else {
+                return Ok(());
             };
             self.spawn_snapshot_sync(from, size)?;
             while self
