@@ -222,6 +222,12 @@ pub struct AuditConfig {
     /// the SQLite file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_dir: Option<PathBuf>,
+    /// MiB of write-ahead records after which the embedded log snapshots
+    /// its tiles and begins a new write-ahead file (SQLite stores only;
+    /// 1..=4096, default 64). The log's directory holds up to about three
+    /// times this in write-ahead files; a start reads the current one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_snapshot_mib: Option<u64>,
 }
 
 /// A key file with its key id (`[[audit.subject_keys]]`, `[[policy.mask_keys]]`).
@@ -379,6 +385,9 @@ fn default_checkpoint_secs() -> u64 {
     10
 }
 
+/// Largest `audit.wal_snapshot_mib` (4 GiB of write-ahead records).
+pub const MAX_WAL_SNAPSHOT_MIB: u64 = 4096;
+
 fn default_batch() -> usize {
     512
 }
@@ -502,6 +511,19 @@ impl Config {
         if !(1..=10_000).contains(&a.max_batch) {
             return Err("audit.max_batch must be between 1 and 10000".into());
         }
+        if let Some(mib) = a.wal_snapshot_mib {
+            if !(1..=MAX_WAL_SNAPSHOT_MIB).contains(&mib) {
+                return Err(format!(
+                    "audit.wal_snapshot_mib must be between 1 and {MAX_WAL_SNAPSHOT_MIB}"
+                ));
+            }
+            if !self.store.url.starts_with("sqlite:") {
+                return Err(
+                    "audit.wal_snapshot_mib is for SQLite stores; PostgreSQL keeps the log in the database"
+                        .into(),
+                );
+            }
+        }
         if a.log_dir.is_some() && !self.store.url.starts_with("sqlite:") {
             return Err(
                 "audit.log_dir is for SQLite stores; PostgreSQL keeps the log in the database"
@@ -605,6 +627,36 @@ mod tests {
         }
         cfg.store.acquire_timeout_ms = 100;
         assert!(cfg.validate().unwrap_err().contains("does not exist"));
+    }
+
+    #[test]
+    fn the_wal_snapshot_size_is_bounded_and_for_sqlite_only() {
+        let mut cfg = minimal();
+        assert_eq!(cfg.audit.wal_snapshot_mib, None);
+        for bad in [0, MAX_WAL_SNAPSHOT_MIB + 1] {
+            cfg.audit.wal_snapshot_mib = Some(bad);
+            assert_eq!(
+                cfg.validate().unwrap_err(),
+                "audit.wal_snapshot_mib must be between 1 and 4096"
+            );
+        }
+        cfg.audit.wal_snapshot_mib = Some(1);
+        assert!(cfg.validate().unwrap_err().contains("does not exist"));
+        cfg.store.url = "postgres://u@h/db".into();
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .starts_with("audit.wal_snapshot_mib is for SQLite stores")
+        );
+        let parsed: Config = toml::from_str(
+            "[tls]\nca = \"ca.pem\"\ncert = \"s.pem\"\nkey = \"k.pem\"\n\
+             [policy]\ndir = \"p\"\nmask_key_file = \"m\"\n\
+             [store]\nurl = \"sqlite://x.db\"\n\
+             [audit]\nsubject_key_file = \"s\"\ncheckpoint_key_file = \"c\"\norigin = \"o\"\n\
+             wal_snapshot_mib = 8\n",
+        )
+        .unwrap();
+        assert_eq!(parsed.audit.wal_snapshot_mib, Some(8));
     }
 
     #[test]

@@ -115,6 +115,11 @@ max_batch = 512
 # Directory of the audit log's files (SQLite stores only; PostgreSQL keeps
 # the log in the database). Default: `<database file>.tlog` beside it.
 # log_dir = "data/credgate.db.tlog"
+# MiB of write-ahead records after which the log (SQLite stores only)
+# snapshots its tiles and starts a new write-ahead file (1..=4096, default
+# 64). Its directory holds up to about three times this in write-ahead
+# files; a start reads the current one back.
+# wal_snapshot_mib = 64
 
 # Keys of the keyed hash (HMAC-SHA-256) of subject ids in the log, the
 # current one first (ids: 1-16 characters from a-z0-9, unique; files: at
@@ -172,6 +177,7 @@ mod tests {
         full.server.quota_distinct_subjects_per_hour = Some(1);
         full.policy.extra_consent_issuers = Some("x".into());
         full.audit.log_dir = Some("x".into());
+        full.audit.wal_snapshot_mib = Some(1);
         let v: toml::Table = toml::from_str(&toml::to_string(&full).unwrap()).unwrap();
         let mut out = BTreeSet::new();
         for (section, t) in v {

@@ -103,6 +103,9 @@ pub struct Store {
     cache: Option<Arc<SubjectCache>>,
     /// Writers' turns; SQLite only (see [`write_gate`]).
     gate: Option<Arc<write_gate::WriteGate>>,
+    /// The embedded log's snapshot threshold in bytes
+    /// (`audit.wal_snapshot_mib`); `None`: credlog's default.
+    wal_snapshot: Option<u64>,
 }
 
 /// Cache of each subject's record rows, parsed, for the query hot path.
@@ -291,13 +294,14 @@ impl Store {
     }
 
     /// Connect as configured: `store.url`, `store.max_connections`,
-    /// `store.acquire_timeout_ms`, `audit.log_dir`.
+    /// `store.acquire_timeout_ms`, `audit.log_dir`, `audit.wal_snapshot_mib`.
     pub async fn connect_config(cfg: &crate::config::Config) -> Result<Store, StoreError> {
         Self::connect_pool(
             &cfg.store.url,
             cfg.store.max_connections,
             Duration::from_millis(cfg.store.acquire_timeout_ms),
             cfg.audit.log_dir.as_deref(),
+            cfg.audit.wal_snapshot_mib.map(|m| m * 1024 * 1024),
         )
         .await
     }
@@ -315,7 +319,7 @@ impl Store {
         max_connections: u32,
         log_dir: Option<&std::path::Path>,
     ) -> Result<Store, StoreError> {
-        Self::connect_pool(url, max_connections, DEFAULT_ACQUIRE_TIMEOUT, log_dir).await
+        Self::connect_pool(url, max_connections, DEFAULT_ACQUIRE_TIMEOUT, log_dir, None).await
     }
 
     /// Test hook: take one pool connection and hold it until the returned
@@ -336,6 +340,7 @@ impl Store {
         max_connections: u32,
         acquire_timeout: Duration,
         log_dir: Option<&std::path::Path>,
+        wal_snapshot: Option<u64>,
     ) -> Result<Store, StoreError> {
         let mut log = tlog::Log::Postgres;
         let backend = if url.starts_with("sqlite:") {
@@ -423,6 +428,7 @@ impl Store {
             }),
             cache,
             gate,
+            wal_snapshot,
         };
         // Checkpoints are signed heads of the log: one beyond the log means
         // the log's storage lost entries (or belongs to another database).
@@ -468,6 +474,7 @@ impl Store {
             }),
             cache: None,
             gate: None,
+            wal_snapshot: None,
         })
     }
 

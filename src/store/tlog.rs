@@ -100,7 +100,13 @@ impl Store {
     /// the writer) off the async threads.
     pub(crate) fn log_writer(&self) -> Result<Writer, StoreError> {
         Ok(match (&self.log, &self.backend) {
-            (Log::Files(f), _) => Writer::Files(Sequencer::open(f.writer()?)?),
+            (Log::Files(f), _) => {
+                let mut w = f.writer()?;
+                if let Some(bytes) = self.wal_snapshot {
+                    w.set_snapshot_threshold(bytes);
+                }
+                Writer::Files(Sequencer::open(w)?)
+            }
             (Log::Postgres, Backend::Postgres(pool)) => {
                 Writer::Postgres(Sequencer::open(PgStorage::open(pool)?)?)
             }

@@ -164,6 +164,7 @@ pub fn config(dir: &Path, db_url: &str) -> Config {
             checkpoint_interval_secs: 1,
             max_batch: 512,
             log_dir: None,
+            wal_snapshot_mib: None,
         },
     }
 }

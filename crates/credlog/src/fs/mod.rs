@@ -211,6 +211,10 @@ fn replay(
 /// Size of `wal` beyond which a snapshot is taken.
 pub const WAL_LIMIT: u64 = 64 * 1024 * 1024;
 
+/// The smallest snapshot threshold [`FsWriter::set_snapshot_threshold`]
+/// takes: 1 MiB.
+pub const MIN_WAL_LIMIT: u64 = 1024 * 1024;
+
 /// Zeros the writer keeps written ahead of the last record (see the module
 /// docs, "Why the WAL is preallocated").
 pub const WAL_PREALLOC: u64 = 4 * 1024 * 1024;

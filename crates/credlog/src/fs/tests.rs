@@ -448,3 +448,40 @@ fn two_writers_on_one_directory_share_one_log() {
     assert_eq!(b.head().unwrap().1, merkle::root_of(&leaves));
     assert_eq!(entries_from(&a, 0, 900).unwrap(), all);
 }
+
+/// The configurable snapshot threshold: no generation smaller than
+/// [`MIN_WAL_LIMIT`] (a threshold of 0 would snapshot after every batch),
+/// and the first snapshot begins once the WAL holds that much.
+#[test]
+fn the_snapshot_threshold_has_a_floor_and_starts_the_first_snapshot() {
+    let d = tmp("threshold");
+    let log = FsLog::open(&d.0).unwrap();
+    let mut w = log.writer().unwrap();
+    w.set_snapshot_threshold(0);
+    let mut s = Sequencer::open(w).unwrap();
+    let base = |log: &FsLog| log.shared.read().unwrap().base;
+    // 2 KiB entries, 16 per batch: 32 KiB of records per batch.
+    let entry = |i: u64| {
+        let mut e = format!("entry {i} ").into_bytes();
+        e.resize(2048, b'.');
+        e
+    };
+    let mut next = 0u64;
+    while base(&log) == 0 {
+        assert!(next < 2048, "no snapshot began within 4 MiB of records");
+        let batch: Vec<Vec<u8>> = (next..next + 16).map(entry).collect();
+        s.append(&batch).unwrap();
+        next += 16;
+    }
+    // The first generation held at least the floor's worth of records.
+    assert!(
+        base(&log) * 2048 >= MIN_WAL_LIMIT,
+        "snapshot began after {} entries",
+        base(&log)
+    );
+    drop(s);
+    let log = FsLog::open(&d.0).unwrap();
+    assert_eq!(log.head().unwrap().0, next);
+    let want: Vec<Vec<u8>> = (0..next).map(entry).collect();
+    assert_eq!(entries_from(&log, 0, next).unwrap(), want);
+}

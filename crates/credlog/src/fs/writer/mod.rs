@@ -13,7 +13,7 @@ use crate::tiles::{self, TILE_WIDTH, bundle_path, tile_path};
 
 use super::files::write_file;
 use super::wal::write_zeros;
-use super::{FsLog, WAL_HEADER, WAL_LIMIT, WAL_MAGIC, WAL_PREALLOC};
+use super::{FsLog, MIN_WAL_LIMIT, WAL_HEADER, WAL_LIMIT, WAL_MAGIC, WAL_PREALLOC};
 
 mod snapshot;
 
@@ -159,7 +159,19 @@ impl FsWriter {
         Ok(f)
     }
 
-    /// Change the WAL size that starts a snapshot (tests).
+    /// Take a snapshot once the WAL holds `bytes` of records (default
+    /// [`WAL_LIMIT`], at least [`MIN_WAL_LIMIT`]). Smaller: less disk
+    /// (the WAL, its previous generation and the next one prepared are up to
+    /// about three times this) and less to read at start-up; larger: fewer
+    /// snapshots. The zeros kept ahead of the last record shrink with it
+    /// (a sixteenth, at most [`WAL_PREALLOC`]).
+    pub fn set_snapshot_threshold(&mut self, bytes: u64) {
+        self.wal_limit = bytes.max(MIN_WAL_LIMIT);
+        self.wal_prealloc = (self.wal_limit / 16).clamp(4096, WAL_PREALLOC);
+    }
+
+    /// Change the WAL size that starts a snapshot, with no lower bound
+    /// (tests of tiny generations).
     #[doc(hidden)]
     pub fn set_wal_limit(&mut self, bytes: u64) {
         self.wal_limit = bytes;
