@@ -18,8 +18,10 @@
 
 mod api;
 mod auditor;
+mod caller;
 mod consent;
 mod console;
+mod draft;
 pub mod dto;
 pub mod error;
 mod lifecycle;
@@ -40,17 +42,16 @@ use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use serde_json::Value;
 
-use crate::audit::items::ItemKind;
-use crate::audit::{AuditEntry, AuditField, AuditLog, ENTRY_VERSION, SubjectHasher, now_rfc3339};
+use crate::audit::{AuditEntry, AuditLog, ENTRY_VERSION, SubjectHasher, now_rfc3339};
 use crate::connection::{InFlight, Rejection};
 use crate::consent::token::ConsentVerifier;
 use crate::endpoint::{self, Endpoint, RouteError, Routed};
-use crate::identity::PeerIdentity;
-use crate::ids::{CreditCode, SubjectId};
 use crate::metrics::Metrics;
 use crate::policy::lifecycle::ListKind;
 use crate::policy::{Organisation, Policy};
 use crate::store::{AuditIntent, Store};
+pub use caller::Caller;
+pub use draft::AuditDraft;
 pub use error::ApiError;
 pub use lifecycle::Clock;
 
@@ -166,218 +167,6 @@ impl App {
             request_prefix: self.request_prefix.clone(),
             clock: self.clock.clone(),
         }
-    }
-}
-
-/// Who is on the other end of a connection, resolved once at handshake.
-#[derive(Debug, Clone)]
-pub enum Caller {
-    /// A registered organisation.
-    Known {
-        /// Its registry entry.
-        org: Arc<Organisation>,
-        /// Certificate fingerprint.
-        fingerprint: String,
-    },
-    /// A valid certificate whose organisation is not in the registry → 403.
-    Unregistered {
-        /// The code the certificate carries.
-        code: String,
-        /// Certificate fingerprint.
-        fingerprint: String,
-    },
-    /// A certificate revoked (by a CRL loaded after the connection's
-    /// handshake) → 401 `certificate_revoked`, and the connection is closed.
-    Revoked {
-        /// The code the certificate carries, if any.
-        code: Option<String>,
-        /// Certificate fingerprint.
-        fingerprint: String,
-    },
-    /// A valid certificate without a usable organisation code → 401.
-    NoIdentity {
-        /// Certificate fingerprint, if one was presented.
-        fingerprint: Option<String>,
-        /// Why.
-        reason: String,
-    },
-}
-
-impl Caller {
-    /// Resolve the peer identity against the registry.
-    ///
-    /// `leaf_fingerprint` is the presented leaf certificate's fingerprint,
-    /// kept even when no identity can be read from it, so a 401 entry still
-    /// names the certificate.
-    pub fn resolve(
-        peer: Result<PeerIdentity, crate::identity::IdentityError>,
-        leaf_fingerprint: Option<String>,
-        policy: &Policy,
-    ) -> Caller {
-        match peer {
-            Err(e) => Caller::NoIdentity {
-                fingerprint: leaf_fingerprint,
-                reason: e.to_string(),
-            },
-            Ok(p) => match CreditCode::parse(&p.org_code) {
-                Err(e) => Caller::NoIdentity {
-                    fingerprint: Some(p.fingerprint),
-                    reason: format!("certificate organisation code is invalid: {e}"),
-                },
-                Ok(code) => match policy.organisation(&code) {
-                    Some(org) => Caller::Known {
-                        org: Arc::new(org.clone()),
-                        fingerprint: p.fingerprint,
-                    },
-                    None => Caller::Unregistered {
-                        code: code.to_string(),
-                        fingerprint: p.fingerprint,
-                    },
-                },
-            },
-        }
-    }
-
-    fn org_code(&self) -> Option<String> {
-        match self {
-            Caller::Known { org, .. } => Some(org.code.to_string()),
-            Caller::Unregistered { code, .. } => Some(code.clone()),
-            Caller::Revoked { code, .. } => code.clone(),
-            Caller::NoIdentity { .. } => None,
-        }
-    }
-
-    fn fingerprint(&self) -> Option<String> {
-        match self {
-            Caller::Known { fingerprint, .. }
-            | Caller::Unregistered { fingerprint, .. }
-            | Caller::Revoked { fingerprint, .. } => Some(fingerprint.clone()),
-            Caller::NoIdentity { fingerprint, .. } => fingerprint.clone(),
-        }
-    }
-
-    /// The registered organisation, or the 401 (no usable identity) or 403
-    /// (unregistered organisation) this caller gets on every endpoint.
-    pub fn identified(&self) -> Result<&Arc<Organisation>, ApiError> {
-        match self {
-            Caller::NoIdentity { reason, .. } => Err(ApiError::unauthenticated(format!(
-                "the client certificate does not identify an organisation: {reason}"
-            ))),
-            Caller::Revoked { .. } => Err(ApiError::certificate_revoked()),
-            Caller::Unregistered { .. } => Err(ApiError::forbidden(
-                "unregistered_organisation",
-                "the organisation in the client certificate is not registered with this gateway",
-            )),
-            Caller::Known { org, .. } => Ok(org),
-        }
-    }
-}
-
-/// The audit entry under construction while a request is handled.
-#[derive(Debug, Default)]
-pub struct AuditDraft {
-    request_id: String,
-    action: &'static str,
-    subject: Option<SubjectId>,
-    purpose: Option<String>,
-    consent: Option<String>,
-    fields: Vec<AuditField>,
-    /// Bulk fields, one per record or list entry ([`AuditDraft::item`]):
-    /// after `fields` in the entry, bounded there
-    /// ([`crate::audit::items::append_bounded`]).
-    items: Vec<(ItemKind, AuditField)>,
-    records: u32,
-    /// The caller's organisation code and certificate fingerprint.
-    org: Option<String>,
-    cert_fp: Option<String>,
-    /// The entry already written with the request's change
-    /// ([`App::intend`]); appended as is if the handler succeeds.
-    pending: Option<AuditEntry>,
-    /// An outbox row was written for this request (final or provisional
-    /// intent), with the log's size then (a lower bound of the entry's
-    /// sequence number); the row is cleared once the entry is in the log.
-    outbox: Option<u64>,
-    /// Consent uses the request spent that count only if it is answered
-    /// with the data: given back if its entry cannot be made durable or the
-    /// handler fails ([`App::handle`]). Never part of the entry.
-    spent: Vec<consent::Spent>,
-}
-
-impl AuditDraft {
-    /// What the entry would say now (without the outbox bookkeeping).
-    fn snapshot(&self) -> AuditDraft {
-        AuditDraft {
-            request_id: self.request_id.clone(),
-            action: self.action,
-            subject: self.subject.clone(),
-            purpose: self.purpose.clone(),
-            consent: self.consent.clone(),
-            fields: self.fields.clone(),
-            items: self.items.clone(),
-            records: self.records,
-            org: self.org.clone(),
-            cert_fp: self.cert_fp.clone(),
-            pending: None,
-            outbox: None,
-            spent: Vec::new(),
-        }
-    }
-
-    fn field(
-        &mut self,
-        field: String,
-        decision: &'static str,
-        reason: &'static str,
-        detail: Option<&'static str>,
-    ) {
-        self.fields.push(AuditField {
-            field,
-            decision: decision.into(),
-            reason: reason.into(),
-            detail: detail.map(Into::into),
-        });
-    }
-
-    /// [`AuditDraft::field`] about a stored record: the detail is the
-    /// record's catalog item.
-    fn field_on(
-        &mut self,
-        field: String,
-        decision: &'static str,
-        reason: impl Into<std::borrow::Cow<'static, str>>,
-        item: &str,
-    ) {
-        self.fields.push(AuditField {
-            field,
-            decision: decision.into(),
-            reason: reason.into(),
-            detail: Some(item.to_owned().into()),
-        });
-    }
-
-    /// A field about one of many records or list entries (every record a
-    /// query withheld, every list entry exited with a change): `record:<id>`
-    /// or `list_entry:<id>`. The entry lists the first
-    /// [`MAX_LISTED_ITEMS`](crate::audit::items::MAX_LISTED_ITEMS)
-    /// individually, after every [`AuditDraft::field`], and counts the rest
-    /// (see [`crate::audit::items`]).
-    fn item(
-        &mut self,
-        kind: ItemKind,
-        id: i64,
-        decision: &'static str,
-        reason: &'static str,
-        detail: Option<&str>,
-    ) {
-        self.items.push((
-            kind,
-            AuditField {
-                field: kind.field(id),
-                decision: decision.into(),
-                reason: reason.into(),
-                detail: detail.map(|d| d.to_owned().into()),
-            },
-        ));
     }
 }
 
