@@ -20,6 +20,9 @@ python3 scripts/check-docs.py
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "rustdoc -D warnings (intra-doc links resolve)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
 step "tests on SQLite (unit, property, integration)"
 env -u CREDGATE_TEST_DATABASE_URL cargo test --workspace --all-targets
 

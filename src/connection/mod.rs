@@ -7,7 +7,7 @@
 //! 4. Each request's handling cannot be cancelled by the client: it runs
 //!    inside hyper's service future, and when the client hangs up and hyper
 //!    drops that future, the rest of the handling moves to a task of its
-//!    own ([`handoff`]), which still reaches its audit entry (and, for a
+//!    own (`handoff`), which still reaches its audit entry (and, for a
 //!    submission, its commit or its refusal). [`InFlight`] counts handlings
 //!    in progress so that shutdown can wait for them before the audit
 //!    sequencer stops.

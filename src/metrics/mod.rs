@@ -37,7 +37,7 @@ pub use hot::Histogram;
 const EXTRA_ACTIONS: [&str; 3] = ["method_not_allowed", "unknown", "malformed_http"];
 
 /// The action number of an action name as logged: an endpoint's position in
-/// [`Endpoint::ALL`], then [`EXTRA_ACTIONS`]; any other name is `unknown`.
+/// [`Endpoint::ALL`], then `EXTRA_ACTIONS`; any other name is `unknown`.
 pub fn action_index(action: &str) -> usize {
     match Endpoint::from_action(action) {
         Some(e) => e as usize,

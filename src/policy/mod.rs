@@ -1,6 +1,6 @@
 //! The policy engine: the only place that decides what a party may see.
 //!
-//! `policies/` is loaded once ([`load`]), validated strictly, and compiled
+//! `policies/` is loaded once ([`load()`]), validated strictly, and compiled
 //! into lookup tables ([`Policy`]). Evaluation is pure: no I/O, no async, no
 //! clock — a decision is a function of (organisation, purpose, subject type,
 //! requested field, consent) and nothing else. That is what makes it cheap

@@ -75,7 +75,7 @@ fn clean_text(s: &str) -> bool {
 impl ValueType {
     /// Whether `v` is a value of this type. Strings hold no control
     /// characters but tab, newline and carriage return; numbers must be
-    /// carried exactly ([`exact_number`]); decimals are strings matching
+    /// carried exactly (`exact_number`); decimals are strings matching
     /// [`is_decimal`] or JSON integers; dates are exactly `YYYY-MM-DD`
     /// ([`parse_date`]).
     pub fn accepts(self, v: &Value) -> bool {

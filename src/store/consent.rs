@@ -290,7 +290,7 @@ impl Store {
     /// Give back one use of `u` that [`Store::use_consent`] counted for a
     /// request that was then not answered with the data (its audit entry
     /// could not be made durable, or it failed after the spend). One
-    /// conditional statement ([`GIVE_BACK_SQL`]): it restores `active` only
+    /// conditional statement (`GIVE_BACK_SQL`): it restores `active` only
     /// if the spend had made the consent `exhausted`, never over a
     /// revocation. Returns the uses left counted, or `None` if no counted
     /// use of that binding was found (nothing changed). Call it at most

@@ -1,7 +1,7 @@
 //! Persistence through sqlx: SQLite (embedded default) or PostgreSQL.
 //!
 //! Both backends run the same SQL text (`$n` placeholders work in both) and
-//! the same code: [`dispatch!`] expands each method body once per backend, so
+//! the same code: `dispatch!` expands each method body once per backend, so
 //! there is no trait object and no `Any` driver on the hot path. Where the
 //! dialects differ (row locks) the match arms differ.
 //!
@@ -9,7 +9,7 @@
 //! [`Permit`]: the store never hands back a field the policy did not release,
 //! nor a record the lifecycle rules withhold. Lifecycle persistence
 //! (objections, repairs, lists, checks) lives in `lifecycle.rs`, a second
-//! `impl Store` block using the same [`dispatch!`].
+//! `impl Store` block using the same `dispatch!`.
 
 use serde_json::{Map, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

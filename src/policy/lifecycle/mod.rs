@@ -16,9 +16,9 @@
 //!
 //! # Record states
 //!
-//! [`Policy::record_state`] folds what the store knows about a record
+//! [`Policy::record_state`](crate::policy::Policy::record_state) folds what the store knows about a record
 //! (withdrawn, superseded by a corrected version, repaired, disputed) and the
-//! disclosure period into one [`RecordState`]; [`Policy::sharing`] then
+//! disclosure period into one [`RecordState`]; [`Policy::sharing`](crate::policy::Policy::sharing) then
 //! decides, per caller, whether it is shared and with which status. Precedence:
 //! withdrawn > superseded > expired > repaired > disputed > active.
 //!
@@ -59,7 +59,7 @@ pub use state::{RecordFacts, RecordState, RecordStatus, Sharing, StoredState};
 pub use steps::{Case, CaseRead, CaseSubject, LifecycleRefusal, Noun, OverdueScope, SubjectView};
 pub use views::{SummaryDef, SummaryRule, ViewDef, ViewRefusal};
 
-/// Compiled lifecycle rules (part of [`Policy`]).
+/// Compiled lifecycle rules (part of [`Policy`](crate::policy::Policy)).
 #[derive(Clone, Debug, Default)]
 pub struct Rules {
     pub(in crate::policy) tiers: Vec<TierRule>,
