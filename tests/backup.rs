@@ -1038,23 +1038,7 @@ fn config_example_prints_the_tested_example() {
 async fn keep_alive_queries(gw: &TestGateway, who: &str, n: usize) -> Vec<(u16, String)> {
     use http_body_util::{BodyExt, Full};
     use hyper_util::rt::TokioIo;
-    let c = certs();
-    let tls = credgate::tls::client_config(
-        &c.join("ca.pem"),
-        Some((
-            c.join(format!("{who}.pem")).as_path(),
-            c.join(format!("{who}-key.pem")).as_path(),
-        )),
-    )
-    .unwrap();
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(tls)
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
+    let tls = connect_tls(gw.addr, tls_config(who, &[b"http/1.1"])).await;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .unwrap();

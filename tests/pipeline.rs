@@ -20,35 +20,6 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
-
-fn tls_config(who: &str, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-    let c = certs();
-    let mut cfg = (*credgate::tls::client_config(
-        &c.join("ca.pem"),
-        Some((
-            c.join(format!("{who}.pem")).as_path(),
-            c.join(format!("{who}-key.pem")).as_path(),
-        )),
-    )
-    .unwrap())
-    .clone();
-    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Arc::new(cfg)
-}
-
-async fn connect(gw: &TestGateway, cfg: Arc<rustls::ClientConfig>) -> TlsStream<TcpStream> {
-    let tcp = TcpStream::connect(gw.addr).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    tokio_rustls::TlsConnector::from(cfg)
-        .connect(
-            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap()
-}
 
 fn fingerprint_of(pem_path: &Path) -> String {
     let pem = std::fs::read(pem_path).unwrap();
@@ -120,7 +91,7 @@ async fn entries_after(gw: &TestGateway, size: u64) -> Vec<AuditEntry> {
 /// Send raw bytes on a fresh HTTP/1.1 mTLS connection and read what comes
 /// back until the server closes (or 3 s pass).
 async fn raw_exchange(gw: &TestGateway, who: &str, bytes: &[u8]) -> String {
-    let mut s = connect(gw, tls_config(who, &[b"http/1.1"])).await;
+    let mut s = connect_tls(gw.addr, tls_config(who, &[b"http/1.1"])).await;
     let _ = s.write_all(bytes).await;
     let _ = s.flush().await;
     let mut out = Vec::new();
@@ -199,7 +170,7 @@ async fn requests_the_http_layer_refuses_are_each_audited_once() {
     // On a keep-alive connection after an answered request: that one keeps
     // its own id, the refused one gets the rejection's.
     let before = settle(&gw).await;
-    let mut s = connect(&gw, tls_config("bank", &[b"http/1.1"])).await;
+    let mut s = connect_tls(gw.addr, tls_config("bank", &[b"http/1.1"])).await;
     s.write_all(b"GET /v1/nope HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
         .unwrap();
@@ -252,7 +223,7 @@ async fn requests_the_http_layer_refuses_are_each_audited_once() {
     );
     // A connection that sends nothing and closes is not a request.
     let before = settle(&gw).await;
-    let mut s = connect(&gw, tls_config("bank", &[])).await;
+    let mut s = connect_tls(gw.addr, tls_config("bank", &[])).await;
     s.shutdown().await.unwrap();
     drop(s);
     assert_eq!(settle(&gw).await, before);
@@ -296,7 +267,7 @@ async fn stalled_heads_and_bodies_time_out_and_are_audited() {
     // one: the connection is closed and the attempt audited.
     for keep_alive_first in [false, true] {
         let before = settle(&gw).await;
-        let mut s = connect(&gw, tls_config("bank", &[b"http/1.1"])).await;
+        let mut s = connect_tls(gw.addr, tls_config("bank", &[b"http/1.1"])).await;
         if keep_alive_first {
             let q = query(
                 "legal_person",
@@ -339,7 +310,7 @@ async fn a_panicking_handler_is_answered_500_and_audited() {
     })
     .await;
     let before = settle(&gw).await;
-    let mut s = connect(&gw, tls_config("bank", &[b"http/1.1"])).await;
+    let mut s = connect_tls(gw.addr, tls_config("bank", &[b"http/1.1"])).await;
     s.write_all(b"GET /v1/query HTTP/1.1\r\nhost: x\r\nx-credgate-fault: panic\r\n\r\n")
         .await
         .unwrap();
@@ -447,7 +418,7 @@ async fn duplicate_keys_are_refused_in_every_body_and_nothing_is_stored() {
 async fn http2_by_alpn_multiplexes_with_one_entry_per_request() {
     let gw = TestGateway::start().await;
     let before = settle(&gw).await;
-    let s = connect(&gw, tls_config("bank", &[b"h2", b"http/1.1"])).await;
+    let s = connect_tls(gw.addr, tls_config("bank", &[b"h2", b"http/1.1"])).await;
     assert_eq!(s.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
         .await
@@ -533,7 +504,7 @@ async fn a_certificate_without_an_organisation_gets_401_with_its_fingerprint() {
         .clone(),
     );
     let before = settle(&gw).await;
-    let mut s = connect(&gw, cfg).await;
+    let mut s = connect_tls(gw.addr, cfg).await;
     s.write_all(b"GET /v1/query HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         .await
         .unwrap();
@@ -579,7 +550,7 @@ async fn hang_up_drill(attempts: usize, per_batch: usize) {
         );
         let kind = kinds[i % 3];
         let delay = Duration::from_micros((i as u64 * 7919) % 10_000);
-        let mut s = connect(&gw, cfg.clone()).await;
+        let mut s = connect_tls(gw.addr, cfg.clone()).await;
         tasks.spawn(async move {
             s.write_all(req.as_bytes()).await.unwrap();
             s.flush().await.unwrap();
@@ -896,7 +867,7 @@ async fn answered_submissions_leave_the_outbox_empty() {
 #[tokio::test]
 async fn idle_http2_connections_are_closed() {
     let gw = TestGateway::start_with(|c| c.server.idle_timeout_ms = 400, true).await;
-    let s = connect(&gw, tls_config("bank", &[b"h2"])).await;
+    let s = connect_tls(gw.addr, tls_config("bank", &[b"h2"])).await;
     let (mut send, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(s))
             .await

@@ -420,6 +420,39 @@ impl Client {
     }
 }
 
+/// A client TLS configuration presenting `<who>.pem`, offering `alpn`.
+pub fn tls_config(who: &str, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+    let c = certs();
+    let mut cfg = (*credgate::tls::client_config(
+        &c.join("ca.pem"),
+        Some((
+            c.join(format!("{who}.pem")).as_path(),
+            c.join(format!("{who}-key.pem")).as_path(),
+        )),
+    )
+    .unwrap())
+    .clone();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(cfg)
+}
+
+/// An mTLS connection to `addr` under `cfg` (for clients that keep one
+/// connection: keep-alive, HTTP/2, raw bytes).
+pub async fn connect_tls(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    tokio_rustls::TlsConnector::from(cfg)
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap()
+}
+
 /// Sample identifiers.
 pub mod ids {
     pub const CERAMICS: &str = "91370300MA3CXQ001R";
