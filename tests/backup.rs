@@ -1177,3 +1177,76 @@ async fn the_embedded_log_crosses_snapshots_under_load_and_backups() {
     assert!(out.contains(&format!("{} entries", size + 5)), "{out}");
     gw.stop().await;
 }
+
+/// A backup taken while a snapshot of the embedded log is under way —
+/// `state` behind, `wal.prev` bridging it to the current write-ahead file —
+/// holds `wal.prev` too: it restores into a log that verifies, with every
+/// entry. (Snapshots are held unfinished with the debug-build hook
+/// `Store::hold_log_snapshots`; without it one is due for milliseconds.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_taken_while_a_snapshot_is_due_restores_and_verifies() {
+    let home = TempDir::new("snap-due");
+    let url = format!("sqlite://{}/credgate.db", home.0.display());
+    let mut cfg = config(&home.0, &url);
+    cfg.audit.wal_snapshot_mib = Some(1);
+    let log_dir = home.0.join("credgate.db.tlog");
+    let gw = TestGateway::start_config(cfg, TempDir::new("snap-due-run"), None, true).await;
+    let work = TempDir::new("snap-due-out");
+    gw.store.hold_log_snapshots(true);
+    let mut rounds = 0;
+    while !(log_dir.join("wal.prev").exists() && wal_base(&log_dir) > 0) {
+        assert!(rounds < 40, "no snapshot began after {rounds} rounds");
+        let r = keep_alive_queries(&gw, "bank", 100).await;
+        assert!(r.iter().all(|(s, _)| *s == 200));
+        rounds += 1;
+    }
+    // More entries in the new generation, past the snapshot's start.
+    keep_alive_queries(&gw, "bank", 20).await;
+    assert!(log_dir.join("wal.prev").exists(), "the snapshot finished");
+    let note = checkpoint_now(&gw).await;
+    let (size, root) = gw.store.log_head().await.unwrap();
+    assert_eq!(credgate::backup::note_size(&note), Some(size));
+    let file = work.0.join("due.credgate-backup");
+    let m = backup::create(&gw.config, &file).await.unwrap().manifest;
+    assert_eq!(
+        (m.tree_size, m.root.clone()),
+        (size, credlog::export::encode_hash(&root))
+    );
+    gw.store.hold_log_snapshots(false);
+
+    let to = work.0.join("restored");
+    let rep = backup::restore(&RestoreOptions {
+        from: file,
+        to: to.clone(),
+        keys: vec![gw.verifier_key.clone()],
+        not_before: vec![],
+        replace: false,
+    })
+    .await
+    .unwrap();
+    assert_eq!(rep.manifest.checkpoint_size, Some(size));
+    let restored = Store::connect_with_log(
+        &format!("sqlite://{}", to.join("credgate.db").display()),
+        2,
+        Some(&to.join("credgate.db.tlog")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(restored.log_head().await.unwrap(), (size, root));
+    assert_eq!(
+        audit_entries(&restored).await.len() as u64,
+        size,
+        "every entry readable from the restored files"
+    );
+    restored.close().await;
+
+    // Released, the next batches finish the snapshot.
+    let mut rounds = 0;
+    while log_dir.join("wal.prev").exists() {
+        assert!(rounds < 50, "the released snapshot never finished");
+        keep_alive_queries(&gw, "bank", 1).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        rounds += 1;
+    }
+    gw.stop().await;
+}

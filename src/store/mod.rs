@@ -322,6 +322,17 @@ impl Store {
         Self::connect_pool(url, max_connections, DEFAULT_ACQUIRE_TIMEOUT, log_dir, None).await
     }
 
+    /// Test hook: while `held`, the embedded log begins snapshots but does
+    /// not finish them (see `credlog::fs::FsLog::hold_snapshots`); nothing
+    /// on PostgreSQL. Debug builds only.
+    #[cfg(debug_assertions)]
+    #[doc(hidden)]
+    pub fn hold_log_snapshots(&self, held: bool) {
+        if let tlog::Log::Files(f) = &self.log {
+            f.hold_snapshots(held);
+        }
+    }
+
     /// Test hook: take one pool connection and hold it until the returned
     /// guard is dropped (to fill the pool). Debug builds only.
     #[cfg(debug_assertions)]

@@ -308,6 +308,9 @@ pub struct FsLog {
     preparing: Arc<AtomicBool>,
     /// Serialises refreshes of this view.
     refresh: Arc<Mutex<()>>,
+    /// Test hook: while set, this process's writer leaves a due snapshot
+    /// unfinished ([`FsLog::hold_snapshots`]).
+    hold_snapshots: Arc<AtomicBool>,
     /// Times this view looked at the WAL in full, with a `stat` (tests).
     #[cfg(test)]
     full_looks: Arc<std::sync::atomic::AtomicU64>,
@@ -330,6 +333,7 @@ impl FsLog {
             has_writer: Arc::default(),
             preparing: Arc::default(),
             refresh: Arc::default(),
+            hold_snapshots: Arc::default(),
             #[cfg(test)]
             full_looks: Arc::default(),
         };
@@ -359,6 +363,15 @@ impl FsLog {
     pub fn wal_status(&self) -> (u64, bool) {
         let s = self.shared.read().unwrap_or_else(|e| e.into_inner());
         (s.wal_seen, s.snapshot_due.is_some())
+    }
+
+    /// Test hook: while `held`, this process's writer begins snapshots but
+    /// does not finish them (`wal.prev` stays, as when their files are slow
+    /// to fsync), so tests can act while one is due. Debug builds only.
+    #[cfg(debug_assertions)]
+    #[doc(hidden)]
+    pub fn hold_snapshots(&self, held: bool) {
+        self.hold_snapshots.store(held, Ordering::Release);
     }
 
     /// This process's writer (at most one per process).

@@ -277,7 +277,9 @@ impl FsWriter {
     pub(super) fn advance_snapshot(&mut self, seen: u64) {
         match self.snap.as_ref().map(|s| s.status.load(Ordering::Acquire)) {
             Some(SNAP_READY) => {
-                let _ = self.finish_snapshot();
+                if !self.log.hold_snapshots.load(Ordering::Acquire) {
+                    let _ = self.finish_snapshot();
+                }
             }
             Some(SNAP_FAILED) => {
                 self.snap = None;
