@@ -717,7 +717,34 @@ async fn documented_examples_get_documented_answers() {
                     );
                 }
                 let response = resolve(&d, documented);
-                if let Some(schema) = response["content"]["application/json"].get("schema") {
+                // The documented media type the answer came as (a proof may
+                // be a `text/plain` tlog-proof file instead of JSON).
+                let ctype = r
+                    .headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let media = response["content"].as_object().and_then(|c| {
+                    c.keys()
+                        .find(|k| ctype.starts_with(k.split(';').next().unwrap_or(k)))
+                        .cloned()
+                });
+                assert!(
+                    media.is_some() || response["content"].is_null(),
+                    "{} as {role}: content type {ctype} is not documented for {}",
+                    spec.endpoint,
+                    r.status
+                );
+                if media.as_deref() != Some("application/json") {
+                    if let Some(m) = &media {
+                        assert!(
+                            !r.bytes.is_empty(),
+                            "{} as {role}: empty {m} body",
+                            spec.endpoint
+                        );
+                        checked += 1;
+                    }
+                } else if let Some(schema) = response["content"]["application/json"].get("schema") {
                     let mut errors = Vec::new();
                     conforms(&d, schema, &r.body, "", &mut errors);
                     assert!(
