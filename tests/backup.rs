@@ -1077,6 +1077,21 @@ async fn keep_alive_queries(gw: &TestGateway, who: &str, n: usize) -> Vec<(u16, 
     out
 }
 
+/// A seeded SQLite gateway whose log snapshots every MiB
+/// (`audit.wal_snapshot_mib = 1`): the gateway, its home (the store's
+/// files), its configuration and its log directory.
+async fn start_with_1mib_snapshots(tag: &str) -> (TestGateway, TempDir, Config, PathBuf) {
+    let home = TempDir::new(tag);
+    let url = format!("sqlite://{}/credgate.db", home.0.display());
+    let mut cfg = config(&home.0, &url);
+    cfg.audit.wal_snapshot_mib = Some(1);
+    let log_dir = home.0.join("credgate.db.tlog");
+    let gw =
+        TestGateway::start_config(cfg.clone(), TempDir::new(&format!("{tag}-run")), None, true)
+            .await;
+    (gw, home, cfg, log_dir)
+}
+
 /// The WAL generation's base (the log size at its snapshot) from the
 /// header of `<log dir>/wal`: `credwal1`, then a little-endian u64.
 fn wal_base(log_dir: &Path) -> u64 {
@@ -1093,12 +1108,7 @@ fn wal_base(log_dir: &Path) -> u64 {
 /// export of the whole log passes `credgate audit verify`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_embedded_log_crosses_snapshots_under_load_and_backups() {
-    let home = TempDir::new("snap");
-    let url = format!("sqlite://{}/credgate.db", home.0.display());
-    let mut cfg = config(&home.0, &url);
-    cfg.audit.wal_snapshot_mib = Some(1);
-    let log_dir = home.0.join("credgate.db.tlog");
-    let gw = TestGateway::start_config(cfg.clone(), TempDir::new("snap-run"), None, true).await;
+    let (gw, _home, cfg, log_dir) = start_with_1mib_snapshots("snap").await;
     let key = gw.verifier_key.clone();
     let work = TempDir::new("snap-out");
     let before = gw.store.log_head().await.unwrap().0;
@@ -1185,12 +1195,7 @@ async fn the_embedded_log_crosses_snapshots_under_load_and_backups() {
 /// `Store::hold_log_snapshots`; without it one is due for milliseconds.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backup_taken_while_a_snapshot_is_due_restores_and_verifies() {
-    let home = TempDir::new("snap-due");
-    let url = format!("sqlite://{}/credgate.db", home.0.display());
-    let mut cfg = config(&home.0, &url);
-    cfg.audit.wal_snapshot_mib = Some(1);
-    let log_dir = home.0.join("credgate.db.tlog");
-    let gw = TestGateway::start_config(cfg, TempDir::new("snap-due-run"), None, true).await;
+    let (gw, _home, _, log_dir) = start_with_1mib_snapshots("snap-due").await;
     let work = TempDir::new("snap-due-out");
     gw.store.hold_log_snapshots(true);
     let mut rounds = 0;
