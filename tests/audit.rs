@@ -836,14 +836,13 @@ async fn exports_verify_offline_and_every_tampering_is_named() {
     // The operator's export straight from the store verifies too.
     let cfg_path = write_config(&dir.0, &gw.config, "127.0.0.1:1", "127.0.0.1:2");
     let out_path = dir.0.join("store-export.csv");
-    let out = Command::new(bin())
-        .args(["audit", "export", "--config"])
+    let mut cmd = Command::new(bin());
+    cmd.args(["audit", "export", "--config"])
         .arg(&cfg_path)
         .arg("--out")
         .arg(&out_path)
-        .args(["--format", "csv"])
-        .output()
-        .unwrap();
+        .args(["--format", "csv"]);
+    let out = output(cmd).await;
     assert!(
         out.status.success(),
         "{}",
@@ -1493,11 +1492,9 @@ async fn reindex_rebuilds_an_index_with_identical_results() {
     // ... and `credgate audit reindex`, run beside the serving gateway,
     // restores exactly the same ones.
     let cfg = write_config_file(&gw.config, &gw.dir.0.join("reindex.toml"));
-    let out = Command::new(bin())
-        .args(["audit", "reindex", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.args(["audit", "reindex", "--config"]).arg(&cfg);
+    let out = output(cmd).await;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -1537,6 +1534,61 @@ async fn reindex_rebuilds_an_index_with_identical_results() {
         .unwrap();
     assert_eq!(rows1 as u64, n1);
     assert_eq!(n1, gw.store.log_head().await.unwrap().0);
+    gw.stop().await;
+}
+
+/// A second process (`credgate audit search` beside the gateway) searches
+/// an index the gateway keeps up to date without taking the index-head
+/// lock: here another connection holds that lock (the SQLite write lock, or
+/// the row lock on PostgreSQL) for the whole search, as a gateway's indexer
+/// transaction does while it runs. Taking the lock first made every new
+/// process's first search wait for it ("database is locked" after the
+/// busy timeout on SQLite, indefinitely on PostgreSQL).
+#[tokio::test]
+async fn a_second_process_searches_the_index_without_its_lock() {
+    use sqlx::Connection;
+    let gw = TestGateway::start().await;
+    for id in [ids::CERAMICS, ids::CHEM, ids::CERAMICS] {
+        bank_query(&gw, "bank", "legal_person", id).await;
+    }
+    gw.store.ensure_indexed().await.unwrap();
+    let q = credgate::store::AuditQuery {
+        org: Some(ids::BANK.into()),
+        limit: 100,
+        ..Default::default()
+    };
+    let want = gw.store.audit_query(&q).await.unwrap();
+    assert_eq!(want.len(), 3);
+
+    // Connected (and migrated) first, as the tool is before it searches.
+    let other = Store::connect_config(&gw.config).await.unwrap();
+    let url = gw.config.store.url.clone();
+    let holder: Box<dyn std::any::Any> = if url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut c).await.unwrap();
+        sqlx::query("SELECT size FROM audit_index_head WHERE id = 1 FOR UPDATE")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        Box::new(c)
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        Box::new(c)
+    };
+    assert_eq!(other.indexed_size(), 0, "a new process knows no index yet");
+    let got = tokio::time::timeout(Duration::from_secs(30), other.audit_query(&q))
+        .await
+        .expect("the search waited for the index-head lock")
+        .unwrap();
+    let seqs = |v: &[credgate::store::StoredAudit]| v.iter().map(|e| e.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(&got), seqs(&want));
+    assert_eq!(other.indexed_size(), gw.store.log_head().await.unwrap().0);
+    drop(holder);
+    other.close().await;
     gw.stop().await;
 }
 

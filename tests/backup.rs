@@ -522,13 +522,12 @@ async fn altered_or_foreign_backups_are_refused_with_nothing_restored() {
     // Through the real binary, beside the serving gateway.
     let file = work.0.join("b.credgate-backup");
     let cfg_file = write_config_file(&gw.config, &work.0.join("credgate.toml"));
-    let out = Command::new(bin())
-        .args(["backup", "--config"])
+    let mut cmd = Command::new(bin());
+    cmd.args(["backup", "--config"])
         .arg(&cfg_file)
         .arg("--out")
-        .arg(&file)
-        .output()
-        .unwrap();
+        .arg(&file);
+    let out = output(cmd).await;
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

@@ -19,8 +19,10 @@ fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_credgate")
 }
 
-fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin()).args(args).output().unwrap();
+async fn run(args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(bin());
+    cmd.args(args);
+    let out = output(cmd).await;
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -94,10 +96,10 @@ async fn search(gw: &TestGateway, body: Value) -> Vec<AuditEntry> {
 }
 
 /// `credgate audit search`: the `query` entries printed.
-fn cli_search(config: &Path, args: &[&str]) -> Vec<AuditEntry> {
+async fn cli_search(config: &Path, args: &[&str]) -> Vec<AuditEntry> {
     let mut a = vec!["audit", "search", "--config", config.to_str().unwrap()];
     a.extend_from_slice(args);
-    let (ok, out, err) = run(&a);
+    let (ok, out, err) = run(&a).await;
     assert!(ok, "{out}{err}");
     out.lines()
         .map(|l| {
@@ -140,7 +142,8 @@ async fn export_and_verify(gw: &TestGateway, dir: &Path, name: &str) -> (bool, S
         file.to_str().unwrap(),
         "--key",
         &gw.verifier_key,
-    ]);
+    ])
+    .await;
     (ok, format!("{out}{err}"))
 }
 
@@ -276,10 +279,16 @@ async fn subject_history_stays_searchable_across_a_subject_key_rotation() {
     assert!(page.contains("id=\"result-count\">4<"), "{page}");
     // `credgate audit search`, by id and by either hash.
     let file = write_config_file(&rotated, &work.0.join("rotated.toml"));
-    assert_eq!(cli_search(&file, &["--subject-id", ids::CERAMICS]), found);
-    assert_eq!(cli_search(&file, &["--subject-hash", &bare]), found[..3]);
     assert_eq!(
-        cli_search(&file, &["--subject-hash", &both.hash(&ceramics)]),
+        cli_search(&file, &["--subject-id", ids::CERAMICS]).await,
+        found
+    );
+    assert_eq!(
+        cli_search(&file, &["--subject-hash", &bare]).await,
+        found[..3]
+    );
+    assert_eq!(
+        cli_search(&file, &["--subject-hash", &both.hash(&ceramics)]).await,
         found[3..]
     );
     let (ok, out, err) = run(&[
@@ -289,12 +298,13 @@ async fn subject_history_stays_searchable_across_a_subject_key_rotation() {
         file.to_str().unwrap(),
         "--subject-hash",
         "k2:not-a-hash",
-    ]);
+    ])
+    .await;
     assert!(!ok && err.contains("--subject-hash"), "{out}{err}");
     gw.stop().await;
 
     // The index rebuilt from the log gives the same answers.
-    let (ok, out, err) = run(&["audit", "reindex", "--config", file.to_str().unwrap()]);
+    let (ok, out, err) = run(&["audit", "reindex", "--config", file.to_str().unwrap()]).await;
     assert!(ok, "{out}{err}");
 
     // Only k2: the entries under k1 are no longer found by subject id (the
@@ -307,7 +317,7 @@ async fn subject_history_stays_searchable_across_a_subject_key_rotation() {
     assert_eq!(search(&gw, by_hash(bare.clone())).await, found[..3]);
     let file = write_config_file(&only_new, &work.0.join("only-new.toml"));
     assert_eq!(
-        cli_search(&file, &["--subject-id", ids::CERAMICS]),
+        cli_search(&file, &["--subject-id", ids::CERAMICS]).await,
         found[3..]
     );
     let (ok, out) = export_and_verify(&gw, &work.0, "all.jsonl").await;
@@ -498,7 +508,7 @@ async fn a_broken_key_list_is_refused_before_serving_naming_the_file() {
             "{e}"
         );
         let path = write_config_file(&bad, &dir.0.join("bad.toml"));
-        let (ok, out, err) = run(&["serve", "--config", path.to_str().unwrap()]);
+        let (ok, out, err) = run(&["serve", "--config", path.to_str().unwrap()]).await;
         assert!(!ok, "{out}");
         assert!(
             err.contains(&file.display().to_string()) && err.contains(want),
@@ -510,7 +520,7 @@ async fn a_broken_key_list_is_refused_before_serving_naming_the_file() {
     bad.policy.mask_key_file = None;
     bad.policy.mask_keys = keys(&[("k2", &short)]);
     let path = write_config_file(&bad, &dir.0.join("bad.toml"));
-    let (ok, _, err) = run(&["serve", "--config", path.to_str().unwrap()]);
+    let (ok, _, err) = run(&["serve", "--config", path.to_str().unwrap()]).await;
     assert!(
         !ok && err.contains("policy.mask_keys") && err.contains("short.key"),
         "{err}"

@@ -497,8 +497,24 @@ impl Store {
     }
 
     /// Bring the index up to the log's current head.
+    ///
+    /// Another process may have indexed the entries already (the gateway
+    /// beside `credgate audit search`, another node): the stored index head
+    /// is read first, without its lock, and the lock is taken only when the
+    /// index really lags. A read-only tool beside a busy gateway then never
+    /// waits for the SQLite write lock to read.
     pub async fn ensure_indexed(&self) -> Result<(), StoreError> {
         let (size, _) = self.log_head().await?;
+        if self.indexed_size() < size {
+            let stored: i64 = dispatch!(self, p => {
+                sqlx::query_scalar("SELECT size FROM audit_index_head WHERE id = 1")
+                    .fetch_one(p)
+                    .await?
+            });
+            self.audit
+                .indexed
+                .fetch_max(stored as u64, std::sync::atomic::Ordering::AcqRel);
+        }
         while self
             .audit
             .indexed

@@ -26,6 +26,21 @@ use tokio::task::JoinHandle;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Run a command to completion without blocking the test's runtime.
+///
+/// Tests run on a current-thread runtime that also drives the in-process
+/// gateway. A blocking `Command::output` there freezes the gateway, and if
+/// one of its tasks holds a transaction open at that moment (the indexer
+/// does, every time the log grows) a CLI command that needs the SQLite
+/// write lock waits out its busy timeout and fails with "database is
+/// locked". Every CLI run beside a serving gateway goes through here.
+pub async fn output(mut cmd: std::process::Command) -> std::process::Output {
+    tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("the command's thread")
+        .expect("the command runs")
+}
+
 /// A scratch directory removed on drop.
 pub struct TempDir(pub PathBuf);
 
