@@ -1592,6 +1592,70 @@ async fn a_second_process_searches_the_index_without_its_lock() {
     gw.stop().await;
 }
 
+/// The console's volume chart counts each time bin in one query
+/// (`Store::audit_volume_bins`); it must count exactly what the report's
+/// per-range volume does for every bin: entries on an edge belong to the
+/// later bin, entries without an organisation are their own row, and
+/// entries outside the edges are not counted.
+#[tokio::test]
+async fn volume_bins_count_what_each_bins_own_volume_counts() {
+    let dir = TempDir::new("bins");
+    let (url, pg) = test_database(&dir.0).await;
+    let cfg = config(&dir.0, &url);
+    let gw = credgate::server::Gateway::build(&cfg).await.unwrap();
+    let orgs = [Some(ids::BANK), Some(ids::BANK2), None];
+    for i in 0..90u32 {
+        let entry = AuditEntry {
+            v: 3,
+            ts: format!("2026-11-30T{:02}:{:02}:00.000Z", i / 12, (i * 7) % 60),
+            request_id: format!("r-{i}"),
+            gateway: "credgate-test".into(),
+            org: orgs[i as usize % 3].map(Into::into),
+            cert_fp: None,
+            action: "query".into(),
+            subject_type: None,
+            subject: None,
+            purpose: None,
+            consent: None,
+            fields: vec![],
+            records: 0,
+            status: 404,
+            outcome: "not_found".into(),
+            policy: None,
+        };
+        gw.app().audit.append(&entry).await.unwrap();
+    }
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    credgate::server::run(l, a, gw, async {}).await.unwrap();
+
+    let store = Store::connect_config(&cfg).await.unwrap();
+    let ts = |h: u32, m: u32| format!("2026-11-30T{h:02}:{m:02}:00.000Z");
+    // Hour edges (entries fall on them), then uneven edges starting late
+    // and ending early.
+    let hours: Vec<String> = (0..=8).map(|h| ts(h, 0)).collect();
+    let uneven = vec![ts(1, 7), ts(1, 8), ts(2, 30), ts(5, 59), ts(6, 0)];
+    for edges in [hours, uneven] {
+        let mut want = Vec::new();
+        for (bin, w) in edges.windows(2).enumerate() {
+            for v in store.audit_volume(&w[0], &w[1]).await.unwrap() {
+                want.push((bin, v.org, v.total));
+            }
+        }
+        assert!(want.len() > 3, "{want:?}");
+        assert_eq!(store.audit_volume_bins(&edges).await.unwrap(), want);
+    }
+    assert!(
+        store
+            .audit_volume_bins(&[ts(1, 0)])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.close().await;
+    drop_test_database(pg).await;
+}
+
 #[tokio::test]
 async fn a_checkpoint_and_the_index_follow_the_first_entry_promptly() {
     // The default interval (10 s): the first checkpoint must not wait for it.

@@ -666,6 +666,38 @@ impl Store {
             .collect())
     }
 
+    /// Requests per organisation in each bin `edges[i] <= ts < edges[i + 1]`
+    /// (ascending edges), in one query: `(bin, org, count)` ordered by bin
+    /// and org, bins without entries absent. The console's volume chart
+    /// (one query for the whole chart, not one per bin).
+    pub async fn audit_volume_bins(
+        &self,
+        edges: &[String],
+    ) -> Result<Vec<(usize, Option<String>, i64)>, StoreError> {
+        let Some(last) = edges.len().checked_sub(1).filter(|&n| n > 0) else {
+            return Ok(Vec::new());
+        };
+        self.ensure_indexed().await?;
+        let rows: Vec<(i64, Option<String>, i64)> = dispatch!(self, p => {
+            let mut qb = QueryBuilder::new("SELECT bin, org, COUNT(*) FROM (SELECT CASE");
+            for (i, edge) in edges[1..].iter().enumerate() {
+                qb.push(" WHEN ts < ")
+                    .push_bind(edge.as_str())
+                    .push(format!(" THEN CAST({i} AS BIGINT)"));
+            }
+            qb.push(" END AS bin, org FROM audit_index WHERE ts >= ")
+                .push_bind(edges[0].as_str())
+                .push(" AND ts < ")
+                .push_bind(edges[last].as_str())
+                .push(") AS binned GROUP BY bin, org ORDER BY bin, org");
+            qb.build_query_as().fetch_all(p).await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(bin, org, n)| (bin as usize, org, n))
+            .collect())
+    }
+
     /// Denied attempts per organisation and outcome with `from <= ts < to`.
     pub async fn audit_denied(&self, from: &str, to: &str) -> Result<Vec<DeniedCount>, StoreError> {
         self.ensure_indexed().await?;

@@ -175,22 +175,18 @@ async fn volume_chart(app: &App, from: &str, to: &str) -> Result<String, ApiErro
     }
     let mut edges: Vec<String> = (0..BINS).map(|i| log_ts(start + step * i as f64)).collect();
     edges.push(to.to_owned());
-    // Per bin, per organisation.
-    let mut bins: Vec<Vec<(String, i64)>> = Vec::new();
+    // Per bin, per organisation (one query for all bins).
+    let mut bins: Vec<Vec<(String, i64)>> = vec![Vec::new(); BINS as usize];
     let mut totals: Vec<(String, i64)> = Vec::new();
-    for w in edges.windows(2) {
-        let vol = app.store.audit_volume(&w[0], &w[1]).await?;
-        let bin: Vec<(String, i64)> = vol
-            .iter()
-            .map(|v| (v.org.clone().unwrap_or_else(|| "—".into()), v.total))
-            .collect();
-        for (o, n) in &bin {
-            match totals.iter_mut().find(|(k, _)| k == o) {
-                Some((_, t)) => *t += n,
-                None => totals.push((o.clone(), *n)),
-            }
+    for (bin, org, n) in app.store.audit_volume_bins(&edges).await? {
+        let o = org.unwrap_or_else(|| "—".into());
+        match totals.iter_mut().find(|(k, _)| *k == o) {
+            Some((_, t)) => *t += n,
+            None => totals.push((o.clone(), n)),
         }
-        bins.push(bin);
+        if let Some(b) = bins.get_mut(bin) {
+            b.push((o, n));
+        }
     }
     totals.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
     let named: Vec<String> = totals.iter().take(SERIES).map(|(o, _)| o.clone()).collect();
