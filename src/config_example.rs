@@ -67,7 +67,8 @@ key = "certs/server-key.pem"
 # CRLs to honour (PEM or DER); a revoked client is refused at the handshake.
 crls = ["certs/crl.pem"]
 # Intermediate CA certificates allowed between a client certificate and a
-# CA in `ca` (0..=6). 0: issued directly by a configured CA.
+# CA in `ca` (0..=6). 0: issued directly by a configured CA. A CA's own
+# pathLenConstraint limits the chains through it further.
 max_chain_depth = 0
 # How often (seconds, 1..=86400) the CRL files are re-read; a changed CRL is
 # applied without a restart, as on SIGHUP or `credgate reload`.

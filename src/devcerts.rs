@@ -30,7 +30,7 @@ const BACKDATE: Duration = Duration::hours(1);
 const DEV_O: &str = "credgate (DEVELOPMENT ONLY)";
 /// File stems this module writes itself; org stems must not collide with them.
 const RESERVED_STEMS: &[&str] = &[
-    "ca", "server", "expired", "revoked", "crl", "other-ca", "foreign",
+    "ca", "server", "expired", "revoked", "crl", "other-ca", "foreign", "chain-ca",
 ];
 
 /// One organisation that gets a client certificate (`<file_stem>.pem` + `<file_stem>-key.pem`).
@@ -145,8 +145,15 @@ pub fn init(dir: &Path, orgs: &[DevOrg]) -> Result<DevCertsSummary, DevCertError
     let mut out = DevCertsSummary::default();
     let now = OffsetDateTime::now_utc();
 
-    let ca = ensure_ca(dir, "ca", "credgate development CA", now, &mut out)?;
-    let other = ensure_ca(dir, "other-ca", "credgate FOREIGN test CA", now, &mut out)?;
+    let ca = ensure_ca(dir, "ca", "credgate development CA", Some(0), now, &mut out)?;
+    let other = ensure_ca(
+        dir,
+        "other-ca",
+        "credgate FOREIGN test CA",
+        Some(0),
+        now,
+        &mut out,
+    )?;
 
     let valid = (now - BACKDATE, now + VALIDITY);
     ensure_leaf(dir, "server", &ca, server_params(), valid, &mut out)?;
@@ -204,16 +211,30 @@ pub fn init(dir: &Path, orgs: &[DevOrg]) -> Result<DevCertsSummary, DevCertError
     Ok(out)
 }
 
+/// The CA a chain made by [`issue_chained`] ends at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainRoot {
+    /// The dev CA (`ca.pem`, from [`init`]). It says `pathlen:0`: no chain
+    /// with an intermediate is accepted under it, whatever
+    /// `tls.max_chain_depth` says.
+    Dev,
+    /// `chain-ca.pem` in the same directory (made on first use; no path
+    /// length constraint), as a root that delegates to intermediates would
+    /// be. Trusted only where `tls.ca` lists it.
+    Unconstrained,
+}
+
 /// Writes `<org.file_stem>.pem` — a client certificate for `org` issued by a
 /// chain of `intermediates` CA certificates (`CA:TRUE`, no path length
-/// constraint) under the dev CA already in `dir` (`ca.pem`, from [`init`]),
-/// the leaf first and then each issuer up to the one the dev CA signed —
-/// and `<org.file_stem>-key.pem`. Overwrites both: the chain is regenerated
-/// on every call. The dev CA itself says `pathlen:0`, which webpki does not
-/// apply to a trust anchor, so only `tls.max_chain_depth` refuses such a
-/// chain; this is what tests it.
+/// constraint) under `root` in `dir`, the leaf first and then each issuer
+/// up to the one the root signed — and `<org.file_stem>-key.pem`.
+/// Overwrites both: the chain is regenerated on every call. webpki applies
+/// the intermediates' constraints but not the root's; the gateway applies
+/// the root's `pathLenConstraint` and `tls.max_chain_depth`, and these
+/// chains are what test both.
 pub fn issue_chained(
     dir: &Path,
+    root: ChainRoot,
     org: &DevOrg,
     intermediates: usize,
 ) -> Result<PathBuf, DevCertError> {
@@ -227,7 +248,24 @@ pub fn issue_chained(
     }
     let now = OffsetDateTime::now_utc();
     let mut ignored = DevCertsSummary::default();
-    let ca = ensure_ca(dir, "ca", "credgate development CA", now, &mut ignored)?;
+    let ca = match root {
+        ChainRoot::Dev => ensure_ca(
+            dir,
+            "ca",
+            "credgate development CA",
+            Some(0),
+            now,
+            &mut ignored,
+        )?,
+        ChainRoot::Unconstrained => ensure_ca(
+            dir,
+            "chain-ca",
+            "credgate development CA for intermediates",
+            None,
+            now,
+            &mut ignored,
+        )?,
+    };
     let not_after = (now + VALIDITY).min(ca.not_after);
     let cert_path = dir.join(format!("{}.pem", org.file_stem));
     let key_path = dir.join(format!("{}-key.pem", org.file_stem));
@@ -301,10 +339,13 @@ struct Ca {
     fresh: bool,
 }
 
+/// The CA `<stem>.pem` / `<stem>-key.pem` in `dir`, made (with `pathlen`
+/// as its path length constraint, `None`: unconstrained) if missing.
 fn ensure_ca(
     dir: &Path,
     stem: &str,
     cn: &str,
+    pathlen: Option<u8>,
     now: OffsetDateTime,
     out: &mut DevCertsSummary,
 ) -> Result<Ca, DevCertError> {
@@ -350,7 +391,10 @@ fn ensure_ca(
     params
         .distinguished_name
         .push(DnType::OrganizationName, DEV_O);
-    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.is_ca = IsCa::Ca(pathlen.map_or(
+        BasicConstraints::Unconstrained,
+        BasicConstraints::Constrained,
+    ));
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,

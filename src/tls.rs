@@ -9,12 +9,13 @@
 //!   treated as "everything revoked" — re-issue it before it ages out.
 //! * Chain depth: at most `max_chain_depth` intermediate CA certificates between a client's
 //!   leaf and a configured CA (`tls.max_chain_depth`, default 0: the leaf must be issued
-//!   directly by a CA in `tls.ca`). webpki enforces the path length constraints of
-//!   intermediates but not those of a trust anchor — a `CA:TRUE` intermediate under a root
-//!   saying `pathlen:0` is accepted — so the limit is applied here, at the handshake: a chain
-//!   is accepted only if a valid path with at most that many intermediates exists among the
-//!   certificates the client sent (extra certificates it does not need, such as a copy of the
-//!   root, are harmless).
+//!   directly by a CA in `tls.ca`), and never more than that CA's own `pathLenConstraint`.
+//!   webpki enforces the path length constraints of intermediates but not those of a trust
+//!   anchor — a `CA:TRUE` intermediate under a root saying `pathlen:0` would be accepted — so
+//!   both limits are applied here, at the handshake: a chain is accepted only if a valid path
+//!   exists among the certificates the client sent whose intermediates number at most
+//!   `max_chain_depth` and at most its anchor's path length (extra certificates it does not
+//!   need, such as a copy of the root, are harmless).
 //! * Session resumption: rustls server defaults, i.e. a stateful in-memory session cache
 //!   (256 entries); TLS 1.3 "tickets" are cache IDs. A resumed session skips certificate
 //!   (and CRL) verification but rustls restores the original client chain, so
@@ -88,6 +89,15 @@ pub enum TlsError {
         /// rustls' reason.
         #[source]
         source: rustls::Error,
+    },
+    /// A CA certificate's basic constraints cannot be read (its path length applies to
+    /// every chain through it).
+    #[error("cannot read the basic constraints of a CA certificate in {}: {reason}", path.display())]
+    CaConstraints {
+        /// File that failed.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
     /// A CRL file is empty, unparseable or not issued by any configured CA.
     #[error("bad CRL in {}: {reason}", path.display())]
@@ -229,6 +239,7 @@ pub fn load_server(paths: &TlsPaths, alpn: &[&[u8]]) -> Result<ServerTls, TlsErr
         }
     }
 
+    let anchors = anchor_limits(&paths.ca, paths.max_chain_depth)?;
     let roots = Arc::new(roots);
     let webpki = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
         .with_crls(crls)
@@ -240,6 +251,8 @@ pub fn load_server(paths: &TlsPaths, alpn: &[&[u8]]) -> Result<ServerTls, TlsErr
         roots,
         algs: provider.signature_verification_algorithms.all,
         max_intermediates: paths.max_chain_depth,
+        always_within: anchors.iter().map(|a| a.limit).min().unwrap_or(0),
+        anchors,
     });
 
     let mut all = ring::digest::Context::new(&ring::digest::SHA256);
@@ -280,11 +293,12 @@ pub fn load_server(paths: &TlsPaths, alpn: &[&[u8]]) -> Result<ServerTls, TlsErr
 }
 
 /// A client chain that verifies, but only through more intermediate CA certificates than
-/// `tls.max_chain_depth` allows.
+/// `tls.max_chain_depth` or the CA's own path length constraint allows.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "client certificate chains to a configured CA only through more than {max} intermediate \
-     CA certificate(s) (tls.max_chain_depth = {max}; the client sent {sent})"
+    "client certificate chains to a configured CA only through more intermediate CA \
+     certificates than allowed (tls.max_chain_depth = {max}, and no more than the CA's own \
+     pathLenConstraint; the client sent {sent})"
 )]
 pub struct ChainTooDeep {
     /// `tls.max_chain_depth`.
@@ -293,13 +307,69 @@ pub struct ChainTooDeep {
     pub sent: usize,
 }
 
-/// The webpki client verifier plus the chain-depth limit (see the module docs).
+/// How many intermediates a path through one configured CA may have.
+#[derive(Debug)]
+struct AnchorLimit {
+    /// The trust anchor as webpki holds it (a verified path names its anchor by these).
+    subject: Vec<u8>,
+    spki: Vec<u8>,
+    /// `min(tls.max_chain_depth, the CA's pathLenConstraint)`.
+    limit: usize,
+}
+
+/// Each CA certificate of `path` with the most intermediates a chain through it may have.
+fn anchor_limits(path: &Path, max_chain_depth: usize) -> Result<Vec<AnchorLimit>, TlsError> {
+    let bad = |reason: String| TlsError::CaConstraints {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut out = Vec::new();
+    for der in load_certs(path)? {
+        let anchor = webpki::anchor_from_trusted_cert(&der).map_err(|e| bad(e.to_string()))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|e| bad(format!("cannot parse: {e}")))?;
+        let pathlen = cert
+            .basic_constraints()
+            .map_err(|e| bad(e.to_string()))?
+            .and_then(|bc| bc.value.path_len_constraint);
+        let limit = pathlen.map_or(max_chain_depth, |p| {
+            max_chain_depth.min(usize::try_from(p).unwrap_or(usize::MAX))
+        });
+        out.push(AnchorLimit {
+            subject: anchor.subject.as_ref().to_vec(),
+            spki: anchor.subject_public_key_info.as_ref().to_vec(),
+            limit,
+        });
+    }
+    Ok(out)
+}
+
+/// The webpki client verifier plus the chain-depth limits (see the module docs).
 #[derive(Debug)]
 struct DepthLimited {
     inner: Arc<dyn ClientCertVerifier>,
     roots: Arc<RootCertStore>,
     algs: &'static [&'static dyn rustls_pki_types::SignatureVerificationAlgorithm],
+    /// `tls.max_chain_depth` (for the error).
     max_intermediates: usize,
+    /// Per configured CA, its limit.
+    anchors: Vec<AnchorLimit>,
+    /// The smallest limit: a chain of at most this many intermediates is within every one.
+    always_within: usize,
+}
+
+impl DepthLimited {
+    /// The limit for a path ending at `anchor` (0 for an anchor not loaded from
+    /// `tls.ca`, which cannot happen: the roots are those same certificates).
+    fn limit_for(&self, anchor: &rustls_pki_types::TrustAnchor<'_>) -> usize {
+        self.anchors
+            .iter()
+            .find(|a| {
+                a.subject == anchor.subject.as_ref()
+                    && a.spki == anchor.subject_public_key_info.as_ref()
+            })
+            .map_or(0, |a| a.limit)
+    }
 }
 
 impl ClientCertVerifier for DepthLimited {
@@ -327,7 +397,7 @@ impl ClientCertVerifier for DepthLimited {
             .verify_client_cert(end_entity, intermediates, now)?;
         // A path never uses more intermediates than were sent: nothing more to check. This
         // is every handshake of a well-configured client under the default limit of 0.
-        if intermediates.len() <= self.max_intermediates {
+        if intermediates.len() <= self.always_within {
             return Ok(verified);
         }
         // Some path exists; is there one short enough? webpki keeps searching when the
@@ -341,9 +411,8 @@ impl ClientCertVerifier for DepthLimited {
             )))
         };
         let leaf = webpki::EndEntityCert::try_from(end_entity).map_err(|_| too_deep())?;
-        let max = self.max_intermediates;
         let within = |p: &webpki::VerifiedPath<'_>| {
-            if p.intermediate_certificates().count() <= max {
+            if p.intermediate_certificates().count() <= self.limit_for(p.anchor()) {
                 Ok(())
             } else {
                 Err(webpki::Error::MaximumPathDepthExceeded)
@@ -761,6 +830,18 @@ mod tests {
         server_config(&paths, &[b"http/1.1"]).unwrap()
     }
 
+    /// [`with_depth`], trusting the dev CA and the unconstrained `chain-ca.pem`.
+    fn with_depth_both(f: &Fixture, depth: usize) -> Arc<ServerConfig> {
+        let both = f.dir.join("both-cas.pem");
+        let mut pem = std::fs::read_to_string(f.p("ca.pem")).unwrap();
+        pem += &std::fs::read_to_string(f.p("chain-ca.pem")).unwrap();
+        std::fs::write(&both, pem).unwrap();
+        let mut paths = f.paths(true);
+        paths.ca = both;
+        paths.max_chain_depth = depth;
+        server_config(&paths, &[b"http/1.1"]).unwrap()
+    }
+
     /// A client presenting `chain` (leaf first) with `key`.
     fn client_with(
         f: &Fixture,
@@ -785,21 +866,35 @@ mod tests {
             org_code: BANK.into(),
             name: "Example Bank".into(),
         };
-        devcerts::issue_chained(&f.dir, &org("via-one"), 1).unwrap();
-        devcerts::issue_chained(&f.dir, &org("via-two"), 2).unwrap();
+        use devcerts::ChainRoot::{Dev, Unconstrained};
+        devcerts::issue_chained(&f.dir, Dev, &org("via-one"), 1).unwrap();
+        devcerts::issue_chained(&f.dir, Unconstrained, &org("u-via-one"), 1).unwrap();
+        devcerts::issue_chained(&f.dir, Unconstrained, &org("u-via-two"), 2).unwrap();
         assert_eq!(load_certs(&f.p("via-one.pem")).unwrap().len(), 2);
-        assert_eq!(load_certs(&f.p("via-two.pem")).unwrap().len(), 3);
+        assert_eq!(load_certs(&f.p("u-via-two.pem")).unwrap().len(), 3);
 
         // Default: the leaf must be issued by the CA itself.
-        let e = expect_refused(with_depth(&f, 0), f.client(Some("via-one"))).await;
+        let e = expect_refused(with_depth_both(&f, 0), f.client(Some("u-via-one"))).await;
         assert!(e.contains("ChainTooDeep { max: 0, sent: 1 }"), "{e}");
-        let e = expect_refused(with_depth(&f, 1), f.client(Some("via-two"))).await;
+        let e = expect_refused(with_depth_both(&f, 1), f.client(Some("u-via-two"))).await;
         assert!(e.contains("ChainTooDeep { max: 1, sent: 2 }"), "{e}");
 
         // Otherwise valid chains: accepted once the limit allows them, identity from the leaf.
-        let (id, _, _) = expect_ok(with_depth(&f, 1), f.client(Some("via-one"))).await;
+        let (id, _, _) = expect_ok(with_depth_both(&f, 1), f.client(Some("u-via-one"))).await;
         assert_eq!(id.org_code, BANK);
-        let (id, _, _) = expect_ok(with_depth(&f, 2), f.client(Some("via-two"))).await;
+        let (id, _, _) = expect_ok(with_depth_both(&f, 2), f.client(Some("u-via-two"))).await;
+        assert_eq!(id.org_code, BANK);
+
+        // The root's own path length applies too (webpki leaves a trust anchor's
+        // constraints alone): the dev CA says pathlen:0, so a chain through it with one
+        // intermediate is refused at any depth, beside a root that allows it.
+        for depth in [1, 6] {
+            let e = expect_refused(with_depth(&f, depth), f.client(Some("via-one"))).await;
+            assert!(e.contains("ChainTooDeep"), "{depth}: {e}");
+            let e = expect_refused(with_depth_both(&f, depth), f.client(Some("via-one"))).await;
+            assert!(e.contains("ChainTooDeep"), "{depth}: {e}");
+        }
+        let (id, _, _) = expect_ok(with_depth_both(&f, 6), f.client(Some("bank"))).await;
         assert_eq!(id.org_code, BANK);
 
         // The limit is on the path, not on what was sent: a directly issued leaf sent

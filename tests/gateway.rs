@@ -497,18 +497,27 @@ async fn identifier_checks_name_what_is_wrong() {
 }
 
 /// Issue 13 item 9: a client certificate issued by a `CA:TRUE` intermediate
-/// under the dev CA (whose own `pathlen:0` webpki does not apply) is refused
-/// at the handshake by default (`tls.max_chain_depth = 0`), unaudited but
-/// counted; the same chain is accepted where the configuration allows one
-/// intermediate, and the identity is the leaf's.
+/// is refused at the handshake by default (`tls.max_chain_depth = 0`),
+/// unaudited but counted; a chain through a root without a path length
+/// constraint is accepted where the configuration allows one intermediate,
+/// and the identity is the leaf's; a chain through the dev CA, whose own
+/// `pathlen:0` webpki does not apply to a trust anchor, is still refused.
 #[tokio::test]
 async fn client_chains_longer_than_max_chain_depth_are_refused_at_the_handshake() {
-    let org = credgate::devcerts::DevOrg {
-        file_stem: "bank-via-intermediate".into(),
+    use credgate::devcerts::{ChainRoot, DevOrg, issue_chained};
+    let org = |stem: &str| DevOrg {
+        file_stem: stem.into(),
         org_code: ids::BANK.into(),
         name: "Bank, certificate from an intermediate CA".into(),
     };
-    credgate::devcerts::issue_chained(certs(), &org, 1).unwrap();
+    issue_chained(certs(), ChainRoot::Dev, &org("bank-via-intermediate"), 1).unwrap();
+    issue_chained(
+        certs(),
+        ChainRoot::Unconstrained,
+        &org("bank-via-delegating-root"),
+        1,
+    )
+    .unwrap();
     let body = query(
         "legal_person",
         ids::CERAMICS,
@@ -540,13 +549,30 @@ async fn client_chains_longer_than_max_chain_depth_are_refused_at_the_handshake(
     assert_eq!(failures(&gw.admin_get("/metrics").await.1), 1);
     gw.stop().await;
 
-    // The config file round-trips the setting (what `credgate serve` reads).
-    let gw = TestGateway::start_with(|c| c.tls.max_chain_depth = 1, true).await;
+    // One intermediate allowed, and a second root that delegates to
+    // intermediates trusted beside the dev CA. The config file round-trips
+    // the setting (what `credgate serve` reads).
+    let cas = TempDir::new("two-cas");
+    let both = cas.0.join("cas.pem");
+    std::fs::write(
+        &both,
+        std::fs::read_to_string(certs().join("ca.pem")).unwrap()
+            + &std::fs::read_to_string(certs().join("chain-ca.pem")).unwrap(),
+    )
+    .unwrap();
+    let gw = TestGateway::start_with(
+        |c| {
+            c.tls.max_chain_depth = 1;
+            c.tls.ca = both.clone();
+        },
+        true,
+    )
+    .await;
     let file = write_config_file(&gw.config, &gw.dir.0.join("credgate.toml"));
     let loaded = credgate::config::Config::load(&file).unwrap();
     assert_eq!(loaded.tls.max_chain_depth, 1);
     let r = gw
-        .client("bank-via-intermediate")
+        .client("bank-via-delegating-root")
         .post("/v1/query", &body)
         .await;
     assert_eq!(r.status, 200, "{}", r.body);
@@ -554,6 +580,22 @@ async fn client_chains_longer_than_max_chain_depth_are_refused_at_the_handshake(
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].org.as_deref(), Some(ids::BANK));
     assert_eq!(failures(&gw.admin_get("/metrics").await.1), 0);
+    // The dev CA's own pathlen:0 still refuses its chain.
+    let r = gw
+        .client("bank-via-intermediate")
+        .send(
+            "POST",
+            "/v1/query",
+            Bytes::from(body.to_string()),
+            Some("application/json"),
+        )
+        .await;
+    assert!(
+        r.is_err(),
+        "a chain past the root's pathlen:0 let through: {r:?}"
+    );
+    assert_eq!(audit_entries(&gw.store).await.len(), 1);
+    assert_eq!(failures(&gw.admin_get("/metrics").await.1), 1);
     gw.stop().await;
 }
 
