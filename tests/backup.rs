@@ -1032,50 +1032,6 @@ fn config_example_prints_the_tested_example() {
     );
 }
 
-/// Queries on keep-alive mTLS connections as `who`: each answer's status
-/// and `x-request-id`.
-async fn keep_alive_queries(gw: &TestGateway, who: &str, n: usize) -> Vec<(u16, String)> {
-    use http_body_util::{BodyExt, Full};
-    use hyper_util::rt::TokioIo;
-    let tls = connect_tls(gw.addr, tls_config(who, &[b"http/1.1"])).await;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    // Six fields, as in the bench: an entry of about a kilobyte.
-    let body = query(
-        "legal_person",
-        ids::CERAMICS,
-        "financing",
-        &[
-            "enterprise_name",
-            "business_status",
-            "registered_capital",
-            "penalty_content",
-            "penalty_date",
-            "tax_paid_annual",
-        ],
-    )
-    .to_string();
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let req = hyper::Request::post("/v1/query")
-            .header("host", "localhost")
-            .header("content-type", "application/json")
-            .body(Full::new(bytes::Bytes::from(body.clone())))
-            .unwrap();
-        // The dispatcher takes the next request once it has finished
-        // reading the last response.
-        send.ready().await.unwrap();
-        let resp = send.send_request(req).await.unwrap();
-        let status = resp.status().as_u16();
-        let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
-        resp.into_body().collect().await.unwrap();
-        out.push((status, id));
-    }
-    out
-}
-
 /// A seeded SQLite gateway whose log snapshots every MiB
 /// (`audit.wal_snapshot_mib = 1`): the gateway, its home (the store's
 /// files), its configuration and its log directory.

@@ -1125,3 +1125,101 @@ async fn a_gateway_closed_without_serving_leaves_its_log_indexed_and_signed() {
     store.close().await;
     drop_test_database(pg).await;
 }
+
+/// `request` as the auditor over HTTP/1.1, on a socket with a receive
+/// buffer of `rcvbuf` bytes, reading the answer `pace` apart after waiting
+/// `first` before the first read: the bytes received before the server
+/// closed the connection.
+async fn read_slowly(
+    gw: &TestGateway,
+    request: &[u8],
+    rcvbuf: u32,
+    first: Duration,
+    pace: Duration,
+) -> usize {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(rcvbuf).unwrap();
+    let tcp = sock.connect(gw.addr).await.unwrap();
+    let mut s = tokio_rustls::TlsConnector::from(tls_config("auditor", &[b"http/1.1"]))
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    s.write_all(request).await.unwrap();
+    tokio::time::sleep(first).await;
+    let mut total = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return total,
+            Ok(Ok(n)) => total += n,
+            Err(_) => panic!("the connection neither sent nor closed for 10 s after {total} bytes"),
+        }
+        tokio::time::sleep(pace).await;
+    }
+}
+
+/// A client that stops reading its response (its TCP window full, the
+/// kernel's send buffer full behind it) is disconnected once no byte has
+/// been taken for `idle_timeout`: it cannot hold a connection slot for as
+/// long as it likes. One that reads steadily gets the whole response even
+/// when that takes longer than `idle_timeout` (it was cut: by the idle
+/// deadline, which counted only reads, and by hyper's header timeout,
+/// which ran from the end of the request). The response is an export of
+/// some 6 MB, larger than the send buffer the kernel gives a loopback
+/// socket (`tcp_wmem`: at most 4 MiB here), read at about 1.8 MB/s.
+#[tokio::test]
+async fn a_client_that_stops_reading_its_response_is_disconnected() {
+    let gw = TestGateway::start_with(|c| c.server.idle_timeout_ms = 1_500, true).await;
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let gw = &gw;
+            async move { keep_alive_queries(gw, "bank", 1_500).await }
+        })
+        .collect();
+    for answers in futures_util::future::join_all(tasks).await {
+        assert!(answers.iter().all(|(status, _)| *status == 200));
+    }
+    let body = r#"{"format":"jsonl"}"#;
+    let request = format!(
+        "POST /v1/audit/export HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let fast = read_slowly(
+        &gw,
+        request.as_bytes(),
+        1 << 20,
+        Duration::ZERO,
+        Duration::ZERO,
+    )
+    .await;
+    assert!(fast > 5_000_000, "the export is only {fast} bytes");
+    let steady = read_slowly(
+        &gw,
+        request.as_bytes(),
+        1 << 16,
+        Duration::ZERO,
+        Duration::from_millis(35),
+    )
+    .await;
+    assert!(
+        steady >= fast,
+        "a steady reader got {steady} of {fast} bytes"
+    );
+    let stalled = read_slowly(
+        &gw,
+        request.as_bytes(),
+        4096,
+        Duration::from_secs(4),
+        Duration::ZERO,
+    )
+    .await;
+    assert!(
+        stalled < fast,
+        "a stalled reader still got all {stalled} bytes"
+    );
+    gw.stop().await;
+}

@@ -37,9 +37,12 @@
 //!
 //! The same counter drives the two read deadlines on HTTP/1.1: once the
 //! first byte of a request head has arrived, the whole head must arrive
-//! within `header_timeout` (a slowloris head cannot pin a slot); with nothing
-//! pending, the connection closes after `idle_timeout`. HTTP/2 gets the idle
-//! deadline only (its frames are not request heads). The body deadline is
+//! within `header_timeout` (a slowloris head cannot pin a slot); with no
+//! request being handled, the connection closes `idle_timeout` after the last
+//! byte read or written — so a response read steadily may take as long as it
+//! takes, and a client that stops reading its response is closed like an
+//! idle one. HTTP/2 gets the idle deadline only (its frames are not request
+//! heads; a stream stalled by its flow-control window writes nothing). The body deadline is
 //! the body extractor's (`http::body`), answered with 408.
 
 use std::convert::Infallible;
@@ -210,6 +213,22 @@ impl<S> Watched<S> {
         }
     }
 
+    /// Count bytes written as activity: the idle deadline runs from the
+    /// last byte read or written, so a long download read steadily is not
+    /// cut, while a client that stops reading its response (its window
+    /// full, the kernel's send buffer full behind it) is closed
+    /// `idle_timeout` after the last byte it took — hyper keeps polling
+    /// the read side while a response is being written. (Not flushes:
+    /// hyper flushes whenever its task is polled, with nothing to write.)
+    fn wrote(&mut self, r: Poll<std::io::Result<usize>>) -> Poll<std::io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = r
+            && n > 0
+        {
+            self.last_activity = Instant::now();
+        }
+        r
+    }
+
     /// The deadline that applies while a read is pending, if any.
     fn deadline(&mut self) -> Option<(Instant, u8)> {
         let finished = self.state.finished.load(Ordering::Acquire);
@@ -302,9 +321,8 @@ impl<S: AsyncWrite + Unpin> Watched<S> {
     /// Write out what `out` holds.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         while self.out_at < self.out.len() {
-            let n = std::task::ready!(
-                Pin::new(&mut self.inner).poll_write(cx, &self.out[self.out_at..])
-            )?;
+            let r = Pin::new(&mut self.inner).poll_write(cx, &self.out[self.out_at..]);
+            let n = std::task::ready!(self.wrote(r))?;
             if n == 0 {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
             }
@@ -356,7 +374,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
             let _ = self.poll_drain(cx)?;
             return Poll::Ready(Ok(buf.len()));
         }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(r)
     }
 
     fn poll_write_vectored(
@@ -376,7 +395,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
         if !self.out.is_empty() || (self.may_refuse() && refused_status(first)) {
             return self.poll_write(cx, first);
         }
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -632,10 +652,12 @@ pub async fn serve(
         drive(b.serve_connection(io, svc), &mut stop, &ident.close).await
     } else {
         let mut b = hyper::server::conn::http1::Builder::new();
-        // Backstop only: `Watched` enforces the head and idle deadlines
-        // first, so it can tell them apart.
+        // `Watched` enforces the head and idle deadlines. hyper's own
+        // header timeout would run from the end of each request, through
+        // the writing of its response, and cut a long download read
+        // steadily (`tests/pipeline.rs::a_client_that_stops_reading_its_response_is_disconnected`).
         b.timer(TokioTimer::new())
-            .header_read_timeout(limits.idle + Duration::from_secs(1))
+            .header_read_timeout(None)
             .keep_alive(true);
         drive(b.serve_connection(io, svc), &mut stop, &ident.close).await
     };
