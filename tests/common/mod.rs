@@ -92,7 +92,9 @@ pub async fn test_database(dir: &Path) -> (String, Option<String>) {
 #[allow(dead_code)]
 pub async fn drop_test_database(name: Option<String>) {
     let Some(db) = name else { return };
-    let base = std::env::var("CREDGATE_TEST_DATABASE_URL").unwrap();
+    // The server the database was made on: also when a test made one on
+    // the local server without `CREDGATE_TEST_DATABASE_URL` set.
+    let base = pg_base_url();
     let admin = credgate::store::Store::connect_admin(&base).await.unwrap();
     let _ = admin
         .execute_raw(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
