@@ -1101,6 +1101,26 @@ async fn the_embedded_log_crosses_snapshots_under_load_and_backups() {
     for (_, id) in &answered {
         assert_eq!(seen.get(id.as_str()), Some(&1), "request {id}");
     }
+    // A search across every bundle reads back exactly the bank's entries.
+    let found = gw
+        .store
+        .audit_query(&credgate::store::AuditQuery {
+            org: Some(ids::BANK.into()),
+            limit: 10_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let banks: Vec<(u64, &credgate::audit::AuditEntry)> = (0u64..)
+        .zip(&entries)
+        .filter(|(_, e)| e.org.as_deref() == Some(ids::BANK))
+        .collect();
+    assert!(banks.len() > 3_000);
+    assert_eq!(found.len(), banks.len());
+    for (f, (seq, e)) in found.iter().zip(&banks) {
+        assert_eq!(f.seq, *seq);
+        assert_eq!(credgate::audit::AuditEntry::parse(&f.entry).unwrap(), **e);
+    }
     // Several generations: the current one began past two thresholds' worth
     // of entries.
     let mean = entries.iter().map(|e| e.canonical().len()).sum::<usize>() / entries.len();

@@ -37,6 +37,11 @@ pub(crate) enum Log {
     Postgres,
 }
 
+/// The entries of an entry bundle as stored.
+fn decode_entries(bundle: &[u8]) -> Result<Vec<&[u8]>, StoreError> {
+    tiles::decode_bundle(bundle).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 /// Default log directory of a SQLite database file: `<file>.tlog` beside it.
 pub fn default_log_dir(db_file: &Path) -> PathBuf {
     let mut name = db_file.file_name().unwrap_or_default().to_os_string();
@@ -194,6 +199,31 @@ impl Store {
     /// Entries of `[from, to)` (clamped to the log) with the leaf hashes of
     /// the level-0 tiles, in order.
     pub async fn audit_leaves(&self, from: u64, to: u64) -> Result<Vec<StoredLeaf>, StoreError> {
+        self.read_range(from, to, true).await
+    }
+
+    /// Audit entries in `[from, to)` by sequence number (clamped to the log).
+    pub async fn audit_range(&self, from: u64, to: u64) -> Result<Vec<StoredAudit>, StoreError> {
+        Ok(self
+            .read_range(from, to, false)
+            .await?
+            .into_iter()
+            .map(|l| StoredAudit {
+                seq: l.seq,
+                entry: l.entry,
+            })
+            .collect())
+    }
+
+    /// Entries of `[from, to)` (clamped to the log), one bundle read per
+    /// 256, with their leaf hashes from the level-0 tiles if `leaves`
+    /// (else `leaf` is empty).
+    async fn read_range(
+        &self,
+        from: u64,
+        to: u64,
+        leaves: bool,
+    ) -> Result<Vec<StoredLeaf>, StoreError> {
         let (size, _) = self.log_head().await?;
         let to = to.min(size);
         let mut out = Vec::new();
@@ -201,28 +231,36 @@ impl Store {
         while seq < to {
             let index = seq / TILE_WIDTH;
             let end = to.min((index + 1) * TILE_WIDTH);
-            let bundle = self
-                .read_bundle(index)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt(format!("missing entry bundle {index}")))?;
-            let entries =
-                tiles::decode_bundle(&bundle).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let tile = self
-                .read_tile(TileId { level: 0, index })
-                .await?
-                .ok_or_else(|| StoreError::Corrupt(format!("missing hash tile 0/{index}")))?;
+            let bundle = self.stored_bundle(index).await?;
+            let entries = decode_entries(&bundle)?;
+            let tile = match leaves {
+                true => Some(
+                    self.read_tile(TileId { level: 0, index })
+                        .await?
+                        .ok_or_else(|| {
+                            StoreError::Corrupt(format!("missing hash tile 0/{index}"))
+                        })?,
+                ),
+                false => None,
+            };
             for s in seq..end {
                 let i = (s - index * TILE_WIDTH) as usize;
                 let entry = entries.get(i).ok_or_else(|| {
                     StoreError::Corrupt(format!("bundle {index} lacks entry {s}"))
                 })?;
-                let leaf = tile
-                    .get(i * 32..i * 32 + 32)
-                    .ok_or_else(|| StoreError::Corrupt(format!("tile 0/{index} lacks leaf {s}")))?;
+                let leaf = match &tile {
+                    Some(t) => t
+                        .get(i * 32..i * 32 + 32)
+                        .ok_or_else(|| {
+                            StoreError::Corrupt(format!("tile 0/{index} lacks leaf {s}"))
+                        })?
+                        .to_vec(),
+                    None => Vec::new(),
+                };
                 out.push(StoredLeaf {
                     seq: s,
                     entry: entry.to_vec(),
-                    leaf: leaf.to_vec(),
+                    leaf,
                 });
             }
             seq = end;
@@ -230,62 +268,37 @@ impl Store {
         Ok(out)
     }
 
-    /// Audit entries in `[from, to)` by sequence number (clamped to the log).
-    pub async fn audit_range(&self, from: u64, to: u64) -> Result<Vec<StoredAudit>, StoreError> {
-        let (size, _) = self.log_head().await?;
-        let to = to.min(size);
-        let mut out = Vec::new();
-        let mut seq = from;
-        while seq < to {
-            let index = seq / TILE_WIDTH;
-            let end = to.min((index + 1) * TILE_WIDTH);
-            let bundle = self
-                .read_bundle(index)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt(format!("missing entry bundle {index}")))?;
-            let entries =
-                tiles::decode_bundle(&bundle).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            for s in seq..end {
-                let entry = entries
-                    .get((s - index * TILE_WIDTH) as usize)
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!("bundle {index} lacks entry {s}"))
-                    })?;
+    /// Entry bundle `index`, which must exist (an entry the log holds is in
+    /// one).
+    async fn stored_bundle(&self, index: u64) -> Result<Vec<u8>, StoreError> {
+        self.read_bundle(index)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("missing entry bundle {index}")))
+    }
+
+    /// The entries at `seqs` (sorted ascending), each read back from the log
+    /// (one bundle read and decode per bundle they fall in).
+    pub async fn audit_entries_at(&self, seqs: &[u64]) -> Result<Vec<StoredAudit>, StoreError> {
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut rest = seqs;
+        while let Some(&first) = rest.first() {
+            let index = first / TILE_WIDTH;
+            let n = rest
+                .iter()
+                .take_while(|&&s| s / TILE_WIDTH == index)
+                .count();
+            let bundle = self.stored_bundle(index).await?;
+            let entries = decode_entries(&bundle)?;
+            for &seq in &rest[..n] {
+                let entry = entries.get((seq % TILE_WIDTH) as usize).ok_or_else(|| {
+                    StoreError::Corrupt(format!("index names seq {seq}, not in the log"))
+                })?;
                 out.push(StoredAudit {
-                    seq: s,
+                    seq,
                     entry: entry.to_vec(),
                 });
             }
-            seq = end;
-        }
-        Ok(out)
-    }
-
-    /// The entries at `seqs` (sorted ascending), each read back from the log.
-    pub async fn audit_entries_at(&self, seqs: &[u64]) -> Result<Vec<StoredAudit>, StoreError> {
-        let mut out = Vec::with_capacity(seqs.len());
-        let mut cached: Option<(u64, Vec<u8>)> = None;
-        for &seq in seqs {
-            let index = seq / TILE_WIDTH;
-            if cached.as_ref().is_none_or(|(i, _)| *i != index) {
-                let b = self
-                    .read_bundle(index)
-                    .await?
-                    .ok_or_else(|| StoreError::Corrupt(format!("missing entry bundle {index}")))?;
-                cached = Some((index, b));
-            }
-            let (_, b) = cached
-                .as_ref()
-                .ok_or_else(|| StoreError::Corrupt("bundle".into()))?;
-            let entries =
-                tiles::decode_bundle(b).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let entry = entries.get((seq % TILE_WIDTH) as usize).ok_or_else(|| {
-                StoreError::Corrupt(format!("index names seq {seq}, not in the log"))
-            })?;
-            out.push(StoredAudit {
-                seq,
-                entry: entry.to_vec(),
-            });
+            rest = &rest[n..];
         }
         Ok(out)
     }
