@@ -209,6 +209,12 @@ pub struct AuditConfig {
     pub subject_keys: Vec<KeyFile>,
     /// Ed25519 PKCS#8 key that signs checkpoints.
     pub checkpoint_key_file: PathBuf,
+    /// Further Ed25519 PKCS#8 keys that co-sign every checkpoint (one more
+    /// signature line each), e.g. the previous key during a rotation, so
+    /// that auditors pinned to either key verify new checkpoints. At most
+    /// [`credlog::checkpoint::MAX_COSIGNERS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoint_cosign_key_files: Vec<PathBuf>,
     /// Checkpoint origin line, e.g. `credgate.zibo.example/audit`.
     pub origin: String,
     /// Seconds between checkpoints while there are new entries.
@@ -441,6 +447,10 @@ impl Config {
             .iter_mut()
             .for_each(|k| fix(&mut k.file));
         fix(&mut self.audit.checkpoint_key_file);
+        self.audit
+            .checkpoint_cosign_key_files
+            .iter_mut()
+            .for_each(fix);
         self.audit.log_dir.iter_mut().for_each(fix);
         if let Some(rest) = self.store.url.strip_prefix("sqlite://") {
             let p = Path::new(rest.split('?').next().unwrap_or(rest));
@@ -538,6 +548,20 @@ impl Config {
         ] {
             if !p.is_file() {
                 return Err(format!("{what}: {} does not exist", p.display()));
+            }
+        }
+        if a.checkpoint_cosign_key_files.len() > credlog::checkpoint::MAX_COSIGNERS {
+            return Err(format!(
+                "audit.checkpoint_cosign_key_files: at most {} keys",
+                credlog::checkpoint::MAX_COSIGNERS
+            ));
+        }
+        for p in &a.checkpoint_cosign_key_files {
+            if !p.is_file() {
+                return Err(format!(
+                    "audit.checkpoint_cosign_key_files: {} does not exist",
+                    p.display()
+                ));
             }
         }
         self.policy.read_mask_keys().map_err(|e| e.to_string())?;

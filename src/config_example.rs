@@ -107,6 +107,10 @@ acquire_timeout_ms = 10000
 # Ed25519 PKCS#8 key that signs checkpoints. Rotating it: see the operator
 # guide ("Rotate the checkpoint key").
 checkpoint_key_file = "keys/checkpoint.key"
+# Keys that co-sign every checkpoint (at most 4), e.g. the previous key for a
+# while after a rotation, so auditors pinned to either key verify new
+# checkpoints.
+# checkpoint_cosign_key_files = ["keys/checkpoint-2026.key"]
 # Checkpoint origin line, the log's name for verifiers.
 origin = "credgate.zibo.example/audit"
 # Seconds between checkpoints while there are new entries (1..=3600).
@@ -179,6 +183,7 @@ mod tests {
         full.policy.extra_consent_issuers = Some("x".into());
         full.audit.log_dir = Some("x".into());
         full.audit.wal_snapshot_mib = Some(1);
+        full.audit.checkpoint_cosign_key_files = vec!["x".into()];
         let v: toml::Table = toml::from_str(&toml::to_string(&full).unwrap()).unwrap();
         let mut out = BTreeSet::new();
         for (section, t) in v {
@@ -212,6 +217,7 @@ mod tests {
             "keys/mask.key",
             "keys/subject.key",
             "keys/checkpoint.key",
+            "keys/checkpoint-2026.key",
         ] {
             let p = dir.join(f);
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();

@@ -91,6 +91,28 @@ pub fn read_key(path: &Path) -> Result<Vec<u8>, StartError> {
     Ok(bytes)
 }
 
+/// The checkpoint signer of `audit.checkpoint_key_file`, co-signed by the
+/// keys of `audit.checkpoint_cosign_key_files`; errors name the file.
+fn checkpoint_signer(audit: &crate::config::AuditConfig) -> Result<CheckpointSigner, StartError> {
+    let load = |path: &Path| {
+        CheckpointSigner::from_pkcs8(&audit.origin, &read_key(path)?).map_err(|e| StartError::Key {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    };
+    let cosigners = audit
+        .checkpoint_cosign_key_files
+        .iter()
+        .map(|p| load(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    load(&audit.checkpoint_key_file)?
+        .with_cosigners(cosigners)
+        .map_err(|e| StartError::Key {
+            path: "audit.checkpoint_cosign_key_files".into(),
+            message: e.to_string(),
+        })
+}
+
 /// A key list's refusal ([`crate::config::read_key_list`]) as a
 /// [`StartError::Key`] naming the file at fault (or the list).
 fn key_list_error(e: crate::config::KeyListError) -> StartError {
@@ -130,14 +152,7 @@ impl Gateway {
         reload::warn_extra_issuers(&loaded.consent);
         let (policy, consent, policy_hash) = (Arc::new(loaded.policy), loaded.consent, loaded.hash);
         let subject_keys = cfg.audit.read_subject_keys().map_err(key_list_error)?;
-        let cp_path = &cfg.audit.checkpoint_key_file;
-        let cp_key = read_key(cp_path)?;
-        let signer = CheckpointSigner::from_pkcs8(&cfg.audit.origin, &cp_key).map_err(|e| {
-            StartError::Key {
-                path: cp_path.display().to_string(),
-                message: e.to_string(),
-            }
-        })?;
+        let signer = checkpoint_signer(&cfg.audit)?;
         let tls_state = tls::load_server(&sources.tls, reload::ALPN)?;
         // Before the store is opened: a second process must not even
         // migrate or recover the first one's store.

@@ -1656,6 +1656,81 @@ async fn volume_bins_count_what_each_bins_own_volume_counts() {
     drop_test_database(pg).await;
 }
 
+/// A checkpoint key rotation with co-signing
+/// (`audit.checkpoint_cosign_key_files`): the gateway signs every
+/// checkpoint with the new key and the previous one, so an auditor pinned
+/// to either verifies the served checkpoint.
+/// A co-signer that is the signing key itself, or a missing file, is
+/// refused before anything starts.
+#[tokio::test]
+async fn checkpoints_are_co_signed_by_the_previous_key_during_a_rotation() {
+    let keys = TempDir::new("cosign");
+    let previous = keys.0.join("checkpoint-2026.key");
+    std::fs::write(&previous, CheckpointSigner::generate_pkcs8().unwrap()).unwrap();
+    let gw = TestGateway::start_with(
+        |c| c.audit.checkpoint_cosign_key_files = vec![previous.clone()],
+        true,
+    )
+    .await;
+    let old =
+        CheckpointSigner::from_pkcs8(&gw.config.audit.origin, &std::fs::read(&previous).unwrap())
+            .unwrap();
+    assert_eq!(
+        bank_query(&gw, "bank", "legal_person", ids::CERAMICS)
+            .await
+            .status,
+        200
+    );
+    let (size, _) = gw.store.log_head().await.unwrap();
+    let auditor = gw.client("auditor");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let note = loop {
+        let r = auditor.get("/v1/audit/log/checkpoint").await;
+        if r.status == 200 {
+            let note = String::from_utf8(r.bytes.to_vec()).unwrap();
+            let cp = CheckpointVerifier::from_verifier_key(&gw.verifier_key)
+                .unwrap()
+                .verify(&note)
+                .unwrap();
+            if cp.size >= size {
+                break note;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint of size {size}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(note.matches("\n\u{2014} ").count(), 2, "{note}");
+    let by_old = CheckpointVerifier::from_verifier_key(&old.verifier_key())
+        .unwrap()
+        .verify(&note)
+        .unwrap();
+    let by_new = CheckpointVerifier::from_verifier_key(&gw.verifier_key)
+        .unwrap()
+        .verify(&note)
+        .unwrap();
+    assert_eq!(by_old, by_new);
+    gw.stop().await;
+
+    // Refused before anything starts: the signing key as its own
+    // co-signer, and a file that does not exist.
+    let dir = TempDir::new("cosign-bad");
+    let (url, pg) = test_database(&dir.0).await;
+    let mut cfg = config(&dir.0, &url);
+    cfg.audit.checkpoint_cosign_key_files = vec![cfg.audit.checkpoint_key_file.clone()];
+    let e = match credgate::server::Gateway::build(&cfg).await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("the signing key co-signing itself was accepted"),
+    };
+    assert!(e.contains("audit.checkpoint_cosign_key_files"), "{e}");
+    cfg.audit.checkpoint_cosign_key_files = vec![dir.0.join("no-such.key")];
+    let e = cfg.validate().unwrap_err();
+    assert!(e.contains("no-such.key"), "{e}");
+    drop_test_database(pg).await;
+}
+
 #[tokio::test]
 async fn a_checkpoint_and_the_index_follow_the_first_entry_promptly() {
     // The default interval (10 s): the first checkpoint must not wait for it.

@@ -369,3 +369,47 @@ fn the_golden_proof_file_is_what_independent_implementations_compute() {
     let note = &golden[golden.find("\n\n").unwrap() + 2..];
     assert_eq!(verify_note(note, &vkey, "example.com/credgate"), (5, root));
 }
+
+/// A checkpoint co-signed during a key rotation
+/// (`audit.checkpoint_cosign_key_files`) verifies in the independent
+/// signed-note implementation with the new key alone and with the old key
+/// alone (each ignores the other's line), to the same tree head.
+#[tokio::test]
+async fn a_co_signed_checkpoint_verifies_with_either_key_in_an_independent_client() {
+    use credgate::audit::checkpoint::CheckpointSigner;
+    let keys = TempDir::new("interop-cosign");
+    let previous = keys.0.join("previous.key");
+    std::fs::write(&previous, CheckpointSigner::generate_pkcs8().unwrap()).unwrap();
+    let gw = TestGateway::start_with(
+        |c| c.audit.checkpoint_cosign_key_files = vec![previous.clone()],
+        true,
+    )
+    .await;
+    let origin = gw.config.audit.origin.clone();
+    let old_vkey = CheckpointSigner::from_pkcs8(&origin, &std::fs::read(&previous).unwrap())
+        .unwrap()
+        .verifier_key();
+    queries(&gw, 3).await;
+    let (size, _) = gw.store.log_head().await.unwrap();
+    let auditor = gw.client("auditor");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let note = loop {
+        let r = auditor.get("/v1/audit/log/checkpoint").await;
+        if r.status == 200 {
+            let note = String::from_utf8(r.bytes.to_vec()).unwrap();
+            if verify_note(&note, &gw.verifier_key, &origin).0 >= size {
+                break note;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint of size {size}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        verify_note(&note, &old_vkey, &origin),
+        verify_note(&note, &gw.verifier_key, &origin)
+    );
+    gw.stop().await;
+}

@@ -177,6 +177,7 @@ pub fn config(dir: &Path, db_url: &str) -> Config {
             subject_key_file: Some(write("subject.key", b"test-subject-key-0123456789abcd")),
             subject_keys: vec![],
             checkpoint_key_file: write("checkpoint.key", &cp),
+            checkpoint_cosign_key_files: vec![],
             origin: "credgate.test/audit".into(),
             checkpoint_interval_secs: 1,
             max_batch: 512,

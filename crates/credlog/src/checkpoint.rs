@@ -85,7 +85,16 @@ pub enum CheckpointError {
     /// No signature line by the configured key (name and key id) is present.
     #[error("note is not signed by the configured key")]
     NotSignedByKey,
+    /// A co-signing key is the signer's own, is listed twice, signs under
+    /// another name, or there are more than [`MAX_COSIGNERS`].
+    #[error(
+        "co-signing keys must be distinct from each other and from the signing key, sign under its name, and number at most {MAX_COSIGNERS}"
+    )]
+    BadCosigners,
 }
+
+/// Most keys [`CheckpointSigner::with_cosigners`] adds.
+pub const MAX_COSIGNERS: usize = 4;
 
 /// A log tree head: the tree of `size` leaves under `origin` has Merkle root `root`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -189,6 +198,9 @@ pub struct CheckpointSigner {
     public_key: [u8; 32],
     /// The private key.
     key_pair: Ed25519KeyPair,
+    /// Keys that add their signature line after this one's
+    /// ([`CheckpointSigner::with_cosigners`]).
+    cosigners: Vec<Self>,
 }
 
 impl fmt::Debug for CheckpointSigner {
@@ -199,6 +211,7 @@ impl fmt::Debug for CheckpointSigner {
                 "key_id",
                 &format_args!("{:08x}", u32::from_be_bytes(self.key_id)),
             )
+            .field("cosigners", &self.cosigners)
             .finish_non_exhaustive()
     }
 }
@@ -231,7 +244,34 @@ impl CheckpointSigner {
             key_id: key_id(name, &public_key),
             public_key,
             key_pair,
+            cosigners: Vec::new(),
         })
+    }
+
+    /// Also sign every note with `cosigners`, one more signature line each
+    /// after this signer's: while a checkpoint key is rotated, auditors who
+    /// still pin the previous verifier key keep verifying new checkpoints
+    /// (signed-note verifiers ignore lines by keys they do not know). They
+    /// must sign under this signer's name, with keys distinct from it and
+    /// from each other, at most [`MAX_COSIGNERS`].
+    pub fn with_cosigners(mut self, cosigners: Vec<Self>) -> Result<Self, CheckpointError> {
+        let mut ids = vec![self.key_id];
+        for c in &cosigners {
+            if c.name != self.name || ids.contains(&c.key_id) || !c.cosigners.is_empty() {
+                return Err(CheckpointError::BadCosigners);
+            }
+            ids.push(c.key_id);
+        }
+        if cosigners.len() > MAX_COSIGNERS {
+            return Err(CheckpointError::BadCosigners);
+        }
+        self.cosigners = cosigners;
+        Ok(self)
+    }
+
+    /// Verifier keys of the co-signers, in order.
+    pub fn cosigner_verifier_keys(&self) -> Vec<String> {
+        self.cosigners.iter().map(|c| c.verifier_key()).collect()
     }
 
     /// Generate a fresh Ed25519 key as a PKCS#8 v2 document, to be stored
@@ -248,7 +288,7 @@ impl CheckpointSigner {
     }
 
     /// Sign `cp`, returning the complete signed note (body, blank line, one
-    /// signature line).
+    /// signature line, then one per co-signer).
     ///
     /// Fails only if the origin could not round-trip through the note format
     /// (empty, too long, or containing a newline or other control character).
@@ -259,11 +299,20 @@ impl CheckpointSigner {
 
     /// Sign arbitrary note text that ends in a newline.
     fn sign_text(&self, text: &str) -> String {
+        let mut note = format!("{text}\n");
+        for signer in std::iter::once(self).chain(&self.cosigners) {
+            note += &signer.signature_line(text);
+        }
+        note
+    }
+
+    /// This key's signature line over `text`, with its newline.
+    fn signature_line(&self, text: &str) -> String {
         let sig = self.key_pair.sign(text.as_bytes());
         let mut blob = Vec::with_capacity(4 + sig.as_ref().len());
         blob.extend_from_slice(&self.key_id);
         blob.extend_from_slice(sig.as_ref());
-        format!("{text}\n{SIG_PREFIX}{} {}\n", self.name, B64.encode(blob))
+        format!("{SIG_PREFIX}{} {}\n", self.name, B64.encode(blob))
     }
 
     /// The public verifier key, `<name>+<8 hex key id>+<base64(0x01 || public key)>`,
@@ -469,6 +518,53 @@ mod tests {
     fn test_signer(name: &str) -> CheckpointSigner {
         let pkcs8 = CheckpointSigner::generate_pkcs8().unwrap();
         CheckpointSigner::from_pkcs8(name, &pkcs8).unwrap()
+    }
+
+    /// A rotation: the new key signs first and the previous one co-signs;
+    /// a verifier pinned to either key accepts the note, `verify_any` names
+    /// the first listed key that signed, and the co-signers are checked.
+    #[test]
+    fn cosigners_add_their_lines_and_either_key_verifies() {
+        let old = test_signer("example.org/log");
+        let old_vkey = old.verifier_key();
+        let new = test_signer("example.org/log")
+            .with_cosigners(vec![old])
+            .unwrap();
+        assert_eq!(
+            new.cosigner_verifier_keys(),
+            std::slice::from_ref(&old_vkey)
+        );
+        let note = new.sign(&sample()).unwrap();
+        assert_eq!(note.matches(SIG_PREFIX).count(), 2, "{note}");
+        let by_old = CheckpointVerifier::from_verifier_key(&old_vkey).unwrap();
+        let by_new = CheckpointVerifier::from_verifier_key(&new.verifier_key()).unwrap();
+        assert_eq!(by_old.verify(&note).unwrap(), sample());
+        assert_eq!(by_new.verify(&note).unwrap(), sample());
+        assert_eq!(
+            CheckpointVerifier::verify_any(&[by_old.clone(), by_new.clone()], &note)
+                .unwrap()
+                .1,
+            0
+        );
+        // A key twice, another name, too many; the signer's own key.
+        let pkcs8 = CheckpointSigner::generate_pkcs8().unwrap();
+        let same = || CheckpointSigner::from_pkcs8("example.org/log", &pkcs8).unwrap();
+        for bad in [
+            vec![same(), same()],
+            vec![test_signer("example.org/log"), test_signer("other.org/log")],
+            (0..=MAX_COSIGNERS)
+                .map(|_| test_signer("example.org/log"))
+                .collect(),
+        ] {
+            assert!(matches!(
+                test_signer("example.org/log").with_cosigners(bad),
+                Err(CheckpointError::BadCosigners)
+            ));
+        }
+        assert!(matches!(
+            same().with_cosigners(vec![same()]),
+            Err(CheckpointError::BadCosigners)
+        ));
     }
 
     fn sample() -> Checkpoint {
