@@ -1682,26 +1682,7 @@ async fn checkpoints_are_co_signed_by_the_previous_key_during_a_rotation() {
         200
     );
     let (size, _) = gw.store.log_head().await.unwrap();
-    let auditor = gw.client("auditor");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let note = loop {
-        let r = auditor.get("/v1/audit/log/checkpoint").await;
-        if r.status == 200 {
-            let note = String::from_utf8(r.bytes.to_vec()).unwrap();
-            let cp = CheckpointVerifier::from_verifier_key(&gw.verifier_key)
-                .unwrap()
-                .verify(&note)
-                .unwrap();
-            if cp.size >= size {
-                break note;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoint of size {size}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let note = served_checkpoint(&gw, size).await;
     assert_eq!(note.matches("\n\u{2014} ").count(), 2, "{note}");
     let by_old = CheckpointVerifier::from_verifier_key(&old.verifier_key())
         .unwrap()

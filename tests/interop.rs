@@ -391,22 +391,7 @@ async fn a_co_signed_checkpoint_verifies_with_either_key_in_an_independent_clien
         .verifier_key();
     queries(&gw, 3).await;
     let (size, _) = gw.store.log_head().await.unwrap();
-    let auditor = gw.client("auditor");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let note = loop {
-        let r = auditor.get("/v1/audit/log/checkpoint").await;
-        if r.status == 200 {
-            let note = String::from_utf8(r.bytes.to_vec()).unwrap();
-            if verify_note(&note, &gw.verifier_key, &origin).0 >= size {
-                break note;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no checkpoint of size {size}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let note = served_checkpoint(&gw, size).await;
     assert_eq!(
         verify_note(&note, &old_vkey, &origin),
         verify_note(&note, &gw.verifier_key, &origin)

@@ -588,3 +588,26 @@ pub async fn keep_alive_queries(gw: &TestGateway, who: &str, n: usize) -> Vec<(u
     }
     out
 }
+
+/// The checkpoint `GET /v1/audit/log/checkpoint` serves, once it covers at
+/// least `size` entries by the gateway's own key (bounded: 10 s).
+pub async fn served_checkpoint(gw: &TestGateway, size: u64) -> String {
+    use credgate::audit::checkpoint::CheckpointVerifier;
+    let verifier = CheckpointVerifier::from_verifier_key(&gw.verifier_key).unwrap();
+    let auditor = gw.client("auditor");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = auditor.get("/v1/audit/log/checkpoint").await;
+        if r.status == 200 {
+            let note = String::from_utf8(r.bytes.to_vec()).unwrap();
+            if verifier.verify(&note).unwrap().size >= size {
+                return note;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint of size {size} served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
