@@ -1592,6 +1592,78 @@ async fn a_second_process_searches_the_index_without_its_lock() {
     gw.stop().await;
 }
 
+/// A process without a live indexer (`credgate audit search`) that finds
+/// the index lagging behind a running gateway leaves the indexing to the
+/// gateway (it waits while the stored index head moves) instead of
+/// competing with it for the write lock; with no gateway indexing, it
+/// indexes itself after `OTHER_INDEXER_STALL`.
+#[tokio::test]
+async fn a_search_beside_a_gateway_waits_for_its_indexer_and_indexes_alone_without_one() {
+    use sqlx::Connection;
+    let gw = TestGateway::start().await;
+    let other = Store::connect_config(&gw.config).await.unwrap();
+    let q = credgate::store::AuditQuery {
+        org: Some(ids::BANK.into()),
+        limit: 1_000,
+        ..Default::default()
+    };
+    // The gateway's indexer waits `INDEX_DELAY` after each batch: searched
+    // at once, the index lags the log.
+    for _ in 0..20 {
+        bank_query(&gw, "bank", "legal_person", ids::CERAMICS).await;
+    }
+    let (size, _) = gw.store.log_head().await.unwrap();
+    let got = other.audit_query(&q).await.unwrap();
+    assert_eq!(got.len(), 20, "every query is found");
+    assert_eq!(other.indexed_size(), size);
+    assert_eq!(other.indexed_here(), 0, "the gateway indexed, not the tool");
+    let want: Vec<u64> = got.iter().map(|e| e.seq).collect();
+    let config = gw.config.clone();
+    let (_dir, pg_db) = gw.stop_keeping_data().await;
+
+    // No gateway: the index is emptied behind the tool's back (what another
+    // process's `credgate audit reindex` starts with), and the next tool
+    // indexes everything itself, with the same results.
+    let url = config.store.url.clone();
+    if url.starts_with("postgres") {
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query("UPDATE audit_index_head SET size = 0 WHERE id = 1")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM audit_index")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    } else {
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("UPDATE audit_index_head SET size = 0 WHERE id = 1")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM audit_index")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    let alone = Store::connect_config(&config).await.unwrap();
+    let started = std::time::Instant::now();
+    let again = alone.audit_query(&q).await.unwrap();
+    assert!(
+        started.elapsed() >= credgate::store::OTHER_INDEXER_STALL,
+        "it first gave another indexer its chance"
+    );
+    assert_eq!(again.iter().map(|e| e.seq).collect::<Vec<_>>(), want);
+    assert_eq!(
+        alone.indexed_here(),
+        size,
+        "it indexed the whole log itself"
+    );
+    alone.close().await;
+    other.close().await;
+    drop_test_database(pg_db).await;
+}
+
 /// The console's volume chart counts each time bin in one query
 /// (`Store::audit_volume_bins`); it must count exactly what the report's
 /// per-range volume does for every bin: entries on an edge belong to the

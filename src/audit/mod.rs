@@ -616,6 +616,7 @@ impl Indexer {
 fn spawn_indexer(store: Store, health: Arc<AuditHealth>) -> Indexer {
     let (stop, mut stopped) = oneshot::channel::<()>();
     let mut durable = store.subscribe_durable();
+    store.set_live_indexer(true);
     let task = tokio::spawn(async move {
         let mut last_round = false;
         loop {
@@ -657,6 +658,7 @@ fn spawn_indexer(store: Store, health: Arc<AuditHealth>) -> Indexer {
                 break;
             }
         }
+        store.set_live_indexer(false);
     });
     Indexer { stop, task }
 }

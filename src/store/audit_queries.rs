@@ -261,6 +261,20 @@ pub const INDEX_BATCH: u64 = 20_000;
 /// head's read and update, the commit) stays small against 2,048 rows.
 pub const LIVE_INDEX_BATCH: u64 = 2_048;
 
+/// A process without a live indexer of its own (`credgate audit search`)
+/// that finds the index lagging waits for another process's indexer while
+/// the stored index head keeps moving; this long without a move, it
+/// indexes itself. Several times a live indexer's delay after a batch
+/// (100 ms) plus its round, so that a busy gateway beside the tool is not
+/// mistaken for none.
+pub const OTHER_INDEXER_STALL: std::time::Duration = std::time::Duration::from_millis(1_500);
+
+/// The longest such a process waits for another's indexer in all.
+pub const OTHER_INDEXER_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How often the waiting process reads the stored index head.
+const OTHER_INDEXER_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// Length of the subject-hash prefix the `audit_subject` index covers
 /// (the `12` in its migration; with the key id, `k2:` and 9 hex digits).
 const SUBJECT_INDEX_PREFIX: usize = 12;
@@ -442,6 +456,7 @@ impl Store {
                     .await?;
             }
             tx.commit().await?;
+            self.audit.indexed_here.fetch_add(to.saturating_sub(from), std::sync::atomic::Ordering::Relaxed);
             to.max(from)
         });
         self.audit
@@ -501,19 +516,24 @@ impl Store {
     /// Another process may have indexed the entries already (the gateway
     /// beside `credgate audit search`, another node): the stored index head
     /// is read first, without its lock, and the lock is taken only when the
-    /// index really lags. A read-only tool beside a busy gateway then never
-    /// waits for the SQLite write lock to read.
+    /// index really lags. A process that runs no live indexer of its own (a
+    /// CLI tool) then first waits for the one that does, as long as the
+    /// stored head keeps moving ([`OTHER_INDEXER_STALL`], at most
+    /// [`OTHER_INDEXER_WAIT`]): a read-only tool beside a busy gateway never
+    /// competes with it for the SQLite write lock, and indexes itself only
+    /// when no one else is (no gateway running, or a stuck one).
     pub async fn ensure_indexed(&self) -> Result<(), StoreError> {
         let (size, _) = self.log_head().await?;
         if self.indexed_size() < size {
-            let stored: i64 = dispatch!(self, p => {
-                sqlx::query_scalar("SELECT size FROM audit_index_head WHERE id = 1")
-                    .fetch_one(p)
-                    .await?
-            });
-            self.audit
-                .indexed
-                .fetch_max(stored as u64, std::sync::atomic::Ordering::AcqRel);
+            self.read_stored_index_head().await?;
+        }
+        if self.indexed_size() < size
+            && !self
+                .audit
+                .live_indexer
+                .load(std::sync::atomic::Ordering::Acquire)
+        {
+            self.wait_for_other_indexer(size).await?;
         }
         while self
             .audit
@@ -527,6 +547,57 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// The stored index head (read without its lock), folded into this
+    /// process's view; returns it.
+    async fn read_stored_index_head(&self) -> Result<u64, StoreError> {
+        let stored: i64 = dispatch!(self, p => {
+            sqlx::query_scalar("SELECT size FROM audit_index_head WHERE id = 1")
+                .fetch_one(p)
+                .await?
+        });
+        self.audit
+            .indexed
+            .fetch_max(stored as u64, std::sync::atomic::Ordering::AcqRel);
+        Ok(stored as u64)
+    }
+
+    /// Wait while another process's indexer brings the stored index head
+    /// towards `size`: until it gets there, stops moving for
+    /// [`OTHER_INDEXER_STALL`], or [`OTHER_INDEXER_WAIT`] has passed.
+    async fn wait_for_other_indexer(&self, size: u64) -> Result<(), StoreError> {
+        let started = tokio::time::Instant::now();
+        let mut moved = started;
+        let mut last = self.indexed_size();
+        while last < size
+            && moved.elapsed() < OTHER_INDEXER_STALL
+            && started.elapsed() < OTHER_INDEXER_WAIT
+        {
+            tokio::time::sleep(OTHER_INDEXER_POLL).await;
+            let now = self.read_stored_index_head().await?;
+            if now > last {
+                last = now;
+                moved = tokio::time::Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    /// This process runs the live indexer (`AuditLog::start`): its own
+    /// searches index at once instead of waiting for another process.
+    pub fn set_live_indexer(&self, running: bool) {
+        self.audit
+            .live_indexer
+            .store(running, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Entries this process indexed itself (rather than finding them
+    /// indexed by another process).
+    pub fn indexed_here(&self) -> u64 {
+        self.audit
+            .indexed_here
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Drop the index and rebuild it from the log (`credgate audit reindex`).

@@ -229,6 +229,10 @@ pub(crate) struct AuditShared {
     /// ([`audit_queries::IndexRow`]).
     pub(crate) remembered:
         std::sync::Mutex<std::collections::BTreeMap<u64, audit_queries::IndexRow>>,
+    /// This process runs the live indexer (a gateway; not a CLI tool).
+    pub(crate) live_indexer: std::sync::atomic::AtomicBool,
+    /// Entries this process indexed itself (not another process's work).
+    pub(crate) indexed_here: std::sync::atomic::AtomicU64,
 }
 
 /// How long a request waits for a free pool connection by default
@@ -436,6 +440,8 @@ impl Store {
                 indexed: Default::default(),
                 durable: tokio::sync::watch::channel(0).0,
                 remembered: Default::default(),
+                live_indexer: Default::default(),
+                indexed_here: Default::default(),
             }),
             cache,
             gate,
@@ -482,6 +488,8 @@ impl Store {
                 indexed: Default::default(),
                 durable: tokio::sync::watch::channel(0).0,
                 remembered: Default::default(),
+                live_indexer: Default::default(),
+                indexed_here: Default::default(),
             }),
             cache: None,
             gate: None,

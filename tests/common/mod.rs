@@ -301,13 +301,28 @@ impl TestGateway {
         self.shutdown().await;
     }
 
-    async fn shutdown(&mut self) {
+    /// Graceful stop that keeps the data: the directory and, on
+    /// PostgreSQL, the database (drop it with [`drop_test_database`]).
+    #[allow(dead_code)]
+    pub async fn stop_keeping_data(mut self) -> (TempDir, Option<String>) {
+        self.stop_serving().await;
+        self.store.close().await;
+        let pg_db = self.pg_db.take();
+        let dir = std::mem::replace(&mut self.dir, TempDir(PathBuf::new()));
+        (dir, pg_db)
+    }
+
+    async fn stop_serving(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(t) = self.task.take() {
             t.await.unwrap();
         }
+    }
+
+    async fn shutdown(&mut self) {
+        self.stop_serving().await;
         if let Some(db) = self.pg_db.take() {
             self.store.close().await;
             let base = std::env::var("CREDGATE_TEST_DATABASE_URL").unwrap();
