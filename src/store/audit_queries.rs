@@ -459,9 +459,13 @@ impl Store {
             self.audit.indexed_here.fetch_add(to.saturating_sub(from), std::sync::atomic::Ordering::Relaxed);
             to.max(from)
         });
+        // Stored, not maximised: the stored head is the truth, and it goes
+        // down when another process rebuilds the index (`reindex`). A view
+        // below the truth costs one more round; above it, a search would
+        // miss what the rebuild has not reached yet.
         self.audit
             .indexed
-            .fetch_max(done, std::sync::atomic::Ordering::AcqRel);
+            .store(done, std::sync::atomic::Ordering::Release);
         Ok((done, size))
     }
 
@@ -524,9 +528,10 @@ impl Store {
     /// when no one else is (no gateway running, or a stuck one).
     pub async fn ensure_indexed(&self) -> Result<(), StoreError> {
         let (size, _) = self.log_head().await?;
-        if self.indexed_size() < size {
-            self.read_stored_index_head().await?;
-        }
+        // Read every time (one small query per search): another process
+        // may have emptied the index to rebuild it since this one last
+        // looked.
+        self.read_stored_index_head().await?;
         if self.indexed_size() < size
             && !self
                 .audit
@@ -549,7 +554,7 @@ impl Store {
         Ok(())
     }
 
-    /// The stored index head (read without its lock), folded into this
+    /// The stored index head (read without its lock), which becomes this
     /// process's view; returns it.
     async fn read_stored_index_head(&self) -> Result<u64, StoreError> {
         let stored: i64 = dispatch!(self, p => {
@@ -559,7 +564,7 @@ impl Store {
         });
         self.audit
             .indexed
-            .fetch_max(stored as u64, std::sync::atomic::Ordering::AcqRel);
+            .store(stored as u64, std::sync::atomic::Ordering::Release);
         Ok(stored as u64)
     }
 
