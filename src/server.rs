@@ -167,7 +167,7 @@ impl Gateway {
             .node_id
             .clone()
             .unwrap_or_else(|| cfg.server.gateway_id.clone());
-        recover_outbox(&store, &audit_log, &node_id).await?;
+        recover_outbox(&store, &audit_log, &node_id, lock.is_some()).await?;
         let limits = AnomalyLimits {
             default_distinct_subjects_per_hour: cfg.server.quota_distinct_subjects_per_hour,
             enforce_quota: cfg.server.quota_enforce,
@@ -274,14 +274,21 @@ async fn finish(
 /// request id the log's tail does not hold is appended, then every row is
 /// cleared. Runs before any socket is bound.
 ///
-/// Only this node's rows (the entry's `gateway` is `node_id`): with several
-/// nodes on one PostgreSQL, another node's row may belong to a request that
-/// node is still handling; a crashed node's rows are recovered when it
-/// restarts under its `server.node_id`.
+/// With `exclusive` (an embedded store, held under its [`DataDirLock`]:
+/// no other process serves from it) every row is recovered, whatever
+/// gateway name its entry carries: one left by this store's earlier
+/// process under another `server.gateway_id` or `server.node_id` would
+/// otherwise wait forever. On a shared PostgreSQL store only this node's
+/// rows are (the entry's `gateway` is `node_id`): another node's row may
+/// belong to a request that node is still handling, and a crashed node's
+/// rows are recovered when it restarts under its `server.node_id`; the
+/// start warns about other nodes' rows, naming each node, so that one that
+/// never returns is noticed.
 pub async fn recover_outbox(
     store: &Store,
     log: &AuditLog,
     node_id: &str,
+    exclusive: bool,
 ) -> Result<usize, StartError> {
     let corrupt = |rid: &str, what: String| {
         StartError::Store(crate::store::StoreError::Corrupt(format!(
@@ -289,12 +296,22 @@ pub async fn recover_outbox(
         )))
     };
     let mut pending = Vec::new();
+    let mut others = std::collections::BTreeMap::<String, usize>::new();
     for p in store.outbox_pending().await? {
         let entry = audit::AuditEntry::parse(&p.entry)
             .map_err(|e| corrupt(&p.request_id, format!("does not parse: {e}")))?;
-        if entry.gateway == node_id {
+        if exclusive || entry.gateway == node_id {
             pending.push((p, entry));
+        } else {
+            *others.entry(entry.gateway).or_default() += 1;
         }
+    }
+    for (node, rows) in &others {
+        tracing::warn!(
+            %node,
+            rows,
+            "audit outbox rows of another node (requests in flight there, or left by its crash): a crashed node's changes get their log entries when it starts again under the same server.node_id"
+        );
     }
     let Some(first) = pending.iter().map(|(p, _)| p.log_size).min() else {
         return Ok(0);

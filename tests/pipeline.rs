@@ -844,6 +844,85 @@ async fn a_crash_between_commit_and_append_is_audited_at_restart() {
     drop_test_database(pg).await;
 }
 
+/// An embedded store is served by one process at a time (its lock), so a
+/// row left by the store's earlier process is recovered whatever gateway
+/// name its entry carries (`server.gateway_id` renamed after a crash). On
+/// a shared PostgreSQL store another node's row may belong to a request
+/// that node is handling: it stays for that node.
+#[tokio::test]
+async fn an_embedded_store_recovers_rows_left_under_another_gateway_name() {
+    use credgate::store::{AuditIntent, NewRecord};
+    let dir = TempDir::new("outbox-renamed");
+    let (url, pg) = test_database(&dir.0).await;
+    let cfg = config(&dir.0, &url);
+    let earlier = AuditEntry {
+        v: credgate::audit::ENTRY_VERSION,
+        ts: "2026-12-01T08:00:00.000Z".into(),
+        request_id: "r-renamed".into(),
+        gateway: "credgate-before-the-rename".into(),
+        org: Some(ids::DEPARTMENT.into()),
+        cert_fp: Some("ab".repeat(32)),
+        action: "submit_records".into(),
+        subject_type: Some("legal_person".into()),
+        subject: Some(format!("k1:{}", "cd".repeat(32))),
+        purpose: None,
+        consent: None,
+        fields: vec![],
+        records: 1,
+        status: 201,
+        outcome: "ok".into(),
+        policy: Some("0123456789abcdef0123456789abcdef".into()),
+    };
+    assert_ne!(earlier.gateway, cfg.server.gateway_id);
+    let listeners = || async {
+        (
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        )
+    };
+    // First life, under the earlier name: the change commits, the "crash"
+    // comes before its append.
+    let gw = credgate::server::Gateway::build(&cfg).await.unwrap();
+    let store = gw.app().store.clone();
+    let record = NewRecord {
+        subject: credgate::ids::SubjectId::parse("legal_person", ids::CHEM).unwrap(),
+        item: "admin_licence".into(),
+        provider: ids::DEPARTMENT.into(),
+        data: serde_json::from_value(json!({"licence_no": "R1"})).unwrap(),
+        terms: None,
+    };
+    let intent = AuditIntent::new(&earlier.request_id, 0, earlier.canonical());
+    store
+        .insert_records(&[record], &intent, &earlier.ts)
+        .await
+        .unwrap();
+    let (l, a) = listeners().await;
+    credgate::server::run(l, a, gw, async {}).await.unwrap();
+
+    // Second life, under this config's name.
+    let gw = credgate::server::Gateway::build(&cfg).await.unwrap();
+    let store = gw.app().store.clone();
+    let logged: Vec<AuditEntry> = audit_entries(&store)
+        .await
+        .into_iter()
+        .filter(|e| e.request_id == earlier.request_id)
+        .collect();
+    let pending = store.outbox_pending().await.unwrap();
+    if url.starts_with("postgres") {
+        assert!(
+            logged.is_empty(),
+            "another node's row is that node's to recover"
+        );
+        assert_eq!(pending.len(), 1);
+    } else {
+        assert_eq!(logged, [earlier], "the change has its one entry, unchanged");
+        assert!(pending.is_empty());
+    }
+    let (l, a) = listeners().await;
+    credgate::server::run(l, a, gw, async {}).await.unwrap();
+    drop_test_database(pg).await;
+}
+
 /// Every committed submission leaves no outbox row behind once answered.
 #[tokio::test]
 async fn answered_submissions_leave_the_outbox_empty() {
