@@ -122,23 +122,42 @@ rss_of() { # summed VmRSS in MB
   echo $((total / 1024))
 }
 
+busy_ticks() { # "busy total" jiffies of all CPUs (/proc/stat; idle and iowait are not busy)
+  awk '$1 == "cpu" {t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t}' /proc/stat
+}
+busy_pct() { # percent of all CPUs busy between two busy_ticks readings
+  echo "$1 $2" | awk '{d = $4 - $2; printf "%.0f", (d > 0 ? 100 * ($3 - $1) / d : 0)}'
+}
+# Run a command; write the CPU seconds it and its children used to $1.
+# The load generator shares the cores: its share bounds what is left.
+cpu_timed() {
+  local out=$1; shift
+  python3 -c 'import resource, subprocess, sys
+rc = subprocess.call(sys.argv[2:])
+r = resource.getrusage(resource.RUSAGE_CHILDREN)
+open(sys.argv[1], "w").write(str(r.ru_utime + r.ru_stime))
+sys.exit(rc)' "$out" "$@"
+}
+
 run() { # name url pid keepalive concurrency
   local name=$1 url=$2 pid=$3 ka=$4 conc=$5 extra=()
   [ "$ka" = no ] && extra+=(--disable-keepalive)
   local cpu0; cpu0=$(cpu_of "$pid")
-  oha --no-tui -z "${dur}s" -c "$conc" -m POST -H 'content-type: application/json' -d "$body" \
+  local b0; b0=$(busy_ticks)
+  cpu_timed "$work/load-cpu" oha --no-tui -z "${dur}s" -c "$conc" -m POST -H 'content-type: application/json' -d "$body" \
       "${tls[@]}" "${extra[@]}" --output-format json "$url" > "$work/oha-$name-$ka-$conc.json" 2>/dev/null
   local cpu1; cpu1=$(cpu_of "$pid")
-  python3 - "$work/oha-$name-$ka-$conc.json" "$name" "$ka" "$conc" "$(echo "$cpu1 - $cpu0" | bc)" "$(rss_of "$pid")" "$dur" <<'PY'
+  local busy; busy=$(busy_pct "$b0" "$(busy_ticks)")
+  python3 - "$work/oha-$name-$ka-$conc.json" "$name" "$ka" "$conc" "$(echo "$cpu1 - $cpu0" | bc)" "$(rss_of "$pid")" "$dur" "$(cat "$work/load-cpu")" "$busy" <<'PY'
 import json, sys
-f, name, ka, conc, cpu, rss, dur = sys.argv[1:]
+f, name, ka, conc, cpu, rss, dur, load, busy = sys.argv[1:]
 d = json.load(open(f))
 s = d["summary"]; p = d["latencyPercentiles"]
 codes = d.get("statusCodeDistribution", {})
 ok = sum(v for k, v in codes.items() if k.startswith("2"))
 total = sum(codes.values()) or 1
 ms = lambda v: f"{(v or 0) * 1000:.2f}"
-print(f"{name:8} {ka:4} {conc:>5} {s['requestsPerSec']:>10.0f} {ms(p.get('p50')):>8} {ms(p.get('p99')):>8} {ms(p.get('p99.9')):>8} {float(cpu)/float(dur):>6.2f} {rss:>6}  {100*ok/total:5.1f}%")
+print(f"{name:8} {ka:4} {conc:>5} {s['requestsPerSec']:>10.0f} {ms(p.get('p50')):>8} {ms(p.get('p99')):>8} {ms(p.get('p99.9')):>8} {float(cpu)/float(dur):>6.2f} {rss:>6}  {100*ok/total:5.1f}% {float(load)/float(dur):>6.2f} {busy:>5}%")
 with open(f + ".rps", "w") as out:
     out.write(str(s["requestsPerSec"]))
 PY
@@ -154,7 +173,8 @@ wait "$idle_pid" || true
 echo
 echo "RSS with 1,000 open idle mTLS connections: ${idle_rss} MB"
 echo "response body: $size bytes; duration ${dur}s per run; $(nproc) cores; $(uname -r)"
-printf '%-8s %-4s %5s %10s %8s %8s %8s %6s %6s  %s\n' server keep conc req/s p50ms p99ms p99.9ms cores rssMB 2xx
+echo "cores: the server's CPU; load: oha's CPU (same cores); busy: all CPUs over the run"
+printf '%-8s %-4s %5s %10s %8s %8s %8s %6s %6s  %6s %6s %6s\n' server keep conc req/s p50ms p99ms p99.9ms cores rssMB 2xx load busy
 for conc in $concurrencies; do
   run credgate "$url_gw" "$gw_pid" yes "$conc"
   run nginx "$url_ng" "$ng_pid" yes "$conc"
