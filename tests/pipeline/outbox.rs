@@ -1,21 +1,16 @@
 //! The audit outbox: a crash between commit and append audited at restart, rows of another gateway name, a change whose entry failed logged once the log recovers, a panicking writer reopened, and a gateway closed without serving.
 
 use super::*;
+use credgate::store::{AuditIntent, NewRecord};
 
-/// What a crash between a change's commit and its log append leaves behind
-/// (records plus their outbox row, no entry) is audited at the next start,
-/// once; an outbox row whose entry did reach the log is not appended again.
-#[tokio::test]
-async fn a_crash_between_commit_and_append_is_audited_at_restart() {
-    use credgate::store::{AuditIntent, NewRecord};
-    let dir = TempDir::new("outbox");
-    let (url, pg) = test_database(&dir.0).await;
-    let cfg = config(&dir.0, &url);
-    let entry = |rid: &str| AuditEntry {
+/// The entry of a one-record submission `rid` by the department, as
+/// gateway `gateway` writes it into the outbox.
+fn submission_entry(rid: &str, gateway: &str) -> AuditEntry {
+    AuditEntry {
         v: credgate::audit::ENTRY_VERSION,
         ts: "2026-12-01T08:00:00.000Z".into(),
         request_id: rid.into(),
-        gateway: cfg.server.gateway_id.clone(),
+        gateway: gateway.into(),
         org: Some(ids::DEPARTMENT.into()),
         cert_fp: Some("ab".repeat(32)),
         action: "submit_records".into(),
@@ -28,20 +23,38 @@ async fn a_crash_between_commit_and_append_is_audited_at_restart() {
         status: 201,
         outcome: "ok".into(),
         policy: Some("0123456789abcdef0123456789abcdef".into()),
-    };
-    let record = || NewRecord {
+    }
+}
+
+/// A licence record of the chemical company with number `licence`.
+fn licence_record(licence: &str) -> NewRecord {
+    NewRecord {
         subject: credgate::ids::SubjectId::parse("legal_person", ids::CHEM).unwrap(),
         item: "admin_licence".into(),
         provider: ids::DEPARTMENT.into(),
-        data: serde_json::from_value(json!({"licence_no": "C1"})).unwrap(),
+        data: serde_json::from_value(json!({"licence_no": licence})).unwrap(),
         terms: None,
-    };
-    let listeners = || async {
-        (
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        )
-    };
+    }
+}
+
+/// A listener and an admin listener on free loopback ports.
+async fn listeners() -> (tokio::net::TcpListener, tokio::net::TcpListener) {
+    (
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+}
+
+/// What a crash between a change's commit and its log append leaves behind
+/// (records plus their outbox row, no entry) is audited at the next start,
+/// once; an outbox row whose entry did reach the log is not appended again.
+#[tokio::test]
+async fn a_crash_between_commit_and_append_is_audited_at_restart() {
+    let dir = TempDir::new("outbox");
+    let (url, pg) = test_database(&dir.0).await;
+    let cfg = config(&dir.0, &url);
+    let entry = |rid: &str| submission_entry(rid, &cfg.server.gateway_id);
+    let record = || licence_record("C1");
     // First life: two submissions commit; only the second reaches the log
     // before the "crash" (the first's append never happens).
     let gw = credgate::server::Gateway::build(&cfg).await.unwrap();
@@ -94,49 +107,18 @@ async fn a_crash_between_commit_and_append_is_audited_at_restart() {
 /// that node is handling: it stays for that node.
 #[tokio::test]
 async fn an_embedded_store_recovers_rows_left_under_another_gateway_name() {
-    use credgate::store::{AuditIntent, NewRecord};
     let dir = TempDir::new("outbox-renamed");
     let (url, pg) = test_database(&dir.0).await;
     let cfg = config(&dir.0, &url);
-    let earlier = AuditEntry {
-        v: credgate::audit::ENTRY_VERSION,
-        ts: "2026-12-01T08:00:00.000Z".into(),
-        request_id: "r-renamed".into(),
-        gateway: "credgate-before-the-rename".into(),
-        org: Some(ids::DEPARTMENT.into()),
-        cert_fp: Some("ab".repeat(32)),
-        action: "submit_records".into(),
-        subject_type: Some("legal_person".into()),
-        subject: Some(format!("k1:{}", "cd".repeat(32))),
-        purpose: None,
-        consent: None,
-        fields: vec![],
-        records: 1,
-        status: 201,
-        outcome: "ok".into(),
-        policy: Some("0123456789abcdef0123456789abcdef".into()),
-    };
+    let earlier = submission_entry("r-renamed", "credgate-before-the-rename");
     assert_ne!(earlier.gateway, cfg.server.gateway_id);
-    let listeners = || async {
-        (
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-            tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        )
-    };
     // First life, under the earlier name: the change commits, the "crash"
     // comes before its append.
     let gw = credgate::server::Gateway::build(&cfg).await.unwrap();
     let store = gw.app().store.clone();
-    let record = NewRecord {
-        subject: credgate::ids::SubjectId::parse("legal_person", ids::CHEM).unwrap(),
-        item: "admin_licence".into(),
-        provider: ids::DEPARTMENT.into(),
-        data: serde_json::from_value(json!({"licence_no": "R1"})).unwrap(),
-        terms: None,
-    };
     let intent = AuditIntent::new(&earlier.request_id, 0, earlier.canonical());
     store
-        .insert_records(&[record], &intent, &earlier.ts)
+        .insert_records(&[licence_record("R1")], &intent, &earlier.ts)
         .await
         .unwrap();
     let (l, a) = listeners().await;
