@@ -169,7 +169,7 @@ async fn a_search_beside_a_gateway_waits_for_its_indexer_and_indexes_alone_witho
     // No gateway: the index is emptied behind the tool's back (what another
     // process's `credgate audit reindex` starts with), and the next tool
     // indexes everything itself, with the same results.
-    empty_index(&config.store.url).await;
+    empty_index(&config).await;
     let alone = Store::connect_config(&config).await.unwrap();
     let started = std::time::Instant::now();
     let again = alone.audit_query(&q).await.unwrap();
@@ -216,7 +216,7 @@ async fn a_gateway_search_while_another_process_rebuilds_the_index_is_complete()
     let (size, _) = gw.store.log_head().await.unwrap();
     assert_eq!(gw.store.indexed_size(), size);
 
-    empty_index(&gw.config.store.url).await;
+    empty_index(&gw.config).await;
     let got: Vec<u64> = gw
         .store
         .audit_query(&q)

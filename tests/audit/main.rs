@@ -252,23 +252,14 @@ async fn all_views(gw: &TestGateway) -> Vec<Value> {
     out
 }
 
-/// Empty the search index behind every gateway's back: what
-/// `Store::reindex` in another process does first.
-async fn empty_index(url: &str) {
-    use sqlx::Connection;
-    let reset = [
-        "UPDATE audit_index_head SET size = 0 WHERE id = 1",
-        "DELETE FROM audit_index",
-    ];
-    if url.starts_with("postgres") {
-        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-        for sql in reset {
-            sqlx::query(sql).execute(&mut c).await.unwrap();
-        }
-    } else {
-        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
-        for sql in reset {
-            sqlx::query(sql).execute(&mut c).await.unwrap();
-        }
-    }
+/// Empty the search index behind every gateway's back, from a store of
+/// its own: what `Store::reindex` in another process does first.
+async fn empty_index(config: &credgate::config::Config) {
+    let other = Store::connect_config(config).await.unwrap();
+    other
+        .execute_raw("UPDATE audit_index_head SET size = 0 WHERE id = 1")
+        .await
+        .unwrap();
+    other.execute_raw("DELETE FROM audit_index").await.unwrap();
+    other.close().await;
 }
