@@ -540,28 +540,25 @@ impl Config {
                     .into(),
             );
         }
-        for (what, p) in [
-            ("tls.ca", &self.tls.ca),
-            ("tls.cert", &self.tls.cert),
-            ("tls.key", &self.tls.key),
-            ("audit.checkpoint_key_file", &a.checkpoint_key_file),
-        ] {
-            if !p.is_file() {
-                return Err(format!("{what}: {} does not exist", p.display()));
-            }
-        }
         if a.checkpoint_cosign_key_files.len() > credlog::checkpoint::MAX_COSIGNERS {
             return Err(format!(
                 "audit.checkpoint_cosign_key_files: at most {} keys",
                 credlog::checkpoint::MAX_COSIGNERS
             ));
         }
-        for p in &a.checkpoint_cosign_key_files {
+        let files = [
+            ("tls.ca", &self.tls.ca),
+            ("tls.cert", &self.tls.cert),
+            ("tls.key", &self.tls.key),
+            ("audit.checkpoint_key_file", &a.checkpoint_key_file),
+        ];
+        let cosign = a
+            .checkpoint_cosign_key_files
+            .iter()
+            .map(|p| ("audit.checkpoint_cosign_key_files", p));
+        for (what, p) in files.into_iter().chain(cosign) {
             if !p.is_file() {
-                return Err(format!(
-                    "audit.checkpoint_cosign_key_files: {} does not exist",
-                    p.display()
-                ));
+                return Err(format!("{what}: {} does not exist", p.display()));
             }
         }
         self.policy.read_mask_keys().map_err(|e| e.to_string())?;

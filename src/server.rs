@@ -180,10 +180,7 @@ impl Gateway {
             audit_log,
             SubjectHasher::with_keys(&subject_keys),
             metrics,
-            cfg.server
-                .node_id
-                .clone()
-                .unwrap_or_else(|| cfg.server.gateway_id.clone()),
+            node_id,
             cfg.server.max_body_bytes,
             consent.verifier,
         );
